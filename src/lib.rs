@@ -1,0 +1,25 @@
+//! grant-sigv4: an Envoy proxy-wasm filter that signs outgoing AWS requests with SigV4,
+//! using an access key fetched from a Vault-compatible store by grant id.
+//!
+//! The pure core (no proxy-wasm types, tested natively):
+//! - [`sigv4`]: canonical request, string to sign, signing key, `Authorization`.
+//! - [`aws_host`]: AWS service (signing name) and region from `:authority`.
+//! - [`vault`]: grant id rules, the vault request path and the vault answer parser.
+//! - [`config`]: the plugin configuration.
+//! - [`cache`]: the per-grant credential cache policy.
+//! - [`request`]: what to do with one request: which headers to strip, which to sign,
+//!   which payload hash to use, or which local error to answer.
+//! - [`errors`]: local error replies.
+//!
+//! The glue ([`filter`], [`hostcalls`]) only moves bytes between Envoy and that core.
+
+pub mod aws_host;
+pub mod cache;
+pub mod config;
+mod endpoints_table;
+pub mod errors;
+pub mod filter;
+pub mod hostcalls;
+pub mod request;
+pub mod sigv4;
+pub mod vault;
