@@ -1,5 +1,31 @@
 //! AWS service signing name and region from a request's `:authority`.
-//! (Stub: the full implementation replaces this file; the public API below is the contract.)
+//!
+//! This is a security boundary: a host is accepted only when its name ends with the DNS suffix
+//! of an AWS partition (`amazonaws.com`, `amazonaws.com.cn`, `api.aws`, `on.aws`, ... — the
+//! list in the generated `endpoints_table`, from botocore's `partitions.json` and rule sets).
+//! Everything else is [`HostError::NotAws`].
+//!
+//! Strictness of the authority: no userinfo, no IP literal, ASCII letters, digits, `-` and `.`
+//! only, no empty label, labels of at most 63 characters not starting or ending with `-`, at
+//! most 253 characters. **A trailing dot is refused** ([`HostError::Malformed`]): signing the
+//! name without it while the request goes to the name with it is a mismatch we do not need.
+//! The port, when present, is 1–65535 in decimal.
+//!
+//! How the signing name and region are found, in order (all lookups are binary searches in
+//! static tables generated from botocore's data, no allocation but the lowercased host):
+//! 1. exact global hosts (`iam.amazonaws.com` → iam/us-east-1, `route53.amazonaws.com.cn`, ...);
+//! 2. S3 forms that rule sets do not spell out: the legacy global endpoint `[BUCKET.]s3.amazonaws.com`
+//!    (us-east-1), `s3-external-1`, the dash forms `s3-REGION`, `s3-website-REGION`,
+//!    `s3-fips-REGION`, Multi-Region Access Points (`*.s3-global.*`, SigV4A: refused) and
+//!    S3 Express zonal endpoints `s3express-AZ.REGION`;
+//! 3. global hosts below customer labels (`BUCKET.s3-accelerate.amazonaws.com` — the region is
+//!    the bucket's and is not in the host: [`HostError::RegionUnknown`]);
+//! 4. regional forms `[CUSTOMER.]PREFIX.REGION.SUFFIX`, also with `.dualstack`, `-fips`,
+//!    `fips.` and PrivateLink `.vpce.` (`vpce-ID[-AZ].PREFIX.REGION.vpce.amazonaws.com`);
+//!    the longest known endpoint prefix wins (`runtime.sagemaker` → sagemaker);
+//! 5. region-first forms `NAME.REGION.es.SUFFIX` (OpenSearch domains) and `.aoss.`.
+
+use crate::endpoints_table::{self as table, Auth};
 
 /// What a host name tells us.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,21 +42,514 @@ pub struct AwsEndpoint {
 /// Why a host is refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HostError {
-    /// Not a host name under an AWS partition DNS suffix.
+    /// Not a host name of a known AWS endpoint under an AWS partition DNS suffix.
     NotAws(String),
-    /// Unparseable authority (empty, userinfo, bad port, bad characters).
+    /// Unparseable authority (empty, userinfo, bad port, bad characters, trailing dot).
     Malformed(String),
+    /// An AWS endpoint that is not signed with SigV4 (SigV4A only, bearer token, SigV2).
+    NotSigV4(String),
+    /// An AWS endpoint whose signing region is not in the host name (S3 Transfer
+    /// Acceleration: the bucket's region).
+    RegionUnknown(String),
 }
+
+impl std::fmt::Display for HostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostError::NotAws(h) => write!(f, "not a known AWS endpoint: {h}"),
+            HostError::Malformed(h) => write!(f, "malformed authority: {h}"),
+            HostError::NotSigV4(h) => write!(f, "AWS endpoint not signed with SigV4: {h}"),
+            HostError::RegionUnknown(h) => {
+                write!(
+                    f,
+                    "AWS endpoint whose signing region is not in the host: {h}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for HostError {}
+
+/// The botocore version the endpoint tables were generated from.
+pub const BOTOCORE_VERSION: &str = table::BOTOCORE_VERSION;
 
 /// Parse `:authority` (`host[:port]`). `scheme` is `http` or `https` (the default port of
 /// which is dropped from [`AwsEndpoint::host`]).
 pub fn parse_authority(authority: &str, scheme: &str) -> Result<AwsEndpoint, HostError> {
-    let _ = scheme;
-    Err(HostError::NotAws(authority.to_string()))
+    let malformed = || HostError::Malformed(authority.to_string());
+    if authority.is_empty() || authority.contains('@') {
+        return Err(malformed());
+    }
+    if authority.starts_with('[') {
+        return Err(HostError::NotAws(authority.to_string()));
+    }
+    let (host, port) = match authority.split_once(':') {
+        None => (authority, None),
+        Some((h, p)) => (h, Some(parse_port(p).ok_or_else(malformed)?)),
+    };
+    if !valid_host_syntax(host) {
+        return Err(malformed());
+    }
+    let lower = host.to_ascii_lowercase();
+    let (signing_name, region) = resolve(&lower)?;
+    let default_port = match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    };
+    let mut out_host = lower;
+    if let Some(p) = port {
+        if Some(p) != default_port {
+            out_host.push(':');
+            out_host.push_str(&p.to_string());
+        }
+    }
+    Ok(AwsEndpoint {
+        signing_name: signing_name.to_string(),
+        region,
+        host: out_host,
+    })
 }
 
 /// Whether this signing name follows S3's rules (UNSIGNED-PAYLOAD allowed, no path
 /// normalization, single encoding).
 pub fn is_s3_family(signing_name: &str) -> bool {
-    matches!(signing_name, "s3" | "s3-object-lambda" | "s3-outposts" | "s3express")
+    matches!(
+        signing_name,
+        "s3" | "s3-object-lambda" | "s3-outposts" | "s3express"
+    )
+}
+
+/// Whether `host` (lowercase, without port) ends with an AWS partition DNS suffix, with at
+/// least one label before it.
+pub fn has_aws_suffix(host: &str) -> bool {
+    split_suffix(host).is_some()
+}
+
+fn parse_port(p: &str) -> Option<u16> {
+    if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match p.parse::<u32>() {
+        Ok(n) if (1..=65535).contains(&n) => u16::try_from(n).ok(),
+        _ => None,
+    }
+}
+
+fn valid_host_syntax(host: &str) -> bool {
+    if host.is_empty() || host.len() > 253 {
+        return false;
+    }
+    host.split('.').all(|label| {
+        let b = label.as_bytes();
+        !b.is_empty()
+            && b.len() <= 63
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+            && b.first() != Some(&b'-')
+            && b.last() != Some(&b'-')
+    })
+}
+
+/// `(labels before the suffix, region prefixes of the suffix, suffix)`.
+fn split_suffix(host: &str) -> Option<(&str, &'static [&'static str], &'static str)> {
+    for (sfx, prefixes) in table::SUFFIXES {
+        if let Some(rest) = host.strip_suffix(sfx) {
+            if let Some(rest) = rest.strip_suffix('.') {
+                if !rest.is_empty() {
+                    return Some((rest, prefixes, sfx));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// `PREFIX-WORD-DIGITS` with PREFIX one of the suffix's region prefixes (`us`, `us-gov`, ...).
+fn is_region(label: &str, prefixes: &[&str]) -> bool {
+    prefixes.iter().any(|p| {
+        let Some(rest) = label.strip_prefix(p).and_then(|r| r.strip_prefix('-')) else {
+            return false;
+        };
+        let Some((word, digits)) = rest.rsplit_once('-') else {
+            return false;
+        };
+        !word.is_empty()
+            && word.bytes().all(|c| c.is_ascii_alphanumeric())
+            && !digits.is_empty()
+            && digits.bytes().all(|c| c.is_ascii_digit())
+    })
+}
+
+fn lookup2(table: &'static [(&'static str, &'static str)], key: &str) -> Option<&'static str> {
+    table
+        .binary_search_by(|(k, _)| (*k).cmp(key))
+        .ok()
+        .and_then(|i| table.get(i))
+        .map(|(_, v)| *v)
+}
+
+type Global = (&'static str, &'static str, &'static str, Auth);
+
+fn lookup_global(table: &'static [Global], key: &str) -> Option<&'static Global> {
+    table
+        .binary_search_by(|(k, ..)| (*k).cmp(key))
+        .ok()
+        .and_then(|i| table.get(i))
+}
+
+fn global_result(host: &str, g: &Global) -> Result<(&'static str, String), HostError> {
+    match g.3 {
+        Auth::SigV4 => Ok((g.1, g.2.to_string())),
+        Auth::RegionUnknown => Err(HostError::RegionUnknown(host.to_string())),
+        Auth::NotSigV4 => Err(HostError::NotSigV4(host.to_string())),
+    }
+}
+
+fn not_aws(host: &str) -> HostError {
+    HostError::NotAws(host.to_string())
+}
+
+/// Signing name and region of a syntactically valid, lowercase host without port.
+fn resolve(host: &str) -> Result<(&'static str, String), HostError> {
+    let Some((rest, prefixes, sfx)) = split_suffix(host) else {
+        return Err(not_aws(host));
+    };
+    // 1. exact global hosts
+    if let Some(g) = lookup_global(table::GLOBAL_HOSTS, host) {
+        return global_result(host, g);
+    }
+    let (left, last) = match rest.rsplit_once('.') {
+        Some((l, r)) => (Some(l), r),
+        None => (None, rest),
+    };
+    // 2. S3 forms not spelled out by the rule sets
+    if let Some(r) = s3_special(host, last, prefixes, sfx) {
+        return r;
+    }
+    // 3. global hosts below customer labels
+    let mut tail = rest;
+    while let Some((_, t)) = tail.split_once('.') {
+        tail = t;
+        let key_len = tail.len() + 1 + sfx.len();
+        if let Some(key) = host.len().checked_sub(key_len).and_then(|s| host.get(s..)) {
+            if let Some(g) = lookup_global(table::GLOBAL_WILDCARDS, key) {
+                return global_result(host, g);
+            }
+        }
+    }
+    // 4. regional forms (PrivateLink: `.REGION.vpce.amazonaws.com[.cn]`)
+    let (left, last) = match (left, last) {
+        (Some(l), "vpce") if sfx.starts_with("amazonaws.com") => match l.rsplit_once('.') {
+            Some((l2, r2)) => (Some(l2), r2),
+            None => return Err(not_aws(host)),
+        },
+        _ => (left, last),
+    };
+    if is_region(last, prefixes) {
+        let Some(before) = left else {
+            return Err(not_aws(host));
+        };
+        let before = before.strip_suffix(".dualstack").unwrap_or(before);
+        if before == "dualstack" {
+            return Err(not_aws(host));
+        }
+        return match regional_prefix(before) {
+            Some(Ok(name)) => Ok((name, last.to_string())),
+            Some(Err(())) => Err(HostError::NotSigV4(host.to_string())),
+            None => Err(not_aws(host)),
+        };
+    }
+    // 5. region-first forms: NAME.REGION.es.SUFFIX
+    if let (Some(name), Some(l)) = (lookup2(table::REGION_FIRST, last), left) {
+        let (customer, region) = match l.rsplit_once('.') {
+            Some((c, r)) => (Some(c), r),
+            None => (None, l),
+        };
+        if customer.is_some() && is_region(region, prefixes) {
+            return Ok((name, region.to_string()));
+        }
+    }
+    Err(not_aws(host))
+}
+
+/// The signing name of the longest known endpoint prefix ending `labels` (the labels before
+/// the region, `.dualstack` already removed). `Some(Err)` for prefixes not signed with SigV4.
+fn regional_prefix(labels: &str) -> Option<Result<&'static str, ()>> {
+    // candidate start offsets, longest first (at most 4 labels: the table's keys have ≤ 3,
+    // plus a `fips.` label)
+    let mut starts = [0usize; 4];
+    let mut n = 0;
+    let bytes = labels.as_bytes();
+    let mut i = labels.len();
+    while n < starts.len() {
+        match bytes
+            .get(..i)
+            .and_then(|b| b.iter().rposition(|c| *c == b'.'))
+        {
+            Some(dot) => {
+                if let Some(s) = starts.get_mut(n) {
+                    *s = dot + 1;
+                }
+                n += 1;
+                i = dot;
+            }
+            None => {
+                if let Some(s) = starts.get_mut(n) {
+                    *s = 0;
+                }
+                n += 1;
+                break;
+            }
+        }
+    }
+    for start in starts.iter().take(n).rev() {
+        let Some(cand) = labels.get(*start..) else {
+            continue;
+        };
+        let cand = cand.strip_prefix("fips.").unwrap_or(cand);
+        let cand = cand.strip_suffix("-fips").unwrap_or(cand);
+        if cand.is_empty() {
+            continue;
+        }
+        if let Some(name) = lookup2(table::PREFIXES, cand) {
+            return Some(Ok(name));
+        }
+        if table::NOT_SIGV4_PREFIXES.binary_search(&cand).is_ok() {
+            return Some(Err(()));
+        }
+    }
+    // S3 Express zonal endpoints: BUCKET--AZ--x-s3.s3express-AZ.REGION
+    let last = labels.rsplit('.').next().unwrap_or(labels);
+    if last.starts_with("s3express-") {
+        return Some(Ok("s3express"));
+    }
+    None
+}
+
+/// S3 host forms the rule sets do not spell out (documented by AWS).
+fn s3_special(
+    host: &str,
+    last: &str,
+    prefixes: &[&str],
+    sfx: &str,
+) -> Option<Result<(&'static str, String), HostError>> {
+    // Multi-Region Access Points: SigV4A only.
+    if last == "s3-global" {
+        return Some(Err(HostError::NotSigV4(host.to_string())));
+    }
+    if sfx != "amazonaws.com" && sfx != "amazonaws.com.cn" {
+        return None;
+    }
+    // Legacy global endpoint: [BUCKET.]s3.amazonaws.com and s3-external-1 sign in us-east-1.
+    if sfx == "amazonaws.com" && (last == "s3" || last == "s3-external-1") {
+        return Some(Ok(("s3", "us-east-1".to_string())));
+    }
+    // Dash forms: s3-REGION, s3-fips-REGION, s3-website-REGION.
+    let region = last
+        .strip_prefix("s3-website-")
+        .or_else(|| last.strip_prefix("s3-fips-"))
+        .or_else(|| last.strip_prefix("s3-"))?;
+    if is_region(region, prefixes) {
+        return Some(Ok(("s3", region.to_string())));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(authority: &str) -> (String, String, String) {
+        let e = parse_authority(authority, "https").unwrap();
+        (e.signing_name, e.region, e.host)
+    }
+
+    fn pair(authority: &str) -> (String, String) {
+        let (n, r, _) = ok(authority);
+        (n, r)
+    }
+
+    fn p(n: &str, r: &str) -> (String, String) {
+        (n.to_string(), r.to_string())
+    }
+
+    #[test]
+    fn seed_forms() {
+        assert_eq!(pair("s3.us-east-1.amazonaws.com"), p("s3", "us-east-1"));
+        assert_eq!(
+            pair("bedrock-runtime.us-west-2.amazonaws.com"),
+            p("bedrock", "us-west-2")
+        );
+        assert_eq!(
+            pair("my-bucket.s3.us-west-2.amazonaws.com"),
+            p("s3", "us-west-2")
+        );
+        assert_eq!(
+            pair("vpce-xxx.monitoring.us-east-2.vpce.amazonaws.com"),
+            p("monitoring", "us-east-2")
+        );
+        assert_eq!(
+            pair("vpce-xxx-us-east-2c.monitoring.us-east-2.vpce.amazonaws.com"),
+            p("monitoring", "us-east-2")
+        );
+        assert_eq!(
+            pair("s3.us-gov-west-1.amazonaws.com"),
+            p("s3", "us-gov-west-1")
+        );
+    }
+
+    #[test]
+    fn common_services() {
+        assert_eq!(
+            pair("dynamodb.us-east-1.amazonaws.com"),
+            p("dynamodb", "us-east-1")
+        );
+        assert_eq!(pair("sts.us-east-1.amazonaws.com"), p("sts", "us-east-1"));
+        assert_eq!(pair("email.us-east-1.amazonaws.com"), p("ses", "us-east-1"));
+        assert_eq!(
+            pair("runtime.sagemaker.us-east-1.amazonaws.com"),
+            p("sagemaker", "us-east-1")
+        );
+        assert_eq!(pair("iam.amazonaws.com"), p("iam", "us-east-1"));
+        assert_eq!(pair("sts.amazonaws.com"), p("sts", "us-east-1"));
+        assert_eq!(pair("route53.amazonaws.com"), p("route53", "us-east-1"));
+        assert_eq!(
+            pair("cloudfront.amazonaws.com"),
+            p("cloudfront", "us-east-1")
+        );
+        assert_eq!(
+            pair("iam.cn-north-1.amazonaws.com.cn"),
+            p("iam", "cn-north-1")
+        );
+        assert_eq!(
+            pair("ec2.cn-northwest-1.amazonaws.com.cn"),
+            p("ec2", "cn-northwest-1")
+        );
+    }
+
+    #[test]
+    fn s3_forms() {
+        assert_eq!(pair("s3.amazonaws.com"), p("s3", "us-east-1"));
+        assert_eq!(pair("a.b.c.s3.amazonaws.com"), p("s3", "us-east-1"));
+        assert_eq!(
+            pair("my.bucket.s3.eu-west-1.amazonaws.com"),
+            p("s3", "eu-west-1")
+        );
+        assert_eq!(pair("s3-us-west-2.amazonaws.com"), p("s3", "us-west-2"));
+        assert_eq!(
+            pair("b.s3-website-us-west-2.amazonaws.com"),
+            p("s3", "us-west-2")
+        );
+        assert_eq!(
+            pair("b.s3-website.eu-central-1.amazonaws.com"),
+            p("s3", "eu-central-1")
+        );
+        assert_eq!(
+            pair("b.s3.dualstack.us-west-2.amazonaws.com"),
+            p("s3", "us-west-2")
+        );
+        assert_eq!(
+            pair("b.s3-fips.dualstack.us-east-1.amazonaws.com"),
+            p("s3", "us-east-1")
+        );
+        assert_eq!(
+            pair("ap-123456789012.s3-accesspoint.us-west-2.amazonaws.com"),
+            p("s3", "us-west-2")
+        );
+        assert_eq!(
+            pair("123456789012.s3-control.us-west-2.amazonaws.com"),
+            p("s3", "us-west-2")
+        );
+        assert_eq!(
+            pair("bucket.vpce-1a2b3c4d-5e6f.s3.us-east-1.vpce.amazonaws.com"),
+            p("s3", "us-east-1")
+        );
+        assert!(matches!(
+            parse_authority("b.s3-accelerate.amazonaws.com", "https"),
+            Err(HostError::RegionUnknown(_))
+        ));
+        assert!(matches!(
+            parse_authority("x.mrap.accesspoint.s3-global.amazonaws.com", "https"),
+            Err(HostError::NotSigV4(_))
+        ));
+    }
+
+    #[test]
+    fn other_forms() {
+        assert_eq!(
+            pair("abc123.execute-api.us-east-1.amazonaws.com"),
+            p("execute-api", "us-east-1")
+        );
+        assert_eq!(
+            pair("abc.lambda-url.eu-west-1.on.aws"),
+            p("lambda", "eu-west-1")
+        );
+        assert_eq!(
+            pair("search-d-abc.us-east-1.es.amazonaws.com"),
+            p("es", "us-east-1")
+        );
+        assert_eq!(
+            pair("s3.dualstack.us-west-2.amazonaws.com"),
+            p("s3", "us-west-2")
+        );
+        assert_eq!(pair("ec2.us-west-2.api.aws"), p("ec2", "us-west-2"));
+        assert_eq!(
+            pair("kms-fips.us-east-1.amazonaws.com"),
+            p("kms", "us-east-1")
+        );
+    }
+
+    #[test]
+    fn ports_and_case() {
+        assert_eq!(
+            ok("S3.US-EAST-1.AmazonAWS.com:443").2,
+            "s3.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            ok("s3.us-east-1.amazonaws.com:8443").2,
+            "s3.us-east-1.amazonaws.com:8443"
+        );
+        let e = parse_authority("s3.us-east-1.amazonaws.com:80", "http").unwrap();
+        assert_eq!(e.host, "s3.us-east-1.amazonaws.com");
+        let e = parse_authority("s3.us-east-1.amazonaws.com:443", "http").unwrap();
+        assert_eq!(e.host, "s3.us-east-1.amazonaws.com:443");
+    }
+
+    #[test]
+    fn refused() {
+        for bad in [
+            "",
+            "user@s3.us-east-1.amazonaws.com",
+            "s3.us-east-1.amazonaws.com.",
+            "s3.us-east-1.amazonaws.com:",
+            "s3.us-east-1.amazonaws.com:0",
+            "s3.us-east-1.amazonaws.com:65536",
+            "s3.us-east-1.amazonaws.com:+1",
+            "s3..amazonaws.com",
+            "s3.us-east-1.amazonaws.cöm",
+            "s3_x.us-east-1.amazonaws.com",
+        ] {
+            assert!(
+                matches!(parse_authority(bad, "https"), Err(HostError::Malformed(_))),
+                "{bad}"
+            );
+        }
+        for bad in [
+            "s3.amazonaws.com.evil.example",
+            "amazonaws.com",
+            "example.com",
+            "127.0.0.1",
+            "[::1]:443",
+            "evilamazonaws.com",
+            "s3.us-east-1.evil-amazonaws.com",
+            "nosuchservice.us-east-1.amazonaws.com",
+            "s3.xx-east-1.amazonaws.com",
+        ] {
+            assert!(
+                matches!(parse_authority(bad, "https"), Err(HostError::NotAws(_))),
+                "{bad}"
+            );
+        }
+    }
 }

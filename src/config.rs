@@ -1,1 +1,352 @@
-//! config
+//! The plugin configuration: JSON in the Wasm filter's `configuration`, parsed once in
+//! `on_configure`. Every error names the key at fault, so a bad configuration fails plugin
+//! start with a log line that says what to fix.
+//!
+//! ```json
+//! {"grant_header": "x-grant-id",
+//!  "vault": {"cluster": "vault", "authority": "vault", "token": "...",
+//!            "kv_mount": "secret", "path_prefix": "aws/grants/", "timeout_ms": 2000},
+//!  "cache": {"ttl_seconds": 300},
+//!  "s3_payload": "unsigned",
+//!  "max_body_bytes": 8388608}
+//! ```
+
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// How S3 request bodies are covered by the signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum S3Payload {
+    /// `UNSIGNED-PAYLOAD` (default): bodies stream through without buffering.
+    Unsigned,
+    /// The body's SHA-256 is signed (it must be known when the headers arrive).
+    Signed,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct VaultConfig {
+    /// Envoy cluster that reaches the vault.
+    pub cluster: String,
+    /// `:authority` of the callout.
+    pub authority: String,
+    /// Vault token, sent as `X-Vault-Token` on the callout only.
+    pub token: String,
+    /// KV version 2 mount.
+    pub kv_mount: String,
+    /// Prefix of grant paths under the mount.
+    pub path_prefix: String,
+    /// Callout timeout (never 0: Envoy takes 0 as "no timeout").
+    pub timeout_ms: u64,
+}
+
+impl fmt::Debug for VaultConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VaultConfig")
+            .field("cluster", &self.cluster)
+            .field("authority", &self.authority)
+            .field("token", &"<redacted>")
+            .field("kv_mount", &self.kv_mount)
+            .field("path_prefix", &self.path_prefix)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// How long a fetched credential is used before it is fetched again.
+    pub ttl_seconds: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Request header carrying the grant id (lowercase).
+    pub grant_header: String,
+    pub vault: VaultConfig,
+    pub cache: CacheConfig,
+    pub s3_payload: S3Payload,
+    /// Largest request body the filter lets through for services whose body is hashed.
+    pub max_body_bytes: u64,
+}
+
+/// A configuration error, naming the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid plugin configuration: key \"{}\": {}",
+            self.key, self.problem
+        )
+    }
+}
+
+fn err(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_string(),
+        problem: problem.into(),
+    }
+}
+
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Reads the keys of one JSON object, remembering which were used, so that unknown keys
+/// (usually typos) are refused by name.
+struct Obj<'a> {
+    path: String,
+    map: &'a Map<String, Value>,
+    known: Vec<&'static str>,
+}
+
+impl<'a> Obj<'a> {
+    fn new(path: &str, v: &'a Value) -> Result<Self, ConfigError> {
+        match v {
+            Value::Object(map) => Ok(Obj {
+                path: path.to_string(),
+                map,
+                known: Vec::new(),
+            }),
+            _ => Err(err(
+                if path.is_empty() { "(root)" } else { path },
+                "must be a JSON object",
+            )),
+        }
+    }
+
+    fn key(&self, k: &str) -> String {
+        if self.path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{}.{}", self.path, k)
+        }
+    }
+
+    fn get(&mut self, k: &'static str) -> Option<&'a Value> {
+        self.known.push(k);
+        self.map.get(k)
+    }
+
+    fn string(&mut self, k: &'static str, default: Option<&str>) -> Result<String, ConfigError> {
+        match self.get(k) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(Value::String(_)) => Err(err(&self.key(k), "must not be empty")),
+            Some(_) => Err(err(&self.key(k), "must be a string")),
+            None => default
+                .map(str::to_string)
+                .ok_or_else(|| err(&self.key(k), "is required")),
+        }
+    }
+
+    fn uint(
+        &mut self,
+        k: &'static str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
+        match self.get(k) {
+            None => Ok(default),
+            Some(v) => match v.as_u64() {
+                Some(n) if (min..=max).contains(&n) => Ok(n),
+                _ => Err(err(
+                    &self.key(k),
+                    format!("must be an integer from {min} to {max}"),
+                )),
+            },
+        }
+    }
+
+    fn finish(self) -> Result<(), ConfigError> {
+        for k in self.map.keys() {
+            if !self.known.iter().any(|known| known == k) {
+                return Err(err(&self.key(k), "unknown key"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_header_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn is_path_part(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
+        && !s.split('/').any(|seg| seg == "." || seg == "..")
+}
+
+impl Config {
+    /// Parse the plugin configuration.
+    pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+        let root: Value = serde_json::from_slice(bytes)
+            .map_err(|e| err("(root)", format!("not valid JSON ({e})")))?;
+        let mut top = Obj::new("", &root)?;
+
+        let grant_header = top.string("grant_header", Some("x-grant-id"))?;
+        if !is_header_name(&grant_header) {
+            return Err(err(
+                "grant_header",
+                "must be a lowercase HTTP header name (a-z, 0-9, '-', '_')",
+            ));
+        }
+
+        let vault_v = top
+            .get("vault")
+            .ok_or_else(|| err("vault", "is required"))?;
+        let mut v = Obj::new("vault", vault_v)?;
+        let cluster = v.string("cluster", Some("vault"))?;
+        let authority = v.string("authority", Some("vault"))?;
+        let token = v.string("token", None)?;
+        if token.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+            return Err(err("vault.token", "must be printable ASCII without spaces"));
+        }
+        let kv_mount = v.string("kv_mount", Some("secret"))?;
+        let kv_mount = kv_mount.trim_matches('/').to_string();
+        if kv_mount.is_empty() || !is_path_part(&kv_mount) {
+            return Err(err(
+                "vault.kv_mount",
+                "must be a mount path such as \"secret\"",
+            ));
+        }
+        let path_prefix = match v.get("path_prefix") {
+            None => "aws/grants/".to_string(),
+            Some(Value::String(s)) => s.trim_start_matches('/').to_string(),
+            Some(_) => return Err(err("vault.path_prefix", "must be a string")),
+        };
+        if !is_path_part(&path_prefix) {
+            return Err(err(
+                "vault.path_prefix",
+                "may hold only letters, digits, '-', '_', '.', '/'",
+            ));
+        }
+        let timeout_ms = v.uint("timeout_ms", 2000, 1, 60_000)?;
+        v.finish()?;
+
+        let cache = match top.get("cache") {
+            None => CacheConfig { ttl_seconds: 300 },
+            Some(cv) => {
+                let mut c = Obj::new("cache", cv)?;
+                let ttl_seconds = c.uint("ttl_seconds", 300, 1, 86_400)?;
+                c.finish()?;
+                CacheConfig { ttl_seconds }
+            }
+        };
+
+        let s3_payload = match top.string("s3_payload", Some("unsigned"))?.as_str() {
+            "unsigned" => S3Payload::Unsigned,
+            "signed" => S3Payload::Signed,
+            _ => return Err(err("s3_payload", "must be \"unsigned\" or \"signed\"")),
+        };
+        let max_body_bytes = top.uint("max_body_bytes", DEFAULT_MAX_BODY_BYTES, 0, 1 << 32)?;
+        top.finish()?;
+
+        Ok(Config {
+            grant_header,
+            vault: VaultConfig {
+                cluster,
+                authority,
+                token,
+                kv_mount,
+                path_prefix,
+                timeout_ms,
+            },
+            cache,
+            s3_payload,
+            max_body_bytes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(s.as_bytes())
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let c = parse(
+            r#"{"grant_header": "x-grant-id", "vault": {"cluster": "vault", "authority": "vault",
+            "token": "root-token", "kv_mount": "secret", "path_prefix": "aws/grants/", "timeout_ms": 2000},
+            "cache": {"ttl_seconds": 300}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.grant_header, "x-grant-id");
+        assert_eq!(c.vault.token, "root-token");
+        assert_eq!(c.vault.kv_mount, "secret");
+        assert_eq!(c.vault.path_prefix, "aws/grants/");
+        assert_eq!(c.vault.timeout_ms, 2000);
+        assert_eq!(c.cache.ttl_seconds, 300);
+        assert_eq!(c.s3_payload, S3Payload::Unsigned);
+        assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn minimal_needs_only_the_token() {
+        let c = parse(r#"{"vault": {"token": "t"}}"#).unwrap();
+        assert_eq!(c.vault.cluster, "vault");
+        assert_eq!(c.grant_header, "x-grant-id");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            (r#"{}"#, "vault"),
+            (r#"{"vault": {}}"#, "vault.token"),
+            (r#"{"vault": {"token": ""}}"#, "vault.token"),
+            (
+                r#"{"vault": {"token": "t", "timeout_ms": 0}}"#,
+                "vault.timeout_ms",
+            ),
+            (
+                r#"{"vault": {"token": "t", "timeout_ms": "5"}}"#,
+                "vault.timeout_ms",
+            ),
+            (r#"{"vault": {"token": "t", "tokn": "x"}}"#, "vault.tokn"),
+            (
+                r#"{"vault": {"token": "t"}, "cache": {"ttl_seconds": -1}}"#,
+                "cache.ttl_seconds",
+            ),
+            (
+                r#"{"vault": {"token": "t"}, "cache": {"ttl": 1}}"#,
+                "cache.ttl",
+            ),
+            (
+                r#"{"vault": {"token": "t"}, "grant_header": "X Grant"}"#,
+                "grant_header",
+            ),
+            (
+                r#"{"vault": {"token": "t"}, "s3_payload": "maybe"}"#,
+                "s3_payload",
+            ),
+            (
+                r#"{"vault": {"token": "t", "path_prefix": "../x/"}}"#,
+                "vault.path_prefix",
+            ),
+            (r#"{"vault": {"token": "t"}, "extra": 1}"#, "extra"),
+            (r#"[1]"#, "(root)"),
+            (r#"{"#, "(root)"),
+        ];
+        for (json, key) in cases {
+            let e = parse(json).unwrap_err();
+            assert_eq!(e.key, key, "for {json}: {e}");
+            assert!(e.to_string().contains(key));
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let c = parse(r#"{"vault": {"token": "s.very-secret"}}"#).unwrap();
+        assert!(!format!("{c:?}").contains("very-secret"));
+    }
+}

@@ -1,1 +1,303 @@
-//! hostcalls
+//! Panic-free host calls. The SDK's wrappers panic on any status they do not expect (for
+//! example a header write on a stream that has already ended), and a panic kills the wasm VM
+//! for every request on that worker. These return `Err(status)` instead.
+//!
+//! On targets other than wasm32 there is no host: every call returns `Err(NO_HOST)`, which
+//! keeps the crate linkable for native tests of the pure core.
+
+/// Proxy-wasm status codes (ABI 0.2.1).
+pub type Status = u32;
+pub const OK: Status = 0;
+/// Returned off-wasm, where there is no host.
+pub const NO_HOST: Status = 10;
+
+/// Header maps of the ABI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Map {
+    RequestHeaders = 0,
+    ResponseHeaders = 2,
+    CallResponseHeaders = 6,
+}
+
+/// Buffers of the ABI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Buffer {
+    CallResponseBody = 4,
+}
+
+/// Serialize pairs the way the ABI wants a header map.
+pub fn serialize_pairs(pairs: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut size = 4;
+    for (k, v) in pairs {
+        size += 8 + k.len() + v.len() + 2;
+    }
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (k, v) in pairs {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v);
+        out.push(0);
+    }
+    out
+}
+
+/// Parse a serialized header map. Malformed input gives `None`, never a panic.
+pub fn deserialize_pairs(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    fn u32_at(b: &[u8], at: usize) -> Option<usize> {
+        let s = b.get(at..at.checked_add(4)?)?;
+        Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize)
+    }
+    if bytes.is_empty() {
+        return Some(Vec::new());
+    }
+    let n = u32_at(bytes, 0)?;
+    let mut sizes_at = 4usize;
+    let mut data_at = 4usize.checked_add(n.checked_mul(8)?)?;
+    if data_at > bytes.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let klen = u32_at(bytes, sizes_at)?;
+        let vlen = u32_at(bytes, sizes_at + 4)?;
+        sizes_at += 8;
+        let key = bytes.get(data_at..data_at.checked_add(klen)?)?;
+        data_at = data_at.checked_add(klen)?.checked_add(1)?;
+        let value = bytes.get(data_at..data_at.checked_add(vlen)?)?;
+        data_at = data_at.checked_add(vlen)?.checked_add(1)?;
+        out.push((String::from_utf8_lossy(key).into_owned(), value.to_vec()));
+    }
+    Some(out)
+}
+
+#[cfg(target_arch = "wasm32")]
+mod ffi {
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        pub fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+        pub fn proxy_replace_header_map_value(
+            map: u32,
+            key: *const u8,
+            key_size: usize,
+            value: *const u8,
+            value_size: usize,
+        ) -> u32;
+        pub fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
+        pub fn proxy_get_buffer_bytes(
+            buffer: u32,
+            start: usize,
+            max: usize,
+            data: *mut *mut u8,
+            size: *mut usize,
+        ) -> u32;
+        pub fn proxy_continue_stream(stream: u32) -> u32;
+        pub fn proxy_send_local_response(
+            status: u32,
+            details: *const u8,
+            details_size: usize,
+            body: *const u8,
+            body_size: usize,
+            headers: *const u8,
+            headers_size: usize,
+            grpc_status: i32,
+        ) -> u32;
+        pub fn proxy_set_effective_context(context_id: u32) -> u32;
+        pub fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
+    }
+}
+
+/// Take ownership of a buffer the host allocated through the SDK's allocator.
+#[cfg(target_arch = "wasm32")]
+unsafe fn take(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() {
+        Vec::new()
+    } else {
+        Vec::from_raw_parts(data, size, size)
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+fn check(status: Status) -> Result<(), Status> {
+    if status == OK {
+        Ok(())
+    } else {
+        Err(status)
+    }
+}
+
+/// All pairs of a header map in one call.
+pub fn get_map(map: Map) -> Result<Vec<(String, Vec<u8>)>, Status> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size = 0usize;
+        let status = unsafe { ffi::proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
+        let bytes = unsafe { take(data, size) };
+        check(status)?;
+        deserialize_pairs(&bytes).ok_or(NO_HOST)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = map;
+        Err(NO_HOST)
+    }
+}
+
+/// Set (replace or add) one header.
+pub fn replace(map: Map, key: &str, value: &[u8]) -> Result<(), Status> {
+    #[cfg(target_arch = "wasm32")]
+    unsafe {
+        check(ffi::proxy_replace_header_map_value(
+            map as u32,
+            key.as_ptr(),
+            key.len(),
+            value.as_ptr(),
+            value.len(),
+        ))
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (map, key, value);
+        Err(NO_HOST)
+    }
+}
+
+/// Remove every value of one header.
+pub fn remove(map: Map, key: &str) -> Result<(), Status> {
+    #[cfg(target_arch = "wasm32")]
+    unsafe {
+        check(ffi::proxy_remove_header_map_value(
+            map as u32,
+            key.as_ptr(),
+            key.len(),
+        ))
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (map, key);
+        Err(NO_HOST)
+    }
+}
+
+/// Up to `max` bytes of a buffer.
+pub fn get_buffer(buffer: Buffer, max: usize) -> Result<Vec<u8>, Status> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size = 0usize;
+        let status =
+            unsafe { ffi::proxy_get_buffer_bytes(buffer as u32, 0, max, &mut data, &mut size) };
+        let bytes = unsafe { take(data, size) };
+        match status {
+            OK => Ok(bytes),
+            // NotFound: no body.
+            1 => Ok(Vec::new()),
+            s => Err(s),
+        }
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (buffer, max);
+        Err(NO_HOST)
+    }
+}
+
+/// Let a paused request go on.
+pub fn resume_request() -> Result<(), Status> {
+    #[cfg(target_arch = "wasm32")]
+    unsafe {
+        check(ffi::proxy_continue_stream(0))
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    Err(NO_HOST)
+}
+
+/// Answer the current request locally.
+pub fn send_local_response(
+    status: u32,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+) -> Result<(), Status> {
+    let headers = serialize_pairs(headers);
+    #[cfg(target_arch = "wasm32")]
+    unsafe {
+        let details = b"grant_sigv4_local_reply";
+        check(ffi::proxy_send_local_response(
+            status,
+            details.as_ptr(),
+            details.len(),
+            body.as_ptr(),
+            body.len(),
+            headers.as_ptr(),
+            headers.len(),
+            -1,
+        ))
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (status, headers, body);
+        Err(NO_HOST)
+    }
+}
+
+/// Make later host calls act on another context of this VM (a request paused elsewhere).
+pub fn set_effective_context(context_id: u32) -> Result<(), Status> {
+    #[cfg(target_arch = "wasm32")]
+    unsafe {
+        check(ffi::proxy_set_effective_context(context_id))
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = context_id;
+        Err(NO_HOST)
+    }
+}
+
+/// Seconds since the Unix epoch, from the host's clock.
+pub fn now_secs() -> Result<u64, Status> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let mut t = 0u64;
+        unsafe { check(ffi::proxy_get_current_time_nanoseconds(&mut t))? };
+        Ok(t / 1_000_000_000)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .map_err(|_| NO_HOST)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_round_trip() {
+        let pairs: [(&str, &[u8]); 3] = [(":method", b"GET"), ("x-a", b""), ("x-b", b"\xff\x00v")];
+        let bytes = serialize_pairs(&pairs);
+        let back = deserialize_pairs(&bytes).unwrap();
+        assert_eq!(back.len(), 3);
+        assert_eq!(back[0], (":method".to_string(), b"GET".to_vec()));
+        assert_eq!(back[2].1, b"\xff\x00v".to_vec());
+    }
+
+    #[test]
+    fn malformed_maps_do_not_panic() {
+        assert_eq!(deserialize_pairs(&[]), Some(vec![]));
+        assert_eq!(deserialize_pairs(&[1, 0, 0]), None);
+        assert_eq!(deserialize_pairs(&[255, 255, 255, 255]), None);
+        let mut b = serialize_pairs(&[("k", b"v")]);
+        b.truncate(b.len() - 2);
+        assert_eq!(deserialize_pairs(&b), None);
+    }
+}

@@ -1,1 +1,497 @@
-//! request
+//! What to do with one request, decided from its headers alone: the grant it names, the AWS
+//! endpoint it goes to, the payload hash to sign, the headers to strip and to sign — or the
+//! local error to answer. Then, given the grant's credential, the header edits that sign it.
+//!
+//! No proxy-wasm types here: the glue hands in the header map and applies the edits.
+
+use crate::aws_host::{self, AwsEndpoint, HostError};
+use crate::config::{Config, S3Payload};
+use crate::errors::LocalError;
+use crate::sigv4::{self, SigningInput, SigningKeyCache, UriRules};
+use crate::vault::{self, Credentials};
+
+/// Payload hash tokens of S3's `aws-chunked` uploads.
+pub const STREAMING_UNSIGNED_TRAILER: &str = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
+const STREAMING_SIGNED_PREFIX: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
+const STREAMING_ECDSA_PREFIX: &str = "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD";
+
+/// Client-sent headers that the filter always removes before forwarding: the filter sets its
+/// own values where they are needed.
+pub const DROPPED_HEADERS: [&str; 3] = ["authorization", "x-amz-date", "x-amz-security-token"];
+
+/// Query parameters of a presigned URL: a request carrying them already claims a signature.
+const PRESIGN_PARAMS: [&str; 6] = [
+    "x-amz-algorithm",
+    "x-amz-credential",
+    "x-amz-signature",
+    "x-amz-signedheaders",
+    "x-amz-security-token",
+    "x-amz-date",
+];
+
+/// Everything needed to sign the request once the credential is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub grant_id: String,
+    pub method: String,
+    pub path: String,
+    pub endpoint: AwsEndpoint,
+    pub uri_rules: UriRules,
+    pub payload_hash: String,
+    /// Client headers that are signed as they are (lowercase names), `host` first.
+    pub signed: Vec<(String, Vec<u8>)>,
+    /// Headers to remove before forwarding.
+    pub strip: Vec<String>,
+    /// New `:authority` when the one received is not the canonical host that is signed.
+    pub new_authority: Option<String>,
+}
+
+/// Header edits that sign a request: remove `remove`, then set each of `set`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Edits {
+    pub remove: Vec<String>,
+    pub set: Vec<(String, String)>,
+}
+
+fn bad_request(code: &'static str, message: impl Into<String>) -> LocalError {
+    LocalError::new(400, code, message)
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn is_hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn query_has_presign_param(path: &str) -> bool {
+    let Some((_, query)) = path.split_once('?') else {
+        return false;
+    };
+    query.split('&').any(|pair| {
+        let key = pair.split('=').next().unwrap_or("");
+        PRESIGN_PARAMS.iter().any(|p| key.eq_ignore_ascii_case(p))
+    })
+}
+
+/// Only `x-amz-*` headers (other than the ones the filter sets), `content-type` and
+/// `content-md5` are signed. Headers that proxies rewrite on the way (user-agent,
+/// x-forwarded-*, x-request-id, x-envoy-*, hop-by-hop) are never signed.
+fn is_signed_header(name: &str) -> bool {
+    match name {
+        "content-type" | "content-md5" => true,
+        "x-amz-date" | "x-amz-security-token" | "x-amz-content-sha256" => false,
+        _ => name.starts_with("x-amz-"),
+    }
+}
+
+fn header_str<'a>(name: &str, value: &'a [u8]) -> Result<&'a str, LocalError> {
+    std::str::from_utf8(value)
+        .map_err(|_| bad_request("BadHeader", format!("header {name} is not valid UTF-8")))
+}
+
+/// Decide what to do with a request from its headers. `end_of_stream` is true when the
+/// headers end the request (no body follows).
+pub fn plan_request(
+    cfg: &Config,
+    headers: &[(String, Vec<u8>)],
+    end_of_stream: bool,
+) -> Result<Plan, LocalError> {
+    let mut method = None;
+    let mut path = None;
+    let mut authority = None;
+    let mut scheme = None;
+    let mut grant: Option<&[u8]> = None;
+    let mut grant_count = 0usize;
+    let mut content_sha = None;
+    let mut content_sha_count = 0usize;
+    let mut content_length: Option<&[u8]> = None;
+    let mut chunked = false;
+    let mut signed: Vec<(String, Vec<u8>)> = Vec::with_capacity(8);
+
+    for (name, value) in headers {
+        let name = name.as_str();
+        match name {
+            ":method" => method = Some(header_str(name, value)?),
+            ":path" => path = Some(header_str(name, value)?),
+            ":authority" => authority = Some(header_str(name, value)?),
+            ":scheme" => scheme = Some(header_str(name, value)?),
+            "content-length" => content_length = Some(value.as_slice()),
+            "transfer-encoding" => chunked = true,
+            "x-amz-content-sha256" => {
+                content_sha = Some(value.as_slice());
+                content_sha_count += 1;
+            }
+            n if n == cfg.grant_header => {
+                grant = Some(value.as_slice());
+                grant_count += 1;
+            }
+            n if is_signed_header(n) => signed.push((n.to_string(), value.clone())),
+            _ => {}
+        }
+    }
+
+    let grant_raw = match (grant, grant_count) {
+        (_, n) if n > 1 => {
+            return Err(bad_request(
+                "GrantAmbiguous",
+                format!(
+                    "the request has {n} {} headers: send exactly one",
+                    cfg.grant_header
+                ),
+            ))
+        }
+        (Some(g), _) => g,
+        (None, _) => return Err(LocalError::grant_missing(&cfg.grant_header)),
+    };
+    let grant_id = vault::validate_grant_id(grant_raw)
+        .map_err(|e| bad_request("GrantInvalid", e.describe()))?;
+
+    let method = method.ok_or_else(|| bad_request("BadRequest", "the request has no :method"))?;
+    if !is_token(method) {
+        return Err(bad_request(
+            "BadRequest",
+            "the request method is not a valid HTTP token",
+        ));
+    }
+    let path = path.ok_or_else(|| bad_request("BadRequest", "the request has no :path"))?;
+    if !path.starts_with('/') {
+        return Err(bad_request(
+            "BadRequest",
+            "the request path must start with '/' (CONNECT and asterisk-form are not signed)",
+        ));
+    }
+    if query_has_presign_param(path) {
+        return Err(bad_request(
+            "QuerySignatureNotAllowed",
+            "the query string already carries SigV4 parameters (X-Amz-Signature, X-Amz-Credential, ...): \
+             send the request without them and the filter signs it",
+        ));
+    }
+    let authority =
+        authority.ok_or_else(|| bad_request("BadRequest", "the request has no :authority"))?;
+    let endpoint = aws_host::parse_authority(authority, scheme.unwrap_or("http")).map_err(|e| {
+        LocalError::not_aws_endpoint(&match e {
+            HostError::NotAws(h) => format!("{h} is not an AWS endpoint host name"),
+            HostError::Malformed(why) => format!("the host is not usable: {why}"),
+            #[allow(unreachable_patterns)]
+            _ => "the host cannot be signed with SigV4".to_string(),
+        })
+    })?;
+    let s3 = aws_host::is_s3_family(&endpoint.signing_name);
+
+    let length = match content_length {
+        None => None,
+        Some(v) => Some(
+            std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| bad_request("BadRequest", "content-length is not a number"))?,
+        ),
+    };
+    let has_body = !end_of_stream && (chunked || length != Some(0));
+
+    if content_sha_count > 1 {
+        return Err(bad_request(
+            "BadContentSha256",
+            "the request has more than one x-amz-content-sha256 header",
+        ));
+    }
+    let payload_hash = match content_sha {
+        Some(v) => {
+            let v = header_str("x-amz-content-sha256", v)?.trim();
+            if is_hex64(v) {
+                v.to_ascii_lowercase()
+            } else if s3 && (v == sigv4::UNSIGNED_PAYLOAD || v == STREAMING_UNSIGNED_TRAILER) {
+                v.to_string()
+            } else if v.starts_with(STREAMING_SIGNED_PREFIX)
+                || v.starts_with(STREAMING_ECDSA_PREFIX)
+            {
+                return Err(bad_request(
+                    "ChunkSignedPayloadUnsupported",
+                    "per-chunk signed uploads (x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD) \
+                     cannot be re-signed by a proxy: configure the client to send unsigned payloads \
+                     (boto3: signature_version=UNSIGNED; AWS SDKs: request_checksum_calculation=when_required)",
+                ));
+            } else {
+                return Err(bad_request(
+                    "BadContentSha256",
+                    "x-amz-content-sha256 must be 64 hex digits (or, for S3, UNSIGNED-PAYLOAD or \
+                     STREAMING-UNSIGNED-PAYLOAD-TRAILER)",
+                ));
+            }
+        }
+        None if !has_body => sigv4::EMPTY_SHA256.to_string(),
+        None if s3 && cfg.s3_payload == S3Payload::Unsigned => sigv4::UNSIGNED_PAYLOAD.to_string(),
+        None => return Err(LocalError::payload_hash_required()),
+    };
+    if !s3 || cfg.s3_payload == S3Payload::Signed {
+        if let Some(n) = length.filter(|&n| n > cfg.max_body_bytes) {
+            return Err(LocalError::new(
+                413,
+                "BodyTooLarge",
+                format!(
+                    "the body is {n} bytes, more than max_body_bytes ({})",
+                    cfg.max_body_bytes
+                ),
+            ));
+        }
+    }
+
+    let new_authority = (endpoint.host != authority).then(|| endpoint.host.clone());
+    signed.insert(0, ("host".to_string(), endpoint.host.as_bytes().to_vec()));
+
+    let mut strip: Vec<String> = Vec::with_capacity(4);
+    strip.push(cfg.grant_header.clone());
+    strip.extend(DROPPED_HEADERS.iter().map(|h| h.to_string()));
+
+    Ok(Plan {
+        grant_id: grant_id.to_string(),
+        method: method.to_string(),
+        path: path.to_string(),
+        uri_rules: if s3 { UriRules::S3 } else { UriRules::Default },
+        endpoint,
+        payload_hash,
+        signed,
+        strip,
+        new_authority,
+    })
+}
+
+/// Sign a planned request with `creds` at `now` (seconds since the Unix epoch).
+pub fn sign(
+    plan: &Plan,
+    creds: &Credentials,
+    now: u64,
+    keys: &mut SigningKeyCache,
+) -> Result<Edits, LocalError> {
+    let amz_date = sigv4::format_amz_date(now);
+    let date = amz_date.get(..8).unwrap_or("");
+    let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(plan.signed.len() + 3);
+    headers.extend(plan.signed.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
+    headers.push(("x-amz-date", amz_date.as_bytes()));
+    headers.push(("x-amz-content-sha256", plan.payload_hash.as_bytes()));
+    if let Some(t) = &creds.session_token {
+        headers.push(("x-amz-security-token", t.as_bytes()));
+    }
+    let key = keys.get(
+        &creds.secret_access_key,
+        date,
+        &plan.endpoint.region,
+        &plan.endpoint.signing_name,
+    );
+    let input = SigningInput {
+        method: &plan.method,
+        path_and_query: &plan.path,
+        headers: &headers,
+        payload_hash: &plan.payload_hash,
+        amz_date: &amz_date,
+        region: &plan.endpoint.region,
+        service: &plan.endpoint.signing_name,
+        uri_rules: plan.uri_rules,
+    };
+    let signed = sigv4::sign(&input, &creds.access_key_id, &key).map_err(|e| match e {
+        sigv4::SigV4Error::BadPath(why) => {
+            bad_request("BadRequest", format!("the path cannot be signed: {why}"))
+        }
+        sigv4::SigV4Error::BadHeader(name) => bad_request(
+            "BadHeader",
+            format!("header {name} has a value that cannot be signed"),
+        ),
+        sigv4::SigV4Error::BadDate => LocalError::internal("the clock gave an unusable date"),
+    })?;
+
+    let mut set = Vec::with_capacity(5);
+    set.push(("authorization".to_string(), signed.authorization));
+    set.push(("x-amz-date".to_string(), amz_date.clone()));
+    set.push((
+        "x-amz-content-sha256".to_string(),
+        plan.payload_hash.clone(),
+    ));
+    if let Some(t) = &creds.session_token {
+        set.push(("x-amz-security-token".to_string(), t.clone()));
+    }
+    if let Some(a) = &plan.new_authority {
+        set.push((":authority".to_string(), a.clone()));
+    }
+    Ok(Edits {
+        remove: plan.strip.clone(),
+        set,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        Config::parse(br#"{"vault": {"token": "t"}, "max_body_bytes": 1000}"#).unwrap()
+    }
+
+    fn hdrs(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    fn base(extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        let mut h = vec![
+            (":method", "GET"),
+            (":path", "/"),
+            (":authority", "sts.us-east-1.amazonaws.com"),
+            (":scheme", "http"),
+            ("x-grant-id", "g1"),
+            ("user-agent", "boto3"),
+        ];
+        h.extend_from_slice(extra);
+        hdrs(&h)
+    }
+
+    fn creds() -> Credentials {
+        Credentials {
+            access_key_id: "AKIDEXAMPLE00000000".into(),
+            secret_access_key: "secret/key+value".into(),
+            session_token: None,
+        }
+    }
+
+    #[test]
+    fn plain_get_is_planned_with_empty_hash() {
+        let p = plan_request(&cfg(), &base(&[]), true).unwrap();
+        assert_eq!(p.grant_id, "g1");
+        assert_eq!(p.endpoint.signing_name, "sts");
+        assert_eq!(p.endpoint.region, "us-east-1");
+        assert_eq!(p.payload_hash, sigv4::EMPTY_SHA256);
+        assert_eq!(p.uri_rules, UriRules::Default);
+        assert_eq!(p.signed[0].0, "host");
+        assert!(p.signed.iter().all(|(n, _)| n != "user-agent"));
+        assert!(p.strip.contains(&"x-grant-id".to_string()));
+        assert_eq!(p.new_authority, None);
+    }
+
+    #[test]
+    fn failures_map_to_codes() {
+        let c = cfg();
+        let code = |h: Vec<(String, Vec<u8>)>, eos| plan_request(&c, &h, eos).unwrap_err();
+        let no_grant = hdrs(&[
+            (":method", "GET"),
+            (":path", "/"),
+            (":authority", "sts.us-east-1.amazonaws.com"),
+        ]);
+        assert_eq!(code(no_grant, true).code, "GrantMissing");
+        assert_eq!(
+            code(base(&[("x-grant-id", "g2")]), true).code,
+            "GrantAmbiguous"
+        );
+        let mut bad = base(&[]);
+        bad[4].1 = b"../x".to_vec();
+        assert_eq!(code(bad, true).code, "GrantInvalid");
+        let mut host = base(&[]);
+        host[2].1 = b"example.com".to_vec();
+        let e = code(host, true);
+        assert_eq!((e.status, e.code), (403, "NotAwsEndpoint"));
+        assert_eq!(
+            code(base(&[("content-length", "5")]), false).code,
+            "PayloadHashRequired"
+        );
+        assert_eq!(
+            code(
+                base(&[
+                    ("content-length", "5000"),
+                    ("x-amz-content-sha256", &"a".repeat(64))
+                ]),
+                false
+            )
+            .status,
+            413
+        );
+        assert_eq!(
+            code(base(&[("x-amz-content-sha256", "nope")]), false).code,
+            "BadContentSha256"
+        );
+        let mut presigned = base(&[]);
+        presigned[1].1 = b"/?X-Amz-Signature=abc".to_vec();
+        assert_eq!(code(presigned, true).code, "QuerySignatureNotAllowed");
+    }
+
+    #[test]
+    fn client_hash_is_used_when_well_formed() {
+        let h = "AB".repeat(32);
+        let p = plan_request(
+            &cfg(),
+            &base(&[("content-length", "5"), ("x-amz-content-sha256", &h)]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(p.payload_hash, h.to_ascii_lowercase());
+    }
+
+    #[test]
+    fn s3_bodies_stream_unsigned() {
+        let mut h = base(&[("content-length", "5000000")]);
+        h[2].1 = b"s3.us-east-1.amazonaws.com".to_vec();
+        h[0].1 = b"PUT".to_vec();
+        let p = plan_request(&cfg(), &h, false).unwrap();
+        assert_eq!(p.payload_hash, sigv4::UNSIGNED_PAYLOAD);
+        assert_eq!(p.uri_rules, UriRules::S3);
+        h.push((
+            "x-amz-content-sha256".into(),
+            b"STREAMING-AWS4-HMAC-SHA256-PAYLOAD".to_vec(),
+        ));
+        assert_eq!(
+            plan_request(&cfg(), &h, false).unwrap_err().code,
+            "ChunkSignedPayloadUnsupported"
+        );
+    }
+
+    #[test]
+    fn sign_sets_the_headers_and_never_leaks_the_secret() {
+        let p = plan_request(&cfg(), &base(&[("x-amz-target", "X.Y")]), true).unwrap();
+        let mut keys = SigningKeyCache::default();
+        let e = sign(&p, &creds(), 1_440_938_160, &mut keys).unwrap();
+        let auth = &e.set.iter().find(|(n, _)| n == "authorization").unwrap().1;
+        assert!(auth.starts_with(
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE00000000/20150830/us-east-1/sts/aws4_request, \
+             SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-target, Signature="
+        ), "{auth}");
+        assert!(e
+            .set
+            .iter()
+            .any(|(n, v)| n == "x-amz-date" && v == "20150830T123600Z"));
+        assert!(!format!("{e:?}").contains("secret/key"));
+        assert!(e.remove.contains(&"authorization".to_string()));
+    }
+
+    #[test]
+    fn session_token_is_signed_and_sent() {
+        let p = plan_request(&cfg(), &base(&[]), true).unwrap();
+        let mut c = creds();
+        c.session_token = Some("TOKEN123".into());
+        let e = sign(&p, &c, 1_440_938_160, &mut SigningKeyCache::default()).unwrap();
+        assert!(e
+            .set
+            .iter()
+            .any(|(n, v)| n == "x-amz-security-token" && v == "TOKEN123"));
+        let auth = &e.set[0].1;
+        assert!(auth.contains("x-amz-date;x-amz-security-token"), "{auth}");
+    }
+
+    #[test]
+    fn default_port_is_dropped_from_the_signed_host() {
+        let mut h = base(&[]);
+        h[2].1 = b"sts.us-east-1.amazonaws.com:80".to_vec();
+        let p = plan_request(&cfg(), &h, true).unwrap();
+        assert_eq!(
+            p.new_authority.as_deref(),
+            Some("sts.us-east-1.amazonaws.com")
+        );
+        h[2].1 = b"sts.us-east-1.amazonaws.com:8443".to_vec();
+        let p = plan_request(&cfg(), &h, true).unwrap();
+        assert_eq!(p.endpoint.host, "sts.us-east-1.amazonaws.com:8443");
+        assert_eq!(p.new_authority, None);
+    }
+}

@@ -1,0 +1,56 @@
+# grant-sigv4 — everything a newcomer needs is `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+WASM := target/wasm32-wasip1/release/grant_sigv4.wasm
+CARGO_JOBS ?= 2
+
+.PHONY: all setup rust-target venv wasm test unit lint e2e demo bench endpoints-table clean
+
+all: wasm
+
+setup: rust-target venv
+
+rust-target:
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+
+$(VENV)/.stamp: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.stamp
+
+wasm: rust-target
+	cargo build --release --target wasm32-wasip1 -j $(CARGO_JOBS)
+	@ls -l $(WASM)
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -j $(CARGO_JOBS) -- -D warnings
+	cargo clippy --lib --target wasm32-wasip1 -j $(CARGO_JOBS) -- -D warnings
+
+unit:
+	cargo test -j $(CARGO_JOBS)
+
+e2e: setup wasm
+	$(PY) -m pytest -q tests/e2e
+
+# All tests: native unit and property tests, lints, then the real Envoy + OpenBao + moto.
+test: setup lint unit wasm
+	$(PY) -m pytest -q tests/e2e
+
+# Start OpenBao, moto and Envoy locally, store a key under a grant and show signed calls.
+demo: setup wasm
+	$(PY) scripts/demo.py
+
+# Regenerate src/endpoints_table.rs from botocore's data files.
+endpoints-table: venv
+	$(PY) scripts/gen_endpoints_table.py
+	cargo fmt --all
+
+clean:
+	cargo clean
+	rm -rf $(VENV)

@@ -1,0 +1,57 @@
+"""Every Envoy config shipped in envoy/ loads in Envoy 1.40 (`--mode validate`) with the
+built wasm, and the plugin configuration inside it is accepted by the filter."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness import ROOT, VENV_BIN, WASM, plugin_config, render
+
+CONFIGS = sorted((ROOT / "envoy").glob("*.yaml"))
+PLACEHOLDERS = {
+    "ADMIN_PORT": 9901,
+    "LISTEN_PORT": 15080,
+    "AWS_PORT": 4566,
+    "VAULT_PORT": 8200,
+    "WASM": WASM,
+    "PLUGIN_CONFIG": json.dumps(plugin_config("validate-token")),
+}
+
+
+def validate(text: str, tmp_path: Path):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return subprocess.run(
+        [str(VENV_BIN / "envoy"), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_configs_are_shipped():
+    names = {p.name for p in CONFIGS}
+    assert {"envoy.yaml", "local.yaml"} <= names
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_config_validates(config, tmp_path):
+    text = render(config.read_text().replace("/etc/envoy/grant_sigv4.wasm", str(WASM)), PLACEHOLDERS)
+    r = validate(text, tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "OK" in out, out[-3000:]
+    assert "grant-sigv4 configured" in out, "the filter's plugin configuration was not accepted"
+
+
+def test_bad_plugin_configuration_fails_start_naming_the_key(tmp_path):
+    bad = plugin_config("t")
+    bad["vault"]["timeout_ms"] = 0
+    text = render(
+        (ROOT / "envoy" / "local.yaml").read_text(), {**PLACEHOLDERS, "PLUGIN_CONFIG": json.dumps(bad)}
+    )
+    r = validate(text, tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out[-2000:]
+    assert 'key "vault.timeout_ms"' in out
