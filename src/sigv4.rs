@@ -559,7 +559,8 @@ fn is_scope_part(s: &str) -> bool {
 // Signing
 // ---------------------------------------------------------------------------------------------
 
-/// The canonical request of `input` (exposed for diagnostics and tests).
+/// The canonical request of `input` and its signed header list (`host;x-amz-date;...`),
+/// without signing (for diagnostics and tests; [`sign`] calls it).
 pub fn canonical_request(input: &SigningInput<'_>) -> Result<(String, String), SigV4Error> {
     if !is_token(input.method) {
         return Err(SigV4Error::BadHeader(":method".to_owned()));
