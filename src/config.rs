@@ -23,6 +23,16 @@ pub enum S3Payload {
     Signed,
 }
 
+/// What an instance of the filter does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Fetch the grant's key and sign (default).
+    Sign,
+    /// Only refuse requests that would be refused anyway, before the body hasher buffers
+    /// their body. Needs no vault settings.
+    Precheck,
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct VaultConfig {
     /// Envoy cluster that reaches the vault.
@@ -60,6 +70,7 @@ pub struct CacheConfig {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
+    pub mode: Mode,
     /// Request header carrying the grant id (lowercase).
     pub grant_header: String,
     pub vault: VaultConfig,
@@ -198,13 +209,24 @@ impl Config {
             ));
         }
 
-        let vault_v = top
-            .get("vault")
-            .ok_or_else(|| err("vault", "is required"))?;
+        let mode = match top.string("mode", Some("sign"))?.as_str() {
+            "sign" => Mode::Sign,
+            "precheck" => Mode::Precheck,
+            _ => return Err(err("mode", "must be \"sign\" or \"precheck\"")),
+        };
+        let empty = Value::Object(Map::new());
+        let vault_v = match (top.get("vault"), mode) {
+            (Some(v), _) => v,
+            (None, Mode::Precheck) => &empty,
+            (None, Mode::Sign) => return Err(err("vault", "is required")),
+        };
         let mut v = Obj::new("vault", vault_v)?;
         let cluster = v.string("cluster", Some("vault"))?;
         let authority = v.string("authority", Some("vault"))?;
-        let token = v.string("token", None)?;
+        let token = match mode {
+            Mode::Sign => v.string("token", None)?,
+            Mode::Precheck => v.string("token", Some("unused-in-precheck"))?,
+        };
         if token.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
             return Err(err("vault.token", "must be printable ASCII without spaces"));
         }
@@ -249,6 +271,7 @@ impl Config {
         top.finish()?;
 
         Ok(Config {
+            mode,
             grant_header,
             vault: VaultConfig {
                 cluster,
@@ -342,6 +365,15 @@ mod tests {
             assert_eq!(e.key, key, "for {json}: {e}");
             assert!(e.to_string().contains(key));
         }
+    }
+
+    #[test]
+    fn precheck_needs_no_vault() {
+        let c = parse(r#"{"mode": "precheck", "max_body_bytes": 10}"#).unwrap();
+        assert_eq!(c.mode, Mode::Precheck);
+        assert_eq!(c.max_body_bytes, 10);
+        assert_eq!(parse(r#"{"mode": "both"}"#).unwrap_err().key, "mode");
+        assert_eq!(parse(r#"{"mode": "sign"}"#).unwrap_err().key, "vault");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! that answer (single flight), and are signed and resumed from the callout's callback.
 
 use crate::cache::{Begin, GrantCache, Inflight};
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use crate::errors::LocalError;
 use crate::hostcalls::{self, Buffer, Map};
 use crate::request::{self, Plan};
@@ -59,10 +59,16 @@ impl RootContext for Root {
         };
         match Config::parse(&bytes) {
             Ok(cfg) => {
-                info!(
-                    "grant-sigv4 configured: grant header {}, vault cluster {}, cache ttl {}s",
-                    cfg.grant_header, cfg.vault.cluster, cfg.cache.ttl_seconds
-                );
+                match cfg.mode {
+                    Mode::Sign => info!(
+                        "grant-sigv4 configured: grant header {}, vault cluster {}, cache ttl {}s",
+                        cfg.grant_header, cfg.vault.cluster, cfg.cache.ttl_seconds
+                    ),
+                    Mode::Precheck => info!(
+                        "grant-sigv4 configured: precheck, grant header {}, max body {} bytes",
+                        cfg.grant_header, cfg.max_body_bytes
+                    ),
+                }
                 let mut w = self.worker.borrow_mut();
                 w.config = Some(Rc::new(cfg));
                 w.cache = GrantCache::default();
@@ -323,6 +329,15 @@ impl HttpContext for Signer {
                 return Action::Pause;
             }
         };
+        if cfg.mode == Mode::Precheck {
+            return match request::precheck_request(&cfg, &headers, end_of_stream) {
+                Ok(()) => Action::Continue,
+                Err(e) => {
+                    reply(&e);
+                    Action::Pause
+                }
+            };
+        }
         let plan = match request::plan_request(&cfg, &headers, end_of_stream) {
             Ok(p) => p,
             Err(e) => {

@@ -100,6 +100,27 @@ pub fn plan_request(
     headers: &[(String, Vec<u8>)],
     end_of_stream: bool,
 ) -> Result<Plan, LocalError> {
+    plan(cfg, headers, end_of_stream, false)
+}
+
+/// The checks that can be made before a body is buffered and hashed in front of the signing
+/// filter (grant header, host, content length, payload hash tokens), for the `precheck`
+/// instance placed before the body hasher: a request that will be refused anyway is refused
+/// with its own error before its body is buffered.
+pub fn precheck_request(
+    cfg: &Config,
+    headers: &[(String, Vec<u8>)],
+    end_of_stream: bool,
+) -> Result<(), LocalError> {
+    plan(cfg, headers, end_of_stream, true).map(|_| ())
+}
+
+fn plan(
+    cfg: &Config,
+    headers: &[(String, Vec<u8>)],
+    end_of_stream: bool,
+    hash_comes_later: bool,
+) -> Result<Plan, LocalError> {
     let mut method = None;
     let mut path = None;
     let mut authority = None;
@@ -226,6 +247,8 @@ pub fn plan_request(
         }
         None if !has_body => sigv4::EMPTY_SHA256.to_string(),
         None if s3 && cfg.s3_payload == S3Payload::Unsigned => sigv4::UNSIGNED_PAYLOAD.to_string(),
+        // The body hasher in front of the signing filter will set the hash.
+        None if hash_comes_later => String::new(),
         None => return Err(LocalError::payload_hash_required()),
     };
     if !s3 || cfg.s3_payload == S3Payload::Signed {
@@ -416,6 +439,27 @@ mod tests {
         let mut presigned = base(&[]);
         presigned[1].1 = b"/?X-Amz-Signature=abc".to_vec();
         assert_eq!(code(presigned, true).code, "QuerySignatureNotAllowed");
+    }
+
+    #[test]
+    fn precheck_lets_unhashed_bodies_pass_but_refuses_the_rest() {
+        let c = cfg();
+        assert!(precheck_request(&c, &base(&[("content-length", "5")]), false).is_ok());
+        assert_eq!(
+            precheck_request(&c, &base(&[("content-length", "5000")]), false)
+                .unwrap_err()
+                .status,
+            413
+        );
+        let no_grant = hdrs(&[
+            (":method", "POST"),
+            (":path", "/"),
+            (":authority", "sts.us-east-1.amazonaws.com"),
+        ]);
+        assert_eq!(
+            precheck_request(&c, &no_grant, false).unwrap_err().code,
+            "GrantMissing"
+        );
     }
 
     #[test]
