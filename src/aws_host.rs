@@ -77,6 +77,19 @@ pub const BOTOCORE_VERSION: &str = table::BOTOCORE_VERSION;
 /// Parse `:authority` (`host[:port]`). `scheme` is `http` or `https` (the default port of
 /// which is dropped from [`AwsEndpoint::host`]).
 pub fn parse_authority(authority: &str, scheme: &str) -> Result<AwsEndpoint, HostError> {
+    let (lower, host) = split_authority(authority, scheme)?;
+    let (signing_name, region) = resolve(&lower)?;
+    Ok(AwsEndpoint {
+        signing_name: signing_name.to_string(),
+        region,
+        host,
+    })
+}
+
+/// Check the syntax of `:authority` and split it into the lowercase host name (no port) and
+/// the host to sign and send (lowercase, the port kept unless it is `scheme`'s default). No
+/// AWS check: used for every host, including operator-configured overrides.
+pub fn split_authority(authority: &str, scheme: &str) -> Result<(String, String), HostError> {
     let malformed = || HostError::Malformed(authority.to_string());
     if authority.is_empty() || authority.contains('@') {
         return Err(malformed());
@@ -92,24 +105,19 @@ pub fn parse_authority(authority: &str, scheme: &str) -> Result<AwsEndpoint, Hos
         return Err(malformed());
     }
     let lower = host.to_ascii_lowercase();
-    let (signing_name, region) = resolve(&lower)?;
     let default_port = match scheme {
         "http" => Some(80),
         "https" => Some(443),
         _ => None,
     };
-    let mut out_host = lower;
+    let mut out_host = lower.clone();
     if let Some(p) = port {
         if Some(p) != default_port {
             out_host.push(':');
             out_host.push_str(&p.to_string());
         }
     }
-    Ok(AwsEndpoint {
-        signing_name: signing_name.to_string(),
-        region,
-        host: out_host,
-    })
+    Ok((lower, out_host))
 }
 
 /// Whether this signing name follows S3's rules (UNSIGNED-PAYLOAD allowed, no path

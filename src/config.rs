@@ -12,6 +12,7 @@
 //! ```
 
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// How S3 request bodies are covered by the signature.
@@ -68,6 +69,14 @@ pub struct CacheConfig {
     pub ttl_seconds: u64,
 }
 
+/// Signing name and region for a host whose name does not tell them (a custom domain in
+/// front of API Gateway, a VPC endpoint alias, ...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostOverride {
+    pub service: String,
+    pub region: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub mode: Mode,
@@ -78,6 +87,11 @@ pub struct Config {
     pub s3_payload: S3Payload,
     /// Largest request body the filter lets through for services whose body is hashed.
     pub max_body_bytes: u64,
+    /// Operator-set signing name and region per host (lowercase, no port).
+    pub host_overrides: BTreeMap<String, HostOverride>,
+    /// Whether clients may set the signing name and region of an AWS host with the
+    /// `x-grant-service` / `x-grant-region` headers.
+    pub request_overrides: bool,
 }
 
 /// A configuration error, naming the key.
@@ -188,6 +202,64 @@ fn is_header_name(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
+/// A signing name or region: lowercase letters, digits and '-'.
+pub fn is_scope_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+fn parse_host_overrides(v: Option<&Value>) -> Result<BTreeMap<String, HostOverride>, ConfigError> {
+    let mut out = BTreeMap::new();
+    let Some(v) = v else {
+        return Ok(out);
+    };
+    let Value::Object(map) = v else {
+        return Err(err(
+            "host_overrides",
+            "must be a JSON object of host -> {service, region}",
+        ));
+    };
+    for (host, entry) in map {
+        let key = format!("host_overrides.{host}");
+        if !is_host_name(host) {
+            return Err(err(&key, "must be a lowercase host name without port"));
+        }
+        let mut o = Obj::new(&key, entry)?;
+        let service = o.string("service", None)?;
+        let region = o.string("region", None)?;
+        o.finish()?;
+        if !is_scope_part(&service) {
+            return Err(err(
+                &format!("{key}.service"),
+                "must be a signing name (a-z, 0-9, '-')",
+            ));
+        }
+        if !is_scope_part(&region) {
+            return Err(err(
+                &format!("{key}.region"),
+                "must be a region name (a-z, 0-9, '-')",
+            ));
+        }
+        out.insert(host.clone(), HostOverride { service, region });
+    }
+    Ok(out)
+}
+
 fn is_path_part(s: &str) -> bool {
     s.bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
@@ -268,6 +340,12 @@ impl Config {
             _ => return Err(err("s3_payload", "must be \"unsigned\" or \"signed\"")),
         };
         let max_body_bytes = top.uint("max_body_bytes", DEFAULT_MAX_BODY_BYTES, 0, 1 << 32)?;
+        let host_overrides = parse_host_overrides(top.get("host_overrides"))?;
+        let request_overrides = match top.get("request_overrides") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(err("request_overrides", "must be true or false")),
+        };
         top.finish()?;
 
         Ok(Config {
@@ -284,6 +362,8 @@ impl Config {
             cache,
             s3_payload,
             max_body_bytes,
+            host_overrides,
+            request_overrides,
         })
     }
 }
@@ -365,6 +445,45 @@ mod tests {
             assert_eq!(e.key, key, "for {json}: {e}");
             assert!(e.to_string().contains(key));
         }
+    }
+
+    #[test]
+    fn host_overrides() {
+        let c = parse(
+            r#"{"vault": {"token": "t"}, "request_overrides": true,
+            "host_overrides": {"api.example.com": {"service": "execute-api", "region": "eu-west-1"}}}"#,
+        )
+        .unwrap();
+        assert!(c.request_overrides);
+        assert_eq!(c.host_overrides["api.example.com"].service, "execute-api");
+        for (json, key) in [
+            (
+                r#"{"API.example.com": {"service": "s", "region": "r"}}"#,
+                "host_overrides.API.example.com",
+            ),
+            (
+                r#"{"a.example.com": {"service": "S3", "region": "r"}}"#,
+                "host_overrides.a.example.com.service",
+            ),
+            (
+                r#"{"a.example.com": {"service": "s"}}"#,
+                "host_overrides.a.example.com.region",
+            ),
+            (
+                r#"{"a.example.com": {"service": "s", "region": "r", "x": 1}}"#,
+                "host_overrides.a.example.com.x",
+            ),
+            (r#"[]"#, "host_overrides"),
+        ] {
+            let full = format!(r#"{{"vault": {{"token": "t"}}, "host_overrides": {json}}}"#);
+            assert_eq!(parse(&full).unwrap_err().key, key, "{json}");
+        }
+        assert_eq!(
+            parse(r#"{"vault": {"token": "t"}, "request_overrides": "yes"}"#)
+                .unwrap_err()
+                .key,
+            "request_overrides"
+        );
     }
 
     #[test]

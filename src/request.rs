@@ -16,8 +16,19 @@ const STREAMING_SIGNED_PREFIX: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
 const STREAMING_ECDSA_PREFIX: &str = "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD";
 
 /// Client-sent headers that the filter always removes before forwarding: the filter sets its
-/// own values where they are needed.
-pub const DROPPED_HEADERS: [&str; 3] = ["authorization", "x-amz-date", "x-amz-security-token"];
+/// own values where they are needed, and the override headers are for the filter only.
+pub const DROPPED_HEADERS: [&str; 5] = [
+    "authorization",
+    "x-amz-date",
+    "x-amz-security-token",
+    SERVICE_OVERRIDE_HEADER,
+    REGION_OVERRIDE_HEADER,
+];
+
+/// Request-level override of the signing name (when `request_overrides` is enabled).
+pub const SERVICE_OVERRIDE_HEADER: &str = "x-grant-service";
+/// Request-level override of the signing region (when `request_overrides` is enabled).
+pub const REGION_OVERRIDE_HEADER: &str = "x-grant-region";
 
 /// Query parameters of a presigned URL: a request carrying them already claims a signature.
 const PRESIGN_PARAMS: [&str; 6] = [
@@ -93,6 +104,93 @@ fn header_str<'a>(name: &str, value: &'a [u8]) -> Result<&'a str, LocalError> {
         .map_err(|_| bad_request("BadHeader", format!("header {name} is not valid UTF-8")))
 }
 
+fn host_error(e: HostError) -> LocalError {
+    match e {
+        HostError::NotAws(h) => {
+            LocalError::not_aws_endpoint(&format!("{} is not an AWS endpoint host name", clip(&h)))
+        }
+        HostError::Malformed(h) => {
+            LocalError::not_aws_endpoint(&format!("the host {} is not usable", clip(&h)))
+        }
+        HostError::NotSigV4(h) => LocalError::new(
+            400,
+            "NotSigV4",
+            format!(
+                "{} is an AWS endpoint that is not signed with SigV4 (SigV4A, bearer token or \
+                 SigV2), which this filter does not produce",
+                clip(&h)
+            ),
+        ),
+        HostError::RegionUnknown(h) => LocalError::new(
+            400,
+            "RegionUnknown",
+            format!(
+                "the signing region of {} is not in its name: add a host_overrides entry for it",
+                clip(&h)
+            ),
+        ),
+    }
+}
+
+/// At most 255 characters of a client-sent value, for messages.
+fn clip(s: &str) -> &str {
+    match s.char_indices().nth(255) {
+        Some((i, _)) => s.get(..i).unwrap_or(""),
+        None => s,
+    }
+}
+
+fn override_value<'a>(name: &str, v: Option<&'a [u8]>) -> Result<Option<&'a str>, LocalError> {
+    let Some(v) = v else { return Ok(None) };
+    match std::str::from_utf8(v) {
+        Ok(s) if crate::config::is_scope_part(s) => Ok(Some(s)),
+        _ => Err(bad_request(
+            "BadOverride",
+            format!("{name} must be lowercase letters, digits and '-'"),
+        )),
+    }
+}
+
+/// Signing name, region and signed host: from the operator's `host_overrides`, else from the
+/// host name, then (when enabled) from the request's override headers.
+fn resolve_endpoint(
+    cfg: &Config,
+    authority: &str,
+    scheme: &str,
+    service_override: Option<&[u8]>,
+    region_override: Option<&[u8]>,
+) -> Result<AwsEndpoint, LocalError> {
+    let service_override = override_value(SERVICE_OVERRIDE_HEADER, service_override)?;
+    let region_override = override_value(REGION_OVERRIDE_HEADER, region_override)?;
+    if (service_override.is_some() || region_override.is_some()) && !cfg.request_overrides {
+        return Err(bad_request(
+            "OverrideNotAllowed",
+            "x-grant-service / x-grant-region are not enabled (plugin configuration \
+             request_overrides)",
+        ));
+    }
+    let mut endpoint = if cfg.host_overrides.is_empty() {
+        aws_host::parse_authority(authority, scheme).map_err(host_error)?
+    } else {
+        let (lower, host) = aws_host::split_authority(authority, scheme).map_err(host_error)?;
+        match cfg.host_overrides.get(&lower) {
+            Some(o) => AwsEndpoint {
+                signing_name: o.service.clone(),
+                region: o.region.clone(),
+                host,
+            },
+            None => aws_host::parse_authority(authority, scheme).map_err(host_error)?,
+        }
+    };
+    if let Some(s) = service_override {
+        endpoint.signing_name = s.to_string();
+    }
+    if let Some(r) = region_override {
+        endpoint.region = r.to_string();
+    }
+    Ok(endpoint)
+}
+
 /// Decide what to do with a request from its headers. `end_of_stream` is true when the
 /// headers end the request (no body follows).
 pub fn plan_request(
@@ -130,6 +228,8 @@ fn plan(
     let mut content_sha = None;
     let mut content_sha_count = 0usize;
     let mut content_length: Option<&[u8]> = None;
+    let mut service_override: Option<&[u8]> = None;
+    let mut region_override: Option<&[u8]> = None;
     let mut chunked = false;
     let mut signed: Vec<(String, Vec<u8>)> = Vec::with_capacity(8);
 
@@ -142,6 +242,8 @@ fn plan(
             ":scheme" => scheme = Some(header_str(name, value)?),
             "content-length" => content_length = Some(value.as_slice()),
             "transfer-encoding" => chunked = true,
+            SERVICE_OVERRIDE_HEADER => service_override = Some(value.as_slice()),
+            REGION_OVERRIDE_HEADER => region_override = Some(value.as_slice()),
             "x-amz-content-sha256" => {
                 content_sha = Some(value.as_slice());
                 content_sha_count += 1;
@@ -194,14 +296,13 @@ fn plan(
     }
     let authority =
         authority.ok_or_else(|| bad_request("BadRequest", "the request has no :authority"))?;
-    let endpoint = aws_host::parse_authority(authority, scheme.unwrap_or("http")).map_err(|e| {
-        LocalError::not_aws_endpoint(&match e {
-            HostError::NotAws(h) => format!("{h} is not an AWS endpoint host name"),
-            HostError::Malformed(why) => format!("the host is not usable: {why}"),
-            #[allow(unreachable_patterns)]
-            _ => "the host cannot be signed with SigV4".to_string(),
-        })
-    })?;
+    let endpoint = resolve_endpoint(
+        cfg,
+        authority,
+        scheme.unwrap_or("http"),
+        service_override,
+        region_override,
+    )?;
     let s3 = aws_host::is_s3_family(&endpoint.signing_name);
 
     let length = match content_length {
@@ -459,6 +560,71 @@ mod tests {
         assert_eq!(
             precheck_request(&c, &no_grant, false).unwrap_err().code,
             "GrantMissing"
+        );
+    }
+
+    #[test]
+    fn host_overrides_and_request_overrides() {
+        let c = Config::parse(
+            br#"{"vault": {"token": "t"},
+            "host_overrides": {"api.example.com": {"service": "execute-api", "region": "eu-west-1"}}}"#,
+        )
+        .unwrap();
+        let mut h = base(&[]);
+        h[2].1 = b"API.example.com:8443".to_vec();
+        let p = plan_request(&c, &h, true).unwrap();
+        assert_eq!(p.endpoint.signing_name, "execute-api");
+        assert_eq!(p.endpoint.region, "eu-west-1");
+        assert_eq!(p.endpoint.host, "api.example.com:8443");
+        // other hosts still parse as AWS, and non-AWS hosts are still refused
+        assert_eq!(
+            plan_request(&c, &base(&[]), true)
+                .unwrap()
+                .endpoint
+                .signing_name,
+            "sts"
+        );
+        h[2].1 = b"other.example.com".to_vec();
+        assert_eq!(
+            plan_request(&c, &h, true).unwrap_err().code,
+            "NotAwsEndpoint"
+        );
+        // request-level overrides are off by default
+        let e = plan_request(&c, &base(&[("x-grant-region", "eu-west-1")]), true).unwrap_err();
+        assert_eq!(e.code, "OverrideNotAllowed");
+        let on = Config::parse(br#"{"vault": {"token": "t"}, "request_overrides": true}"#).unwrap();
+        let p = plan_request(
+            &on,
+            &base(&[("x-grant-region", "eu-west-1"), ("x-grant-service", "sts")]),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            (p.endpoint.signing_name.as_str(), p.endpoint.region.as_str()),
+            ("sts", "eu-west-1")
+        );
+        assert!(p.strip.iter().any(|s| s == "x-grant-region"));
+        assert!(p.signed.iter().all(|(n, _)| !n.starts_with("x-grant")));
+        let e = plan_request(&on, &base(&[("x-grant-region", "EU WEST")]), true).unwrap_err();
+        assert_eq!(e.code, "BadOverride");
+        // overrides never make a non-AWS host signable
+        let mut h = base(&[("x-grant-region", "us-east-1")]);
+        h[2].1 = b"evil.example".to_vec();
+        assert_eq!(
+            plan_request(&on, &h, true).unwrap_err().code,
+            "NotAwsEndpoint"
+        );
+    }
+
+    #[test]
+    fn sigv4a_and_unknown_region_hosts_are_explained() {
+        let mut h = base(&[]);
+        h[2].1 = b"mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com".to_vec();
+        assert_eq!(plan_request(&cfg(), &h, true).unwrap_err().code, "NotSigV4");
+        h[2].1 = b"bucket.s3-accelerate.amazonaws.com".to_vec();
+        assert_eq!(
+            plan_request(&cfg(), &h, true).unwrap_err().code,
+            "RegionUnknown"
         );
     }
 

@@ -268,6 +268,11 @@ def plugin_config(vault_token: str, **overrides) -> dict:
     return cfg
 
 
+def precheck_config(cfg: dict) -> dict:
+    """The precheck instance's configuration: the signing one's, without the vault."""
+    return {**{k: v for k, v in cfg.items() if k != "vault"}, "mode": "precheck"}
+
+
 class Stack:
     """OpenBao + moto + Envoy with the filter, wired together on free local ports."""
 
@@ -295,6 +300,7 @@ class Stack:
                     "LISTEN_PORT": self.listen_port,
                     "WASM": WASM,
                     "PLUGIN_CONFIG": json.dumps(cfg),
+                    "PRECHECK_CONFIG": json.dumps(precheck_config(cfg)),
                     "AWS_PORT": aws_port,
                     "VAULT_PORT": vault_port or self.bao.port,
                 },

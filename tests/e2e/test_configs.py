@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT, VENV_BIN, WASM, plugin_config, render
+from harness import ROOT, VENV_BIN, WASM, plugin_config, precheck_config, render
 
 CONFIGS = sorted((ROOT / "envoy").glob("*.yaml"))
 PLACEHOLDERS = {
@@ -17,6 +17,7 @@ PLACEHOLDERS = {
     "VAULT_PORT": 8200,
     "WASM": WASM,
     "PLUGIN_CONFIG": json.dumps(plugin_config("validate-token")),
+    "PRECHECK_CONFIG": json.dumps(precheck_config(plugin_config("validate-token"))),
 }
 
 
@@ -42,7 +43,8 @@ def test_config_validates(config, tmp_path):
     r = validate(text, tmp_path)
     out = r.stdout + r.stderr
     assert r.returncode == 0 and "OK" in out, out[-3000:]
-    assert "grant-sigv4 configured" in out, "the filter's plugin configuration was not accepted"
+    assert "grant-sigv4 configured: grant header" in out, "the signing configuration was not accepted"
+    assert "grant-sigv4 configured: precheck" in out, "the precheck configuration was not accepted"
 
 
 def test_bad_plugin_configuration_fails_start_naming_the_key(tmp_path):
