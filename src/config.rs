@@ -6,7 +6,8 @@
 //! {"grant_header": "x-grant-id",
 //!  "vault": {"cluster": "vault", "authority": "vault", "token": "...",
 //!            "kv_mount": "secret", "path_prefix": "aws/grants/", "timeout_ms": 2000},
-//!  "cache": {"ttl_seconds": 300},
+//!  "cache": {"ttl_seconds": 300, "max_stale_seconds": 900, "negative_ttl_seconds": 10,
+//!            "refresh_ahead_seconds": 60, "min_refetch_seconds": 5},
 //!  "s3_payload": "unsigned",
 //!  "max_body_bytes": 8388608}
 //! ```
@@ -65,8 +66,29 @@ impl fmt::Debug for VaultConfig {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CacheConfig {
-    /// How long a fetched credential is used before it is fetched again.
+    /// How long a fetched static credential is used before it is fetched again.
     pub ttl_seconds: u64,
+    /// How long past its TTL a static credential is still served while the vault is down.
+    pub max_stale_seconds: u64,
+    /// How long "no such grant" is remembered.
+    pub negative_ttl_seconds: u64,
+    /// A credential is refreshed in the background this long before it expires (dynamic
+    /// credentials: before their lease ends), so that no request waits on the refresh.
+    pub refresh_ahead_seconds: u64,
+    /// After AWS refused a grant's key, it is fetched again — but not more often than this.
+    pub min_refetch_seconds: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            ttl_seconds: 300,
+            max_stale_seconds: 900,
+            negative_ttl_seconds: 10,
+            refresh_ahead_seconds: 60,
+            min_refetch_seconds: 5,
+        }
+    }
 }
 
 /// Signing name and region for a host whose name does not tell them (a custom domain in
@@ -325,12 +347,33 @@ impl Config {
         v.finish()?;
 
         let cache = match top.get("cache") {
-            None => CacheConfig { ttl_seconds: 300 },
+            None => CacheConfig::default(),
             Some(cv) => {
+                let d = CacheConfig::default();
                 let mut c = Obj::new("cache", cv)?;
-                let ttl_seconds = c.uint("ttl_seconds", 300, 1, 86_400)?;
+                let ttl_seconds = c.uint("ttl_seconds", d.ttl_seconds, 1, 86_400)?;
+                let max_stale_seconds =
+                    c.uint("max_stale_seconds", d.max_stale_seconds, 0, 86_400)?;
+                let negative_ttl_seconds =
+                    c.uint("negative_ttl_seconds", d.negative_ttl_seconds, 0, 3_600)?;
+                let refresh_ahead_seconds =
+                    c.uint("refresh_ahead_seconds", d.refresh_ahead_seconds, 0, 3_600)?;
+                let min_refetch_seconds =
+                    c.uint("min_refetch_seconds", d.min_refetch_seconds, 0, 3_600)?;
                 c.finish()?;
-                CacheConfig { ttl_seconds }
+                if refresh_ahead_seconds >= ttl_seconds {
+                    return Err(err(
+                        "cache.refresh_ahead_seconds",
+                        "must be less than cache.ttl_seconds",
+                    ));
+                }
+                CacheConfig {
+                    ttl_seconds,
+                    max_stale_seconds,
+                    negative_ttl_seconds,
+                    refresh_ahead_seconds,
+                    min_refetch_seconds,
+                }
             }
         };
 

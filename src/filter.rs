@@ -2,18 +2,29 @@
 //!
 //! Per worker VM there is one [`Worker`] state shared by the root context and every request
 //! context: the plugin configuration, the credential cache, the signing-key cache and the
-//! vault fetches under way. A request whose grant is cached is signed in its headers
-//! callback without pausing. Otherwise the first request for a grant pauses and fetches it
-//! from the vault with one callout; further requests for the same grant pause and wait for
-//! that answer (single flight), and are signed and resumed from the callout's callback.
+//! vault fetches under way. Grants fetched on one worker are also put into Envoy's shared
+//! data, so other workers take them from there instead of calling the vault.
+//!
+//! - A request whose grant is cached is signed in its headers callback without pausing.
+//! - Otherwise the first request for a grant on this worker pauses and fetches it with one
+//!   callout (two for a dynamic grant: the record, then the AWS secrets engine); further
+//!   requests for the same grant pause and wait for that answer (single flight), and are
+//!   signed and resumed from the callout's callback.
+//! - The root context's tick refreshes used grants before they expire, so requests do not
+//!   wait on refreshes; if the vault is down, a static key is served stale for a while.
+//! - An AWS answer that refuses the key drops the grant from the caches, so the next
+//!   request (or a retry of this one, when the filter runs as an upstream filter) is signed
+//!   with a freshly fetched key.
 
-use crate::cache::{Begin, GrantCache, Inflight};
+use crate::aws_response::{self, KeyVerdict};
+use crate::cache::{Begin, CachedGrant, GrantCache, Inflight, Lookup};
 use crate::config::{Config, Mode};
 use crate::errors::LocalError;
 use crate::hostcalls::{self, Buffer, Map};
+use crate::policy::{self, Caller, Policy};
 use crate::request::{self, Plan};
 use crate::sigv4::SigningKeyCache;
-use crate::vault::{self, Credentials, VaultError};
+use crate::vault::{self, DynamicSource, Source, VaultError};
 use log::{debug, error, info, warn};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 #[cfg(target_arch = "wasm32")]
@@ -30,6 +41,43 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
+/// How often the root context looks for grants to refresh.
+const TICK_MS: u32 = 1000;
+
+/// A request paused until its grant is fetched.
+struct Waiting {
+    plan: Plan,
+}
+
+/// Which read of a fetch is under way.
+#[derive(Clone, Debug)]
+enum Stage {
+    /// The grant record in KV.
+    Record,
+    /// The AWS secrets engine, for a dynamic grant whose record said so.
+    Dynamic {
+        source: DynamicSource,
+        policy: Policy,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Fetch {
+    grant: String,
+    stage: Stage,
+}
+
+/// What one callout answer leads to.
+enum Step {
+    /// Another read is needed (the AWS secrets engine).
+    Next(Fetch),
+    /// `fresh` is false when the vault could not be read and a stale key is served.
+    Done {
+        outcome: Result<Rc<CachedGrant>, LocalError>,
+        fresh: bool,
+    },
+}
+
 /// State shared by all contexts of one worker VM.
 #[derive(Default)]
 pub struct Worker {
@@ -37,71 +85,126 @@ pub struct Worker {
     cache: GrantCache,
     keys: SigningKeyCache,
     inflight: Inflight,
-    /// Plans of requests paused while their grant is fetched, by context id.
-    waiting: HashMap<u32, Plan>,
+    /// Requests paused while their grant is fetched, by context id.
+    waiting: HashMap<u32, Waiting>,
+    /// Requests signed, by context id: the grant and when its key was fetched, so that an
+    /// AWS refusal drops exactly that key.
+    signed_with: HashMap<u32, (String, u64)>,
+    /// Background refreshes dispatched by the root context, by callout token.
+    refreshes: HashMap<u32, Fetch>,
 }
 
 type Shared = Rc<RefCell<Worker>>;
 
-#[derive(Default)]
-pub struct Root {
-    worker: Shared,
+fn shared_key(grant: &str) -> String {
+    format!("grant_sigv4/v1/{grant}")
 }
 
-impl Context for Root {}
+/// The grant as another worker stored it, if it is still fresh.
+fn shared_lookup(grant: &str, now: u64) -> Option<CachedGrant> {
+    match hostcalls::get_shared(&shared_key(grant)) {
+        Ok((Some(bytes), _)) if !bytes.is_empty() => {
+            CachedGrant::decode(&bytes).filter(|g| now < g.fresh_until)
+        }
+        _ => None,
+    }
+}
 
-impl RootContext for Root {
-    fn on_configure(&mut self, size: usize) -> bool {
-        let bytes = if size == 0 {
-            Vec::new()
-        } else {
-            self.get_plugin_configuration().unwrap_or_default()
-        };
-        match Config::parse(&bytes) {
-            Ok(cfg) => {
-                match cfg.mode {
-                    Mode::Sign => info!(
-                        "grant-sigv4 configured: grant header {}, vault cluster {}, cache ttl {}s",
-                        cfg.grant_header, cfg.vault.cluster, cfg.cache.ttl_seconds
-                    ),
-                    Mode::Precheck => info!(
-                        "grant-sigv4 configured: precheck, grant header {}, max body {} bytes",
-                        cfg.grant_header, cfg.max_body_bytes
-                    ),
-                }
-                let mut w = self.worker.borrow_mut();
-                w.config = Some(Rc::new(cfg));
-                w.cache = GrantCache::default();
-                true
-            }
-            Err(e) => {
-                error!("grant-sigv4: {e}");
-                false
-            }
+fn shared_store(grant: &str, g: &CachedGrant) {
+    let key = shared_key(grant);
+    let cas = match hostcalls::get_shared(&key) {
+        Ok((Some(bytes), cas)) => match CachedGrant::decode(&bytes) {
+            // Never replace a newer key.
+            Some(other) if other.fetched_at > g.fetched_at => return,
+            _ => cas,
+        },
+        _ => 0,
+    };
+    if let Err(s) = hostcalls::set_shared(&key, &g.encode(), cas) {
+        debug!("shared data not updated (status {s}): another worker wrote first");
+    }
+}
+
+/// Drop a refused key from the shared data, unless another worker already replaced it.
+fn shared_forget(grant: &str, fetched_at: u64) {
+    let key = shared_key(grant);
+    if let Ok((Some(bytes), cas)) = hostcalls::get_shared(&key) {
+        if CachedGrant::decode(&bytes).is_some_and(|g| g.fetched_at == fetched_at) {
+            let _ = hostcalls::set_shared(&key, b"", cas);
         }
     }
+}
 
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Signer {
-            id: context_id,
-            worker: Rc::clone(&self.worker),
-            fetching: None,
-        }))
-    }
+/// Start a vault read. The answer goes to the context that is running now.
+fn dispatch(cfg: &Config, path: &str) -> Result<u32, String> {
+    let headers = vec![
+        (":method", "GET"),
+        (":path", path),
+        (":authority", cfg.vault.authority.as_str()),
+        ("x-vault-token", cfg.vault.token.as_str()),
+        ("accept", "application/json"),
+    ];
+    proxy_wasm::hostcalls::dispatch_http_call(
+        &cfg.vault.cluster,
+        headers,
+        None,
+        vec![],
+        Duration::from_millis(cfg.vault.timeout_ms),
+    )
+    .map_err(|s| format!("{s:?}"))
+}
 
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+fn start_fetch(cfg: &Config, fetch: &Fetch) -> Result<u32, String> {
+    let path = match &fetch.stage {
+        Stage::Record => vault::grant_path(&cfg.vault, &fetch.grant),
+        Stage::Dynamic { source, .. } => vault::dynamic_path(source),
+    };
+    dispatch(cfg, &path)
+}
+
+/// Status and body of the callout answer being delivered now.
+fn callout_answer(body_size: usize) -> (Option<u32>, Vec<u8>) {
+    let status = hostcalls::get_value(Map::CallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u32>().ok());
+    let body = if body_size > vault::MAX_RESPONSE_BYTES {
+        // Too large to be a grant record: let the parser refuse it by size.
+        vec![b' '; vault::MAX_RESPONSE_BYTES + 1]
+    } else {
+        hostcalls::get_buffer(Buffer::CallResponseBody, body_size).unwrap_or_default()
+    };
+    (status, body)
+}
+
+fn vault_error(e: &VaultError) -> LocalError {
+    match e {
+        VaultError::NotFound => LocalError::grant_not_found(),
+        VaultError::Unavailable(why) => LocalError::vault_unavailable(why),
+        VaultError::BadRecord(why) => LocalError::new(
+            502,
+            "GrantRecordInvalid",
+            format!("the stored record for this grant is not usable: {why}"),
+        ),
     }
 }
 
-pub struct Signer {
-    id: u32,
-    worker: Shared,
-    /// The grant this request is fetching from the vault (it owns that fetch).
-    fetching: Option<String>,
+/// The caller's identity and address, read from the stream now in effect.
+fn current_caller() -> Caller {
+    let principal = hostcalls::get_property(&["connection", "uri_san_peer_certificate"])
+        .ok()
+        .flatten()
+        .and_then(|v| String::from_utf8(v).ok())
+        .filter(|s| !s.is_empty());
+    let source = hostcalls::get_property(&["source", "address"])
+        .ok()
+        .flatten()
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|s| policy::parse_socket_ip(&s));
+    Caller { principal, source }
 }
 
-/// Answer the current (effective) request locally with a JSON error.
+/// Answer the request now in effect locally with a JSON error.
 fn reply(e: &LocalError) {
     debug!("local reply {} {}", e.status, e.code);
     let body = e.body();
@@ -114,7 +217,7 @@ fn reply(e: &LocalError) {
     }
 }
 
-/// Apply signing edits to the current (effective) request.
+/// Apply signing edits to the request now in effect.
 fn apply(edits: &request::Edits) -> Result<(), hostcalls::Status> {
     for name in &edits.remove {
         hostcalls::remove(Map::RequestHeaders, name)?;
@@ -126,14 +229,25 @@ fn apply(edits: &request::Edits) -> Result<(), hostcalls::Status> {
 }
 
 impl Worker {
-    /// Sign the current (effective) request with `creds`; on failure answer it locally.
-    /// Returns whether the request may continue.
-    fn sign_and_apply(&mut self, plan: &Plan, creds: &Credentials, now: u64) -> bool {
-        match request::sign(plan, creds, now, &mut self.keys) {
+    /// Authorize and sign the request now in effect (context `ctx`) with `g`; on failure
+    /// answer it locally. Returns whether the request may continue.
+    fn sign_current(&mut self, ctx: u32, plan: &Plan, g: &CachedGrant, now: u64) -> bool {
+        let caller = if g.policy.needs_caller() {
+            current_caller()
+        } else {
+            Caller::default()
+        };
+        if let Err(e) = request::authorize(plan, &g.policy, &caller) {
+            reply(&e);
+            return false;
+        }
+        match request::sign(plan, &g.creds, now, &mut self.keys) {
             Ok(edits) => match apply(&edits) {
                 Ok(()) => {
+                    self.signed_with
+                        .insert(ctx, (plan.grant_id.clone(), g.fetched_at));
                     debug!(
-                        "signed {} {} for {}/{}",
+                        "signed {} {} as {}/{}",
                         plan.method,
                         plan.endpoint.host,
                         plan.endpoint.signing_name,
@@ -156,76 +270,227 @@ impl Worker {
             }
         }
     }
-}
 
-fn vault_error(e: &VaultError) -> LocalError {
-    match e {
-        VaultError::NotFound => LocalError::grant_not_found(),
-        VaultError::Unavailable(why) => LocalError::vault_unavailable(why),
-        VaultError::BadRecord(why) => LocalError::new(
-            502,
-            "GrantRecordInvalid",
-            format!("the stored record for this grant is not usable: {why}"),
-        ),
+    /// Digest one callout answer for `fetch`.
+    fn step(
+        &mut self,
+        cfg: &Config,
+        fetch: Fetch,
+        status: Option<u32>,
+        body: &[u8],
+        now: u64,
+    ) -> Step {
+        let fetched = match fetch.stage {
+            Stage::Record => match vault::parse_grant_response(status, body) {
+                Ok(rec) => match rec.source {
+                    Source::Static(creds) => {
+                        Ok(CachedGrant::new_static(creds, rec.policy, now, &cfg.cache))
+                    }
+                    Source::Dynamic(source) => {
+                        return Step::Next(Fetch {
+                            grant: fetch.grant,
+                            stage: Stage::Dynamic {
+                                source,
+                                policy: rec.policy,
+                            },
+                        })
+                    }
+                },
+                Err(e) => Err(e),
+            },
+            Stage::Dynamic { source, policy } => {
+                vault::parse_dynamic_response(status, body).map(|(creds, lease)| {
+                    CachedGrant::new_dynamic(creds, policy, source, lease, now, &cfg.cache)
+                })
+            }
+        };
+        let grant = fetch.grant;
+        let mut fresh = true;
+        let outcome = match fetched {
+            Ok(g) => {
+                shared_store(&grant, &g);
+                Ok(self.cache.insert(&grant, g))
+            }
+            Err(VaultError::NotFound) => {
+                self.cache
+                    .remember_not_found(&grant, now.saturating_add(cfg.cache.negative_ttl_seconds));
+                Err(vault_error(&VaultError::NotFound))
+            }
+            Err(e @ VaultError::Unavailable(_)) => match self.cache.lookup(&grant, now) {
+                // The vault is down: serve the stale key while it is usable.
+                Lookup::Stale(g) | Lookup::Fresh(g) => {
+                    warn!("vault unavailable ({e:?}); serving a grant's cached key");
+                    fresh = false;
+                    Ok(g)
+                }
+                _ => {
+                    warn!("vault read for a grant failed: {e:?}");
+                    Err(vault_error(&e))
+                }
+            },
+            Err(e) => {
+                warn!("vault read for a grant failed: {e:?}");
+                Err(vault_error(&e))
+            }
+        };
+        Step::Done { outcome, fresh }
     }
 }
 
-impl Signer {
-    fn config(&self) -> Option<Rc<Config>> {
-        self.worker.borrow().config.clone()
-    }
+#[derive(Default)]
+pub struct Root {
+    worker: Shared,
+}
 
-    fn start_fetch(&mut self, cfg: &Config, grant: &str) -> bool {
-        let path = vault::grant_path(&cfg.vault, grant);
-        let headers = vec![
-            (":method", "GET"),
-            (":path", path.as_str()),
-            (":authority", cfg.vault.authority.as_str()),
-            ("x-vault-token", cfg.vault.token.as_str()),
-            ("accept", "application/json"),
-        ];
-        match self.dispatch_http_call(
-            &cfg.vault.cluster,
-            headers,
-            None,
-            vec![],
-            Duration::from_millis(cfg.vault.timeout_ms),
-        ) {
-            Ok(_) => {
-                self.fetching = Some(grant.to_string());
+impl Context for Root {
+    /// Answers of background refreshes.
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let mut w = self.worker.borrow_mut();
+        let Some(fetch) = w.refreshes.remove(&token) else {
+            return;
+        };
+        let Some(cfg) = w.config.clone() else {
+            return;
+        };
+        let (status, body) = callout_answer(body_size);
+        let now = hostcalls::now_secs().unwrap_or(0);
+        let grant = fetch.grant.clone();
+        match w.step(&cfg, fetch, status, &body, now) {
+            Step::Next(next) => match start_fetch(&cfg, &next) {
+                Ok(t) => {
+                    w.refreshes.insert(t, next);
+                }
+                Err(e) => {
+                    warn!("background refresh could not start: {e}");
+                    w.cache.refresh_failed(&grant);
+                }
+            },
+            Step::Done {
+                outcome: Ok(_),
+                fresh: true,
+            } => debug!("refreshed a grant in the background"),
+            Step::Done { outcome, .. } => {
+                debug!(
+                    "background refresh failed: {:?}",
+                    outcome.err().map(|e| e.code)
+                );
+                w.cache.refresh_failed(&grant);
+            }
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, size: usize) -> bool {
+        let bytes = if size == 0 {
+            Vec::new()
+        } else {
+            self.get_plugin_configuration().unwrap_or_default()
+        };
+        match Config::parse(&bytes) {
+            Ok(cfg) => {
+                match cfg.mode {
+                    Mode::Sign => {
+                        info!(
+                            "grant-sigv4 configured: grant header {}, vault cluster {}, cache ttl {}s",
+                            cfg.grant_header, cfg.vault.cluster, cfg.cache.ttl_seconds
+                        );
+                        if let Err(s) = hostcalls::set_tick_period_ms(TICK_MS) {
+                            warn!("no tick (status {s}): grants are refreshed on demand only");
+                        }
+                    }
+                    Mode::Precheck => info!(
+                        "grant-sigv4 configured: precheck, grant header {}, max body {} bytes",
+                        cfg.grant_header, cfg.max_body_bytes
+                    ),
+                }
+                let mut w = self.worker.borrow_mut();
+                w.config = Some(Rc::new(cfg));
+                w.cache = GrantCache::default();
                 true
             }
-            Err(s) => {
-                warn!(
-                    "vault callout to cluster {} failed to start: {s:?}",
-                    cfg.vault.cluster
-                );
+            Err(e) => {
+                error!("grant-sigv4: {e}");
                 false
             }
         }
     }
 
-    /// Answer every request that waited for `grant`, then return to this context.
-    fn release_waiters(
-        &self,
-        grant: &str,
-        outcome: &Result<Rc<Credentials>, LocalError>,
-        now: u64,
-    ) {
+    /// Refresh used grants ahead of their expiry, from the root context, so that the
+    /// answers come back here whatever happens to the requests.
+    fn on_tick(&mut self) {
         let mut w = self.worker.borrow_mut();
-        let waiters = w.inflight.finish(grant);
-        for ctx in waiters {
-            let Some(plan) = w.waiting.remove(&ctx) else {
+        let Some(cfg) = w.config.clone() else {
+            return;
+        };
+        let now = hostcalls::now_secs().unwrap_or(0);
+        for grant in w.cache.due_for_refresh(now) {
+            // Another worker may have refreshed it already.
+            if let Some(g) = shared_lookup(&grant, now).filter(|g| now < g.refresh_at) {
+                w.cache.insert(&grant, g);
+                continue;
+            }
+            let fetch = Fetch {
+                grant: grant.clone(),
+                stage: Stage::Record,
+            };
+            match start_fetch(&cfg, &fetch) {
+                Ok(token) => {
+                    w.refreshes.insert(token, fetch);
+                }
+                Err(e) => {
+                    warn!("background refresh could not start: {e}");
+                    w.cache.refresh_failed(&grant);
+                }
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Signer {
+            id: context_id,
+            worker: Rc::clone(&self.worker),
+            fetching: None,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+pub struct Signer {
+    id: u32,
+    worker: Shared,
+    /// The fetch this request owns (it dispatched the callout).
+    fetching: Option<Fetch>,
+}
+
+impl Signer {
+    /// Sign or answer every request that waited for `grant` (and this one, if it waits),
+    /// then return to this context.
+    fn release(&self, grant: &str, outcome: &Result<Rc<CachedGrant>, LocalError>, now: u64) {
+        let mut w = self.worker.borrow_mut();
+        let mut all = w.inflight.finish(grant);
+        all.insert(0, self.id);
+        for ctx in all {
+            let Some(waiting) = w.waiting.remove(&ctx) else {
                 continue;
             };
             if hostcalls::set_effective_context(ctx).is_err() {
                 continue;
             }
             match outcome {
-                Ok(creds) => {
-                    if w.sign_and_apply(&plan, creds, now) {
+                Ok(g) => {
+                    if w.sign_current(ctx, &waiting.plan, g, now) {
                         if let Err(s) = hostcalls::resume_request() {
-                            debug!("waiting request {ctx} could not resume (status {s})");
+                            debug!("request {ctx} could not resume (status {s})");
                         }
                     }
                 }
@@ -244,59 +509,43 @@ impl Context for Signer {
         body_size: usize,
         _trailers: usize,
     ) {
-        let Some(grant) = self.fetching.take() else {
+        let Some(fetch) = self.fetching.take() else {
             return;
         };
-        let Some(cfg) = self.config() else {
+        let Some(cfg) = self.worker.borrow().config.clone() else {
             return;
         };
-        let status = hostcalls::get_map(Map::CallResponseHeaders)
-            .ok()
-            .and_then(|h| {
-                h.into_iter()
-                    .find(|(k, _)| k == ":status")
-                    .and_then(|(_, v)| std::str::from_utf8(&v).ok()?.parse::<u32>().ok())
-            });
-        let body = if body_size > vault::MAX_RESPONSE_BYTES {
-            // Too large to be a grant record: let the parser refuse it by size.
-            vec![b' '; vault::MAX_RESPONSE_BYTES + 1]
-        } else {
-            hostcalls::get_buffer(Buffer::CallResponseBody, body_size).unwrap_or_default()
-        };
+        let (status, body) = callout_answer(body_size);
         let now = hostcalls::now_secs().unwrap_or(0);
-        let outcome = match vault::parse_grant_response(status, &body) {
-            Ok(creds) => {
-                Ok(self
-                    .worker
-                    .borrow_mut()
-                    .cache
-                    .insert(&grant, creds, now, cfg.cache.ttl_seconds))
-            }
-            Err(e) => {
-                warn!("vault read for a grant failed: {e:?}");
-                Err(vault_error(&e))
-            }
-        };
-        // This request first.
-        let plan = self.worker.borrow_mut().waiting.remove(&self.id);
-        if let Some(plan) = plan {
-            match &outcome {
-                Ok(creds) => {
-                    if self.worker.borrow_mut().sign_and_apply(&plan, creds, now) {
-                        if let Err(s) = hostcalls::resume_request() {
-                            debug!("request could not resume (status {s})");
-                        }
-                    }
+        let grant = fetch.grant.clone();
+        let step = self
+            .worker
+            .borrow_mut()
+            .step(&cfg, fetch, status, &body, now);
+        let outcome = match step {
+            Step::Next(next) => match start_fetch(&cfg, &next) {
+                Ok(_) => {
+                    self.fetching = Some(next);
+                    return;
                 }
-                Err(e) => reply(e),
-            }
-        }
-        self.release_waiters(&grant, &outcome, now);
+                Err(e) => {
+                    warn!("vault callout failed to start: {e}");
+                    Err(LocalError::vault_unavailable(
+                        "the AWS secrets engine could not be called",
+                    ))
+                }
+            },
+            Step::Done { outcome, .. } => outcome,
+        };
+        self.release(&grant, &outcome, now);
     }
 
     fn on_done(&mut self) -> bool {
-        let mut w = self.worker.borrow_mut();
+        let Ok(mut w) = self.worker.try_borrow_mut() else {
+            return true;
+        };
         w.waiting.remove(&self.id);
+        w.signed_with.remove(&self.id);
         if let Some((_grant, waiters)) = w.inflight.forget(self.id) {
             // This request owned a fetch and went away before the answer: nobody will
             // resume the requests that waited for it, so answer them now.
@@ -315,7 +564,7 @@ impl Context for Signer {
 
 impl HttpContext for Signer {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let Some(cfg) = self.config() else {
+        let Some(cfg) = self.worker.borrow().config.clone() else {
             reply(&LocalError::internal("the filter is not configured"));
             return Action::Pause;
         };
@@ -345,17 +594,29 @@ impl HttpContext for Signer {
                 return Action::Pause;
             }
         };
-        let now = match hostcalls::now_secs() {
-            Ok(t) => t,
-            Err(_) => {
-                reply(&LocalError::internal("the host clock could not be read"));
-                return Action::Pause;
-            }
+        let Ok(now) = hostcalls::now_secs() else {
+            reply(&LocalError::internal("the host clock could not be read"));
+            return Action::Pause;
         };
 
         let mut w = self.worker.borrow_mut();
-        if let Some(creds) = w.cache.get(&plan.grant_id, now) {
-            return if w.sign_and_apply(&plan, &creds, now) {
+        match w.cache.lookup(&plan.grant_id, now) {
+            Lookup::Fresh(g) => {
+                return if w.sign_current(self.id, &plan, &g, now) {
+                    Action::Continue
+                } else {
+                    Action::Pause
+                };
+            }
+            Lookup::NotFound => {
+                reply(&LocalError::grant_not_found());
+                return Action::Pause;
+            }
+            Lookup::Stale(_) | Lookup::Miss => {}
+        }
+        if let Some(g) = shared_lookup(&plan.grant_id, now) {
+            let g = w.cache.insert(&plan.grant_id, g);
+            return if w.sign_current(self.id, &plan, &g, now) {
                 Action::Continue
             } else {
                 Action::Pause
@@ -363,17 +624,62 @@ impl HttpContext for Signer {
         }
         let grant = plan.grant_id.clone();
         let begin = w.inflight.begin(&grant, self.id);
-        w.waiting.insert(self.id, plan);
+        w.waiting.insert(self.id, Waiting { plan });
         drop(w);
-        if begin == Begin::Fetch && !self.start_fetch(&cfg, &grant) {
-            let e = LocalError::vault_unavailable(
-                "the vault callout could not be started (is the vault cluster defined?)",
-            );
-            self.worker.borrow_mut().waiting.remove(&self.id);
-            reply(&e);
-            self.release_waiters(&grant, &Err(e.clone()), now);
-            return Action::Pause;
+        if begin == Begin::Fetch {
+            let fetch = Fetch {
+                grant: grant.clone(),
+                stage: Stage::Record,
+            };
+            match start_fetch(&cfg, &fetch) {
+                Ok(_) => self.fetching = Some(fetch),
+                Err(e) => {
+                    warn!(
+                        "vault callout to cluster {} failed to start: {e}",
+                        cfg.vault.cluster
+                    );
+                    let e = LocalError::vault_unavailable(
+                        "the vault callout could not be started (is the vault cluster defined?)",
+                    );
+                    self.release(&grant, &Err(e), now);
+                }
+            }
         }
         Action::Pause
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Ok(mut w) = self.worker.try_borrow_mut() else {
+            return Action::Continue;
+        };
+        let Some((grant, fetched_at)) = w.signed_with.get(&self.id).cloned() else {
+            return Action::Continue;
+        };
+        let status = hostcalls::get_value(Map::ResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u32>().ok())
+            .unwrap_or(0);
+        if status != 400 && status != 403 {
+            return Action::Continue;
+        }
+        let error_type = hostcalls::get_value(Map::ResponseHeaders, "x-amzn-errortype")
+            .ok()
+            .flatten()
+            .and_then(|v| String::from_utf8(v).ok());
+        let verdict = aws_response::key_verdict(status, error_type.as_deref());
+        if verdict != KeyVerdict::Accepted {
+            let Some(cfg) = w.config.clone() else {
+                return Action::Continue;
+            };
+            let now = hostcalls::now_secs().unwrap_or(0);
+            if w.cache
+                .invalidate(&grant, fetched_at, now, cfg.cache.min_refetch_seconds)
+            {
+                shared_forget(&grant, fetched_at);
+                warn!("AWS refused a grant's key ({verdict:?}, status {status}); it will be fetched again");
+            }
+        }
+        Action::Continue
     }
 }

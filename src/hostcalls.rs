@@ -90,6 +90,14 @@ mod ffi {
             value_size: usize,
         ) -> u32;
         pub fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
+        pub fn proxy_get_header_map_value(
+            map: u32,
+            key: *const u8,
+            key_size: usize,
+            value: *mut *mut u8,
+            value_size: *mut usize,
+        ) -> u32;
+        pub fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
         pub fn proxy_get_buffer_bytes(
             buffer: u32,
             start: usize,
@@ -109,6 +117,26 @@ mod ffi {
             grpc_status: i32,
         ) -> u32;
         pub fn proxy_set_effective_context(context_id: u32) -> u32;
+        pub fn proxy_get_shared_data(
+            key: *const u8,
+            key_size: usize,
+            value: *mut *mut u8,
+            value_size: *mut usize,
+            cas: *mut u32,
+        ) -> u32;
+        pub fn proxy_set_shared_data(
+            key: *const u8,
+            key_size: usize,
+            value: *const u8,
+            value_size: usize,
+            cas: u32,
+        ) -> u32;
+        pub fn proxy_get_property(
+            path: *const u8,
+            path_size: usize,
+            value: *mut *mut u8,
+            value_size: *mut usize,
+        ) -> u32;
         pub fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
     }
 }
@@ -146,6 +174,48 @@ pub fn get_map(map: Map) -> Result<Vec<(String, Vec<u8>)>, Status> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         let _ = map;
+        Err(NO_HOST)
+    }
+}
+
+/// One header's value; `None` when absent.
+pub fn get_value(map: Map, key: &str) -> Result<Option<Vec<u8>>, Status> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size = 0usize;
+        let status = unsafe {
+            ffi::proxy_get_header_map_value(
+                map as u32,
+                key.as_ptr(),
+                key.len(),
+                &mut data,
+                &mut size,
+            )
+        };
+        let bytes = unsafe { take(data, size) };
+        match status {
+            OK => Ok(Some(bytes)),
+            1 => Ok(None),
+            s => Err(s),
+        }
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (map, key);
+        Err(NO_HOST)
+    }
+}
+
+/// Ask for `on_tick` every `ms` milliseconds on this root context.
+pub fn set_tick_period_ms(ms: u32) -> Result<(), Status> {
+    #[cfg(target_arch = "wasm32")]
+    unsafe {
+        check(ffi::proxy_set_tick_period_milliseconds(ms))
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = ms;
         Err(NO_HOST)
     }
 }
@@ -256,6 +326,83 @@ pub fn set_effective_context(context_id: u32) -> Result<(), Status> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         let _ = context_id;
+        Err(NO_HOST)
+    }
+}
+
+/// Status of a compare-and-swap that lost.
+pub const CAS_MISMATCH: Status = 8;
+const NOT_FOUND: Status = 1;
+
+/// A value of Envoy's shared data (shared by every worker VM of the plugin's vm_id) and
+/// its CAS token; `None` when the key is absent.
+pub fn get_shared(key: &str) -> Result<(Option<Vec<u8>>, u32), Status> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size = 0usize;
+        let mut cas = 0u32;
+        let status = unsafe {
+            ffi::proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas)
+        };
+        let bytes = unsafe { take(data, size) };
+        match status {
+            OK => Ok((Some(bytes), cas)),
+            NOT_FOUND => Ok((None, 0)),
+            s => Err(s),
+        }
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (key, NOT_FOUND);
+        Err(NO_HOST)
+    }
+}
+
+/// Set a shared-data value; `cas` 0 writes unconditionally, otherwise only if the value
+/// has not changed since it was read with that token (else `Err(CAS_MISMATCH)`).
+pub fn set_shared(key: &str, value: &[u8], cas: u32) -> Result<(), Status> {
+    #[cfg(target_arch = "wasm32")]
+    unsafe {
+        check(ffi::proxy_set_shared_data(
+            key.as_ptr(),
+            key.len(),
+            value.as_ptr(),
+            value.len(),
+            cas,
+        ))
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (key, value, cas);
+        Err(NO_HOST)
+    }
+}
+
+/// A property of the current stream (`["source", "address"]`, ...); `None` when absent.
+pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
+    let mut p = Vec::with_capacity(path.iter().map(|s| s.len() + 1).sum());
+    for (i, part) in path.iter().enumerate() {
+        if i > 0 {
+            p.push(0);
+        }
+        p.extend_from_slice(part.as_bytes());
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size = 0usize;
+        let status = unsafe { ffi::proxy_get_property(p.as_ptr(), p.len(), &mut data, &mut size) };
+        let bytes = unsafe { take(data, size) };
+        match status {
+            OK => Ok(Some(bytes)),
+            NOT_FOUND => Ok(None),
+            s => Err(s),
+        }
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = p;
         Err(NO_HOST)
     }
 }

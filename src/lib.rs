@@ -7,19 +7,23 @@
 //! - [`vault`]: grant id rules, the vault request path and the vault answer parser.
 //! - [`config`]: the plugin configuration.
 //! - [`cache`]: the per-grant credential cache policy.
+//! - [`policy`]: what a grant may be used for (services, regions, methods, callers).
 //! - [`request`]: what to do with one request: which headers to strip, which to sign,
 //!   which payload hash to use, or which local error to answer.
+//! - [`aws_response`]: whether an AWS answer refused the key it was signed with.
 //! - [`errors`]: local error replies.
 //!
 //! The glue ([`filter`], [`hostcalls`]) only moves bytes between Envoy and that core.
 
 pub mod aws_host;
+pub mod aws_response;
 pub mod cache;
 pub mod config;
 mod endpoints_table;
 pub mod errors;
 pub mod filter;
 pub mod hostcalls;
+pub mod policy;
 pub mod request;
 pub mod sigv4;
 pub mod vault;

@@ -7,6 +7,7 @@
 use crate::aws_host::{self, AwsEndpoint, HostError};
 use crate::config::{Config, S3Payload};
 use crate::errors::LocalError;
+use crate::policy::{Caller, Policy};
 use crate::sigv4::{self, SigningInput, SigningKeyCache, UriRules};
 use crate::vault::{self, Credentials};
 
@@ -385,6 +386,25 @@ fn plan(
     })
 }
 
+/// Check a planned request against its grant's policy: 403 `GrantPolicyDenied` naming the
+/// rule that refused.
+pub fn authorize(plan: &Plan, policy: &Policy, caller: &Caller) -> Result<(), LocalError> {
+    policy
+        .check(
+            &plan.endpoint.signing_name,
+            &plan.endpoint.region,
+            &plan.method,
+            caller,
+        )
+        .map_err(|d| {
+            LocalError::new(
+                403,
+                "GrantPolicyDenied",
+                format!("refused by the grant's {} rule: {}", d.rule, d.detail),
+            )
+        })
+}
+
 /// Sign a planned request with `creds` at `now` (seconds since the Unix epoch).
 pub fn sign(
     plan: &Plan,
@@ -614,6 +634,19 @@ mod tests {
             plan_request(&on, &h, true).unwrap_err().code,
             "NotAwsEndpoint"
         );
+    }
+
+    #[test]
+    fn policy_denials_name_the_rule() {
+        let p = plan_request(&cfg(), &base(&[]), true).unwrap();
+        let policy = Policy {
+            services: Some(vec!["s3".into()]),
+            ..Policy::default()
+        };
+        let e = authorize(&p, &policy, &Caller::default()).unwrap_err();
+        assert_eq!((e.status, e.code), (403, "GrantPolicyDenied"));
+        assert!(e.message.contains("allowed_services"), "{}", e.message);
+        assert!(authorize(&p, &Policy::default(), &Caller::default()).is_ok());
     }
 
     #[test]

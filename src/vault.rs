@@ -2,11 +2,15 @@
 //! Vault-compatible KV version 2 store, and what the store's answer means.
 //!
 //! A grant `G` is read with `GET /v1/<kv_mount>/data/<path_prefix>G` and header
-//! `X-Vault-Token`. Its data holds `access_key_id`, `secret_access_key` and optionally
-//! `session_token`.
+//! `X-Vault-Token`. Its data holds either a static key (`access_key_id`,
+//! `secret_access_key`, optionally `session_token`) or a reference to a role of the vault's
+//! AWS secrets engine (`aws_role`, optionally `aws_mount` and `aws_credential_type`), whose
+//! short-lived keys are then read from `/v1/<aws_mount>/creds/<role>` (or `sts/<role>`).
+//! Optional policy fields restrict what the grant may be used for (see [`crate::policy`]).
 
 use crate::config::VaultConfig;
-use serde::Deserialize;
+use crate::policy::{Cidr, Policy};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Longest grant id accepted.
@@ -15,7 +19,7 @@ pub const MAX_GRANT_ID_LEN: usize = 128;
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// An AWS credential as stored for a grant.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credentials {
     pub access_key_id: String,
     pub secret_access_key: String,
@@ -122,29 +126,146 @@ fn field<'a>(
     }
 }
 
+/// Which endpoint of the AWS secrets engine issues the keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DynamicKind {
+    /// `GET /v1/<mount>/creds/<role>`
+    Creds,
+    /// `GET /v1/<mount>/sts/<role>`
+    Sts,
+}
+
+/// A grant whose keys are issued on demand by the vault's AWS secrets engine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DynamicSource {
+    pub mount: String,
+    pub role: String,
+    pub kind: DynamicKind,
+}
+
+/// Where a grant's key comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Static(Credentials),
+    Dynamic(DynamicSource),
+}
+
+/// A grant as stored in the vault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantRecord {
+    pub source: Source,
+    pub policy: Policy,
+}
+
+/// `:path` of the AWS secrets engine read for a dynamic grant.
+pub fn dynamic_path(d: &DynamicSource) -> String {
+    let kind = match d.kind {
+        DynamicKind::Creds => "creds",
+        DynamicKind::Sts => "sts",
+    };
+    format!("/v1/{}/{}/{}", d.mount, kind, d.role)
+}
+
+fn check_status(status: Option<u32>, body: &[u8]) -> Result<(), VaultError> {
+    match status {
+        None => Err(VaultError::Unavailable(
+            "no answer (connection failed, reset or timed out)".into(),
+        )),
+        Some(200) if body.len() > MAX_RESPONSE_BYTES => Err(VaultError::Unavailable(
+            "the vault answer is larger than 64 KiB".into(),
+        )),
+        Some(200) => Ok(()),
+        Some(404) => Err(VaultError::NotFound),
+        Some(403) => Err(VaultError::Unavailable(
+            "the vault refused the filter's token (403)".into(),
+        )),
+        Some(s) => Err(VaultError::Unavailable(format!("the vault answered {s}"))),
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !s.bytes().all(|b| b == b'.')
+}
+
+/// A policy list: a JSON array of strings, or one comma-separated string.
+fn list(
+    map: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<Option<Vec<String>>, VaultError> {
+    let bad = || VaultError::BadRecord(format!("{name} is not a list of strings"));
+    let items: Vec<String> = match map.get(name) {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::String(s)) => s
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect(),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(|x| x.trim().to_string()).ok_or_else(bad))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(bad()),
+    };
+    Ok(Some(items))
+}
+
+fn parse_policy(data: &serde_json::Map<String, serde_json::Value>) -> Result<Policy, VaultError> {
+    let scope = |name: &str| -> Result<Option<Vec<String>>, VaultError> {
+        let l = list(data, name)?;
+        if let Some(items) = &l {
+            if !items.iter().all(|x| crate::config::is_scope_part(x)) {
+                return Err(VaultError::BadRecord(format!(
+                    "{name} holds a value that is not lowercase letters, digits and '-'"
+                )));
+            }
+        }
+        Ok(l)
+    };
+    let services = scope("allowed_services")?;
+    let regions = scope("allowed_regions")?;
+    let methods = list(data, "allowed_methods")?;
+    if let Some(m) = &methods {
+        if !m
+            .iter()
+            .all(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_uppercase()))
+        {
+            return Err(VaultError::BadRecord(
+                "allowed_methods holds a value that is not an upper-case HTTP method".into(),
+            ));
+        }
+    }
+    let principals = list(data, "allowed_principals")?;
+    let source_cidrs = match list(data, "allowed_source_cidrs")? {
+        None => None,
+        Some(items) => Some(
+            items
+                .iter()
+                .map(|c| Cidr::parse(c))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    VaultError::BadRecord(
+                        "allowed_source_cidrs holds a value that is not an address range".into(),
+                    )
+                })?,
+        ),
+    };
+    Ok(Policy {
+        services,
+        regions,
+        methods,
+        principals,
+        source_cidrs,
+    })
+}
+
 /// Interpret the vault's answer to a grant read. `status` is `None` when the callout got
 /// no HTTP status at all (reset, timeout, no healthy upstream): that is a vault failure.
-pub fn parse_grant_response(status: Option<u32>, body: &[u8]) -> Result<Credentials, VaultError> {
-    match status {
-        None => {
-            return Err(VaultError::Unavailable(
-                "no answer (connection failed, reset or timed out)".into(),
-            ))
-        }
-        Some(200) => {}
-        Some(404) => return Err(VaultError::NotFound),
-        Some(403) => {
-            return Err(VaultError::Unavailable(
-                "the vault refused the filter's token (403)".into(),
-            ))
-        }
-        Some(s) => return Err(VaultError::Unavailable(format!("the vault answered {s}"))),
-    }
-    if body.len() > MAX_RESPONSE_BYTES {
-        return Err(VaultError::Unavailable(
-            "the vault answer is larger than 64 KiB".into(),
-        ));
-    }
+pub fn parse_grant_response(status: Option<u32>, body: &[u8]) -> Result<GrantRecord, VaultError> {
+    check_status(status, body)?;
     let parsed: Kv2Response = serde_json::from_slice(body).map_err(|_| {
         VaultError::Unavailable("the vault answer is not a KV version 2 JSON document".into())
     })?;
@@ -153,27 +274,89 @@ pub fn parse_grant_response(status: Option<u32>, body: &[u8]) -> Result<Credenti
         // KV v2 answers a deleted or destroyed latest version with data.data = null.
         None => return Err(VaultError::NotFound),
     };
-    let akid = field(&data, "access_key_id")?
+    let policy = parse_policy(&data)?;
+    let role = field(&data, "aws_role")?;
+    let has_static = ["access_key_id", "secret_access_key", "session_token"]
+        .iter()
+        .any(|k| data.contains_key(*k));
+    let source = match role {
+        Some(_) if has_static => {
+            return Err(VaultError::BadRecord(
+                "the record holds both a static key and aws_role: keep one".into(),
+            ))
+        }
+        Some(role) => {
+            let mount = field(&data, "aws_mount")?.unwrap_or("aws");
+            if !is_name(role) {
+                return Err(VaultError::BadRecord("aws_role is not a role name".into()));
+            }
+            if !mount.split('/').all(is_name) {
+                return Err(VaultError::BadRecord(
+                    "aws_mount is not a mount path".into(),
+                ));
+            }
+            let kind = match field(&data, "aws_credential_type")? {
+                None | Some("creds") => DynamicKind::Creds,
+                Some("sts") => DynamicKind::Sts,
+                Some(_) => {
+                    return Err(VaultError::BadRecord(
+                        "aws_credential_type must be creds or sts".into(),
+                    ))
+                }
+            };
+            Source::Dynamic(DynamicSource {
+                mount: mount.to_string(),
+                role: role.to_string(),
+                kind,
+            })
+        }
+        None => Source::Static(static_credentials(&data)?),
+    };
+    Ok(GrantRecord { source, policy })
+}
+
+fn static_credentials(
+    data: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Credentials, VaultError> {
+    let akid = field(data, "access_key_id")?
         .ok_or_else(|| VaultError::BadRecord("access_key_id is missing".into()))?;
-    if !is_access_key_id(akid) {
-        return Err(VaultError::BadRecord(
-            "access_key_id is not 16 to 128 upper-case letters and digits".into(),
-        ));
-    }
-    let secret = field(&data, "secret_access_key")?
+    let secret = field(data, "secret_access_key")?
         .ok_or_else(|| VaultError::BadRecord("secret_access_key is missing".into()))?;
-    if !is_printable_token(secret, 128) {
-        return Err(VaultError::BadRecord(
-            "secret_access_key is empty, too long or holds spaces or control characters".into(),
-        ));
+    let session_token = field(data, "session_token")?;
+    checked_credentials(
+        akid,
+        secret,
+        session_token,
+        ["access_key_id", "secret_access_key", "session_token"],
+    )
+}
+
+fn checked_credentials(
+    akid: &str,
+    secret: &str,
+    session_token: Option<&str>,
+    names: [&str; 3],
+) -> Result<Credentials, VaultError> {
+    if !is_access_key_id(akid) {
+        return Err(VaultError::BadRecord(format!(
+            "{} is not 16 to 128 upper-case letters and digits",
+            names[0]
+        )));
     }
-    let session_token = match field(&data, "session_token")? {
+    if !is_printable_token(secret, 128) {
+        return Err(VaultError::BadRecord(format!(
+            "{} is empty, too long or holds spaces or control characters",
+            names[1]
+        )));
+    }
+    let session_token = match session_token {
         None | Some("") => None,
         Some(t) if is_printable_token(t, 8192) => Some(t.to_string()),
         Some(_) => {
-            return Err(VaultError::BadRecord(
-                "session_token is too long or holds spaces or control characters".into(),
-            ))
+            return Err(VaultError::BadRecord(format!(
+                "{} is too long or holds spaces or control characters",
+                names[2]
+            )))
         }
     };
     Ok(Credentials {
@@ -181,6 +364,49 @@ pub fn parse_grant_response(status: Option<u32>, body: &[u8]) -> Result<Credenti
         secret_access_key: secret.to_string(),
         session_token,
     })
+}
+
+#[derive(Deserialize)]
+struct LeaseResponse {
+    lease_duration: Option<u64>,
+    data: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Interpret the AWS secrets engine's answer: the issued key and its lease in seconds.
+pub fn parse_dynamic_response(
+    status: Option<u32>,
+    body: &[u8],
+) -> Result<(Credentials, u64), VaultError> {
+    match status {
+        // The engine answers an unknown role with 400 (or 404).
+        Some(400) | Some(404) => {
+            return Err(VaultError::BadRecord(
+                "the AWS secrets engine has no such role (or refused to issue a key)".into(),
+            ))
+        }
+        _ => check_status(status, body)?,
+    }
+    let parsed: LeaseResponse = serde_json::from_slice(body)
+        .map_err(|_| VaultError::Unavailable("the AWS secrets engine answer is not JSON".into()))?;
+    let data = parsed.data.ok_or_else(|| {
+        VaultError::Unavailable("the AWS secrets engine answer has no data".into())
+    })?;
+    let akid = field(&data, "access_key")?
+        .ok_or_else(|| VaultError::Unavailable("the issued key has no access_key".into()))?;
+    let secret = field(&data, "secret_key")?
+        .ok_or_else(|| VaultError::Unavailable("the issued key has no secret_key".into()))?;
+    let token = field(&data, "session_token")?;
+    let creds = checked_credentials(
+        akid,
+        secret,
+        token,
+        ["access_key", "secret_key", "session_token"],
+    )
+    .map_err(|e| match e {
+        VaultError::BadRecord(m) => VaultError::Unavailable(format!("issued key: {m}")),
+        other => other,
+    })?;
+    Ok((creds, parsed.lease_duration.unwrap_or(0)))
 }
 
 #[cfg(test)]
@@ -227,7 +453,11 @@ mod tests {
 
     #[test]
     fn parses_a_record() {
-        let c = parse_grant_response(Some(200), OK.as_bytes()).unwrap();
+        let r = parse_grant_response(Some(200), OK.as_bytes()).unwrap();
+        assert!(r.policy.is_unrestricted());
+        let Source::Static(c) = r.source else {
+            panic!()
+        };
         assert_eq!(c.access_key_id, "AKIAIOSFODNN7EXAMPLE");
         assert_eq!(
             c.secret_access_key,
@@ -243,7 +473,12 @@ mod tests {
             "\"secret_access_key\"",
             "\"session_token\":\"FQoGZXIvYXdzEXAMPLE\",\"secret_access_key\"",
         );
-        let c = parse_grant_response(Some(200), body.as_bytes()).unwrap();
+        let Source::Static(c) = parse_grant_response(Some(200), body.as_bytes())
+            .unwrap()
+            .source
+        else {
+            panic!()
+        };
         assert_eq!(c.session_token.as_deref(), Some("FQoGZXIvYXdzEXAMPLE"));
         assert!(!format!("{c:?}").contains("FQoG"));
     }
@@ -273,6 +508,87 @@ mod tests {
         let huge = vec![b' '; MAX_RESPONSE_BYTES + 1];
         assert!(matches!(
             parse_grant_response(Some(200), &huge),
+            Err(VaultError::Unavailable(_))
+        ));
+    }
+
+    #[test]
+    fn dynamic_grants_and_policies() {
+        let body = r#"{"data":{"data":{"aws_role":"deploy","aws_credential_type":"sts",
+            "allowed_services":"s3, sts","allowed_methods":["GET","HEAD"],
+            "allowed_source_cidrs":["127.0.0.1/32"],"description":"ci"}}}"#;
+        let r = parse_grant_response(Some(200), body.as_bytes()).unwrap();
+        let Source::Dynamic(d) = &r.source else {
+            panic!()
+        };
+        assert_eq!(dynamic_path(d), "/v1/aws/sts/deploy");
+        assert_eq!(
+            r.policy.services,
+            Some(vec!["s3".to_string(), "sts".to_string()])
+        );
+        assert_eq!(
+            r.policy.methods,
+            Some(vec!["GET".to_string(), "HEAD".to_string()])
+        );
+        assert!(r.policy.needs_caller());
+        for (body, name) in [
+            (
+                r#"{"data":{"data":{"aws_role":"r","access_key_id":"AKIAIOSFODNN7EXAMPLE"}}}"#,
+                "both",
+            ),
+            (r#"{"data":{"data":{"aws_role":"../x"}}}"#, "aws_role"),
+            (
+                r#"{"data":{"data":{"aws_role":"r","aws_credential_type":"x"}}}"#,
+                "aws_credential_type",
+            ),
+            (
+                r#"{"data":{"data":{"aws_role":"r","allowed_services":["S3"]}}}"#,
+                "allowed_services",
+            ),
+            (
+                r#"{"data":{"data":{"aws_role":"r","allowed_methods":"get"}}}"#,
+                "allowed_methods",
+            ),
+            (
+                r#"{"data":{"data":{"aws_role":"r","allowed_source_cidrs":"10.0.0.0/99"}}}"#,
+                "allowed_source_cidrs",
+            ),
+            (
+                r#"{"data":{"data":{"aws_role":"r","allowed_regions":7}}}"#,
+                "allowed_regions",
+            ),
+        ] {
+            match parse_grant_response(Some(200), body.as_bytes()) {
+                Err(VaultError::BadRecord(m)) => assert!(m.contains(name), "{m}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn dynamic_answers() {
+        let ok = r#"{"lease_id":"aws/creds/r/x","lease_duration":900,"renewable":true,
+            "data":{"access_key":"ASIAIOSFODNN7EXAMPLE","secret_key":"abc/def","session_token":"tok"}}"#;
+        let (c, lease) = parse_dynamic_response(Some(200), ok.as_bytes()).unwrap();
+        assert_eq!(
+            (c.access_key_id.as_str(), lease),
+            ("ASIAIOSFODNN7EXAMPLE", 900)
+        );
+        assert_eq!(c.session_token.as_deref(), Some("tok"));
+        assert!(matches!(
+            parse_dynamic_response(Some(400), b"{}"),
+            Err(VaultError::BadRecord(_))
+        ));
+        assert!(matches!(
+            parse_dynamic_response(Some(500), b"{}"),
+            Err(VaultError::Unavailable(_))
+        ));
+        assert!(matches!(
+            parse_dynamic_response(None, b""),
+            Err(VaultError::Unavailable(_))
+        ));
+        assert!(matches!(
+            parse_dynamic_response(Some(200), b"{\"data\":{}}"),
             Err(VaultError::Unavailable(_))
         ));
     }
