@@ -46,7 +46,7 @@ pub fn key_verdict(status: u32, error_type: Option<&str>) -> KeyVerdict {
 }
 
 /// The AWS request id of a response, for the audit trail.
-pub fn request_id<'a>(headers: &'a [(String, Vec<u8>)]) -> Option<&'a str> {
+pub fn request_id(headers: &[(String, Vec<u8>)]) -> Option<&str> {
     headers
         .iter()
         .find(|(k, _)| k == "x-amzn-requestid" || k == "x-amz-request-id")

@@ -115,6 +115,8 @@ struct Entry {
 pub struct GrantCache {
     entries: HashMap<String, Entry>,
     not_found: HashMap<String, u64>,
+    /// The last key AWS refused per grant, and when.
+    refused: HashMap<String, (String, u64)>,
 }
 
 impl GrantCache {
@@ -177,20 +179,30 @@ impl GrantCache {
     }
 
     /// AWS refused the key fetched at `fetched_at`: forget it so the next request fetches
-    /// the grant again — unless it was fetched less than `min_refetch` seconds ago (a
-    /// refusal that a fresh key does not cure must not turn every request into a vault
-    /// call). Returns whether the entry was dropped.
+    /// the grant again. When the vault gave the same key again after a refusal (the refusal
+    /// is not about the key, e.g. a 403 AccessDenied), the grant is fetched again at most
+    /// once per `min_refetch` seconds, so such refusals do not turn every request into a
+    /// vault call. Returns whether the entry was dropped.
     pub fn invalidate(&mut self, grant: &str, fetched_at: u64, now: u64, min_refetch: u64) -> bool {
-        match self.entries.get(grant) {
-            Some(e)
-                if e.grant.fetched_at == fetched_at
-                    && now.saturating_sub(fetched_at) >= min_refetch =>
-            {
-                self.entries.remove(grant);
-                true
-            }
-            _ => false,
+        let Some(e) = self.entries.get(grant) else {
+            return false;
+        };
+        if e.grant.fetched_at != fetched_at {
+            // An older key's refusal does not drop a newer key.
+            return false;
         }
+        let akid = &e.grant.creds.access_key_id;
+        if let Some((last, at)) = self.refused.get(grant) {
+            if last == akid && now.saturating_sub(*at) < min_refetch {
+                return false;
+            }
+        }
+        if self.refused.len() >= MAX_ENTRIES {
+            self.refused.clear();
+        }
+        self.refused.insert(grant.to_string(), (akid.clone(), now));
+        self.entries.remove(grant);
+        true
     }
 
     /// Grants to refresh in the background now: used since they were fetched, past their
@@ -219,6 +231,42 @@ impl GrantCache {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// When the filter runs as an upstream filter (once per attempt, for retries), the first
+/// attempt removes the grant header from the request that the retry reuses. The grant is
+/// kept here, by the request's `x-request-id` and the caller's address, for the retries of
+/// that request.
+#[derive(Default)]
+pub struct RetryStash {
+    entries: HashMap<String, (String, String, u64)>,
+}
+
+/// How long a request's grant is kept for its retries.
+pub const RETRY_STASH_SECONDS: u64 = 300;
+
+impl RetryStash {
+    pub fn remember(&mut self, request_id: &str, source: &str, grant: &str, now: u64) {
+        if self.entries.len() >= MAX_ENTRIES {
+            self.entries
+                .retain(|_, (_, _, t)| now.saturating_sub(*t) < RETRY_STASH_SECONDS);
+            if self.entries.len() >= MAX_ENTRIES {
+                self.entries.clear();
+            }
+        }
+        self.entries.insert(
+            request_id.to_string(),
+            (grant.to_string(), source.to_string(), now),
+        );
+    }
+
+    /// The grant of an earlier attempt of this request, from the same caller.
+    pub fn recall(&self, request_id: &str, source: &str, now: u64) -> Option<&str> {
+        self.entries
+            .get(request_id)
+            .filter(|(_, src, t)| src == source && now.saturating_sub(*t) < RETRY_STASH_SECONDS)
+            .map(|(g, _, _)| g.as_str())
     }
 }
 
@@ -378,13 +426,22 @@ mod tests {
         c.insert("g", stat("B", 200));
         c.insert("g", stat("A", 100));
         assert_eq!(key(c.lookup("g", 201)), Some((true, "B".into())));
-        assert!(!c.invalidate("g", 200, 203, 5), "too soon after the fetch");
         assert!(
             !c.invalidate("g", 100, 300, 5),
             "an older key's refusal does not drop a newer one"
         );
-        assert!(c.invalidate("g", 200, 205, 5));
-        assert_eq!(c.lookup("g", 206), Lookup::Miss);
+        assert!(
+            c.invalidate("g", 200, 201, 5),
+            "a first refusal drops the key at once"
+        );
+        assert_eq!(c.lookup("g", 202), Lookup::Miss);
+        // The vault gave the same key again and AWS refused it again: not within 5 s.
+        c.insert("g", stat("B", 202));
+        assert!(!c.invalidate("g", 202, 203, 5));
+        assert!(c.invalidate("g", 202, 207, 5));
+        // A different key is dropped at once.
+        c.insert("g", stat("C", 208));
+        assert!(c.invalidate("g", 208, 208, 5));
     }
 
     #[test]
@@ -426,6 +483,23 @@ mod tests {
             Lookup::Fresh(_)
         ));
         assert_eq!(c.lookup("g0", 0), Lookup::Miss);
+    }
+
+    #[test]
+    fn retry_stash_is_per_request_and_caller() {
+        let mut r = RetryStash::default();
+        r.remember("req-1", "10.0.0.1:5000", "g", 100);
+        assert_eq!(r.recall("req-1", "10.0.0.1:5000", 101), Some("g"));
+        assert_eq!(
+            r.recall("req-1", "10.0.0.2:5000", 101),
+            None,
+            "another caller"
+        );
+        assert_eq!(r.recall("req-2", "10.0.0.1:5000", 101), None);
+        assert_eq!(
+            r.recall("req-1", "10.0.0.1:5000", 100 + RETRY_STASH_SECONDS),
+            None
+        );
     }
 
     #[test]

@@ -114,6 +114,9 @@ pub struct Config {
     /// Whether clients may set the signing name and region of an AWS host with the
     /// `x-grant-service` / `x-grant-region` headers.
     pub request_overrides: bool,
+    /// Set when the filter runs as an upstream filter of the AWS cluster (once per attempt,
+    /// so that a retry is signed again): the grant of a request is kept for its retries.
+    pub upstream_filter: bool,
 }
 
 /// A configuration error, naming the key.
@@ -205,6 +208,14 @@ impl<'a> Obj<'a> {
                     format!("must be an integer from {min} to {max}"),
                 )),
             },
+        }
+    }
+
+    fn boolean(&mut self, k: &'static str) -> Result<bool, ConfigError> {
+        match self.get(k) {
+            None => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(err(&self.key(k), "must be true or false")),
         }
     }
 
@@ -384,11 +395,8 @@ impl Config {
         };
         let max_body_bytes = top.uint("max_body_bytes", DEFAULT_MAX_BODY_BYTES, 0, 1 << 32)?;
         let host_overrides = parse_host_overrides(top.get("host_overrides"))?;
-        let request_overrides = match top.get("request_overrides") {
-            None => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(err("request_overrides", "must be true or false")),
-        };
+        let request_overrides = top.boolean("request_overrides")?;
+        let upstream_filter = top.boolean("upstream_filter")?;
         top.finish()?;
 
         Ok(Config {
@@ -407,6 +415,7 @@ impl Config {
             max_body_bytes,
             host_overrides,
             request_overrides,
+            upstream_filter,
         })
     }
 }

@@ -17,7 +17,7 @@
 //!   with a freshly fetched key.
 
 use crate::aws_response::{self, KeyVerdict};
-use crate::cache::{Begin, CachedGrant, GrantCache, Inflight, Lookup};
+use crate::cache::{Begin, CachedGrant, GrantCache, Inflight, Lookup, RetryStash};
 use crate::config::{Config, Mode};
 use crate::errors::LocalError;
 use crate::hostcalls::{self, Buffer, Map};
@@ -92,6 +92,46 @@ pub struct Worker {
     signed_with: HashMap<u32, (String, u64)>,
     /// Background refreshes dispatched by the root context, by callout token.
     refreshes: HashMap<u32, Fetch>,
+}
+
+thread_local! {
+    /// Grants of requests that may be retried (upstream filter mode), shared by the
+    /// precheck and signing instances of this VM.
+    static RETRIES: RefCell<RetryStash> = RefCell::new(RetryStash::default());
+}
+
+/// Upstream filter mode: remember the grant of a first attempt, or give a retry (whose
+/// grant header the first attempt removed) the grant of its first attempt.
+fn carry_grant_to_retries(cfg: &Config, headers: &mut Vec<(String, Vec<u8>)>, now: u64) {
+    let request_id = headers
+        .iter()
+        .find(|(k, _)| k == "x-request-id")
+        .and_then(|(_, v)| String::from_utf8(v.clone()).ok());
+    let Some(request_id) = request_id else {
+        return;
+    };
+    let source = hostcalls::get_property(&["source", "address"])
+        .ok()
+        .flatten()
+        .and_then(|v| String::from_utf8(v).ok())
+        .unwrap_or_default();
+    let grant = headers
+        .iter()
+        .find(|(k, _)| *k == cfg.grant_header)
+        .and_then(|(_, v)| std::str::from_utf8(v).ok().map(str::to_string));
+    RETRIES.with(|r| {
+        let Ok(mut r) = r.try_borrow_mut() else {
+            return;
+        };
+        match grant {
+            Some(g) => r.remember(&request_id, &source, &g, now),
+            None => {
+                if let Some(g) = r.recall(&request_id, &source, now) {
+                    headers.push((cfg.grant_header.clone(), g.as_bytes().to_vec()));
+                }
+            }
+        }
+    });
 }
 
 type Shared = Rc<RefCell<Worker>>;
@@ -568,7 +608,7 @@ impl HttpContext for Signer {
             reply(&LocalError::internal("the filter is not configured"));
             return Action::Pause;
         };
-        let headers = match hostcalls::get_map(Map::RequestHeaders) {
+        let mut headers = match hostcalls::get_map(Map::RequestHeaders) {
             Ok(h) => h,
             Err(s) => {
                 warn!("could not read request headers (status {s})");
@@ -578,6 +618,13 @@ impl HttpContext for Signer {
                 return Action::Pause;
             }
         };
+        let Ok(now) = hostcalls::now_secs() else {
+            reply(&LocalError::internal("the host clock could not be read"));
+            return Action::Pause;
+        };
+        if cfg.upstream_filter {
+            carry_grant_to_retries(&cfg, &mut headers, now);
+        }
         if cfg.mode == Mode::Precheck {
             return match request::precheck_request(&cfg, &headers, end_of_stream) {
                 Ok(()) => Action::Continue,
@@ -593,10 +640,6 @@ impl HttpContext for Signer {
                 reply(&e);
                 return Action::Pause;
             }
-        };
-        let Ok(now) = hostcalls::now_secs() else {
-            reply(&LocalError::internal("the host clock could not be read"));
-            return Action::Pause;
         };
 
         let mut w = self.worker.borrow_mut();

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
 WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "grant_sigv4.wasm"
 ENVOY_LOCAL = ROOT / "envoy" / "local.yaml"
+ENVOY_LOCAL_RETRY = ROOT / "envoy" / "local-retry.yaml"
 
 
 def free_port() -> int:
@@ -277,7 +278,8 @@ class Stack:
     """OpenBao + moto + Envoy with the filter, wired together on free local ports."""
 
     def __init__(self, no_auth: int = Moto.SETUP_CALLS, plugin_overrides: dict | None = None, vault_port: int | None = None,
-                 log_level: str = "info", concurrency: int = 2, aws_port: int | None = None):
+                 log_level: str = "info", concurrency: int = 2, aws_port: int | None = None,
+                 envoy_config: Path = ENVOY_LOCAL):
         """``aws_port``: send AWS traffic to this local port instead of starting moto.
         ``vault_port``: point the vault cluster elsewhere (OpenBao is started anyway)."""
         self.logdir = Path(tempfile.mkdtemp(prefix="grant-sigv4-"))
@@ -294,7 +296,7 @@ class Stack:
             self.admin_port = free_port()
             cfg = plugin_config(self.bao.token, **(plugin_overrides or {}))
             text = render(
-                ENVOY_LOCAL.read_text(),
+                envoy_config.read_text(),
                 {
                     "ADMIN_PORT": self.admin_port,
                     "LISTEN_PORT": self.listen_port,
