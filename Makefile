@@ -54,3 +54,7 @@ endpoints-table: venv
 clean:
 	cargo clean
 	rm -rf $(VENV)
+
+# Measure what the filter costs Envoy next to no signing and the native signer (wrk, about 3 minutes).
+bench: setup wasm
+	$(PY) bench/run.py
