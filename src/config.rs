@@ -41,8 +41,12 @@ pub struct VaultConfig {
     pub cluster: String,
     /// `:authority` of the callout.
     pub authority: String,
-    /// Vault token, sent as `X-Vault-Token` on the callout only.
+    /// Vault token, sent as `X-Vault-Token` on the callout only. Either given inline
+    /// (`token`, visible in Envoy's /config_dump) or read at start from an environment
+    /// variable of the VM (`token_env`; see [`Config::resolve_token`]).
     pub token: String,
+    /// The environment variable `token` is read from, when configured so.
+    pub token_env: Option<String>,
     /// KV version 2 mount.
     pub kv_mount: String,
     /// Prefix of grant paths under the mount.
@@ -57,6 +61,7 @@ impl fmt::Debug for VaultConfig {
             .field("cluster", &self.cluster)
             .field("authority", &self.authority)
             .field("token", &"<redacted>")
+            .field("token_env", &self.token_env)
             .field("kv_mount", &self.kv_mount)
             .field("path_prefix", &self.path_prefix)
             .field("timeout_ms", &self.timeout_ms)
@@ -300,6 +305,35 @@ fn is_path_part(s: &str) -> bool {
 }
 
 impl Config {
+    /// Fill in the Vault token from the VM's environment when `vault.token_env` names a
+    /// variable (`lookup` is `std::env::var` in the filter). Keeps the token out of the
+    /// plugin configuration and so out of Envoy's /config_dump.
+    pub fn resolve_token(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let Some(name) = self.vault.token_env.clone() else {
+            return Ok(());
+        };
+        match lookup(&name) {
+            Some(t) if !t.is_empty() && t.bytes().all(|b| (0x21..=0x7e).contains(&b)) => {
+                self.vault.token = t;
+                Ok(())
+            }
+            Some(_) => Err(err(
+                "vault.token_env",
+                format!("environment variable {name} is empty or not printable ASCII"),
+            )),
+            None => Err(err(
+                "vault.token_env",
+                format!(
+                    "environment variable {name} is not set in the VM: list it in \
+                     vm_config.environment_variables.host_env_keys"
+                ),
+            )),
+        }
+    }
+
     /// Parse the plugin configuration.
     pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         let root: Value = serde_json::from_slice(bytes)
@@ -328,9 +362,38 @@ impl Config {
         let mut v = Obj::new("vault", vault_v)?;
         let cluster = v.string("cluster", Some("vault"))?;
         let authority = v.string("authority", Some("vault"))?;
-        let token = match mode {
-            Mode::Sign => v.string("token", None)?,
-            Mode::Precheck => v.string("token", Some("unused-in-precheck"))?,
+        let inline = match v.get("token") {
+            None => None,
+            Some(Value::String(t)) if !t.is_empty() => Some(t.clone()),
+            Some(_) => return Err(err("vault.token", "must be a non-empty string")),
+        };
+        let token_env = match v.get("token_env") {
+            None => None,
+            Some(Value::String(n))
+                if !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+            {
+                Some(n.clone())
+            }
+            Some(_) => {
+                return Err(err(
+                    "vault.token_env",
+                    "must be an environment variable name (A-Z, 0-9, '_')",
+                ))
+            }
+        };
+        let token = match (inline, &token_env, mode) {
+            (Some(_), Some(_), _) => {
+                return Err(err(
+                    "vault.token",
+                    "give vault.token or vault.token_env, not both",
+                ))
+            }
+            (Some(t), None, _) => t,
+            (None, Some(_), _) => String::new(),
+            (None, None, Mode::Precheck) => String::new(),
+            (None, None, Mode::Sign) => {
+                return Err(err("vault.token", "is required (or vault.token_env)"))
+            }
         };
         if token.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
             return Err(err("vault.token", "must be printable ASCII without spaces"));
@@ -406,6 +469,7 @@ impl Config {
                 cluster,
                 authority,
                 token,
+                token_env,
                 kv_mount,
                 path_prefix,
                 timeout_ms,
@@ -545,6 +609,29 @@ mod tests {
         assert_eq!(c.max_body_bytes, 10);
         assert_eq!(parse(r#"{"mode": "both"}"#).unwrap_err().key, "mode");
         assert_eq!(parse(r#"{"mode": "sign"}"#).unwrap_err().key, "vault");
+    }
+
+    #[test]
+    fn token_from_the_environment() {
+        let mut c = parse(r#"{"vault": {"token_env": "GRANT_SIGV4_VAULT_TOKEN"}}"#).unwrap();
+        assert_eq!(c.vault.token, "");
+        c.resolve_token(|n| (n == "GRANT_SIGV4_VAULT_TOKEN").then(|| "s.abc".to_string()))
+            .unwrap();
+        assert_eq!(c.vault.token, "s.abc");
+        let mut missing = parse(r#"{"vault": {"token_env": "NOPE"}}"#).unwrap();
+        let e = missing.resolve_token(|_| None).unwrap_err();
+        assert_eq!(e.key, "vault.token_env");
+        assert!(e.problem.contains("host_env_keys"));
+        assert_eq!(
+            parse(r#"{"vault": {"token": "t", "token_env": "X"}}"#)
+                .unwrap_err()
+                .key,
+            "vault.token"
+        );
+        assert_eq!(
+            parse(r#"{"vault": {"token_env": "a-b"}}"#).unwrap_err().key,
+            "vault.token_env"
+        );
     }
 
     #[test]

@@ -433,7 +433,10 @@ impl RootContext for Root {
         } else {
             self.get_plugin_configuration().unwrap_or_default()
         };
-        match Config::parse(&bytes) {
+        match Config::parse(&bytes).and_then(|mut c| {
+            c.resolve_token(|name| std::env::var(name).ok())?;
+            Ok(c)
+        }) {
             Ok(cfg) => {
                 match cfg.mode {
                     Mode::Sign => {

@@ -18,13 +18,22 @@ const STREAMING_ECDSA_PREFIX: &str = "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD";
 
 /// Client-sent headers that the filter always removes before forwarding: the filter sets its
 /// own values where they are needed, and the override headers are for the filter only.
-pub const DROPPED_HEADERS: [&str; 5] = [
+pub const DROPPED_HEADERS: [&str; 7] = [
     "authorization",
     "x-amz-date",
     "x-amz-security-token",
     SERVICE_OVERRIDE_HEADER,
     REGION_OVERRIDE_HEADER,
+    REASON_HEADER,
+    CONTEXT_HEADER,
 ];
+
+/// Optional audit reason of a request (free text, at most 1 KiB).
+pub const REASON_HEADER: &str = "x-grant-reason";
+/// Optional audit context of a request (a JSON object, at most 4 KiB).
+pub const CONTEXT_HEADER: &str = "x-grant-context";
+const MAX_REASON_BYTES: usize = 1024;
+const MAX_CONTEXT_BYTES: usize = 4096;
 
 /// Request-level override of the signing name (when `request_overrides` is enabled).
 pub const SERVICE_OVERRIDE_HEADER: &str = "x-grant-service";
@@ -56,6 +65,9 @@ pub struct Plan {
     pub strip: Vec<String>,
     /// New `:authority` when the one received is not the canonical host that is signed.
     pub new_authority: Option<String>,
+    /// Audit reason and context (compact JSON object) sent by the client.
+    pub reason: Option<String>,
+    pub context: Option<String>,
 }
 
 /// Header edits that sign a request: remove `remove`, then set each of `set`.
@@ -230,6 +242,8 @@ fn plan(
     let mut content_sha_count = 0usize;
     let mut content_length: Option<&[u8]> = None;
     let mut service_override: Option<&[u8]> = None;
+    let mut reason: Option<&[u8]> = None;
+    let mut context: Option<&[u8]> = None;
     let mut region_override: Option<&[u8]> = None;
     let mut chunked = false;
     let mut signed: Vec<(String, Vec<u8>)> = Vec::with_capacity(8);
@@ -244,6 +258,8 @@ fn plan(
             "content-length" => content_length = Some(value.as_slice()),
             "transfer-encoding" => chunked = true,
             SERVICE_OVERRIDE_HEADER => service_override = Some(value.as_slice()),
+            REASON_HEADER => reason = Some(value.as_slice()),
+            CONTEXT_HEADER => context = Some(value.as_slice()),
             REGION_OVERRIDE_HEADER => region_override = Some(value.as_slice()),
             "x-amz-content-sha256" => {
                 content_sha = Some(value.as_slice());
@@ -274,6 +290,8 @@ fn plan(
     let grant_id = vault::validate_grant_id(grant_raw)
         .map_err(|e| bad_request("GrantInvalid", e.describe()))?;
 
+    let reason = audit_reason(reason)?;
+    let context = audit_context(context)?;
     let method = method.ok_or_else(|| bad_request("BadRequest", "the request has no :method"))?;
     if !is_token(method) {
         return Err(bad_request(
@@ -383,7 +401,39 @@ fn plan(
         signed,
         strip,
         new_authority,
+        reason,
+        context,
     })
+}
+
+fn audit_reason(v: Option<&[u8]>) -> Result<Option<String>, LocalError> {
+    let Some(v) = v else { return Ok(None) };
+    match std::str::from_utf8(v) {
+        Ok(s) if s.len() <= MAX_REASON_BYTES && !s.chars().any(char::is_control) => {
+            Ok(Some(s.to_string()))
+        }
+        _ => Err(bad_request(
+            "BadAuditReason",
+            "x-grant-reason must be at most 1 KiB of UTF-8 text without control characters",
+        )),
+    }
+}
+
+fn audit_context(v: Option<&[u8]>) -> Result<Option<String>, LocalError> {
+    let Some(v) = v else { return Ok(None) };
+    let bad = || {
+        bad_request(
+            "BadAuditContext",
+            "x-grant-context must be a JSON object of at most 4 KiB",
+        )
+    };
+    if v.len() > MAX_CONTEXT_BYTES {
+        return Err(bad());
+    }
+    match serde_json::from_slice::<serde_json::Value>(v) {
+        Ok(obj @ serde_json::Value::Object(_)) => Ok(Some(obj.to_string())),
+        _ => Err(bad()),
+    }
 }
 
 /// Check a planned request against its grant's policy: 403 `GrantPolicyDenied` naming the
@@ -634,6 +684,35 @@ mod tests {
             plan_request(&on, &h, true).unwrap_err().code,
             "NotAwsEndpoint"
         );
+    }
+
+    #[test]
+    fn audit_headers_are_checked_and_stripped() {
+        let p = plan_request(
+            &cfg(),
+            &base(&[
+                ("x-grant-reason", "nightly export"),
+                ("x-grant-context", r#"{ "job": 7 }"#),
+            ]),
+            true,
+        )
+        .unwrap();
+        assert_eq!(p.reason.as_deref(), Some("nightly export"));
+        assert_eq!(p.context.as_deref(), Some(r#"{"job":7}"#));
+        assert!(p.strip.iter().any(|h| h == "x-grant-reason"));
+        assert!(p.strip.iter().any(|h| h == "x-grant-context"));
+        assert!(p.signed.iter().all(|(n, _)| !n.starts_with("x-grant")));
+        for bad in [
+            "[1]",
+            "{",
+            "\"x\"",
+            &format!("{{\"a\":\"{}\"}}", "x".repeat(5000)),
+        ] {
+            let e = plan_request(&cfg(), &base(&[("x-grant-context", bad)]), true).unwrap_err();
+            assert_eq!(e.code, "BadAuditContext", "{bad}");
+        }
+        let e = plan_request(&cfg(), &base(&[("x-grant-reason", "a\u{7}b")]), true).unwrap_err();
+        assert_eq!(e.code, "BadAuditReason");
     }
 
     #[test]

@@ -27,6 +27,7 @@ VENV_BIN = ROOT / ".venv" / "bin"
 WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "grant_sigv4.wasm"
 ENVOY_LOCAL = ROOT / "envoy" / "local.yaml"
 ENVOY_LOCAL_RETRY = ROOT / "envoy" / "local-retry.yaml"
+TOKEN_ENV = "GRANT_SIGV4_VAULT_TOKEN"
 
 
 def free_port() -> int:
@@ -206,7 +207,8 @@ class Moto:
 
 
 class Envoy:
-    def __init__(self, logdir: Path, config_text: str, log_level: str = "info", concurrency: int = 2):
+    def __init__(self, logdir: Path, config_text: str, log_level: str = "info", concurrency: int = 2,
+                 env: dict | None = None):
         self.config_path = logdir / f"envoy-{secrets.token_hex(4)}.yaml"
         self.config_path.write_text(config_text)
         self.proc = Proc(
@@ -224,6 +226,7 @@ class Envoy:
                 "wasm:debug" if log_level == "info" else f"wasm:{log_level}",
             ],
             logdir,
+            env=env,
         )
 
     def wait_ready(self, admin_port: int):
@@ -279,7 +282,7 @@ class Stack:
 
     def __init__(self, no_auth: int = Moto.SETUP_CALLS, plugin_overrides: dict | None = None, vault_port: int | None = None,
                  log_level: str = "info", concurrency: int = 2, aws_port: int | None = None,
-                 envoy_config: Path = ENVOY_LOCAL):
+                 envoy_config: Path = ENVOY_LOCAL, token_via_env: bool = False):
         """``aws_port``: send AWS traffic to this local port instead of starting moto.
         ``vault_port``: point the vault cluster elsewhere (OpenBao is started anyway)."""
         self.logdir = Path(tempfile.mkdtemp(prefix="grant-sigv4-"))
@@ -295,6 +298,13 @@ class Stack:
             self.listen_port = free_port()
             self.admin_port = free_port()
             cfg = plugin_config(self.bao.token, **(plugin_overrides or {}))
+            envoy_env = {}
+            if token_via_env:
+                # The token reaches the VM through Envoy's environment, not the config.
+                del cfg["vault"]["token"]
+                cfg["vault"]["token_env"] = TOKEN_ENV
+                envoy_env[TOKEN_ENV] = self.bao.token
+            self.plugin_config = cfg
             text = render(
                 envoy_config.read_text(),
                 {
@@ -307,7 +317,7 @@ class Stack:
                     "VAULT_PORT": vault_port or self.bao.port,
                 },
             )
-            self.envoy = Envoy(self.logdir, text, log_level=log_level, concurrency=concurrency)
+            self.envoy = Envoy(self.logdir, text, log_level=log_level, concurrency=concurrency, env=envoy_env)
             self.procs.append(self.envoy)
             self.envoy.wait_ready(self.admin_port)
         except BaseException:

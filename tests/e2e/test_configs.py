@@ -2,6 +2,7 @@
 built wasm, and the plugin configuration inside it is accepted by the filter."""
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -26,6 +27,7 @@ def validate(text: str, tmp_path: Path):
     path.write_text(text)
     return subprocess.run(
         [str(VENV_BIN / "envoy"), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id"],
+        env={**os.environ, "GRANT_SIGV4_VAULT_TOKEN": "validate-token"},
         capture_output=True,
         text=True,
         timeout=120,
@@ -45,6 +47,17 @@ def test_config_validates(config, tmp_path):
     assert r.returncode == 0 and "OK" in out, out[-3000:]
     assert "grant-sigv4 configured: grant header" in out, "the signing configuration was not accepted"
     assert "grant-sigv4 configured: precheck" in out, "the precheck configuration was not accepted"
+
+
+def test_missing_token_environment_fails_start(tmp_path):
+    cfg = plugin_config("t")
+    del cfg["vault"]["token"]
+    cfg["vault"]["token_env"] = "GRANT_SIGV4_UNSET_FOR_TEST"
+    text = render((ROOT / "envoy" / "local.yaml").read_text(), {**PLACEHOLDERS, "PLUGIN_CONFIG": json.dumps(cfg)})
+    r = validate(text, tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out[-2000:]
+    assert 'key "vault.token_env"' in out and "host_env_keys" in out
 
 
 def test_bad_plugin_configuration_fails_start_naming_the_key(tmp_path):
