@@ -16,11 +16,13 @@
 //!   request (or a retry of this one, when the filter runs as an upstream filter) is signed
 //!   with a freshly fetched key.
 
+use crate::audit::{self, AuditRecord};
 use crate::aws_response::{self, KeyVerdict};
 use crate::cache::{Begin, CachedGrant, GrantCache, Inflight, Lookup, RetryStash};
 use crate::config::{Config, Mode};
 use crate::errors::LocalError;
 use crate::hostcalls::{self, Buffer, Map};
+use crate::metrics::{Counter, Metrics};
 use crate::policy::{self, Caller, Policy};
 use crate::request::{self, Plan};
 use crate::sigv4::SigningKeyCache;
@@ -65,6 +67,17 @@ enum Stage {
 struct Fetch {
     grant: String,
     stage: Stage,
+    /// When the callout started (ms), for the latency histogram.
+    started_ms: u64,
+}
+
+/// Filter state key of the audit record (`%FILTER_STATE(wasm.grant_sigv4_audit:PLAIN)%`).
+const AUDIT_FILTER_STATE: &str = "grant_sigv4_audit";
+
+/// The audit record of a request under way.
+struct Audit {
+    record: AuditRecord,
+    start_ms: u64,
 }
 
 /// What one callout answer leads to.
@@ -92,6 +105,9 @@ pub struct Worker {
     signed_with: HashMap<u32, (String, u64)>,
     /// Background refreshes dispatched by the root context, by callout token.
     refreshes: HashMap<u32, Fetch>,
+    metrics: Metrics,
+    /// Audit records of the requests under way, by context id.
+    audits: HashMap<u32, Audit>,
 }
 
 thread_local! {
@@ -194,7 +210,9 @@ fn dispatch(cfg: &Config, path: &str) -> Result<u32, String> {
     .map_err(|s| format!("{s:?}"))
 }
 
-fn start_fetch(cfg: &Config, fetch: &Fetch) -> Result<u32, String> {
+fn start_fetch(cfg: &Config, fetch: &mut Fetch, metrics: &Metrics) -> Result<u32, String> {
+    metrics.inc(Counter::VaultCallouts);
+    fetch.started_ms = hostcalls::now_ms().unwrap_or(0);
     let path = match &fetch.stage {
         Stage::Record => vault::grant_path(&cfg.vault, &fetch.grant),
         Stage::Dynamic { source, .. } => vault::dynamic_path(source),
@@ -269,6 +287,20 @@ fn apply(edits: &request::Edits) -> Result<(), hostcalls::Status> {
 }
 
 impl Worker {
+    /// Answer the request now in effect (context `ctx`) locally, and account for it.
+    fn refuse(&mut self, ctx: u32, e: &LocalError) {
+        self.metrics.error(e.code);
+        if e.code == "GrantPolicyDenied" {
+            self.metrics.inc(Counter::PolicyDenials);
+        }
+        if let Some(a) = self.audits.get_mut(&ctx) {
+            a.record.outcome = e.code.to_string();
+            a.record.status = Some(e.status);
+            finish_audit(a);
+        }
+        reply(e);
+    }
+
     /// Authorize and sign the request now in effect (context `ctx`) with `g`; on failure
     /// answer it locally. Returns whether the request may continue.
     fn sign_current(&mut self, ctx: u32, plan: &Plan, g: &CachedGrant, now: u64) -> bool {
@@ -278,7 +310,7 @@ impl Worker {
             Caller::default()
         };
         if let Err(e) = request::authorize(plan, &g.policy, &caller) {
-            reply(&e);
+            self.refuse(ctx, &e);
             return false;
         }
         match request::sign(plan, &g.creds, now, &mut self.keys) {
@@ -286,6 +318,10 @@ impl Worker {
                 Ok(()) => {
                     self.signed_with
                         .insert(ctx, (plan.grant_id.clone(), g.fetched_at));
+                    self.metrics.inc(Counter::Signed);
+                    if let Some(a) = self.audits.get_mut(&ctx) {
+                        a.record.outcome = String::from("signed");
+                    }
                     debug!(
                         "signed {} {} as {}/{}",
                         plan.method,
@@ -298,14 +334,15 @@ impl Worker {
                 Err(s) => {
                     // Never forward a half-edited request.
                     warn!("could not write signed headers (status {s})");
-                    reply(&LocalError::internal(
-                        "the signed headers could not be written",
-                    ));
+                    self.refuse(
+                        ctx,
+                        &LocalError::internal("the signed headers could not be written"),
+                    );
                     false
                 }
             },
             Err(e) => {
-                reply(&e);
+                self.refuse(ctx, &e);
                 false
             }
         }
@@ -320,6 +357,15 @@ impl Worker {
         body: &[u8],
         now: u64,
     ) -> Step {
+        if let Some(ms) = hostcalls::now_ms()
+            .ok()
+            .and_then(|t| t.checked_sub(fetch.started_ms))
+        {
+            self.metrics.callout_latency(ms);
+        }
+        if !matches!(status, Some(200) | Some(404)) {
+            self.metrics.inc(Counter::VaultFailures);
+        }
         let fetched = match fetch.stage {
             Stage::Record => match vault::parse_grant_response(status, body) {
                 Ok(rec) => match rec.source {
@@ -333,6 +379,7 @@ impl Worker {
                                 source,
                                 policy: rec.policy,
                             },
+                            started_ms: 0,
                         })
                     }
                 },
@@ -360,6 +407,7 @@ impl Worker {
                 // The vault is down: serve the stale key while it is usable.
                 Lookup::Stale(g) | Lookup::Fresh(g) => {
                     warn!("vault unavailable ({e:?}); serving a grant's cached key");
+                    self.metrics.inc(Counter::StaleServed);
                     fresh = false;
                     Ok(g)
                 }
@@ -402,7 +450,7 @@ impl Context for Root {
         let now = hostcalls::now_secs().unwrap_or(0);
         let grant = fetch.grant.clone();
         match w.step(&cfg, fetch, status, &body, now) {
-            Step::Next(next) => match start_fetch(&cfg, &next) {
+            Step::Next(mut next) => match start_fetch(&cfg, &mut next, &w.metrics) {
                 Ok(t) => {
                     w.refreshes.insert(t, next);
                 }
@@ -414,7 +462,10 @@ impl Context for Root {
             Step::Done {
                 outcome: Ok(_),
                 fresh: true,
-            } => debug!("refreshed a grant in the background"),
+            } => {
+                w.metrics.inc(Counter::Refreshes);
+                debug!("refreshed a grant in the background");
+            }
             Step::Done { outcome, .. } => {
                 debug!(
                     "background refresh failed: {:?}",
@@ -456,6 +507,7 @@ impl RootContext for Root {
                 let mut w = self.worker.borrow_mut();
                 w.config = Some(Rc::new(cfg));
                 w.cache = GrantCache::default();
+                w.metrics = Metrics::define();
                 true
             }
             Err(e) => {
@@ -479,11 +531,12 @@ impl RootContext for Root {
                 w.cache.insert(&grant, g);
                 continue;
             }
-            let fetch = Fetch {
+            let mut fetch = Fetch {
                 grant: grant.clone(),
                 stage: Stage::Record,
+                started_ms: 0,
             };
-            match start_fetch(&cfg, &fetch) {
+            match start_fetch(&cfg, &mut fetch, &w.metrics) {
                 Ok(token) => {
                     w.refreshes.insert(token, fetch);
                 }
@@ -537,11 +590,29 @@ impl Signer {
                         }
                     }
                 }
-                Err(e) => reply(e),
+                Err(e) => w.refuse(ctx, e),
             }
         }
         let _ = hostcalls::set_effective_context(self.id);
     }
+
+    /// Answer this request locally, and account for it.
+    fn refuse(&self, e: &LocalError) -> Action {
+        self.worker.borrow_mut().refuse(self.id, e);
+        Action::Pause
+    }
+}
+
+/// Complete an audit record with the caller and duration, and put it into the filter
+/// state for Envoy's access log.
+fn finish_audit(a: &mut Audit) {
+    let caller = current_caller();
+    a.record.principal = caller.principal;
+    a.record.source = caller.source.map(|ip| ip.to_string());
+    a.record.duration_ms = hostcalls::now_ms()
+        .unwrap_or(a.start_ms)
+        .saturating_sub(a.start_ms);
+    let _ = hostcalls::set_property(AUDIT_FILTER_STATE, a.record.to_json().as_bytes());
 }
 
 impl Context for Signer {
@@ -566,18 +637,24 @@ impl Context for Signer {
             .borrow_mut()
             .step(&cfg, fetch, status, &body, now);
         let outcome = match step {
-            Step::Next(next) => match start_fetch(&cfg, &next) {
-                Ok(_) => {
-                    self.fetching = Some(next);
-                    return;
+            Step::Next(mut next) => {
+                let started = {
+                    let w = self.worker.borrow();
+                    start_fetch(&cfg, &mut next, &w.metrics)
+                };
+                match started {
+                    Ok(_) => {
+                        self.fetching = Some(next);
+                        return;
+                    }
+                    Err(e) => {
+                        warn!("vault callout failed to start: {e}");
+                        Err(LocalError::vault_unavailable(
+                            "the AWS secrets engine could not be called",
+                        ))
+                    }
                 }
-                Err(e) => {
-                    warn!("vault callout failed to start: {e}");
-                    Err(LocalError::vault_unavailable(
-                        "the AWS secrets engine could not be called",
-                    ))
-                }
-            },
+            }
             Step::Done { outcome, .. } => outcome,
         };
         self.release(&grant, &outcome, now);
@@ -596,7 +673,7 @@ impl Context for Signer {
             for ctx in waiters {
                 if w.waiting.remove(&ctx).is_some() && hostcalls::set_effective_context(ctx).is_ok()
                 {
-                    reply(&e);
+                    w.refuse(ctx, &e);
                 }
             }
             let _ = hostcalls::set_effective_context(self.id);
@@ -607,47 +684,73 @@ impl Context for Signer {
 
 impl HttpContext for Signer {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let start_ms = hostcalls::now_ms().unwrap_or(0);
         let Some(cfg) = self.worker.borrow().config.clone() else {
             reply(&LocalError::internal("the filter is not configured"));
             return Action::Pause;
         };
+        self.worker.borrow_mut().audits.insert(
+            self.id,
+            Audit {
+                record: AuditRecord {
+                    time: audit::rfc3339_ms(start_ms),
+                    ..AuditRecord::default()
+                },
+                start_ms,
+            },
+        );
         let mut headers = match hostcalls::get_map(Map::RequestHeaders) {
             Ok(h) => h,
             Err(s) => {
                 warn!("could not read request headers (status {s})");
-                reply(&LocalError::internal(
+                return self.refuse(&LocalError::internal(
                     "the request headers could not be read",
                 ));
-                return Action::Pause;
             }
         };
-        let Ok(now) = hostcalls::now_secs() else {
-            reply(&LocalError::internal("the host clock could not be read"));
-            return Action::Pause;
-        };
+        let now = start_ms / 1000;
         if cfg.upstream_filter {
             carry_grant_to_retries(&cfg, &mut headers, now);
         }
         if cfg.mode == Mode::Precheck {
             return match request::precheck_request(&cfg, &headers, end_of_stream) {
-                Ok(()) => Action::Continue,
-                Err(e) => {
-                    reply(&e);
-                    Action::Pause
+                Ok(()) => {
+                    // Accounted for by the signing instance.
+                    self.worker.borrow_mut().audits.remove(&self.id);
+                    Action::Continue
                 }
+                Err(e) => self.refuse(&e),
             };
         }
         let plan = match request::plan_request(&cfg, &headers, end_of_stream) {
             Ok(p) => p,
             Err(e) => {
-                reply(&e);
-                return Action::Pause;
+                if let Some(a) = self.worker.borrow_mut().audits.get_mut(&self.id) {
+                    // What can be told of a refused request without trusting it.
+                    a.record.grant_id = headers
+                        .iter()
+                        .find(|(k, _)| *k == cfg.grant_header)
+                        .and_then(|(_, v)| vault::validate_grant_id(v).ok())
+                        .map(str::to_string);
+                }
+                return self.refuse(&e);
             }
         };
 
         let mut w = self.worker.borrow_mut();
+        if let Some(a) = w.audits.get_mut(&self.id) {
+            let r = &mut a.record;
+            r.grant_id = Some(plan.grant_id.clone());
+            r.service = Some(plan.endpoint.signing_name.clone());
+            r.region = Some(plan.endpoint.region.clone());
+            r.method = Some(plan.method.clone());
+            r.path = Some(audit::path_without_query_values(&plan.path));
+            r.reason = plan.reason.clone();
+            r.context = plan.context.clone();
+        }
         match w.cache.lookup(&plan.grant_id, now) {
             Lookup::Fresh(g) => {
+                w.metrics.inc(Counter::CacheHit);
                 return if w.sign_current(self.id, &plan, &g, now) {
                     Action::Continue
                 } else {
@@ -655,12 +758,14 @@ impl HttpContext for Signer {
                 };
             }
             Lookup::NotFound => {
-                reply(&LocalError::grant_not_found());
+                w.metrics.inc(Counter::CacheHit);
+                w.refuse(self.id, &LocalError::grant_not_found());
                 return Action::Pause;
             }
             Lookup::Stale(_) | Lookup::Miss => {}
         }
         if let Some(g) = shared_lookup(&plan.grant_id, now) {
+            w.metrics.inc(Counter::SharedHit);
             let g = w.cache.insert(&plan.grant_id, g);
             return if w.sign_current(self.id, &plan, &g, now) {
                 Action::Continue
@@ -668,16 +773,19 @@ impl HttpContext for Signer {
                 Action::Pause
             };
         }
+        w.metrics.inc(Counter::CacheMiss);
         let grant = plan.grant_id.clone();
         let begin = w.inflight.begin(&grant, self.id);
         w.waiting.insert(self.id, Waiting { plan });
-        drop(w);
         if begin == Begin::Fetch {
-            let fetch = Fetch {
+            let mut fetch = Fetch {
                 grant: grant.clone(),
                 stage: Stage::Record,
+                started_ms: 0,
             };
-            match start_fetch(&cfg, &fetch) {
+            let started = start_fetch(&cfg, &mut fetch, &w.metrics);
+            drop(w);
+            match started {
                 Ok(_) => self.fetching = Some(fetch),
                 Err(e) => {
                     warn!(
@@ -699,6 +807,7 @@ impl HttpContext for Signer {
             return Action::Continue;
         };
         let Some((grant, fetched_at)) = w.signed_with.get(&self.id).cloned() else {
+            // Not signed by this filter (a local reply, or not handled): nothing to learn.
             return Action::Continue;
         };
         let status = hostcalls::get_value(Map::ResponseHeaders, ":status")
@@ -706,6 +815,14 @@ impl HttpContext for Signer {
             .flatten()
             .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u32>().ok())
             .unwrap_or(0);
+        if let Some(a) = w.audits.get_mut(&self.id) {
+            a.record.status = Some(status);
+            a.record.aws_request_id = ["x-amzn-requestid", "x-amz-request-id"]
+                .iter()
+                .find_map(|h| hostcalls::get_value(Map::ResponseHeaders, h).ok().flatten())
+                .and_then(|v| String::from_utf8(v).ok());
+            finish_audit(a);
+        }
         if status != 400 && status != 403 {
             return Action::Continue;
         }
@@ -722,10 +839,28 @@ impl HttpContext for Signer {
             if w.cache
                 .invalidate(&grant, fetched_at, now, cfg.cache.min_refetch_seconds)
             {
+                w.metrics.inc(Counter::KeyRefusals);
                 shared_forget(&grant, fetched_at);
                 warn!("AWS refused a grant's key ({verdict:?}, status {status}); it will be fetched again");
             }
         }
         Action::Continue
+    }
+
+    /// One audit line per request: `grant_sigv4.audit {json}`.
+    fn on_log(&mut self) {
+        let Ok(mut w) = self.worker.try_borrow_mut() else {
+            return;
+        };
+        if let Some(mut a) = w.audits.remove(&self.id) {
+            if a.record.status.is_none() {
+                // Ended before an answer (the client went away, or the upstream reset).
+                if a.record.outcome.is_empty() {
+                    a.record.outcome = String::from("incomplete");
+                }
+                finish_audit(&mut a);
+            }
+            info!("grant_sigv4.audit {}", a.record.to_json());
+        }
     }
 }

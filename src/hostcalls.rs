@@ -98,6 +98,20 @@ mod ffi {
             value_size: *mut usize,
         ) -> u32;
         pub fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+        pub fn proxy_set_property(
+            path: *const u8,
+            path_size: usize,
+            value: *const u8,
+            value_size: usize,
+        ) -> u32;
+        pub fn proxy_define_metric(
+            metric_type: u32,
+            name: *const u8,
+            name_size: usize,
+            return_id: *mut u32,
+        ) -> u32;
+        pub fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+        pub fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
         pub fn proxy_get_buffer_bytes(
             buffer: u32,
             start: usize,
@@ -404,6 +418,96 @@ pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
     {
         let _ = p;
         Err(NO_HOST)
+    }
+}
+
+/// Set a property of the current stream; `path` is one name (Envoy stores it in the filter
+/// state as `wasm.<path>`, which access logs print with `%FILTER_STATE(wasm.<path>:PLAIN)%`).
+pub fn set_property(path: &str, value: &[u8]) -> Result<(), Status> {
+    #[cfg(target_arch = "wasm32")]
+    unsafe {
+        check(ffi::proxy_set_property(
+            path.as_ptr(),
+            path.len(),
+            value.as_ptr(),
+            value.len(),
+        ))
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (path, value);
+        Err(NO_HOST)
+    }
+}
+
+/// Kinds of metrics of the ABI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum MetricKind {
+    Counter = 0,
+    Histogram = 2,
+}
+
+/// Define (or find) a metric by name.
+pub fn define_metric(kind: MetricKind, name: &str) -> Result<u32, Status> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let mut id = 0u32;
+        unsafe {
+            check(ffi::proxy_define_metric(
+                kind as u32,
+                name.as_ptr(),
+                name.len(),
+                &mut id,
+            ))?
+        };
+        Ok(id)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (kind, name);
+        Err(NO_HOST)
+    }
+}
+
+pub fn increment_metric(id: u32, by: i64) -> Result<(), Status> {
+    #[cfg(target_arch = "wasm32")]
+    unsafe {
+        check(ffi::proxy_increment_metric(id, by))
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (id, by);
+        Err(NO_HOST)
+    }
+}
+
+pub fn record_metric(id: u32, value: u64) -> Result<(), Status> {
+    #[cfg(target_arch = "wasm32")]
+    unsafe {
+        check(ffi::proxy_record_metric(id, value))
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (id, value);
+        Err(NO_HOST)
+    }
+}
+
+/// Milliseconds since the Unix epoch, from the host's clock.
+pub fn now_ms() -> Result<u64, Status> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let mut t = 0u64;
+        unsafe { check(ffi::proxy_get_current_time_nanoseconds(&mut t))? };
+        Ok(t / 1_000_000)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .map_err(|_| NO_HOST)
     }
 }
 

@@ -11,10 +11,12 @@
 //! - [`request`]: what to do with one request: which headers to strip, which to sign,
 //!   which payload hash to use, or which local error to answer.
 //! - [`aws_response`]: whether an AWS answer refused the key it was signed with.
+//! - [`audit`]: the audit record of a request.
 //! - [`errors`]: local error replies.
 //!
 //! The glue ([`filter`], [`hostcalls`]) only moves bytes between Envoy and that core.
 
+pub mod audit;
 pub mod aws_host;
 pub mod aws_response;
 pub mod cache;
@@ -23,6 +25,7 @@ mod endpoints_table;
 pub mod errors;
 pub mod filter;
 pub mod hostcalls;
+mod metrics;
 pub mod policy;
 pub mod request;
 pub mod sigv4;

@@ -65,9 +65,9 @@ pub struct Plan {
     pub strip: Vec<String>,
     /// New `:authority` when the one received is not the canonical host that is signed.
     pub new_authority: Option<String>,
-    /// Audit reason and context (compact JSON object) sent by the client.
+    /// Audit reason and context (a JSON object) sent by the client.
     pub reason: Option<String>,
-    pub context: Option<String>,
+    pub context: Option<serde_json::Value>,
 }
 
 /// Header edits that sign a request: remove `remove`, then set each of `set`.
@@ -419,7 +419,7 @@ fn audit_reason(v: Option<&[u8]>) -> Result<Option<String>, LocalError> {
     }
 }
 
-fn audit_context(v: Option<&[u8]>) -> Result<Option<String>, LocalError> {
+fn audit_context(v: Option<&[u8]>) -> Result<Option<serde_json::Value>, LocalError> {
     let Some(v) = v else { return Ok(None) };
     let bad = || {
         bad_request(
@@ -431,7 +431,7 @@ fn audit_context(v: Option<&[u8]>) -> Result<Option<String>, LocalError> {
         return Err(bad());
     }
     match serde_json::from_slice::<serde_json::Value>(v) {
-        Ok(obj @ serde_json::Value::Object(_)) => Ok(Some(obj.to_string())),
+        Ok(obj @ serde_json::Value::Object(_)) => Ok(Some(obj)),
         _ => Err(bad()),
     }
 }
@@ -698,7 +698,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.reason.as_deref(), Some("nightly export"));
-        assert_eq!(p.context.as_deref(), Some(r#"{"job":7}"#));
+        assert_eq!(p.context, Some(serde_json::json!({"job": 7})));
         assert!(p.strip.iter().any(|h| h == "x-grant-reason"));
         assert!(p.strip.iter().any(|h| h == "x-grant-context"));
         assert!(p.signed.iter().all(|(n, _)| !n.starts_with("x-grant")));

@@ -179,6 +179,14 @@ fn check_status(status: Option<u32>, body: &[u8]) -> Result<(), VaultError> {
         Some(403) => Err(VaultError::Unavailable(
             "the vault refused the filter's token (403)".into(),
         )),
+        // Envoy answers a callout it could not complete itself: 504 when the callout timed
+        // out, 503 when the vault could not be reached or reset the connection.
+        Some(504) => Err(VaultError::Unavailable(
+            "the callout timed out (504: no answer within vault.timeout_ms)".into(),
+        )),
+        Some(503) => Err(VaultError::Unavailable(
+            "the vault could not be reached, reset the connection or is unavailable (503)".into(),
+        )),
         Some(s) => Err(VaultError::Unavailable(format!("the vault answered {s}"))),
     }
 }

@@ -91,7 +91,8 @@ class Proc:
         )
 
     def log_text(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def log_tail(self, n: int = 40) -> str:
