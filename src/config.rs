@@ -122,6 +122,25 @@ pub struct Config {
     /// Set when the filter runs as an upstream filter of the AWS cluster (once per attempt,
     /// so that a retry is signed again): the grant of a request is kept for its retries.
     pub upstream_filter: bool,
+    pub audit: AuditConfig,
+}
+
+/// Where the audit record of each request goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// A log line `grant_sigv4.audit {json}` (Envoy's `wasm` logger, level info).
+    pub log: bool,
+    /// Filter state `wasm.grant_sigv4_audit`, for Envoy's access log.
+    pub filter_state: bool,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            log: false,
+            filter_state: true,
+        }
+    }
 }
 
 /// A configuration error, naming the key.
@@ -217,8 +236,12 @@ impl<'a> Obj<'a> {
     }
 
     fn boolean(&mut self, k: &'static str) -> Result<bool, ConfigError> {
+        self.boolean_or(k, false)
+    }
+
+    fn boolean_or(&mut self, k: &'static str, default: bool) -> Result<bool, ConfigError> {
         match self.get(k) {
-            None => Ok(false),
+            None => Ok(default),
             Some(Value::Bool(b)) => Ok(*b),
             Some(_) => Err(err(&self.key(k), "must be true or false")),
         }
@@ -460,6 +483,17 @@ impl Config {
         let host_overrides = parse_host_overrides(top.get("host_overrides"))?;
         let request_overrides = top.boolean("request_overrides")?;
         let upstream_filter = top.boolean("upstream_filter")?;
+        let audit = match top.get("audit") {
+            None => AuditConfig::default(),
+            Some(av) => {
+                let mut a = Obj::new("audit", av)?;
+                let d = AuditConfig::default();
+                let log = a.boolean_or("log", d.log)?;
+                let filter_state = a.boolean_or("filter_state", d.filter_state)?;
+                a.finish()?;
+                AuditConfig { log, filter_state }
+            }
+        };
         top.finish()?;
 
         Ok(Config {
@@ -480,6 +514,7 @@ impl Config {
             host_overrides,
             request_overrides,
             upstream_filter,
+            audit,
         })
     }
 }
@@ -599,6 +634,26 @@ mod tests {
                 .unwrap_err()
                 .key,
             "request_overrides"
+        );
+    }
+
+    #[test]
+    fn audit_settings() {
+        let c = parse(r#"{"vault": {"token": "t"}}"#).unwrap();
+        assert_eq!(
+            c.audit,
+            AuditConfig {
+                log: false,
+                filter_state: true
+            }
+        );
+        let c = parse(r#"{"vault": {"token": "t"}, "audit": {"log": true}}"#).unwrap();
+        assert!(c.audit.log && c.audit.filter_state);
+        assert_eq!(
+            parse(r#"{"vault": {"token": "t"}, "audit": {"log": 1}}"#)
+                .unwrap_err()
+                .key,
+            "audit.log"
         );
     }
 

@@ -39,7 +39,7 @@ use std::time::Duration;
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Trace);
+    proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
@@ -78,6 +78,10 @@ const AUDIT_FILTER_STATE: &str = "grant_sigv4_audit";
 struct Audit {
     record: AuditRecord,
     start_ms: u64,
+    /// Put the record into the filter state (audit.filter_state).
+    filter_state: bool,
+    /// Caller and duration filled in, filter state set.
+    done: bool,
 }
 
 /// What one callout answer leads to.
@@ -477,8 +481,25 @@ impl Context for Root {
     }
 }
 
+/// Format log messages only at the level Envoy's `wasm` logger shows: a debug message that
+/// Envoy drops would still cost formatting and a host call on every request.
+fn follow_envoy_log_level() {
+    let level = match hostcalls::log_level() {
+        Ok(0) => log::LevelFilter::Trace,
+        Ok(1) => log::LevelFilter::Debug,
+        Ok(2) => log::LevelFilter::Info,
+        Ok(3) => log::LevelFilter::Warn,
+        Ok(_) => log::LevelFilter::Error,
+        Err(_) => log::LevelFilter::Info,
+    };
+    if log::max_level() != level {
+        log::set_max_level(level);
+    }
+}
+
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
+        follow_envoy_log_level();
         let bytes = if size == 0 {
             Vec::new()
         } else {
@@ -520,6 +541,7 @@ impl RootContext for Root {
     /// Refresh used grants ahead of their expiry, from the root context, so that the
     /// answers come back here whatever happens to the requests.
     fn on_tick(&mut self) {
+        follow_envoy_log_level();
         let mut w = self.worker.borrow_mut();
         let Some(cfg) = w.config.clone() else {
             return;
@@ -606,13 +628,19 @@ impl Signer {
 /// Complete an audit record with the caller and duration, and put it into the filter
 /// state for Envoy's access log.
 fn finish_audit(a: &mut Audit) {
+    if a.done {
+        return;
+    }
+    a.done = true;
     let caller = current_caller();
     a.record.principal = caller.principal;
     a.record.source = caller.source.map(|ip| ip.to_string());
     a.record.duration_ms = hostcalls::now_ms()
         .unwrap_or(a.start_ms)
         .saturating_sub(a.start_ms);
-    let _ = hostcalls::set_property(AUDIT_FILTER_STATE, a.record.to_json().as_bytes());
+    if a.filter_state {
+        let _ = hostcalls::set_property(AUDIT_FILTER_STATE, a.record.to_json().as_bytes());
+    }
 }
 
 impl Context for Signer {
@@ -689,16 +717,20 @@ impl HttpContext for Signer {
             reply(&LocalError::internal("the filter is not configured"));
             return Action::Pause;
         };
-        self.worker.borrow_mut().audits.insert(
-            self.id,
-            Audit {
-                record: AuditRecord {
-                    time: audit::rfc3339_ms(start_ms),
-                    ..AuditRecord::default()
+        if cfg.audit.log || cfg.audit.filter_state {
+            self.worker.borrow_mut().audits.insert(
+                self.id,
+                Audit {
+                    record: AuditRecord {
+                        time: audit::rfc3339_ms(start_ms),
+                        ..AuditRecord::default()
+                    },
+                    start_ms,
+                    filter_state: cfg.audit.filter_state,
+                    done: false,
                 },
-                start_ms,
-            },
-        );
+            );
+        }
         let mut headers = match hostcalls::get_map(Map::RequestHeaders) {
             Ok(h) => h,
             Err(s) => {
@@ -852,6 +884,7 @@ impl HttpContext for Signer {
         let Ok(mut w) = self.worker.try_borrow_mut() else {
             return;
         };
+        let log = w.config.as_ref().is_some_and(|c| c.audit.log);
         if let Some(mut a) = w.audits.remove(&self.id) {
             if a.record.status.is_none() {
                 // Ended before an answer (the client went away, or the upstream reset).
@@ -860,7 +893,9 @@ impl HttpContext for Signer {
                 }
                 finish_audit(&mut a);
             }
-            info!("grant_sigv4.audit {}", a.record.to_json());
+            if log {
+                info!("grant_sigv4.audit {}", a.record.to_json());
+            }
         }
     }
 }

@@ -98,6 +98,7 @@ mod ffi {
             value_size: *mut usize,
         ) -> u32;
         pub fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+        pub fn proxy_get_log_level(level: *mut u32) -> u32;
         pub fn proxy_set_property(
             path: *const u8,
             path_size: usize,
@@ -219,6 +220,18 @@ pub fn get_value(map: Map, key: &str) -> Result<Option<Vec<u8>>, Status> {
         let _ = (map, key);
         Err(NO_HOST)
     }
+}
+
+/// The level of Envoy's `wasm` logger: 0 trace, 1 debug, 2 info, 3 warn, 4 error, 5 critical.
+pub fn log_level() -> Result<u32, Status> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let mut level = 0u32;
+        unsafe { check(ffi::proxy_get_log_level(&mut level))? };
+        Ok(level)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    Err(NO_HOST)
 }
 
 /// Ask for `on_tick` every `ms` milliseconds on this root context.

@@ -387,9 +387,15 @@ fn plan(
     let new_authority = (endpoint.host != authority).then(|| endpoint.host.clone());
     signed.insert(0, ("host".to_string(), endpoint.host.as_bytes().to_vec()));
 
-    let mut strip: Vec<String> = Vec::with_capacity(4);
-    strip.push(cfg.grant_header.clone());
-    strip.extend(DROPPED_HEADERS.iter().map(|h| h.to_string()));
+    // Only headers that are there cost a host call to remove.
+    let mut strip: Vec<String> = Vec::with_capacity(2);
+    for (name, _) in headers {
+        if (*name == cfg.grant_header || DROPPED_HEADERS.contains(&name.as_str()))
+            && !strip.contains(name)
+        {
+            strip.push(name.clone());
+        }
+    }
 
     Ok(Plan {
         grant_id: grant_id.to_string(),
@@ -785,7 +791,19 @@ mod tests {
             .iter()
             .any(|(n, v)| n == "x-amz-date" && v == "20150830T123600Z"));
         assert!(!format!("{e:?}").contains("secret/key"));
-        assert!(e.remove.contains(&"authorization".to_string()));
+        // Only headers present are removed; authorization is replaced by its set.
+        assert_eq!(e.remove, vec!["x-grant-id".to_string()]);
+        let p = plan_request(
+            &cfg(),
+            &base(&[
+                ("authorization", "AWS4-HMAC-SHA256 forged"),
+                ("x-amz-security-token", "t"),
+            ]),
+            true,
+        )
+        .unwrap();
+        let e = sign(&p, &creds(), 1_440_938_160, &mut keys).unwrap();
+        assert!(e.remove.contains(&"x-amz-security-token".to_string()));
     }
 
     #[test]

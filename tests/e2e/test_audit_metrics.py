@@ -13,7 +13,7 @@ STS_GET = "http://sts.us-east-1.amazonaws.com/?Action=GetCallerIdentity&Version=
 
 @pytest.fixture(scope="module")
 def astack():
-    s = Stack(concurrency=1)
+    s = Stack(concurrency=1, plugin_overrides={"audit": {"log": True, "filter_state": True}})
     try:
         s.creds = s.moto.create_user_key("audit-user")
         s.bao.put_grant("grant-audit", s.creds)
