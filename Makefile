@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 WASM := target/wasm32-wasip1/release/grant_sigv4.wasm
 CARGO_JOBS ?= 2
 
-.PHONY: all setup rust-target venv wasm test unit lint e2e demo bench endpoints-table clean
+.PHONY: all setup rust-target venv wasm wasm-crash-test test unit lint e2e demo bench endpoints-table clean
 
 all: wasm
 
@@ -24,8 +24,15 @@ $(VENV)/.stamp: requirements.txt
 venv: $(VENV)/.stamp
 
 wasm: rust-target
-	cargo build --release --target wasm32-wasip1 -j $(CARGO_JOBS)
+	cargo build --release --target wasm32-wasip1 -p grant-sigv4 -j $(CARGO_JOBS)
 	@ls -l $(WASM)
+
+# Test-only module that aborts on a marked request (fail-closed and reload test), built in
+# its own target directory so that it never replaces the real module.
+wasm-crash-test: rust-target
+	cargo build --release --target wasm32-wasip1 -p grant-sigv4 --features crash-test \
+		--target-dir target/crash-test -j $(CARGO_JOBS)
+	cp target/crash-test/wasm32-wasip1/release/grant_sigv4.wasm target/grant_sigv4_crash_test.wasm
 
 lint:
 	cargo fmt --all -- --check
@@ -35,11 +42,11 @@ lint:
 unit:
 	cargo test -j $(CARGO_JOBS)
 
-e2e: setup wasm
+e2e: setup wasm-crash-test wasm
 	$(PY) -m pytest -q tests/e2e
 
 # All tests: native unit and property tests, lints, then the real Envoy + OpenBao + moto.
-test: setup lint unit wasm
+test: setup lint unit wasm-crash-test wasm
 	$(PY) -m pytest -q tests/e2e
 
 # Start OpenBao, moto and Envoy locally, store a key under a grant and show signed calls.

@@ -740,6 +740,10 @@ impl HttpContext for Signer {
                 ));
             }
         };
+        #[cfg(feature = "crash-test")]
+        if headers.iter().any(|(k, _)| k == "x-grant-sigv4-crash-test") {
+            std::process::abort();
+        }
         let now = start_ms / 1000;
         if cfg.upstream_filter {
             carry_grant_to_retries(&cfg, &mut headers, now);

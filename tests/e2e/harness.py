@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
 WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "grant_sigv4.wasm"
+# Test-only build that aborts on a marked request (`make wasm-crash-test`).
+CRASH_TEST_WASM = ROOT / "target" / "grant_sigv4_crash_test.wasm"
 ENVOY_LOCAL = ROOT / "envoy" / "local.yaml"
 ENVOY_LOCAL_RETRY = ROOT / "envoy" / "local-retry.yaml"
 TOKEN_ENV = "GRANT_SIGV4_VAULT_TOKEN"
@@ -283,7 +285,7 @@ class Stack:
 
     def __init__(self, no_auth: int = Moto.SETUP_CALLS, plugin_overrides: dict | None = None, vault_port: int | None = None,
                  log_level: str = "info", concurrency: int = 2, aws_port: int | None = None,
-                 envoy_config: Path = ENVOY_LOCAL, token_via_env: bool = False):
+                 envoy_config: Path = ENVOY_LOCAL, token_via_env: bool = False, wasm: Path = WASM):
         """``aws_port``: send AWS traffic to this local port instead of starting moto.
         ``vault_port``: point the vault cluster elsewhere (OpenBao is started anyway)."""
         self.logdir = Path(tempfile.mkdtemp(prefix="grant-sigv4-"))
@@ -311,7 +313,7 @@ class Stack:
                 {
                     "ADMIN_PORT": self.admin_port,
                     "LISTEN_PORT": self.listen_port,
-                    "WASM": WASM,
+                    "WASM": wasm,
                     "PLUGIN_CONFIG": json.dumps(cfg),
                     "PRECHECK_CONFIG": json.dumps(precheck_config(cfg)),
                     "AWS_PORT": aws_port,
