@@ -32,94 +32,24 @@ from __future__ import annotations
 import json
 import re
 import socket
-import struct
-import threading
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 from urllib.parse import urlsplit
 
 import pytest
 
 from echo import Echo
+from fakes import FakeVault, kv2
 from harness import Stack
 
 STS = "sts.us-east-1.amazonaws.com"
 STS_GET = f"http://{STS}/?Action=GetCallerIdentity&Version=2011-06-15"
-GRANT_PREFIX = "/v1/secret/data/aws/grants/"
 VAULT_TIMEOUT_MS = 300
 ECHO_KEY = {"access_key_id": "AKIAECHOEXAMPLE00001", "secret_access_key": "echo-secret-value"}
 
 
 # ---------------------------------------------------------------------------------------------
 # Fake vault
-
-
-def kv2(data: dict) -> tuple[int, str, bytes]:
-    return 200, "application/json", json.dumps({"data": {"data": data, "metadata": {"version": 1}}}).encode()
-
-
-class FakeVault:
-    """A vault stand-in answering per grant id. An answer is ``(status, content_type, body)``,
-    ``"slow"`` (answers after ``slow_seconds``), ``"reset"`` (closes the connection with a
-    RST without answering) or ``"relay"`` (forwards the request, with its X-Vault-Token, to
-    ``self.upstream``, the real OpenBao). Unknown grants get 404. Every request is recorded."""
-
-    def __init__(self, answers: dict, slow_seconds: float = 1.5):
-        self.answers = answers
-        self.upstream: str | None = None
-        self.requests: list[dict] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):  # noqa: N802 - http.server naming
-                fake.requests.append({"path": self.path, "headers": dict(self.headers.items())})
-                grant = self.path[len(GRANT_PREFIX):] if self.path.startswith(GRANT_PREFIX) else None
-                answer = fake.answers.get(grant)
-                if answer == "reset":
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    self.close_connection = True
-                    return
-                if answer == "slow":
-                    time.sleep(slow_seconds)
-                    answer = kv2({})
-                if answer == "relay" and fake.upstream:
-                    token = self.headers.get("x-vault-token", "")
-                    req = urllib.request.Request(fake.upstream + self.path, headers={"X-Vault-Token": token})
-                    try:
-                        with urllib.request.urlopen(req, timeout=5) as r:
-                            answer = (r.status, r.headers.get("content-type", ""), r.read())
-                    except urllib.error.HTTPError as e:
-                        answer = (e.code, e.headers.get("content-type", ""), e.read())
-                if not isinstance(answer, tuple):
-                    answer = (404, "application/json", b'{"errors":[]}')
-                status, ctype, body = answer
-                try:
-                    self.send_response(status)
-                    self.send_header("content-type", ctype)
-                    self.send_header("content-length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except OSError:
-                    pass  # Envoy gave up (timeout) before the answer
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,23 +29,17 @@ Vault token, which is why ``token_env`` is the advice.
 from __future__ import annotations
 
 import json
-import socket
-import struct
-import threading
-import urllib.error
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from echo import Echo
+from fakes import FakeVault
 from harness import Stack, http_get
 
 SECRET = "LeakCanarySecretKey/0123456789+abcdefXYZqrs"
 SESSION = "LeakCanarySessionToken-IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMQ=="
 AKID = "AKIALEAKCANARY000001"
 STS = "http://sts.us-east-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15"
-GRANT_PREFIX = "/v1/secret/data/aws/grants/"
 ADMIN_PATHS = [
     "/config_dump",
     "/config_dump?include_eds",
@@ -60,52 +54,9 @@ ADMIN_PATHS = [
 ]
 
 
-class VaultRelay:
+def VaultRelay(answers: dict) -> FakeVault:  # noqa: N802 - reads as the class it was
     """Forwards vault callouts to OpenBao and records them; some grants are answered here."""
-
-    def __init__(self, answers: dict):
-        self.answers = answers
-        self.upstream: str | None = None
-        self.requests: list[dict] = []
-        relay = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):  # noqa: N802 - http.server naming
-                relay.requests.append({"path": self.path, "headers": dict(self.headers.items())})
-                grant = self.path[len(GRANT_PREFIX):] if self.path.startswith(GRANT_PREFIX) else None
-                answer = relay.answers.get(grant)
-                if answer == "reset":
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    self.close_connection = True
-                    return
-                if answer is None:
-                    token = self.headers.get("x-vault-token", "")
-                    req = urllib.request.Request(relay.upstream + self.path, headers={"X-Vault-Token": token})
-                    try:
-                        with urllib.request.urlopen(req, timeout=5) as r:
-                            answer = (r.status, r.headers.get("content-type", ""), r.read())
-                    except urllib.error.HTTPError as e:
-                        answer = (e.code, e.headers.get("content-type", ""), e.read())
-                status, ctype, body = answer
-                self.send_response(status)
-                self.send_header("content-type", ctype)
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+    return FakeVault(answers, relay_unknown=True)
 
 
 def dump(obj) -> str:
