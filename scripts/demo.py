@@ -7,8 +7,11 @@ import signal
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+sys.path.insert(0, str(ROOT / "clients" / "python"))
 
+from grant_sigv4_client import GrantSigV4Error, boto3_client  # noqa: E402
 from harness import Stack  # noqa: E402
 
 
@@ -33,17 +36,23 @@ def main():
         step(f"storing the key in OpenBao KV v2 at secret/aws/grants/{grant}")
         stack.bao.put_grant(grant, creds)
 
-        step("calling AWS through Envoy with boto3, signature_version=UNSIGNED, header x-grant-id only")
-        sts = stack.client("sts", grant)
+        step("calling AWS through Envoy with the Python helpers: boto3 clients holding no AWS key")
+        print(f'   boto3_client("sts", grant_id="{grant}", proxy="{stack.proxy}", reason="demo")')
+
+        def client(service):
+            return boto3_client(service, grant_id=grant, proxy=stack.proxy, reason="demo",
+                                context={"step": service})
+
+        sts = client("sts")
         print(f"   sts      GetCallerIdentity -> {sts.get_caller_identity()['Arn']}")
 
-        s3 = stack.client("s3", grant)
+        s3 = client("s3")
         s3.create_bucket(Bucket="demo-bucket")
         s3.put_object(Bucket="demo-bucket", Key="reports/2026 Q4 (final).txt", Body=b"signed by envoy")
         body = s3.get_object(Bucket="demo-bucket", Key="reports/2026 Q4 (final).txt")["Body"].read()
         print(f"   s3       PutObject + GetObject -> {body!r}")
 
-        ddb = stack.client("dynamodb", grant)
+        ddb = client("dynamodb")
         ddb.create_table(
             TableName="demo",
             KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
@@ -54,9 +63,11 @@ def main():
         item = ddb.get_item(TableName="demo", Key={"id": {"S": "1"}})["Item"]
         print(f"   dynamodb PutItem + GetItem -> {item['msg']['S']!r}")
 
-        step("a request without a grant is answered by the filter, never forwarded")
-        status, _, reply = stack.raw("GET", "http://sts.us-east-1.amazonaws.com/")
-        print(f"   {status} {reply.decode()}")
+        step("a grant that does not exist is answered by the filter, never forwarded")
+        try:
+            boto3_client("sts", grant_id="no-such-grant", proxy=stack.proxy).get_caller_identity()
+        except GrantSigV4Error as e:
+            print(f"   {e.status} {e.code}: {e.message}")
 
         step("counters")
         print(f"   requests Envoy sent to AWS:   {stack.upstream_requests()}")
