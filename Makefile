@@ -36,11 +36,11 @@ wasm-crash-test: rust-target
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -j $(CARGO_JOBS) -- -D warnings
-	cargo clippy --lib --target wasm32-wasip1 -j $(CARGO_JOBS) -- -D warnings
+	cargo clippy --workspace --all-targets -j $(CARGO_JOBS) -- -D warnings
+	cargo clippy -p grant-sigv4 --lib --target wasm32-wasip1 -j $(CARGO_JOBS) -- -D warnings
 
 unit:
-	cargo test -j $(CARGO_JOBS)
+	cargo test --workspace -j $(CARGO_JOBS)
 
 e2e: setup wasm-crash-test wasm
 	$(PY) -m pytest -q tests/e2e
