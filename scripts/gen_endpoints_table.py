@@ -423,10 +423,71 @@ def write(prefix_rows, not_v4_rows, global_rows, wild_rows, suffix_rows):
         out.append("    (%s, &[%s])," % (rs_str(sfx), ", ".join(rs_str(p) for p in pre)))
     out.append("];")
     out.append("")
+    # The large tables refer to their strings as (offset, length) in one TEXT string (a
+    # string that already occurs in TEXT is not added again), and global hosts are keyed by
+    # (index in SUFFIXES, labels before the suffix): this keeps the wasm module small.
+    sfx_index = {sfx: i for i, (sfx, _) in enumerate(suffix_rows)}
+
+    def split_sfx(host):
+        for sfx, _ in suffix_rows:
+            if host.endswith("." + sfx) and len(host) > len(sfx) + 1:
+                return sfx_index[sfx], host[: -len(sfx) - 1]
+        sys.exit("global host not under a suffix: " + host)
+
+    def keyed(rows):
+        return sorted((split_sfx(h) + (n, r, a, h) for h, n, r, a in rows))
+
+    global_keyed = keyed(global_rows)
+    wild_keyed = keyed(wild_rows)
+    strings = {k for r in prefix_rows for k in r}
+    for rows in (global_keyed, wild_keyed):
+        strings |= {x for r in rows for x in r[1:4]}
+    text = ""
+    for t in sorted(strings, key=lambda t: (-len(t), t)):
+        if t not in text:
+            text += t
+    if len(text) > 0xFFFF or max(len(t) for t in strings) > 0xFF:
+        sys.exit("TEXT too long for u16 offsets (or a string longer than 255)")
+
+    def ref(t):
+        return "%d, %d" % (text.index(t), len(t))
+
+    out.append("/// The strings of the tables below, each `S(offset, length)` into this text.")
+    out.append("pub(crate) static TEXT: &str = concat!(")
+    for i in range(0, len(text), 80):
+        out.append("    %s," % rs_str(text[i : i + 80]))
+    out.append(");")
+    out.append("")
+    out.append("/// `TEXT[offset..offset + length]`.")
+    out.append("#[derive(Clone, Copy, Debug, PartialEq, Eq)]")
+    out.append("pub(crate) struct S(pub u16, pub u8);")
+    out.append("")
+    out.append("/// A global host: `(labels before the suffix, signing name, signing region, auth)`, the")
+    out.append("/// suffix being `SUFFIXES[suffix]`.")
+    out.append("#[derive(Clone, Copy, Debug, PartialEq, Eq)]")
+    out.append("pub(crate) struct Global {")
+    out.append("    pub suffix: u8,")
+    out.append("    pub rest: S,")
+    out.append("    pub name: S,")
+    out.append("    pub region: S,")
+    out.append("    pub auth: Auth,")
+    out.append("}")
+    out.append("")
+    out.append("#[allow(clippy::too_many_arguments)]")
+    out.append("const fn g(suffix: u8, r0: u16, r1: u8, n0: u16, n1: u8, g0: u16, g1: u8, auth: Auth) -> Global {")
+    out.append("    Global {")
+    out.append("        suffix,")
+    out.append("        rest: S(r0, r1),")
+    out.append("        name: S(n0, n1),")
+    out.append("        region: S(g0, g1),")
+    out.append("        auth,")
+    out.append("    }")
+    out.append("}")
+    out.append("")
     out.append("/// Endpoint prefix (labels before the region, normalised) -> signing name. Sorted.")
-    out.append("pub(crate) static PREFIXES: &[(&str, &str)] = &[")
+    out.append("pub(crate) static PREFIXES: &[(S, S)] = &[")
     for k, n in prefix_rows:
-        out.append("    (%s, %s)," % (rs_str(k), rs_str(n)))
+        out.append("    (S(%s), S(%s)), // %s -> %s" % (ref(k), ref(n), k, n))
     out.append("];")
     out.append("")
     out.append("/// Endpoint prefixes whose endpoints are not signed with SigV4. Sorted.")
@@ -435,17 +496,19 @@ def write(prefix_rows, not_v4_rows, global_rows, wild_rows, suffix_rows):
         out.append("    %s," % rs_str(k))
     out.append("];")
     out.append("")
-    out.append("/// Exact global hosts -> (signing name, signing region, auth). Sorted.")
-    out.append("pub(crate) static GLOBAL_HOSTS: &[(&str, &str, &str, Auth)] = &[")
-    for h, n, r, a in global_rows:
-        out.append("    (%s, %s, %s, Auth::%s)," % (rs_str(h), rs_str(n), rs_str(r), auth_name(a)))
+    out.append("/// Exact global hosts -> (signing name, signing region, auth). Sorted by (suffix, rest).")
+    out.append("pub(crate) static GLOBAL_HOSTS: &[Global] = &[")
+    for si, rest, n, r, a, h in global_keyed:
+        out.append("    g(%d, %s, %s, %s, Auth::%s), // %s -> %s %s" % (
+            si, ref(rest), ref(n), ref(r), auth_name(a), h, n, r or '""'))
     out.append("];")
     out.append("")
     out.append("/// Global hosts below customer labels (`BUCKET.` + key) -> (signing name, region, auth).")
-    out.append("/// Sorted.")
-    out.append("pub(crate) static GLOBAL_WILDCARDS: &[(&str, &str, &str, Auth)] = &[")
-    for h, n, r, a in wild_rows:
-        out.append("    (%s, %s, %s, Auth::%s)," % (rs_str(h), rs_str(n), rs_str(r), auth_name(a)))
+    out.append("/// Sorted by (suffix, rest).")
+    out.append("pub(crate) static GLOBAL_WILDCARDS: &[Global] = &[")
+    for si, rest, n, r, a, h in wild_keyed:
+        out.append("    g(%d, %s, %s, %s, Auth::%s), // %s -> %s %s" % (
+            si, ref(rest), ref(n), ref(r), auth_name(a), h, n, r or '""'))
     out.append("];")
     out.append("")
     out.append("/// Region-first forms `NAME.REGION.KEY.SUFFIX` (from AWS documentation) -> signing name.")

@@ -2,10 +2,10 @@
 //! `grant_sigv4.audit {...}` and for Envoy's access log (filter state
 //! `wasm.grant_sigv4_audit`). It never holds a secret, a signature or the Vault token.
 
-use serde::Serialize;
+use std::fmt::Write as _;
 
 /// What is known of one request, filled in as it goes.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditRecord {
     /// RFC 3339 UTC time the request arrived.
     pub time: String,
@@ -32,9 +32,145 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
+    /// One compact JSON object, the fields in declaration order, `null` for those unknown.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        let mut j = JsonWriter::default();
+        j.begin();
+        j.str("time", &self.time);
+        j.opt_str("grant_id", self.grant_id.as_deref());
+        j.opt_str("principal", self.principal.as_deref());
+        j.opt_str("source", self.source.as_deref());
+        j.opt_str("service", self.service.as_deref());
+        j.opt_str("region", self.region.as_deref());
+        j.opt_str("method", self.method.as_deref());
+        j.opt_str("path", self.path.as_deref());
+        j.opt_str("reason", self.reason.as_deref());
+        j.key("context");
+        match &self.context {
+            None => j.out.push_str("null"),
+            Some(v) => match serde_json::to_string(v) {
+                Ok(s) => j.out.push_str(&s),
+                Err(_) => return String::new(),
+            },
+        }
+        j.str("outcome", &self.outcome);
+        j.key("status");
+        match self.status {
+            None => j.out.push_str("null"),
+            Some(s) => j.number(u64::from(s)),
+        }
+        j.opt_str("aws_request_id", self.aws_request_id.as_deref());
+        j.u64("duration_ms", self.duration_ms);
+        j.end();
+        j.out
     }
+}
+
+/// Writes JSON the way `serde_json` writes it compactly (same escapes, no spaces), so the
+/// filter's own records need no `Serialize` code. Objects are written between [`begin`] and
+/// [`end`]; each member starts with [`key`] or one of the typed helpers.
+///
+/// [`begin`]: JsonWriter::begin
+/// [`end`]: JsonWriter::end
+/// [`key`]: JsonWriter::key
+#[derive(Default)]
+pub(crate) struct JsonWriter {
+    pub(crate) out: String,
+    /// No member written yet in the innermost open object or array.
+    first: bool,
+}
+
+impl JsonWriter {
+    pub(crate) fn begin(&mut self) {
+        self.out.push('{');
+        self.first = true;
+    }
+
+    pub(crate) fn end(&mut self) {
+        self.out.push('}');
+        self.first = false;
+    }
+
+    pub(crate) fn key(&mut self, k: &str) {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        push_json_str(&mut self.out, k);
+        self.out.push(':');
+    }
+
+    pub(crate) fn str(&mut self, k: &str, v: &str) {
+        self.key(k);
+        push_json_str(&mut self.out, v);
+    }
+
+    pub(crate) fn opt_str(&mut self, k: &str, v: Option<&str>) {
+        self.key(k);
+        match v {
+            Some(v) => push_json_str(&mut self.out, v),
+            None => self.out.push_str("null"),
+        }
+    }
+
+    pub(crate) fn number(&mut self, v: u64) {
+        let _ = write!(self.out, "{v}");
+    }
+
+    pub(crate) fn u64(&mut self, k: &str, v: u64) {
+        self.key(k);
+        self.number(v);
+    }
+
+    /// `null` or an array of strings.
+    pub(crate) fn opt_str_list(&mut self, k: &str, v: Option<&[String]>) {
+        self.key(k);
+        match v {
+            None => self.out.push_str("null"),
+            Some(items) => {
+                self.out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push(',');
+                    }
+                    push_json_str(&mut self.out, item);
+                }
+                self.out.push(']');
+            }
+        }
+    }
+}
+
+/// A JSON string with `serde_json`'s escapes: `\"`, `\\`, `\b \t \n \f \r`, and `\u00xx`
+/// for the other control characters; everything else (including non-ASCII) as is.
+pub(crate) fn push_json_str(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            b'\t' => "\\t",
+            b'\n' => "\\n",
+            0x0c => "\\f",
+            b'\r' => "\\r",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(s.get(start..i).unwrap_or(""));
+        start = i + 1;
+        if esc.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push_str(esc);
+        }
+    }
+    out.push_str(s.get(start..).unwrap_or(""));
+    out.push('"');
 }
 
 /// The path without query values: keys stay, so the operation is visible, values go, as
@@ -114,5 +250,82 @@ mod tests {
         assert_eq!(v["grant_id"], "g1");
         assert_eq!(v["context"]["job"], 7);
         assert_eq!(v["outcome"], "signed");
+    }
+
+    /// The hand-written JSON is byte for byte what `serde_json` writes for the same shape.
+    #[test]
+    fn json_matches_serde_json() {
+        let nasty = "q\"b\\s/\u{0}\u{8}\t\n\u{b}\u{c}\r\u{1f}\u{7f} é 😀 \u{2028}";
+        let mut all = String::new();
+        for b in 0u8..=0x7f {
+            all.push(char::from(b));
+        }
+        for s in ["", "plain", nasty, &all] {
+            let mut out = String::new();
+            push_json_str(&mut out, s);
+            assert_eq!(out, serde_json::to_string(s).unwrap(), "{s:?}");
+        }
+        let full = AuditRecord {
+            time: rfc3339_ms(1),
+            grant_id: Some(nasty.into()),
+            principal: Some("spiffe://x".into()),
+            source: Some("10.0.0.1".into()),
+            service: Some("s3".into()),
+            region: Some("us-east-1".into()),
+            method: Some("GET".into()),
+            path: Some("/b?x=".into()),
+            reason: Some("r".into()),
+            context: Some(serde_json::json!({"b": [1, 2.5, null, "x"], "a": {"z": true}})),
+            outcome: "signed".into(),
+            status: Some(u32::MAX),
+            aws_request_id: Some("id".into()),
+            duration_ms: u64::MAX,
+        };
+        for r in [full, AuditRecord::default()] {
+            assert_eq!(
+                r.to_json(),
+                serde_json::to_string(&Derived::from(&r)).unwrap()
+            );
+        }
+    }
+
+    /// The record as `#[derive(Serialize)]` wrote it before the JSON was written by hand.
+    #[derive(serde::Serialize)]
+    struct Derived<'a> {
+        time: &'a String,
+        grant_id: &'a Option<String>,
+        principal: &'a Option<String>,
+        source: &'a Option<String>,
+        service: &'a Option<String>,
+        region: &'a Option<String>,
+        method: &'a Option<String>,
+        path: &'a Option<String>,
+        reason: &'a Option<String>,
+        context: &'a Option<serde_json::Value>,
+        outcome: &'a String,
+        status: &'a Option<u32>,
+        aws_request_id: &'a Option<String>,
+        duration_ms: &'a u64,
+    }
+
+    impl<'a> From<&'a AuditRecord> for Derived<'a> {
+        fn from(r: &'a AuditRecord) -> Self {
+            Derived {
+                time: &r.time,
+                grant_id: &r.grant_id,
+                principal: &r.principal,
+                source: &r.source,
+                service: &r.service,
+                region: &r.region,
+                method: &r.method,
+                path: &r.path,
+                reason: &r.reason,
+                context: &r.context,
+                outcome: &r.outcome,
+                status: &r.status,
+                aws_request_id: &r.aws_request_id,
+                duration_ms: &r.duration_ms,
+            }
+        }
     }
 }

@@ -25,7 +25,7 @@
 //!    the longest known endpoint prefix wins (`runtime.sagemaker` → sagemaker);
 //! 5. region-first forms `NAME.REGION.es.SUFFIX` (OpenSearch domains) and `.aoss.`.
 
-use crate::endpoints_table::{self as table, Auth};
+use crate::endpoints_table::{self as table, Auth, Global, S};
 
 /// What a host name tells us.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,13 +159,16 @@ fn valid_host_syntax(host: &str) -> bool {
     })
 }
 
-/// `(labels before the suffix, region prefixes of the suffix, suffix)`.
-fn split_suffix(host: &str) -> Option<(&str, &'static [&'static str], &'static str)> {
-    for (sfx, prefixes) in table::SUFFIXES {
+/// A partition suffix: its index in the table, its region prefixes and itself.
+type Suffix = (usize, &'static [&'static str], &'static str);
+
+/// `(labels before the suffix, suffix)`.
+fn split_suffix(host: &str) -> Option<(&str, Suffix)> {
+    for (i, (sfx, prefixes)) in table::SUFFIXES.iter().enumerate() {
         if let Some(rest) = host.strip_suffix(sfx) {
             if let Some(rest) = rest.strip_suffix('.') {
                 if !rest.is_empty() {
-                    return Some((rest, prefixes, sfx));
+                    return Some((rest, (i, prefixes, sfx)));
                 }
             }
         }
@@ -197,18 +200,37 @@ fn lookup2(table: &'static [(&'static str, &'static str)], key: &str) -> Option<
         .map(|(_, v)| *v)
 }
 
-type Global = (&'static str, &'static str, &'static str, Auth);
+/// A string of the generated tables.
+fn text(s: S) -> &'static str {
+    let start = usize::from(s.0);
+    table::TEXT
+        .get(start..start + usize::from(s.1))
+        .unwrap_or("")
+}
 
-fn lookup_global(table: &'static [Global], key: &str) -> Option<&'static Global> {
+fn lookup_prefix(key: &str) -> Option<&'static str> {
+    let t = table::PREFIXES;
+    t.binary_search_by(|(k, _)| text(*k).cmp(key))
+        .ok()
+        .and_then(|i| t.get(i))
+        .map(|(_, v)| text(*v))
+}
+
+/// The entry for the host `rest` + `.` + the suffix of index `suffix`.
+fn lookup_global(table: &'static [Global], suffix: usize, rest: &str) -> Option<&'static Global> {
     table
-        .binary_search_by(|(k, ..)| (*k).cmp(key))
+        .binary_search_by(|g| {
+            usize::from(g.suffix)
+                .cmp(&suffix)
+                .then_with(|| text(g.rest).cmp(rest))
+        })
         .ok()
         .and_then(|i| table.get(i))
 }
 
 fn global_result(host: &str, g: &Global) -> Result<(&'static str, String), HostError> {
-    match g.3 {
-        Auth::SigV4 => Ok((g.1, g.2.to_string())),
+    match g.auth {
+        Auth::SigV4 => Ok((text(g.name), text(g.region).to_string())),
         Auth::RegionUnknown => Err(HostError::RegionUnknown(host.to_string())),
         Auth::NotSigV4 => Err(HostError::NotSigV4(host.to_string())),
     }
@@ -220,11 +242,11 @@ fn not_aws(host: &str) -> HostError {
 
 /// Signing name and region of a syntactically valid, lowercase host without port.
 fn resolve(host: &str) -> Result<(&'static str, String), HostError> {
-    let Some((rest, prefixes, sfx)) = split_suffix(host) else {
+    let Some((rest, (sfx_index, prefixes, sfx))) = split_suffix(host) else {
         return Err(not_aws(host));
     };
     // 1. exact global hosts
-    if let Some(g) = lookup_global(table::GLOBAL_HOSTS, host) {
+    if let Some(g) = lookup_global(table::GLOBAL_HOSTS, sfx_index, rest) {
         return global_result(host, g);
     }
     let (left, last) = match rest.rsplit_once('.') {
@@ -235,15 +257,12 @@ fn resolve(host: &str) -> Result<(&'static str, String), HostError> {
     if let Some(r) = s3_special(host, last, prefixes, sfx) {
         return r;
     }
-    // 3. global hosts below customer labels
+    // 3. global hosts below customer labels (`tail` + `.` + the suffix)
     let mut tail = rest;
     while let Some((_, t)) = tail.split_once('.') {
         tail = t;
-        let key_len = tail.len() + 1 + sfx.len();
-        if let Some(key) = host.len().checked_sub(key_len).and_then(|s| host.get(s..)) {
-            if let Some(g) = lookup_global(table::GLOBAL_WILDCARDS, key) {
-                return global_result(host, g);
-            }
+        if let Some(g) = lookup_global(table::GLOBAL_WILDCARDS, sfx_index, tail) {
+            return global_result(host, g);
         }
     }
     // 4. regional forms (PrivateLink: `.REGION.vpce.amazonaws.com[.cn]`)
@@ -320,7 +339,7 @@ fn regional_prefix(labels: &str) -> Option<Result<&'static str, ()>> {
         if cand.is_empty() {
             continue;
         }
-        if let Some(name) = lookup2(table::PREFIXES, cand) {
+        if let Some(name) = lookup_prefix(cand) {
             return Some(Ok(name));
         }
         if table::NOT_SIGV4_PREFIXES.binary_search(&cand).is_ok() {

@@ -63,7081 +63,1963 @@ pub(crate) static SUFFIXES: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// The strings of the tables below, each `S(offset, length)` into this text.
+pub(crate) static TEXT: &str = concat!(
+    "routes.geo-fips.aws-us-gov-global.us-govagent-registry-control.us-isof-south-1ag",
+    "ent-registry-control.cn-northwest-1agent-registry-control.eu-isoe-west-1agent-re",
+    "gistry-control.eusc-de-east-1agent-registry-control.us-isob-east-1agent-registry",
+    "-control.us-isob-west-1agent-registry-control.us-isof-east-1agent-registry-contr",
+    "ol.us-iso-east-1agent-registry-control.us-iso-west-1billingconductor-fips.ap-nor",
+    "theast-1billingconductor-fips.ap-northeast-2billingconductor-fips.ap-northeast-3",
+    "billingconductor-fips.ap-southeast-1billingconductor-fips.ap-southeast-2billingc",
+    "onductor-fips.ap-southeast-3billingconductor-fips.ap-southeast-4billingconductor",
+    "-fips.ap-southeast-5billingconductor-fips.ap-southeast-6billingconductor-fips.ap",
+    "-southeast-7routes.geo-fips.us-gov-east-1.us-govroutes.geo-fips.us-gov-west-1.us",
+    "-govlicense-manager-linux-subscriptionsroutes.geo.aws-us-gov-global.us-govbillin",
+    "gconductor-fips.ca-central-1billingconductor-fips.eu-central-1billingconductor-f",
+    "ips.eu-central-2billingconductor-fips.il-central-1billingconductor-fips.me-centr",
+    "al-1billingconductor-fips.mx-central-1license-manager-user-subscriptionspartnerc",
+    "entral-channel-fips.globalpartnercentral-channel-fips.us-govsavingsplans-fips.aw",
+    "s-iso-e-globalsavingsplans-fips.aws-iso-f-globaltraining-session-runtime.sagemak",
+    "eragent-registry-control.cn-north-1api.sustainability.ap-northeast-1api.sustaina",
+    "bility.ap-northeast-2api.sustainability.ap-northeast-3api.sustainability.ap-sout",
+    "heast-1api.sustainability.ap-southeast-2api.sustainability.ap-southeast-3api.sus",
+    "tainability.ap-southeast-4api.sustainability.ap-southeast-5api.sustainability.ap",
+    "-southeast-6api.sustainability.ap-southeast-7controlplane.payment-cryptographyin",
+    "ferencerouter-runtime.sagemakerbillingconductor-fips.af-south-1billingconductor-",
+    "fips.ap-south-1billingconductor-fips.ap-south-2billingconductor-fips.aws-globalb",
+    "illingconductor-fips.eu-north-1billingconductor-fips.eu-south-1billingconductor-",
+    "fips.eu-south-2billingconductor-fips.me-south-1importexport-fips.ap-northeast-1i",
+    "mportexport-fips.ap-northeast-2importexport-fips.ap-northeast-3importexport-fips",
+    ".ap-southeast-1importexport-fips.ap-southeast-2importexport-fips.ap-southeast-3i",
+    "mportexport-fips.ap-southeast-4importexport-fips.ap-southeast-5importexport-fips",
+    ".ap-southeast-6importexport-fips.ap-southeast-7savingsplans-fips.ap-northeast-1s",
+    "avingsplans-fips.ap-northeast-2savingsplans-fips.ap-northeast-3savingsplans-fips",
+    ".ap-southeast-1savingsplans-fips.ap-southeast-2savingsplans-fips.ap-southeast-3s",
+    "avingsplans-fips.ap-southeast-4savingsplans-fips.ap-southeast-5savingsplans-fips",
+    ".ap-southeast-6savingsplans-fips.ap-southeast-7savingsplans-fips.us-isof-east-1a",
+    "pi.sustainability.ca-central-1api.sustainability.eu-central-1api.sustainability.",
+    "eu-central-2api.sustainability.il-central-1api.sustainability.me-central-1api.su",
+    "stainability.mx-central-1arc-region-switch-control-planeaws-us-gov-global.neptun",
+    "e-graphbedrock-data-automation-runtimebillingconductor-fips.ap-east-1billingcond",
+    "uctor-fips.ap-east-2billingconductor-fips.ca-west-1billingconductor-fips.eu-west",
+    "-1billingconductor-fips.eu-west-2billingconductor-fips.eu-west-3billingconductor",
+    "-fips.me-west-1billingconductor-fips.sa-east-1billingconductor-fips.sa-west-1bil",
+    "lingconductor-fips.us-east-2billingconductor-fips.us-west-1billingconductor-fips",
+    ".us-west-2billingconductor.ap-northeast-1billingconductor.ap-northeast-2billingc",
+    "onductor.ap-northeast-3billingconductor.ap-southeast-1billingconductor.ap-southe",
+    "ast-2billingconductor.ap-southeast-3billingconductor.ap-southeast-4billingconduc",
+    "tor.ap-southeast-5billingconductor.ap-southeast-6billingconductor.ap-southeast-7",
+    "route53-recovery-control-configroutes.geo.us-gov-east-1.us-govroutes.geo.us-gov-",
+    "west-1.us-govagent-registry.us-isof-south-1aws-iso-b-global.neptune-graphaws-iso",
+    "-e-global.neptune-graphaws-iso-f-global.neptune-graphdataplane.payment-cryptogra",
+    "phyfeaturestore-runtime.sagemakerimportexport-fips.ca-central-1importexport-fips",
+    ".eu-central-1importexport-fips.eu-central-2importexport-fips.il-central-1importe",
+    "xport-fips.me-central-1importexport-fips.mx-central-1partnercentral-prm-fips.glo",
+    "balpartnercentral-prm-fips.us-govsavingsplans-fips.ca-central-1savingsplans-fips",
+    ".eu-central-1savingsplans-fips.eu-central-2savingsplans-fips.il-central-1savings",
+    "plans-fips.me-central-1savingsplans-fips.mx-central-1agent-registry.cn-northwest",
+    "-1agent-registry.eu-isoe-west-1agent-registry.eusc-de-east-1agent-registry.us-is",
+    "ob-east-1agent-registry.us-isob-west-1agent-registry.us-isof-east-1api.sustainab",
+    "ility.af-south-1api.sustainability.ap-south-1api.sustainability.ap-south-2api.su",
+    "stainability.aws-globalapi.sustainability.eu-north-1api.sustainability.eu-south-",
+    "1api.sustainability.eu-south-2api.sustainability.me-south-1aws-us-gov-global.sig",
+    "nin-fipsbillingconductor.ca-central-1billingconductor.eu-central-1billingconduct",
+    "or.eu-central-2billingconductor.il-central-1billingconductor.me-central-1billing",
+    "conductor.mx-central-1datatransformation.healthlakehealth-fips.aws-us-gov-global",
+    "partnercentral-channel.globalpartnercentral-channel.us-govsavingsplans.aws-iso-e",
+    "-globalsavingsplans.aws-iso-f-globalus-isof-south-1.neptune-graphagent-registry.",
+    "us-iso-east-1agent-registry.us-iso-west-1ap-northeast-1.neptune-graphap-northeas",
+    "t-2.neptune-graphap-northeast-3.neptune-graphap-southeast-1.neptune-graphap-sout",
+    "heast-2.neptune-graphap-southeast-3.neptune-graphap-southeast-4.neptune-graphap-",
+    "southeast-5.neptune-graphap-southeast-6.neptune-graphap-southeast-7.neptune-grap",
+    "hapi.sustainability.ap-east-1api.sustainability.ap-east-2api.sustainability.ca-w",
+    "est-1api.sustainability.eu-west-1api.sustainability.eu-west-2api.sustainability.",
+    "eu-west-3api.sustainability.me-west-1api.sustainability.sa-east-1api.sustainabil",
+    "ity.sa-west-1api.sustainability.us-east-2api.sustainability.us-west-1api.sustain",
+    "ability.us-west-2aws-iso-global.neptune-graphcn-northwest-1.neptune-grapheu-isoe",
+    "-west-1.neptune-grapheusc-de-east-1.neptune-graphimportexport-fips.af-south-1imp",
+    "ortexport-fips.ap-south-1importexport-fips.ap-south-2importexport-fips.aws-globa",
+    "limportexport-fips.eu-north-1importexport-fips.eu-south-1importexport-fips.eu-so",
+    "uth-2importexport-fips.me-south-1marketplacecommerceanalyticssavingsplans-fips.a",
+    "f-south-1savingsplans-fips.ap-south-1savingsplans-fips.ap-south-2savingsplans-fi",
+    "ps.aws-globalsavingsplans-fips.eu-north-1savingsplans-fips.eu-south-1savingsplan",
+    "s-fips.eu-south-2savingsplans-fips.me-south-1us-isob-east-1.neptune-graphus-isob",
+    "-west-1.neptune-graphus-isof-east-1.neptune-grapharc-recovery-control-configaws-",
+    "cn-global.neptune-graphbillingconductor.af-south-1billingconductor.ap-south-1bil",
+    "lingconductor.ap-south-2billingconductor.aws-globalbillingconductor.eu-north-1bi",
+    "llingconductor.eu-south-1billingconductor.eu-south-2billingconductor.me-south-1i",
+    "mportexport-fips.ap-east-1importexport-fips.ap-east-2importexport-fips.ca-west-1",
+    "importexport-fips.eu-west-1importexport-fips.eu-west-2importexport-fips.eu-west-",
+    "3importexport-fips.me-west-1importexport-fips.sa-east-1importexport-fips.sa-west",
+    "-1importexport-fips.us-east-2importexport-fips.us-west-1importexport-fips.us-wes",
+    "t-2importexport.ap-northeast-1importexport.ap-northeast-2importexport.ap-northea",
+    "st-3importexport.ap-southeast-1importexport.ap-southeast-2importexport.ap-southe",
+    "ast-3importexport.ap-southeast-4importexport.ap-southeast-5importexport.ap-south",
+    "east-6importexport.ap-southeast-7savingsplans-fips.ap-east-1savingsplans-fips.ap",
+    "-east-2savingsplans-fips.ca-west-1savingsplans-fips.eu-west-1savingsplans-fips.e",
+    "u-west-2savingsplans-fips.eu-west-3savingsplans-fips.me-west-1savingsplans-fips.",
+    "sa-east-1savingsplans-fips.sa-west-1savingsplans-fips.us-east-2savingsplans-fips",
+    ".us-west-1savingsplans-fips.us-west-2savingsplans.us-isof-east-1us-gov-east-1.ne",
+    "ptune-graphus-gov-west-1.neptune-graphus-iso-east-1.neptune-graphus-iso-west-1.n",
+    "eptune-graphapi.iotmanagedintegrationsbillingconductor.ap-east-1billingconductor",
+    ".ap-east-2billingconductor.ca-west-1billingconductor.eu-west-1billingconductor.e",
+    "u-west-2billingconductor.eu-west-3billingconductor.me-west-1billingconductor.sa-",
+    "east-1billingconductor.sa-west-1billingconductor.us-east-2billingconductor.us-we",
+    "st-1billingconductor.us-west-2ca-central-1.neptune-grapheu-central-1.neptune-gra",
+    "pheu-central-2.neptune-graphhealth-fips.ap-northeast-1health-fips.ap-northeast-2",
+    "health-fips.ap-northeast-3health-fips.ap-southeast-1health-fips.ap-southeast-2he",
+    "alth-fips.ap-southeast-3health-fips.ap-southeast-4health-fips.ap-southeast-5heal",
+    "th-fips.ap-southeast-6health-fips.ap-southeast-7il-central-1.neptune-graphme-cen",
+    "tral-1.neptune-graphmx-central-1.neptune-graphroute53-recovery-readinessservicec",
+    "atalog-appregistryshield-fips.ap-northeast-1shield-fips.ap-northeast-2shield-fip",
+    "s.ap-northeast-3shield-fips.ap-southeast-1shield-fips.ap-southeast-2shield-fips.",
+    "ap-southeast-3shield-fips.ap-southeast-4shield-fips.ap-southeast-5shield-fips.ap",
+    "-southeast-6shield-fips.ap-southeast-7sustainability-fips.globalsustainability-f",
+    "ips.us-govagent-registry.cn-north-1application-cost-profilerbedrock-agentcore-co",
+    "ntrolchime-fips.ap-northeast-1chime-fips.ap-northeast-2chime-fips.ap-northeast-3",
+    "chime-fips.ap-southeast-1chime-fips.ap-southeast-2chime-fips.ap-southeast-3chime",
+    "-fips.ap-southeast-4chime-fips.ap-southeast-5chime-fips.ap-southeast-6chime-fips",
+    ".ap-southeast-7gateway-runtime.sagemakerhealth-fips.aws-cn-globalimportexport.ca",
+    "-central-1importexport.eu-central-1importexport.eu-central-2importexport.il-cent",
+    "ral-1importexport.me-central-1importexport.mx-central-1migrationhub-orchestrator",
+    "partnercentral-prm.globalpartnercentral-prm.us-govus-gov-east-1.signin-fipsaf-so",
+    "uth-1.neptune-graphap-south-1.neptune-graphap-south-2.neptune-graphapi-fulfill.d",
+    "ataexchangeaws-global.neptune-graphcloudfront-keyvaluestorecn-north-1.neptune-gr",
+    "aphcodecatalyst-fips.globaleu-north-1.neptune-grapheu-south-1.neptune-grapheu-so",
+    "uth-2.neptune-graphhealth-fips.ca-central-1health-fips.eu-central-1health-fips.e",
+    "u-central-2health-fips.il-central-1health-fips.me-central-1health-fips.mx-centra",
+    "l-1health.aws-us-gov-globalme-south-1.neptune-graphnetwork-security-managerpartn",
+    "ercentral-marketingroute53-recovery-clustershield-fips.ca-central-1shield-fips.e",
+    "u-central-1shield-fips.eu-central-2shield-fips.il-central-1shield-fips.me-centra",
+    "l-1shield-fips.mx-central-1ap-east-1.neptune-graphap-east-2.neptune-graphapplica",
+    "tion-autoscalingbcm-recommended-actionsca-west-1.neptune-graphchime-fips.ca-cent",
+    "ral-1chime-fips.eu-central-1chime-fips.eu-central-2chime-fips.il-central-1chime-",
+    "fips.me-central-1chime-fips.mx-central-1entitlement-marketplaceentitlement.marke",
+    "tplaceeu-west-1.neptune-grapheu-west-2.neptune-grapheu-west-3.neptune-graphimpor",
+    "texport.af-south-1importexport.ap-south-1importexport.ap-south-2importexport.aws",
+    "-globalimportexport.eu-north-1importexport.eu-south-1importexport.eu-south-2impo",
+    "rtexport.me-south-1managedblockchain-queryme-west-1.neptune-graphpartnercentral-",
+    "benefitsruntime-medical-imagings3-accelerate.dualstacksa-east-1.neptune-graphsa-",
+    "west-1.neptune-graphus-east-1.neptune-graphus-east-2.neptune-graphus-west-1.nept",
+    "une-graphus-west-2.neptune-graphwaf-fips.ap-northeast-1waf-fips.ap-northeast-2wa",
+    "f-fips.ap-northeast-3waf-fips.ap-southeast-1waf-fips.ap-southeast-2waf-fips.ap-s",
+    "outheast-3waf-fips.ap-southeast-4waf-fips.ap-southeast-5waf-fips.ap-southeast-6w",
+    "af-fips.ap-southeast-7bcm-pricing-calculatorcloudfront-fips.globalcodestar-notif",
+    "icationsdeployment-marketplaceendpoints.email.globalendpoints.email.us-govhealth",
+    "-fips.af-south-1health-fips.ap-south-1health-fips.ap-south-2health-fips.aws-glob",
+    "alhealth-fips.cn-north-1health-fips.eu-north-1health-fips.eu-south-1health-fips.",
+    "eu-south-2health-fips.me-south-1importexport.ap-east-1importexport.ap-east-2impo",
+    "rtexport.ca-west-1importexport.eu-west-1importexport.eu-west-2importexport.eu-we",
+    "st-3importexport.me-west-1importexport.sa-east-1importexport.sa-west-1importexpo",
+    "rt.us-east-2importexport.us-west-1importexport.us-west-2metrics-fips.sagemakerno",
+    "tifications-contactspartnercentral-accountpartnercentral-sellingruntime-fips.sag",
+    "emakershield-fips.af-south-1shield-fips.ap-south-1shield-fips.ap-south-2shield-f",
+    "ips.aws-globalshield-fips.eu-north-1shield-fips.eu-south-1shield-fips.eu-south-2",
+    "shield-fips.me-south-1snow-device-managementstreaming.health-agentsubscribe.medi",
+    "aconverta2i-runtime.sagemakeragreement-marketplacebedrock-agent-runtimechime-fip",
+    "s.af-south-1chime-fips.ap-south-1chime-fips.ap-south-2chime-fips.aws-globalchime",
+    "-fips.eu-north-1chime-fips.eu-south-1chime-fips.eu-south-2chime-fips.me-south-1c",
+    "loudfront-kvs.globalcontrol-storage-omicscost-optimization-hubdata-servicediscov",
+    "erydiscovery-marketplacehealth-fips.ap-east-1health-fips.ap-east-2health-fips.ca",
+    "-west-1health-fips.eu-west-1health-fips.eu-west-2health-fips.eu-west-3health-fip",
+    "s.me-west-1health-fips.sa-east-1health-fips.sa-west-1health-fips.us-west-1health",
+    "-fips.us-west-2health.ap-northeast-1health.ap-northeast-2health.ap-northeast-3he",
+    "alth.ap-southeast-1health.ap-southeast-2health.ap-southeast-3health.ap-southeast",
+    "-4health.ap-southeast-5health.ap-southeast-6health.ap-southeast-7job-runtime.sag",
+    "emakermedia-pipelines-chimemigrationhub-strategyreporting-marketplaceroute53glob",
+    "alresolvershield-fips.ap-east-1shield-fips.ap-east-2shield-fips.ca-west-1shield-",
+    "fips.eu-west-1shield-fips.eu-west-2shield-fips.eu-west-3shield-fips.me-west-1shi",
+    "eld-fips.sa-east-1shield-fips.sa-west-1shield-fips.us-east-2shield-fips.us-west-",
+    "1shield-fips.us-west-2shield.ap-northeast-1shield.ap-northeast-2shield.ap-northe",
+    "ast-3shield.ap-southeast-1shield.ap-southeast-2shield.ap-southeast-3shield.ap-so",
+    "utheast-4shield.ap-southeast-5shield.ap-southeast-6shield.ap-southeast-7sustaina",
+    "bility.globalsustainability.us-govwaf-fips.ca-central-1waf-fips.eu-central-1waf-",
+    "fips.eu-central-2waf-fips.il-central-1waf-fips.me-central-1waf-fips.mx-central-1",
+    "wellarchitected-agentap-northeast-1.oauthap-northeast-2.oauthap-northeast-3.oaut",
+    "hap-southeast-1.oauthap-southeast-2.oauthap-southeast-3.oauthap-southeast-4.oaut",
+    "hap-southeast-5.oauthap-southeast-6.oauthap-southeast-7.oauthapi.iotdeviceadviso",
+    "rchime-fips.ap-east-1chime-fips.ap-east-2chime-fips.ca-west-1chime-fips.eu-west-",
+    "1chime-fips.eu-west-2chime-fips.eu-west-3chime-fips.me-west-1chime-fips.sa-east-",
+    "1chime-fips.sa-west-1chime-fips.us-east-2chime-fips.us-west-1chime-fips.us-west-",
+    "2chime.ap-northeast-1chime.ap-northeast-2chime.ap-northeast-3chime.ap-southeast-",
+    "1chime.ap-southeast-2chime.ap-southeast-3chime.ap-southeast-4chime.ap-southeast-",
+    "5chime.ap-southeast-6chime.ap-southeast-7codestar-connectionsec2-instance-connec",
+    "telasticloadbalancinghealth.aws-cn-globalmetering-marketplacemetering.marketplac",
+    "eruntime.health-agentsagemaker-geospatialus-gov-west-1.signinworkspaces-instance",
+    "sIoTSecuredTunnelingapplication-signalsapplicationinsightscatalog-marketplacecat",
+    "alog.marketplacecodecatalyst.globalelemental-inferencehealth.ca-central-1health.",
+    "eu-central-1health.eu-central-2health.il-central-1health.me-central-1health.mx-c",
+    "entral-1management.deadlinemigrationhub-configmonitor.iotsitewiseosm.us-isof-sou",
+    "th-1participant.connectpersonalize-runtimequery-lakeformationredshift-serverless",
+    "resource-explorer-2route53-fips.globalsavingsplans.globalscheduling.deadlineshie",
+    "ld.ca-central-1shield.eu-central-1shield.eu-central-2shield.il-central-1shield.m",
+    "e-central-1shield.mx-central-1sts-fips.aws-globaltimestream-influxdbverifiedperm",
+    "issionswaf-fips.af-south-1waf-fips.ap-south-1waf-fips.ap-south-2waf-fips.aws-glo",
+    "balwaf-fips.eu-north-1waf-fips.eu-south-1waf-fips.eu-south-2waf-fips.me-south-1w",
+    "orkmailmessageflowairflow-serverlessapi-fips.sagemakerca-central-1.oauthchime.ca",
+    "-central-1chime.eu-central-1chime.eu-central-2chime.il-central-1chime.me-central",
+    "-1chime.mx-central-1data-lakeformationend-user-messagingeu-central-1.oautheu-cen",
+    "tral-2.oauthil-central-1.oauthme-central-1.oauthmx-central-1.oauthnetworkflowmon",
+    "itorobservabilityadminosm.cn-northwest-1osm.eu-isoe-west-1osm.eusc-de-east-1osm.",
+    "us-isob-east-1osm.us-isob-west-1osm.us-isof-east-1pca-connector-sceppersonalize-",
+    "eventspricingplanmanagersms-voice.pinpointwaf-fips.ap-east-1waf-fips.ap-east-2wa",
+    "f-fips.ca-west-1waf-fips.eu-west-1waf-fips.eu-west-2waf-fips.eu-west-3waf-fips.m",
+    "e-west-1waf-fips.sa-east-1waf-fips.sa-west-1waf-fips.us-east-2waf-fips.us-west-1",
+    "waf-fips.us-west-2waf.ap-northeast-1waf.ap-northeast-2waf.ap-northeast-3waf.ap-s",
+    "outheast-1waf.ap-southeast-2waf.ap-southeast-3waf.ap-southeast-4waf.ap-southeast",
+    "-5waf.ap-southeast-6waf.ap-southeast-7api.iot-tunnelingapi.tunneling.iotautoscal",
+    "ing-planscassandra-streamscloudfront.globalcloudsearchdomaincodeguru-profilercod",
+    "eguru-reviewercodeguru-securitycomprehendmedicalcompute-optimizerconnect-campaig",
+    "nscp.geofencing.geodata.iottwinmakerelasticfilesystemglobalacceleratorhealth.af-",
+    "south-1health.ap-south-1health.ap-south-2health.aws-globalhealth.cn-north-1healt",
+    "h.eu-north-1health.eu-south-1health.eu-south-2health.me-south-1ingest.timestream",
+    "metrics.sagemakerosm.us-iso-east-1osm.us-iso-west-1s3express-controlshield.af-so",
+    "uth-1shield.ap-south-1shield.ap-south-2shield.aws-globalshield.eu-north-1shield.",
+    "eu-south-1shield.eu-south-2shield.me-south-1timestream-ingestIngestionServiceaf-",
+    "south-1.oauthamplifyuibuilderap-south-1.oauthap-south-2.oauthapi.iottwinmakerapp",
+    "-integrationsaws-global.oauthbcm-data-exportschime.af-south-1chime.ap-south-1chi",
+    "me.ap-south-2chime.aws-globalchime.eu-north-1chime.eu-south-1chime.eu-south-2chi",
+    "me.me-south-1cognito-identitydata.iotsitewiseelasticbeanstalkelasticmapreduceent",
+    "ityresolutioneu-north-1.oautheu-south-1.oautheu-south-2.oauthhealth.ap-east-1hea",
+    "lth.ap-east-2health.ca-west-1health.eu-west-1health.eu-west-2health.eu-west-3hea",
+    "lth.me-west-1health.sa-east-1health.sa-west-1health.us-west-1health.us-west-2kin",
+    "esisanalyticslookoutequipmentme-south-1.oauthmediapackage-vodnetwork-firewallpca",
+    "-connector-adquery.timestreamruntime-fips.lexs3-object-lambdashield.ap-east-1shi",
+    "eld.ap-east-2shield.ca-west-1shield.eu-west-1shield.eu-west-2shield.eu-west-3shi",
+    "eld.me-west-1shield.sa-east-1shield.sa-west-1shield.us-east-2shield.us-west-1shi",
+    "eld.us-west-2social-messagingstreams-dynamodbstreams.dynamodbtimestream-querywaf",
+    ".ca-central-1waf.eu-central-1waf.eu-central-2waf.il-central-1waf.me-central-1waf",
+    ".mx-central-1access-analyzeragent-discoveryanalytics-omicsap-east-1.oauthap-east",
+    "-2.oauthapi.iotsitewiseapi.iotwirelessapi.mediatailorarc-zonal-shiftaws-marketpl",
+    "acebedrock-runtimeca-west-1.oauthchime.ap-east-1chime.ap-east-2chime.ca-west-1ch",
+    "ime.eu-west-1chime.eu-west-2chime.eu-west-3chime.me-west-1chime.sa-east-1chime.s",
+    "a-west-1chime.us-east-2chime.us-west-1chime.us-west-2cloudcontrolapicloudtrail-d",
+    "atacloudwatch-omnicodeconnectionscp.metadata.geocp.tracking.geodata.mediastoreen",
+    "dpoint.eventseu-west-1.oautheu-west-2.oautheu-west-3.oauthgameliftstreamsiam-fip",
+    "s.globalinternetmonitormachinelearningme-west-1.oauthmessaging-chimemobiletarget",
+    "ingmodels-fips.lexmturk-requesterrefactor-spacesresource-groupsroute53profilesro",
+    "ute53resolversa-east-1.oauthsa-west-1.oauthsearch-dynamodbus-east-1.oauthus-east",
+    "-2.oauthus-west-1.oauthus-west-2.oauthworkflows-omicsaccount-accessaco-automatio",
+    "namplifybackendapi.ecr-publicapi.thinclientbackup-gatewaybcm-dashboardsbudgets.g",
+    "lobalclouddirectorycloudformationcontrolcatalogedge.sagemakeremr-containersemr-s",
+    "erverlessidentity-chimeinspector-scaniotthingsgraphkendra-rankingkinesis-queuesm",
+    "ediapackagev2meetings-chimenetworkmanagernetworkmonitorosm.cn-north-1route53.glo",
+    "balroute53.us-govroute53domainsruntime-v2-lexs3-accesspointsecretsmanagerserverl",
+    "essrepossm-guiconnectssm-quicksetupstoragegatewaysts.aws-globaltrustedadvisorwaf",
+    ".af-south-1waf.ap-south-1waf.ap-south-2waf.aws-globalwaf.eu-north-1waf.eu-south-",
+    "1waf.eu-south-2waf.me-south-1workspaces-webapi.detectiveapi.sagemakerappconfigda",
+    "tabackup-searchcleanrooms-mlcn.transcribecp.places.geocp.routes.geodata.jobs.iot",
+    "dataplane.rumdirectconnectdocdb-elasticforecastqueryfrauddetectorglobal.healthgr",
+    "oundstationidentitystoreiot-jobs-datamodels-v2-lexorganizationsredshift-dataresi",
+    "liencehubrolesanywheresecurityagentservicequotasssm-incidentswaf.ap-east-1waf.ap",
+    "-east-2waf.ca-west-1waf.eu-west-1waf.eu-west-2waf.eu-west-3waf.me-west-1waf.sa-e",
+    "ast-1waf.sa-west-1waf.us-east-2waf.us-west-1waf.us-west-2auditmanagerawsssoporta",
+    "lbudgets-fipscodeartifactcodepipelinecognito-synccontact-lenscontroltowerdata-at",
+    "s.iotdata.ats.iotdatapipelineimagebuilderinterconnectiotfleetwisekafkaconnectkin",
+    "esisvideolaunchwizardmail-managermediaconnectsecuritylakessm-contactssupportauth",
+    "zwaf-regionaladmin.wickrapi.airflowapi.pricingcognito-idpcp.aidevopscp.maps.geod",
+    "ata-signerdevops-gurudp.aidevopselasticacheenv.airflowexecute-apiiam-toolboxivsr",
+    "ealtimeops.airflowrekognitionrepostspaceruntime.lexs3-outpostssecurity-irsecurit",
+    "yhubstream-logsstreams-ddbsync-statesvoice-chimevpc-latticeapigatewayappstream2c",
+    "loudhsmv2codecommitcodedeploydata.qappsdevicefarmgeo-placesgeo-routesgreengrassi",
+    "am.globaliam.us-govinspector2lambda-urlmodels.lexmonitoringneptune-dbportal.ssoq",
+    "uicksights3-controls3-websitesearch-ddbsupportappsyntheticstags-omicsapiportalap",
+    "pfabricapprunnercodebuildcontinuumguarddutyinvoicingkafka-apilightsailmedialivem",
+    "emory-dbqbusinessrtbfabrics3vectorsschedulersso-oauthtranslateacm-acmedatabrewda",
+    "tasyncdatazoneeks-autheventsv2firehosefreetiergeo-mapsmemorydbnova-actpaymentsrd",
+    "s-datas3tablessnowballtextracttransferworkdocsacm-pcaappflowappmeshappsyncchatbo",
+    "tdkr.ecrglaciergrafanaivschats3filesschemasssm-saptaggingvoiceidathenabraketclou",
+    "d9macie2protonwisdomabuseaiopsbatchcasespipespollywafv2aossb2bidsqlglueoidcosisr",
+    "binxraydaxdlmdmsdrsecsefsevsfisfmsfsxkmsmghmgnoampcsramscnsdbsnssqsswftaxuxcmq",
+);
+
+/// `TEXT[offset..offset + length]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct S(pub u16, pub u8);
+
+/// A global host: `(labels before the suffix, signing name, signing region, auth)`, the
+/// suffix being `SUFFIXES[suffix]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Global {
+    pub suffix: u8,
+    pub rest: S,
+    pub name: S,
+    pub region: S,
+    pub auth: Auth,
+}
+
+#[allow(clippy::too_many_arguments)]
+const fn g(suffix: u8, r0: u16, r1: u8, n0: u16, n1: u8, g0: u16, g1: u8, auth: Auth) -> Global {
+    Global {
+        suffix,
+        rest: S(r0, r1),
+        name: S(n0, n1),
+        region: S(g0, g1),
+        auth,
+    }
+}
+
 /// Endpoint prefix (labels before the region, normalised) -> signing name. Sorted.
-pub(crate) static PREFIXES: &[(&str, &str)] = &[
-    ("a2i-runtime.sagemaker", "sagemaker"),
-    ("abuse", "abuse"),
-    ("access-analyzer", "access-analyzer"),
-    ("account", "account"),
-    ("account-access", "account-access"),
-    ("acm", "acm"),
-    ("acm-acme", "acm"),
-    ("acm-pca", "acm-pca"),
-    ("aco-automation", "aco-automation"),
-    ("admin.wickr", "wickr"),
-    ("agent-discovery", "agent-discovery"),
-    ("agent-registry", "agent-registry"),
-    ("agent-registry-control", "agent-registry"),
-    ("agreement-marketplace", "aws-marketplace"),
-    ("aidevops", "aidevops"),
-    ("aiops", "aiops"),
-    ("airflow", "airflow"),
-    ("airflow-serverless", "airflow-serverless"),
-    ("amplify", "amplify"),
-    ("amplifybackend", "amplifybackend"),
-    ("amplifyuibuilder", "amplifyuibuilder"),
-    ("analytics-omics", "omics"),
-    ("aos", "es"),
-    ("aoss", "aoss"),
-    ("api-fips.sagemaker", "sagemaker"),
-    ("api-fulfill.dataexchange", "dataexchange"),
-    ("api.airflow", "airflow"),
-    ("api.detective", "detective"),
-    ("api.ecr", "ecr"),
-    ("api.ecr-public", "ecr-public"),
-    ("api.iot-tunneling", "IoTSecuredTunneling"),
-    ("api.iotdeviceadvisor", "iotdeviceadvisor"),
-    ("api.iotmanagedintegrations", "iotmanagedintegrations"),
-    ("api.iotsitewise", "iotsitewise"),
-    ("api.iottwinmaker", "iottwinmaker"),
-    ("api.iotwireless", "iotwireless"),
-    ("api.mediatailor", "mediatailor"),
-    ("api.pricing", "pricing"),
-    ("api.sagemaker", "sagemaker"),
-    ("api.sustainability", "sustainability"),
-    ("api.thinclient", "thinclient"),
-    ("api.tunneling.iot", "IoTSecuredTunneling"),
-    ("apigateway", "apigateway"),
-    ("apiportal", "apiportal"),
-    ("app-integrations", "app-integrations"),
-    ("appconfig", "appconfig"),
-    ("appconfigdata", "appconfig"),
-    ("appfabric", "appfabric"),
-    ("appflow", "appflow"),
-    ("application-autoscaling", "application-autoscaling"),
-    ("application-cost-profiler", "application-cost-profiler"),
-    ("application-signals", "application-signals"),
-    ("applicationinsights", "applicationinsights"),
-    ("appmesh", "appmesh"),
-    ("apprunner", "apprunner"),
-    ("appstream2", "appstream"),
-    ("appsync", "appsync"),
-    ("aps", "aps"),
-    (
-        "arc-recovery-control-config",
-        "route53-recovery-control-config",
-    ),
-    ("arc-region-switch", "arc-region-switch"),
-    ("arc-region-switch-control-plane", "arc-region-switch"),
-    ("arc-zonal-shift", "arc-zonal-shift"),
-    ("artifact", "artifact"),
-    ("athena", "athena"),
-    ("auditmanager", "auditmanager"),
-    ("autoscaling", "autoscaling"),
-    ("autoscaling-plans", "autoscaling-plans"),
-    ("b2bi", "b2bi"),
-    ("backup", "backup"),
-    ("backup-gateway", "backup-gateway"),
-    ("backup-search", "backup-search"),
-    ("batch", "batch"),
-    ("bcm-dashboards", "bcm-dashboards"),
-    ("bcm-data-exports", "bcm-data-exports"),
-    ("bcm-pricing-calculator", "bcm-pricing-calculator"),
-    ("bcm-recommended-actions", "bcm-recommended-actions"),
-    ("bedrock", "bedrock"),
-    ("bedrock-agent", "bedrock"),
-    ("bedrock-agent-runtime", "bedrock"),
-    ("bedrock-agentcore", "bedrock-agentcore"),
-    ("bedrock-agentcore-control", "bedrock-agentcore"),
-    ("bedrock-data-automation", "bedrock"),
-    ("bedrock-data-automation-runtime", "bedrock"),
-    ("bedrock-runtime", "bedrock"),
-    ("billing", "billing"),
-    ("billingconductor", "billingconductor"),
-    ("braket", "braket"),
-    ("budgets", "budgets"),
-    ("cases", "cases"),
-    ("cassandra", "cassandra"),
-    ("cassandra-streams", "cassandra"),
-    ("catalog-marketplace", "aws-marketplace"),
-    ("catalog.marketplace", "aws-marketplace"),
-    ("ce", "ce"),
-    ("chatbot", "chatbot"),
-    ("chime", "chime"),
-    ("cleanrooms", "cleanrooms"),
-    ("cleanrooms-ml", "cleanrooms-ml"),
-    ("cloud9", "cloud9"),
-    ("cloudcontrolapi", "cloudcontrolapi"),
-    ("clouddirectory", "clouddirectory"),
-    ("cloudformation", "cloudformation"),
-    ("cloudfront", "cloudfront"),
-    ("cloudhsm", "cloudhsm"),
-    ("cloudhsmv2", "cloudhsm"),
-    ("cloudsearch", "cloudsearch"),
-    ("cloudsearchdomain", "cloudsearch"),
-    ("cloudtrail", "cloudtrail"),
-    ("cloudtrail-data", "cloudtrail-data"),
-    ("cloudwatch-omni", "cloudwatch"),
-    ("cn.transcribe", "transcribe"),
-    ("codeartifact", "codeartifact"),
-    ("codebuild", "codebuild"),
-    ("codecommit", "codecommit"),
-    ("codeconnections", "codeconnections"),
-    ("codedeploy", "codedeploy"),
-    ("codeguru-profiler", "codeguru-profiler"),
-    ("codeguru-reviewer", "codeguru-reviewer"),
-    ("codeguru-security", "codeguru-security"),
-    ("codepipeline", "codepipeline"),
-    ("codestar-connections", "codestar-connections"),
-    ("codestar-notifications", "codestar-notifications"),
-    ("cognito-identity", "cognito-identity"),
-    ("cognito-idp", "cognito-idp"),
-    ("cognito-sync", "cognito-sync"),
-    ("comprehend", "comprehend"),
-    ("comprehendmedical", "comprehendmedical"),
-    ("compute-optimizer", "compute-optimizer"),
-    ("config", "config"),
-    ("connect", "connect"),
-    ("connect-campaigns", "connect-campaigns"),
-    ("contact-lens", "connect"),
-    ("continuum", "continuum"),
-    ("control-storage-omics", "omics"),
-    ("controlcatalog", "controlcatalog"),
-    ("controlplane.payment-cryptography", "payment-cryptography"),
-    ("controltower", "controltower"),
-    ("cost-optimization-hub", "cost-optimization-hub"),
-    ("cp.aidevops", "aidevops"),
-    ("cp.geofencing.geo", "geo"),
-    ("cp.maps.geo", "geo"),
-    ("cp.metadata.geo", "geo"),
-    ("cp.places.geo", "geo"),
-    ("cp.routes.geo", "geo"),
-    ("cp.tracking.geo", "geo"),
-    ("cur", "cur"),
-    ("data-ats.iot", "iotdata"),
-    ("data-lakeformation", "lakeformation"),
-    ("data-servicediscovery", "servicediscovery"),
-    ("data-signer", "signer"),
-    ("data.ats.iot", "iotdata"),
-    ("data.iot", "iotdata"),
-    ("data.iotsitewise", "iotsitewise"),
-    ("data.iottwinmaker", "iottwinmaker"),
-    ("data.jobs.iot", "iot-jobs-data"),
-    ("data.mediastore", "mediastore"),
-    ("data.qapps", "qapps"),
-    ("databrew", "databrew"),
-    ("dataexchange", "dataexchange"),
-    ("datapipeline", "datapipeline"),
-    ("dataplane.payment-cryptography", "payment-cryptography"),
-    ("dataplane.rum", "rum"),
-    ("datasync", "datasync"),
-    ("datatransformation.healthlake", "healthlake"),
-    ("datazone", "datazone"),
-    ("dax", "dax"),
-    ("ddb", "dynamodb"),
-    ("deadline", "deadline"),
-    ("deployment-marketplace", "aws-marketplace"),
-    ("detective", "detective"),
-    ("devicefarm", "devicefarm"),
-    ("devops-guru", "devops-guru"),
-    ("directconnect", "directconnect"),
-    ("discovery", "discovery"),
-    ("discovery-marketplace", "aws-marketplace"),
-    ("dkr.ecr", "ecr"),
-    ("dlm", "dlm"),
-    ("dms", "dms"),
-    ("docdb-elastic", "docdb-elastic"),
-    ("dp.aidevops", "aidevops"),
-    ("drs", "drs"),
-    ("ds", "ds"),
-    ("ds-data", "ds-data"),
-    ("dsql", "dsql"),
-    ("dynamodb", "dynamodb"),
-    ("ebs", "ebs"),
-    ("ec2", "ec2"),
-    ("ec2-instance-connect", "ec2-instance-connect"),
-    ("ecr", "ecr"),
-    ("ecr-public", "ecr-public"),
-    ("ecs", "ecs"),
-    ("edge.sagemaker", "sagemaker"),
-    ("efs", "elasticfilesystem"),
-    ("eks", "eks"),
-    ("eks-auth", "eks-auth"),
-    ("elasticache", "elasticache"),
-    ("elasticbeanstalk", "elasticbeanstalk"),
-    ("elasticfilesystem", "elasticfilesystem"),
-    ("elasticloadbalancing", "elasticloadbalancing"),
-    ("elasticmapreduce", "elasticmapreduce"),
-    ("elemental-inference", "elemental-inference"),
-    ("email", "ses"),
-    ("emr-containers", "emr-containers"),
-    ("emr-serverless", "emr-serverless"),
-    ("end-user-messaging", "end-user-messaging"),
-    ("entitlement-marketplace", "aws-marketplace"),
-    ("entitlement.marketplace", "aws-marketplace"),
-    ("entityresolution", "entityresolution"),
-    ("env.airflow", "airflow"),
-    ("es", "es"),
-    ("events", "events"),
-    ("eventsv2", "events"),
-    ("evs", "evs"),
-    ("execute-api", "execute-api"),
-    ("featurestore-runtime.sagemaker", "sagemaker"),
-    ("firehose", "firehose"),
-    ("fis", "fis"),
-    ("fms", "fms"),
-    ("forecast", "forecast"),
-    ("forecastquery", "forecast"),
-    ("frauddetector", "frauddetector"),
-    ("freetier", "freetier"),
-    ("fsx", "fsx"),
-    ("gamelift", "gamelift"),
-    ("gameliftstreams", "gameliftstreams"),
-    ("gateway-runtime.sagemaker", "sagemaker"),
-    ("geo", "geo"),
-    ("geo-maps", "geo-maps"),
-    ("geo-places", "geo-places"),
-    ("geo-routes", "geo-routes"),
-    ("geofencing.geo", "geo"),
-    ("glacier", "glacier"),
-    ("globalaccelerator", "globalaccelerator"),
-    ("glue", "glue"),
-    ("grafana", "grafana"),
-    ("greengrass", "greengrass"),
-    ("groundstation", "groundstation"),
-    ("guardduty", "guardduty"),
-    ("health", "health"),
-    ("health-agent", "health-agent"),
-    ("healthlake", "healthlake"),
-    ("iam", "iam"),
-    ("iam-toolbox", "iam"),
-    ("identity-chime", "chime"),
-    ("identitystore", "identitystore"),
-    ("imagebuilder", "imagebuilder"),
-    ("inferencerouter-runtime.sagemaker", "sagemaker"),
-    ("ingest.timestream", "timestream"),
-    ("inspector", "inspector"),
-    ("inspector-scan", "inspector-scan"),
-    ("inspector2", "inspector2"),
-    ("interconnect", "interconnect"),
-    ("internetmonitor", "internetmonitor"),
-    ("invoicing", "invoicing"),
-    ("iot", "iot"),
-    ("iotfleetwise", "iotfleetwise"),
-    ("iotsitewise", "iotsitewise"),
-    ("iotthingsgraph", "iotthingsgraph"),
-    ("iottwinmaker", "iottwinmaker"),
-    ("ivs", "ivs"),
-    ("ivschat", "ivschat"),
-    ("ivsrealtime", "ivs"),
-    ("job-runtime.sagemaker", "sagemaker"),
-    ("kafka", "kafka"),
-    ("kafka-api", "kafka"),
-    ("kafkaconnect", "kafkaconnect"),
-    ("kendra", "kendra"),
-    ("kendra-ranking", "kendra-ranking"),
-    ("kinesis", "kinesis"),
-    ("kinesis-queues", "kinesis"),
-    ("kinesisanalytics", "kinesisanalytics"),
-    ("kinesisvideo", "kinesisvideo"),
-    ("kms", "kms"),
-    ("lakeformation", "lakeformation"),
-    ("lambda", "lambda"),
-    ("lambda-url", "lambda"),
-    ("launchwizard", "launchwizard"),
-    ("license-manager", "license-manager"),
-    (
-        "license-manager-linux-subscriptions",
-        "license-manager-linux-subscriptions",
-    ),
-    (
-        "license-manager-user-subscriptions",
-        "license-manager-user-subscriptions",
-    ),
-    ("lightsail", "lightsail"),
-    ("logs", "logs"),
-    ("lookoutequipment", "lookoutequipment"),
-    ("m2", "m2"),
-    ("machinelearning", "machinelearning"),
-    ("macie2", "macie2"),
-    ("mail-manager", "ses"),
-    ("managedblockchain", "managedblockchain"),
-    ("managedblockchain-query", "managedblockchain-query"),
-    ("management.deadline", "deadline"),
-    ("maps.geo", "geo"),
-    (
-        "marketplacecommerceanalytics",
-        "marketplacecommerceanalytics",
-    ),
-    ("media-pipelines-chime", "chime"),
-    ("mediaconnect", "mediaconnect"),
-    ("mediaconvert", "mediaconvert"),
-    ("medialive", "medialive"),
-    ("mediapackage", "mediapackage"),
-    ("mediapackage-vod", "mediapackage-vod"),
-    ("mediapackagev2", "mediapackagev2"),
-    ("mediastore", "mediastore"),
-    ("mediatailor", "mediatailor"),
-    ("medical-imaging", "medical-imaging"),
-    ("meetings-chime", "chime"),
-    ("memory-db", "memorydb"),
-    ("messaging-chime", "chime"),
-    ("metadata.geo", "geo"),
-    ("metering-marketplace", "aws-marketplace"),
-    ("metering.marketplace", "aws-marketplace"),
-    ("metrics-fips.sagemaker", "sagemaker"),
-    ("metrics.sagemaker", "sagemaker"),
-    ("mgh", "mgh"),
-    ("mgn", "mgn"),
-    ("migrationhub-config", "mgh"),
-    ("migrationhub-orchestrator", "migrationhub-orchestrator"),
-    ("migrationhub-strategy", "migrationhub-strategy"),
-    ("models-fips.lex", "lex"),
-    ("models-v2-lex", "lex"),
-    ("models.lex", "lex"),
-    ("monitor.iotsitewise", "iotsitewise"),
-    ("monitoring", "monitoring"),
-    ("mpa", "mpa"),
-    ("mq", "mq"),
-    ("mturk-requester", "mturk-requester"),
-    ("neptune-db", "neptune-db"),
-    ("neptune-graph", "neptune-graph"),
-    ("network-firewall", "network-firewall"),
-    ("network-security-manager", "network-security-manager"),
-    ("networkflowmonitor", "networkflowmonitor"),
-    ("networkmanager", "networkmanager"),
-    ("networkmonitor", "networkmonitor"),
-    ("notifications", "notifications"),
-    ("notifications-contacts", "notifications-contacts"),
-    ("nova-act", "nova-act"),
-    ("oam", "oam"),
-    ("observabilityadmin", "observabilityadmin"),
-    ("odb", "odb"),
-    ("oidc", "sso-oauth"),
-    ("omics", "omics"),
-    ("ops.airflow", "airflow"),
-    ("organizations", "organizations"),
-    ("osis", "osis"),
-    ("osm", "osm"),
-    ("outposts", "outposts"),
-    ("participant.connect", "execute-api"),
-    ("partnercentral-account", "partnercentral-account"),
-    ("partnercentral-benefits", "partnercentral-benefits"),
-    ("partnercentral-marketing", "partnercentral-marketing"),
-    ("partnercentral-selling", "partnercentral-selling"),
-    ("payments", "payments"),
-    ("pca-connector-ad", "pca-connector-ad"),
-    ("pca-connector-scep", "pca-connector-scep"),
-    ("pcs", "pcs"),
-    ("personalize", "personalize"),
-    ("personalize-events", "personalize"),
-    ("personalize-runtime", "personalize"),
-    ("pi", "pi"),
-    ("pinpoint", "mobiletargeting"),
-    ("pipes", "pipes"),
-    ("places.geo", "geo"),
-    ("polly", "polly"),
-    ("portal.sso", "awsssoportal"),
-    ("pricingplanmanager", "pricingplanmanager"),
-    ("profile", "profile"),
-    ("proton", "proton"),
-    ("qbusiness", "qbusiness"),
-    ("query-lakeformation", "lakeformation"),
-    ("query.timestream", "timestream"),
-    ("quicksight", "quicksight"),
-    ("ram", "ram"),
-    ("rbin", "rbin"),
-    ("rds", "rds"),
-    ("rds-data", "rds-data"),
-    ("redshift", "redshift"),
-    ("redshift-data", "redshift-data"),
-    ("redshift-serverless", "redshift-serverless"),
-    ("refactor-spaces", "refactor-spaces"),
-    ("rekognition", "rekognition"),
-    ("reporting-marketplace", "aws-marketplace"),
-    ("repostspace", "repostspace"),
-    ("resiliencehub", "resiliencehub"),
-    ("resource-explorer-2", "resource-explorer-2"),
-    ("resource-groups", "resource-groups"),
-    ("rolesanywhere", "rolesanywhere"),
-    ("route53-recovery-cluster", "route53-recovery-cluster"),
-    (
-        "route53-recovery-control-config",
-        "route53-recovery-control-config",
-    ),
-    ("route53-recovery-readiness", "route53-recovery-readiness"),
-    ("route53domains", "route53domains"),
-    ("route53globalresolver", "route53globalresolver"),
-    ("route53profiles", "route53profiles"),
-    ("route53resolver", "route53resolver"),
-    ("routes.geo", "geo"),
-    ("rtbfabric", "rtbfabric"),
-    ("rum", "rum"),
-    ("runtime-fips.lex", "lex"),
-    ("runtime-fips.sagemaker", "sagemaker"),
-    ("runtime-medical-imaging", "medical-imaging"),
-    ("runtime-v2-lex", "lex"),
-    ("runtime.health-agent", "health-agent"),
-    ("runtime.lex", "lex"),
-    ("runtime.sagemaker", "sagemaker"),
-    ("s3", "s3"),
-    ("s3-accelerate", "s3"),
-    ("s3-accesspoint", "s3"),
-    ("s3-control", "s3"),
-    ("s3-object-lambda", "s3-object-lambda"),
-    ("s3-outposts", "s3-outposts"),
-    ("s3-website", "s3"),
-    ("s3express-control", "s3express"),
-    ("s3files", "s3files"),
-    ("s3tables", "s3tables"),
-    ("s3vectors", "s3vectors"),
-    ("sagemaker-geospatial", "sagemaker-geospatial"),
-    ("savingsplans", "savingsplans"),
-    ("scheduler", "scheduler"),
-    ("scheduling.deadline", "deadline"),
-    ("schemas", "schemas"),
-    ("scn", "scn"),
-    ("search-ddb", "dynamodb"),
-    ("search-dynamodb", "dynamodb"),
-    ("secretsmanager", "secretsmanager"),
-    ("security-ir", "security-ir"),
-    ("securityagent", "securityagent"),
-    ("securityhub", "securityhub"),
-    ("securitylake", "securitylake"),
-    ("serverlessrepo", "serverlessrepo"),
-    ("servicecatalog", "servicecatalog"),
-    ("servicecatalog-appregistry", "servicecatalog"),
-    ("servicediscovery", "servicediscovery"),
-    ("servicequotas", "servicequotas"),
-    ("shield", "shield"),
-    ("signer", "signer"),
-    ("signin", "signin"),
-    ("sms-voice", "sms-voice"),
-    ("sms-voice.pinpoint", "sms-voice"),
-    ("snow-device-management", "snow-device-management"),
-    ("snowball", "snowball"),
-    ("sns", "sns"),
-    ("social-messaging", "social-messaging"),
-    ("sqs", "sqs"),
-    ("ssm", "ssm"),
-    ("ssm-contacts", "ssm-contacts"),
-    ("ssm-guiconnect", "ssm-guiconnect"),
-    ("ssm-incidents", "ssm-incidents"),
-    ("ssm-quicksetup", "ssm-quicksetup"),
-    ("ssm-sap", "ssm-sap"),
-    ("sso", "sso"),
-    ("states", "states"),
-    ("storage-omics", "omics"),
-    ("storagegateway", "storagegateway"),
-    ("stream-logs", "logs"),
-    ("streaming.health-agent", "health-agent"),
-    ("streams-ddb", "dynamodb"),
-    ("streams-dynamodb", "dynamodb"),
-    ("streams.dynamodb", "dynamodb"),
-    ("sts", "sts"),
-    ("subscribe.mediaconvert", "mediaconvert"),
-    ("support", "support"),
-    ("supportapp", "supportapp"),
-    ("supportauthz", "supportauthz"),
-    ("swf", "swf"),
-    ("sync-states", "states"),
-    ("synthetics", "synthetics"),
-    ("tagging", "tagging"),
-    ("tags-omics", "omics"),
-    ("tax", "tax"),
-    ("textract", "textract"),
-    ("thinclient", "thinclient"),
-    ("timestream-influxdb", "timestream-influxdb"),
-    ("timestream-ingest", "timestream"),
-    ("timestream-query", "timestream"),
-    ("tracking.geo", "geo"),
-    ("training-session-runtime.sagemaker", "sagemaker"),
-    ("transcribe", "transcribe"),
-    ("transfer", "transfer"),
-    ("translate", "translate"),
-    ("trustedadvisor", "trustedadvisor"),
-    ("uxc", "uxc"),
-    ("verifiedpermissions", "verifiedpermissions"),
-    ("voice-chime", "chime"),
-    ("voiceid", "voiceid"),
-    ("vpc-lattice", "vpc-lattice"),
-    ("waf", "waf"),
-    ("waf-regional", "waf-regional"),
-    ("wafv2", "wafv2"),
-    ("wellarchitected", "wellarchitected"),
-    ("wellarchitected-agent", "wellarchitected"),
-    ("wisdom", "wisdom"),
-    ("workdocs", "workdocs"),
-    ("workflows-omics", "omics"),
-    ("workmail", "workmail"),
-    ("workmailmessageflow", "workmailmessageflow"),
-    ("workspaces", "workspaces"),
-    ("workspaces-instances", "workspaces-instances"),
-    ("workspaces-web", "workspaces-web"),
-    ("xray", "xray"),
+pub(crate) static PREFIXES: &[(S, S)] = &[
+    (S(12168, 21), S(1273, 9)),   // a2i-runtime.sagemaker -> sagemaker
+    (S(21220, 5), S(21220, 5)),   // abuse -> abuse
+    (S(18013, 15), S(18013, 15)), // access-analyzer -> access-analyzer
+    (S(11875, 7), S(11875, 7)),   // account -> account
+    (S(18853, 14), S(18853, 14)), // account-access -> account-access
+    (S(20942, 3), S(20942, 3)),   // acm -> acm
+    (S(20942, 8), S(20942, 3)),   // acm-acme -> acm
+    (S(21086, 7), S(21086, 7)),   // acm-pca -> acm-pca
+    (S(18867, 14), S(18867, 14)), // aco-automation -> aco-automation
+    (S(20253, 11), S(20259, 5)),  // admin.wickr -> wickr
+    (S(18028, 15), S(18028, 15)), // agent-discovery -> agent-discovery
+    (S(40, 14), S(40, 14)),       // agent-registry -> agent-registry
+    (S(40, 22), S(40, 14)),       // agent-registry-control -> agent-registry
+    (S(12189, 21), S(18148, 15)), // agreement-marketplace -> aws-marketplace
+    (S(20300, 8), S(20300, 8)),   // aidevops -> aidevops
+    (S(21225, 5), S(21225, 5)),   // aiops -> aiops
+    (S(15378, 7), S(15378, 7)),   // airflow -> airflow
+    (S(15378, 18), S(15378, 18)), // airflow-serverless -> airflow-serverless
+    (S(16973, 7), S(16973, 7)),   // amplify -> amplify
+    (S(18881, 14), S(18881, 14)), // amplifybackend -> amplifybackend
+    (S(16973, 16), S(16973, 16)), // amplifyuibuilder -> amplifyuibuilder
+    (S(18043, 15), S(12436, 5)),  // analytics-omics -> omics
+    (S(21255, 3), S(4, 2)),       // aos -> es
+    (S(21255, 4), S(21255, 4)),   // aoss -> aoss
+    (S(15396, 18), S(1273, 9)),   // api-fips.sagemaker -> sagemaker
+    (S(9587, 24), S(9599, 12)),   // api-fulfill.dataexchange -> dataexchange
+    (S(20264, 11), S(15378, 7)),  // api.airflow -> airflow
+    (S(19483, 13), S(19487, 9)),  // api.detective -> detective
+    (S(18895, 7), S(18899, 3)),   // api.ecr -> ecr
+    (S(18895, 14), S(18899, 10)), // api.ecr-public -> ecr-public
+    (S(16278, 17), S(14561, 19)), // api.iot-tunneling -> IoTSecuredTunneling
+    (S(13901, 20), S(13905, 16)), // api.iotdeviceadvisor -> iotdeviceadvisor
+    (S(7772, 26), S(7776, 22)),   // api.iotmanagedintegrations -> iotmanagedintegrations
+    (S(18088, 15), S(14854, 11)), // api.iotsitewise -> iotsitewise
+    (S(17021, 16), S(16504, 12)), // api.iottwinmaker -> iottwinmaker
+    (S(18103, 15), S(18107, 11)), // api.iotwireless -> iotwireless
+    (S(18118, 15), S(18122, 11)), // api.mediatailor -> mediatailor
+    (S(20275, 11), S(11226, 7)),  // api.pricing -> pricing
+    (S(19496, 13), S(1273, 9)),   // api.sagemaker -> sagemaker
+    (S(1315, 18), S(1319, 14)),   // api.sustainability -> sustainability
+    (S(18909, 14), S(18913, 10)), // api.thinclient -> thinclient
+    (S(16295, 17), S(14561, 19)), // api.tunneling.iot -> IoTSecuredTunneling
+    (S(20539, 10), S(20539, 10)), // apigateway -> apigateway
+    (S(20789, 9), S(20789, 9)),   // apiportal -> apiportal
+    (S(17037, 16), S(17037, 16)), // app-integrations -> app-integrations
+    (S(19509, 9), S(19509, 9)),   // appconfig -> appconfig
+    (S(19509, 13), S(19509, 9)),  // appconfigdata -> appconfig
+    (S(20798, 9), S(20798, 9)),   // appfabric -> appfabric
+    (S(21093, 7), S(21093, 7)),   // appflow -> appflow
+    (S(10233, 23), S(10233, 23)), // application-autoscaling -> application-autoscaling
+    (S(8915, 25), S(8915, 25)),   // application-cost-profiler -> application-cost-profiler
+    (S(14580, 19), S(14580, 19)), // application-signals -> application-signals
+    (S(14599, 19), S(14599, 19)), // applicationinsights -> applicationinsights
+    (S(21100, 7), S(21100, 7)),   // appmesh -> appmesh
+    (S(20807, 9), S(20807, 9)),   // apprunner -> apprunner
+    (S(20549, 10), S(20549, 9)),  // appstream2 -> appstream
+    (S(21107, 7), S(21107, 7)),   // appsync -> appsync
+    (S(20312, 3), S(20312, 3)),   // aps -> aps
+    (S(6449, 27), S(3600, 31)),   // arc-recovery-control-config -> route53-recovery-control-config
+    (S(2825, 17), S(2825, 17)),   // arc-region-switch -> arc-region-switch
+    (S(2825, 31), S(2825, 17)),   // arc-region-switch-control-plane -> arc-region-switch
+    (S(18133, 15), S(18133, 15)), // arc-zonal-shift -> arc-zonal-shift
+    (S(20017, 8), S(20017, 8)),   // artifact -> artifact
+    (S(21184, 6), S(21184, 6)),   // athena -> athena
+    (S(19977, 12), S(19977, 12)), // auditmanager -> auditmanager
+    (S(10245, 11), S(10245, 11)), // autoscaling -> autoscaling
+    (S(16312, 17), S(16312, 17)), // autoscaling-plans -> autoscaling-plans
+    (S(21259, 4), S(21259, 4)),   // b2bi -> b2bi
+    (S(18923, 6), S(18923, 6)),   // backup -> backup
+    (S(18923, 14), S(18923, 14)), // backup-gateway -> backup-gateway
+    (S(19522, 13), S(19522, 13)), // backup-search -> backup-search
+    (S(21230, 5), S(21230, 5)),   // batch -> batch
+    (S(18937, 14), S(18937, 14)), // bcm-dashboards -> bcm-dashboards
+    (S(17069, 16), S(17069, 16)), // bcm-data-exports -> bcm-data-exports
+    (S(11222, 22), S(11222, 22)), // bcm-pricing-calculator -> bcm-pricing-calculator
+    (S(10256, 23), S(10256, 23)), // bcm-recommended-actions -> bcm-recommended-actions
+    (S(2887, 7), S(2887, 7)),     // bedrock -> bedrock
+    (S(8940, 13), S(2887, 7)),    // bedrock-agent -> bedrock
+    (S(12210, 21), S(2887, 7)),   // bedrock-agent-runtime -> bedrock
+    (S(8940, 17), S(8940, 17)),   // bedrock-agentcore -> bedrock-agentcore
+    (S(8940, 25), S(8940, 17)),   // bedrock-agentcore-control -> bedrock-agentcore
+    (S(2887, 23), S(2887, 7)),    // bedrock-data-automation -> bedrock
+    (S(2887, 31), S(2887, 7)),    // bedrock-data-automation-runtime -> bedrock
+    (S(18163, 15), S(2887, 7)),   // bedrock-runtime -> bedrock
+    (S(372, 7), S(372, 7)),       // billing -> billing
+    (S(372, 16), S(372, 16)),     // billingconductor -> billingconductor
+    (S(21190, 6), S(21190, 6)),   // braket -> braket
+    (S(18951, 7), S(18951, 7)),   // budgets -> budgets
+    (S(21235, 5), S(21235, 5)),   // cases -> cases
+    (S(16329, 9), S(16329, 9)),   // cassandra -> cassandra
+    (S(16329, 17), S(16329, 9)),  // cassandra-streams -> cassandra
+    (S(14618, 19), S(18148, 15)), // catalog-marketplace -> aws-marketplace
+    (S(14637, 19), S(18148, 15)), // catalog.marketplace -> aws-marketplace
+    (S(806, 2), S(806, 2)),       // ce -> ce
+    (S(21114, 7), S(21114, 7)),   // chatbot -> chatbot
+    (S(8965, 5), S(8965, 5)),     // chime -> chime
+    (S(19535, 10), S(19535, 10)), // cleanrooms -> cleanrooms
+    (S(19535, 13), S(19535, 13)), // cleanrooms-ml -> cleanrooms-ml
+    (S(21196, 6), S(21196, 6)),   // cloud9 -> cloud9
+    (S(18373, 15), S(18373, 15)), // cloudcontrolapi -> cloudcontrolapi
+    (S(18965, 14), S(18965, 14)), // clouddirectory -> clouddirectory
+    (S(18979, 14), S(18979, 14)), // cloudformation -> cloudformation
+    (S(9635, 10), S(9635, 10)),   // cloudfront -> cloudfront
+    (S(20559, 8), S(20559, 8)),   // cloudhsm -> cloudhsm
+    (S(20559, 10), S(20559, 8)),  // cloudhsmv2 -> cloudhsm
+    (S(16363, 11), S(16363, 11)), // cloudsearch -> cloudsearch
+    (S(16363, 17), S(16363, 11)), // cloudsearchdomain -> cloudsearch
+    (S(18388, 10), S(18388, 10)), // cloudtrail -> cloudtrail
+    (S(18388, 15), S(18388, 15)), // cloudtrail-data -> cloudtrail-data
+    (S(18403, 15), S(18403, 10)), // cloudwatch-omni -> cloudwatch
+    (S(19548, 13), S(19551, 10)), // cn.transcribe -> transcribe
+    (S(20013, 12), S(20013, 12)), // codeartifact -> codeartifact
+    (S(20816, 9), S(20816, 9)),   // codebuild -> codebuild
+    (S(20569, 10), S(20569, 10)), // codecommit -> codecommit
+    (S(18418, 15), S(18418, 15)), // codeconnections -> codeconnections
+    (S(20579, 10), S(20579, 10)), // codedeploy -> codedeploy
+    (S(16380, 17), S(16380, 17)), // codeguru-profiler -> codeguru-profiler
+    (S(16397, 17), S(16397, 17)), // codeguru-reviewer -> codeguru-reviewer
+    (S(16414, 17), S(16414, 17)), // codeguru-security -> codeguru-security
+    (S(20025, 12), S(20025, 12)), // codepipeline -> codepipeline
+    (S(14361, 20), S(14361, 20)), // codestar-connections -> codestar-connections
+    (S(11266, 22), S(11266, 22)), // codestar-notifications -> codestar-notifications
+    (S(17213, 16), S(17213, 16)), // cognito-identity -> cognito-identity
+    (S(20286, 11), S(20286, 11)), // cognito-idp -> cognito-idp
+    (S(20037, 12), S(20037, 12)), // cognito-sync -> cognito-sync
+    (S(16431, 10), S(16431, 10)), // comprehend -> comprehend
+    (S(16431, 17), S(16431, 17)), // comprehendmedical -> comprehendmedical
+    (S(16448, 17), S(16448, 17)), // compute-optimizer -> compute-optimizer
+    (S(3625, 6), S(3625, 6)),     // config -> config
+    (S(14370, 7), S(14370, 7)),   // connect -> connect
+    (S(16465, 17), S(16465, 17)), // connect-campaigns -> connect-campaigns
+    (S(20049, 12), S(14370, 7)),  // contact-lens -> connect
+    (S(20825, 9), S(20825, 9)),   // continuum -> continuum
+    (S(12420, 21), S(12436, 5)),  // control-storage-omics -> omics
+    (S(18993, 14), S(18993, 14)), // controlcatalog -> controlcatalog
+    (S(1645, 33), S(1658, 20)),   // controlplane.payment-cryptography -> payment-cryptography
+    (S(20061, 12), S(20061, 12)), // controltower -> controltower
+    (S(12441, 21), S(12441, 21)), // cost-optimization-hub -> cost-optimization-hub
+    (S(20297, 11), S(20300, 8)),  // cp.aidevops -> aidevops
+    (S(16482, 17), S(7, 3)),      // cp.geofencing.geo -> geo
+    (S(20308, 11), S(7, 3)),      // cp.maps.geo -> geo
+    (S(18433, 15), S(7, 3)),      // cp.metadata.geo -> geo
+    (S(19561, 13), S(7, 3)),      // cp.places.geo -> geo
+    (S(19574, 13), S(7, 3)),      // cp.routes.geo -> geo
+    (S(18448, 15), S(7, 3)),      // cp.tracking.geo -> geo
+    (S(9981, 3), S(9981, 3)),     // cur -> cur
+    (S(20073, 12), S(19597, 7)),  // data-ats.iot -> iotdata
+    (S(15540, 18), S(14928, 13)), // data-lakeformation -> lakeformation
+    (S(12462, 21), S(12467, 16)), // data-servicediscovery -> servicediscovery
+    (S(20319, 11), S(20324, 6)),  // data-signer -> signer
+    (S(20085, 12), S(19597, 7)),  // data.ats.iot -> iotdata
+    (S(16499, 8), S(19597, 7)),   // data.iot -> iotdata
+    (S(17229, 16), S(14854, 11)), // data.iotsitewise -> iotsitewise
+    (S(16499, 17), S(16504, 12)), // data.iottwinmaker -> iottwinmaker
+    (S(19587, 13), S(19704, 13)), // data.jobs.iot -> iot-jobs-data
+    (S(18463, 15), S(18468, 10)), // data.mediastore -> mediastore
+    (S(20589, 10), S(20594, 5)),  // data.qapps -> qapps
+    (S(20950, 8), S(20950, 8)),   // databrew -> databrew
+    (S(9599, 12), S(9599, 12)),   // dataexchange -> dataexchange
+    (S(20097, 12), S(20097, 12)), // datapipeline -> datapipeline
+    (S(3813, 30), S(1658, 20)),   // dataplane.payment-cryptography -> payment-cryptography
+    (S(19600, 13), S(19610, 3)),  // dataplane.rum -> rum
+    (S(20958, 8), S(20958, 8)),   // datasync -> datasync
+    (S(4902, 29), S(4921, 10)),   // datatransformation.healthlake -> healthlake
+    (S(20966, 8), S(20966, 8)),   // datazone -> datazone
+    (S(21287, 3), S(21287, 3)),   // dax -> dax
+    (S(20503, 3), S(17877, 8)),   // ddb -> dynamodb
+    (S(14819, 8), S(14819, 8)),   // deadline -> deadline
+    (S(11288, 22), S(18148, 15)), // deployment-marketplace -> aws-marketplace
+    (S(19487, 9), S(19487, 9)),   // detective -> detective
+    (S(20599, 10), S(20599, 10)), // devicefarm -> devicefarm
+    (S(20330, 11), S(20330, 11)), // devops-guru -> devops-guru
+    (S(19613, 13), S(19613, 13)), // directconnect -> directconnect
+    (S(12474, 9), S(12474, 9)),   // discovery -> discovery
+    (S(12483, 21), S(18148, 15)), // discovery-marketplace -> aws-marketplace
+    (S(21121, 7), S(18899, 3)),   // dkr.ecr -> ecr
+    (S(21290, 3), S(21290, 3)),   // dlm -> dlm
+    (S(21293, 3), S(21293, 3)),   // dms -> dms
+    (S(19626, 13), S(19626, 13)), // docdb-elastic -> docdb-elastic
+    (S(20341, 11), S(20300, 8)),  // dp.aidevops -> aidevops
+    (S(21296, 3), S(21296, 3)),   // drs -> drs
+    (S(14943, 2), S(14943, 2)),   // ds -> ds
+    (S(21039, 7), S(21039, 7)),   // ds-data -> ds-data
+    (S(21263, 4), S(21263, 4)),   // dsql -> dsql
+    (S(17877, 8), S(17877, 8)),   // dynamodb -> dynamodb
+    (S(20743, 3), S(20743, 3)),   // ebs -> ebs
+    (S(14381, 3), S(14381, 3)),   // ec2 -> ec2
+    (S(14381, 20), S(14381, 20)), // ec2-instance-connect -> ec2-instance-connect
+    (S(18899, 3), S(18899, 3)),   // ecr -> ecr
+    (S(18899, 10), S(18899, 10)), // ecr-public -> ecr-public
+    (S(21299, 3), S(21299, 3)),   // ecs -> ecs
+    (S(19007, 14), S(1273, 9)),   // edge.sagemaker -> sagemaker
+    (S(21302, 3), S(16516, 17)),  // efs -> elasticfilesystem
+    (S(20974, 3), S(20974, 3)),   // eks -> eks
+    (S(20974, 8), S(20974, 8)),   // eks-auth -> eks-auth
+    (S(20352, 11), S(20352, 11)), // elasticache -> elasticache
+    (S(17245, 16), S(17245, 16)), // elasticbeanstalk -> elasticbeanstalk
+    (S(16516, 17), S(16516, 17)), // elasticfilesystem -> elasticfilesystem
+    (S(14401, 20), S(14401, 20)), // elasticloadbalancing -> elasticloadbalancing
+    (S(17261, 16), S(17261, 16)), // elasticmapreduce -> elasticmapreduce
+    (S(14675, 19), S(14675, 19)), // elemental-inference -> elemental-inference
+    (S(11320, 5), S(1257, 3)),    // email -> ses
+    (S(19021, 14), S(19021, 14)), // emr-containers -> emr-containers
+    (S(19035, 14), S(19035, 14)), // emr-serverless -> emr-serverless
+    (S(15558, 18), S(15558, 18)), // end-user-messaging -> end-user-messaging
+    (S(10440, 23), S(18148, 15)), // entitlement-marketplace -> aws-marketplace
+    (S(10463, 23), S(18148, 15)), // entitlement.marketplace -> aws-marketplace
+    (S(17277, 16), S(17277, 16)), // entityresolution -> entityresolution
+    (S(20363, 11), S(15378, 7)),  // env.airflow -> airflow
+    (S(4, 2), S(4, 2)),           // es -> es
+    (S(15840, 6), S(15840, 6)),   // events -> events
+    (S(20982, 8), S(15840, 6)),   // eventsv2 -> events
+    (S(21305, 3), S(21305, 3)),   // evs -> evs
+    (S(20374, 11), S(20374, 11)), // execute-api -> execute-api
+    (S(3843, 30), S(1273, 9)),    // featurestore-runtime.sagemaker -> sagemaker
+    (S(20990, 8), S(20990, 8)),   // firehose -> firehose
+    (S(21308, 3), S(21308, 3)),   // fis -> fis
+    (S(21311, 3), S(21311, 3)),   // fms -> fms
+    (S(19639, 8), S(19639, 8)),   // forecast -> forecast
+    (S(19639, 13), S(19639, 8)),  // forecastquery -> forecast
+    (S(19652, 13), S(19652, 13)), // frauddetector -> frauddetector
+    (S(20998, 8), S(20998, 8)),   // freetier -> freetier
+    (S(21314, 3), S(21314, 3)),   // fsx -> fsx
+    (S(18538, 8), S(18538, 8)),   // gamelift -> gamelift
+    (S(18538, 15), S(18538, 15)), // gameliftstreams -> gameliftstreams
+    (S(9215, 25), S(1273, 9)),    // gateway-runtime.sagemaker -> sagemaker
+    (S(7, 3), S(7, 3)),           // geo -> geo
+    (S(21006, 8), S(21006, 8)),   // geo-maps -> geo-maps
+    (S(20609, 10), S(20609, 10)), // geo-places -> geo-places
+    (S(20619, 10), S(20619, 10)), // geo-routes -> geo-routes
+    (S(16485, 14), S(7, 3)),      // geofencing.geo -> geo
+    (S(21128, 7), S(21128, 7)),   // glacier -> glacier
+    (S(16533, 17), S(16533, 17)), // globalaccelerator -> globalaccelerator
+    (S(21267, 4), S(21267, 4)),   // glue -> glue
+    (S(21135, 7), S(21135, 7)),   // grafana -> grafana
+    (S(20629, 10), S(20629, 10)), // greengrass -> greengrass
+    (S(19678, 13), S(19678, 13)), // groundstation -> groundstation
+    (S(20834, 9), S(20834, 9)),   // guardduty -> guardduty
+    (S(4921, 6), S(4921, 6)),     // health -> health
+    (S(12134, 12), S(12134, 12)), // health-agent -> health-agent
+    (S(4921, 10), S(4921, 10)),   // healthlake -> healthlake
+    (S(18553, 3), S(18553, 3)),   // iam -> iam
+    (S(20385, 11), S(18553, 3)),  // iam-toolbox -> iam
+    (S(19049, 14), S(8965, 5)),   // identity-chime -> chime
+    (S(19691, 13), S(19691, 13)), // identitystore -> identitystore
+    (S(20109, 12), S(20109, 12)), // imagebuilder -> imagebuilder
+    (S(1678, 33), S(1273, 9)),    // inferencerouter-runtime.sagemaker -> sagemaker
+    (S(16703, 17), S(15169, 10)), // ingest.timestream -> timestream
+    (S(19063, 9), S(19063, 9)),   // inspector -> inspector
+    (S(19063, 14), S(19063, 14)), // inspector-scan -> inspector-scan
+    (S(20659, 10), S(20659, 10)), // inspector2 -> inspector2
+    (S(20121, 12), S(20121, 12)), // interconnect -> interconnect
+    (S(18568, 15), S(18568, 15)), // internetmonitor -> internetmonitor
+    (S(20843, 9), S(20843, 9)),   // invoicing -> invoicing
+    (S(7776, 3), S(7776, 3)),     // iot -> iot
+    (S(20133, 12), S(20133, 12)), // iotfleetwise -> iotfleetwise
+    (S(14854, 11), S(14854, 11)), // iotsitewise -> iotsitewise
+    (S(19077, 14), S(19077, 14)), // iotthingsgraph -> iotthingsgraph
+    (S(16504, 12), S(16504, 12)), // iottwinmaker -> iottwinmaker
+    (S(20396, 3), S(20396, 3)),   // ivs -> ivs
+    (S(21142, 7), S(21142, 7)),   // ivschat -> ivschat
+    (S(20396, 11), S(20396, 3)),  // ivsrealtime -> ivs
+    (S(12945, 21), S(1273, 9)),   // job-runtime.sagemaker -> sagemaker
+    (S(20145, 5), S(20145, 5)),   // kafka -> kafka
+    (S(20852, 9), S(20145, 5)),   // kafka-api -> kafka
+    (S(20145, 12), S(20145, 12)), // kafkaconnect -> kafkaconnect
+    (S(19091, 6), S(19091, 6)),   // kendra -> kendra
+    (S(19091, 14), S(19091, 14)), // kendra-ranking -> kendra-ranking
+    (S(17517, 7), S(17517, 7)),   // kinesis -> kinesis
+    (S(19105, 14), S(17517, 7)),  // kinesis-queues -> kinesis
+    (S(17517, 16), S(17517, 16)), // kinesisanalytics -> kinesisanalytics
+    (S(20157, 12), S(20157, 12)), // kinesisvideo -> kinesisvideo
+    (S(21317, 3), S(21317, 3)),   // kms -> kms
+    (S(14928, 13), S(14928, 13)), // lakeformation -> lakeformation
+    (S(17655, 6), S(17655, 6)),   // lambda -> lambda
+    (S(20669, 10), S(17655, 6)),  // lambda-url -> lambda
+    (S(20169, 12), S(20169, 12)), // launchwizard -> launchwizard
+    (S(804, 15), S(804, 15)),     // license-manager -> license-manager
+    (S(804, 35), S(804, 35)), // license-manager-linux-subscriptions -> license-manager-linux-subscriptions
+    (S(1078, 34), S(1078, 34)), // license-manager-user-subscriptions -> license-manager-user-subscriptions
+    (S(20861, 9), S(20861, 9)), // lightsail -> lightsail
+    (S(20491, 4), S(20491, 4)), // logs -> logs
+    (S(17533, 16), S(17533, 16)), // lookoutequipment -> lookoutequipment
+    (S(20557, 2), S(20557, 2)), // m2 -> m2
+    (S(18583, 15), S(18583, 15)), // machinelearning -> machinelearning
+    (S(21202, 6), S(21202, 6)), // macie2 -> macie2
+    (S(20181, 12), S(1257, 3)), // mail-manager -> ses
+    (S(10739, 17), S(10739, 17)), // managedblockchain -> managedblockchain
+    (S(10739, 23), S(10739, 23)), // managedblockchain-query -> managedblockchain-query
+    (S(14808, 19), S(14819, 8)), // management.deadline -> deadline
+    (S(20311, 8), S(7, 3)),     // maps.geo -> geo
+    (S(6113, 28), S(6113, 28)), // marketplacecommerceanalytics -> marketplacecommerceanalytics
+    (S(12966, 21), S(8965, 5)), // media-pipelines-chime -> chime
+    (S(20193, 12), S(20193, 12)), // mediaconnect -> mediaconnect
+    (S(12156, 12), S(12156, 12)), // mediaconvert -> mediaconvert
+    (S(20870, 9), S(20870, 9)), // medialive -> medialive
+    (S(17565, 12), S(17565, 12)), // mediapackage -> mediapackage
+    (S(17565, 16), S(17565, 16)), // mediapackage-vod -> mediapackage-vod
+    (S(19119, 14), S(19119, 14)), // mediapackagev2 -> mediapackagev2
+    (S(18468, 10), S(18468, 10)), // mediastore -> mediastore
+    (S(18122, 11), S(18122, 11)), // mediatailor -> mediatailor
+    (S(10816, 15), S(10816, 15)), // medical-imaging -> medical-imaging
+    (S(19133, 14), S(8965, 5)), // meetings-chime -> chime
+    (S(20879, 9), S(21014, 8)), // memory-db -> memorydb
+    (S(18613, 15), S(8965, 5)), // messaging-chime -> chime
+    (S(18436, 12), S(7, 3)),    // metadata.geo -> geo
+    (S(14441, 20), S(18148, 15)), // metering-marketplace -> aws-marketplace
+    (S(14461, 20), S(18148, 15)), // metering.marketplace -> aws-marketplace
+    (S(11816, 22), S(1273, 9)), // metrics-fips.sagemaker -> sagemaker
+    (S(16720, 17), S(1273, 9)), // metrics.sagemaker -> sagemaker
+    (S(21320, 3), S(21320, 3)), // mgh -> mgh
+    (S(21323, 3), S(21323, 3)), // mgn -> mgn
+    (S(14827, 19), S(21320, 3)), // migrationhub-config -> mgh
+    (S(9415, 25), S(9415, 25)), // migrationhub-orchestrator -> migrationhub-orchestrator
+    (S(12987, 21), S(12987, 21)), // migrationhub-strategy -> migrationhub-strategy
+    (S(18643, 15), S(17642, 3)), // models-fips.lex -> lex
+    (S(19717, 13), S(17642, 3)), // models-v2-lex -> lex
+    (S(20679, 10), S(17642, 3)), // models.lex -> lex
+    (S(14846, 19), S(14854, 11)), // monitor.iotsitewise -> iotsitewise
+    (S(20689, 10), S(20689, 10)), // monitoring -> monitoring
+    (S(16475, 3), S(16475, 3)), // mpa -> mpa
+    (S(21356, 2), S(21356, 2)), // mq -> mq
+    (S(18658, 15), S(18658, 15)), // mturk-requester -> mturk-requester
+    (S(20699, 10), S(20699, 10)), // neptune-db -> neptune-db
+    (S(2874, 13), S(2874, 13)), // neptune-graph -> neptune-graph
+    (S(17581, 16), S(17581, 16)), // network-firewall -> network-firewall
+    (S(9971, 24), S(9971, 24)), // network-security-manager -> network-security-manager
+    (S(15666, 18), S(15666, 18)), // networkflowmonitor -> networkflowmonitor
+    (S(19147, 14), S(19147, 14)), // networkmanager -> networkmanager
+    (S(19161, 14), S(19161, 14)), // networkmonitor -> networkmonitor
+    (S(11275, 13), S(11275, 13)), // notifications -> notifications
+    (S(11838, 22), S(11838, 22)), // notifications-contacts -> notifications-contacts
+    (S(21022, 8), S(21022, 8)), // nova-act -> nova-act
+    (S(21326, 3), S(21326, 3)), // oam -> oam
+    (S(15684, 18), S(15684, 18)), // observabilityadmin -> observabilityadmin
+    (S(17882, 3), S(17882, 3)), // odb -> odb
+    (S(21271, 4), S(20924, 9)), // oidc -> sso-oauth
+    (S(12436, 5), S(12436, 5)), // omics -> omics
+    (S(20407, 11), S(15378, 7)), // ops.airflow -> airflow
+    (S(19730, 13), S(19730, 13)), // organizations -> organizations
+    (S(21275, 4), S(21275, 4)), // osis -> osis
+    (S(14865, 3), S(14865, 3)), // osm -> osm
+    (S(20454, 8), S(20454, 8)), // outposts -> outposts
+    (S(14884, 19), S(20374, 11)), // participant.connect -> execute-api
+    (S(11860, 22), S(11860, 22)), // partnercentral-account -> partnercentral-account
+    (S(10785, 23), S(10785, 23)), // partnercentral-benefits -> partnercentral-benefits
+    (S(9995, 24), S(9995, 24)), // partnercentral-marketing -> partnercentral-marketing
+    (S(11882, 22), S(11882, 22)), // partnercentral-selling -> partnercentral-selling
+    (S(21030, 8), S(21030, 8)), // payments -> payments
+    (S(17597, 16), S(17597, 16)), // pca-connector-ad -> pca-connector-ad
+    (S(15810, 18), S(15810, 18)), // pca-connector-scep -> pca-connector-scep
+    (S(21329, 3), S(21329, 3)), // pcs -> pcs
+    (S(14903, 11), S(14903, 11)), // personalize -> personalize
+    (S(15828, 18), S(14903, 11)), // personalize-events -> personalize
+    (S(14903, 19), S(14903, 11)), // personalize-runtime -> personalize
+    (S(1316, 2), S(1316, 2)),   // pi -> pi
+    (S(15874, 8), S(18628, 15)), // pinpoint -> mobiletargeting
+    (S(21240, 5), S(21240, 5)), // pipes -> pipes
+    (S(19564, 10), S(7, 3)),    // places.geo -> geo
+    (S(21245, 5), S(21245, 5)), // polly -> polly
+    (S(20709, 10), S(19989, 12)), // portal.sso -> awsssoportal
+    (S(15846, 18), S(15846, 18)), // pricingplanmanager -> pricingplanmanager
+    (S(8932, 7), S(8932, 7)),   // profile -> profile
+    (S(21208, 6), S(21208, 6)), // proton -> proton
+    (S(20888, 9), S(20888, 9)), // qbusiness -> qbusiness
+    (S(14922, 19), S(14928, 13)), // query-lakeformation -> lakeformation
+    (S(17613, 16), S(15169, 10)), // query.timestream -> timestream
+    (S(20719, 10), S(20719, 10)), // quicksight -> quicksight
+    (S(21332, 3), S(21332, 3)), // ram -> ram
+    (S(21279, 4), S(21279, 4)), // rbin -> rbin
+    (S(18948, 3), S(18948, 3)), // rds -> rds
+    (S(21038, 8), S(21038, 8)), // rds-data -> rds-data
+    (S(14941, 8), S(14941, 8)), // redshift -> redshift
+    (S(19743, 13), S(19743, 13)), // redshift-data -> redshift-data
+    (S(14941, 19), S(14941, 19)), // redshift-serverless -> redshift-serverless
+    (S(18673, 15), S(18673, 15)), // refactor-spaces -> refactor-spaces
+    (S(20418, 11), S(20418, 11)), // rekognition -> rekognition
+    (S(13008, 21), S(18148, 15)), // reporting-marketplace -> aws-marketplace
+    (S(20429, 11), S(20429, 11)), // repostspace -> repostspace
+    (S(19756, 13), S(19756, 13)), // resiliencehub -> resiliencehub
+    (S(14960, 19), S(14960, 19)), // resource-explorer-2 -> resource-explorer-2
+    (S(18688, 15), S(18688, 15)), // resource-groups -> resource-groups
+    (S(19769, 13), S(19769, 13)), // rolesanywhere -> rolesanywhere
+    (S(10019, 24), S(10019, 24)), // route53-recovery-cluster -> route53-recovery-cluster
+    (S(3600, 31), S(3600, 31)), // route53-recovery-control-config -> route53-recovery-control-config
+    (S(8526, 26), S(8526, 26)), // route53-recovery-readiness -> route53-recovery-readiness
+    (S(19217, 14), S(19217, 14)), // route53domains -> route53domains
+    (S(13029, 21), S(13029, 21)), // route53globalresolver -> route53globalresolver
+    (S(18703, 15), S(18703, 15)), // route53profiles -> route53profiles
+    (S(18718, 15), S(18718, 15)), // route53resolver -> route53resolver
+    (S(0, 10), S(7, 3)),        // routes.geo -> geo
+    (S(20897, 9), S(20897, 9)), // rtbfabric -> rtbfabric
+    (S(19610, 3), S(19610, 3)), // rum -> rum
+    (S(17629, 16), S(17642, 3)), // runtime-fips.lex -> lex
+    (S(11904, 22), S(1273, 9)), // runtime-fips.sagemaker -> sagemaker
+    (S(10808, 23), S(10816, 15)), // runtime-medical-imaging -> medical-imaging
+    (S(19231, 14), S(17642, 3)), // runtime-v2-lex -> lex
+    (S(14481, 20), S(12134, 12)), // runtime.health-agent -> health-agent
+    (S(20440, 11), S(17642, 3)), // runtime.lex -> lex
+    (S(1265, 17), S(1273, 9)),  // runtime.sagemaker -> sagemaker
+    (S(10831, 2), S(10831, 2)), // s3 -> s3
+    (S(10831, 13), S(10831, 2)), // s3-accelerate -> s3
+    (S(19245, 14), S(10831, 2)), // s3-accesspoint -> s3
+    (S(20729, 10), S(10831, 2)), // s3-control -> s3
+    (S(17645, 16), S(17645, 16)), // s3-object-lambda -> s3-object-lambda
+    (S(20451, 11), S(20451, 11)), // s3-outposts -> s3-outposts
+    (S(20739, 10), S(10831, 2)), // s3-website -> s3
+    (S(16771, 17), S(16771, 9)), // s3express-control -> s3express
+    (S(21149, 7), S(21149, 7)), // s3files -> s3files
+    (S(21046, 8), S(21046, 8)), // s3tables -> s3tables
+    (S(20906, 9), S(20906, 9)), // s3vectors -> s3vectors
+    (S(14501, 20), S(14501, 20)), // sagemaker-geospatial -> sagemaker-geospatial
+    (S(1180, 12), S(1180, 12)), // savingsplans -> savingsplans
+    (S(20915, 9), S(20915, 9)), // scheduler -> scheduler
+    (S(15017, 19), S(14819, 8)), // scheduling.deadline -> deadline
+    (S(21156, 7), S(21156, 7)), // schemas -> schemas
+    (S(21335, 3), S(21335, 3)), // scn -> scn
+    (S(20749, 10), S(17877, 8)), // search-ddb -> dynamodb
+    (S(18763, 15), S(17877, 8)), // search-dynamodb -> dynamodb
+    (S(19259, 14), S(19259, 14)), // secretsmanager -> secretsmanager
+    (S(20462, 11), S(20462, 11)), // security-ir -> security-ir
+    (S(19782, 13), S(19782, 13)), // securityagent -> securityagent
+    (S(20473, 11), S(20473, 11)), // securityhub -> securityhub
+    (S(20205, 12), S(20205, 12)), // securitylake -> securitylake
+    (S(19273, 14), S(19273, 14)), // serverlessrepo -> serverlessrepo
+    (S(8552, 14), S(8552, 14)), // servicecatalog -> servicecatalog
+    (S(8552, 26), S(8552, 14)), // servicecatalog-appregistry -> servicecatalog
+    (S(12467, 16), S(12467, 16)), // servicediscovery -> servicediscovery
+    (S(19795, 13), S(19795, 13)), // servicequotas -> servicequotas
+    (S(8578, 6), S(8578, 6)),   // shield -> shield
+    (S(20324, 6), S(20324, 6)), // signer -> signer
+    (S(4717, 6), S(4717, 6)),   // signin -> signin
+    (S(15864, 9), S(15864, 9)), // sms-voice -> sms-voice
+    (S(15864, 18), S(15864, 9)), // sms-voice.pinpoint -> sms-voice
+    (S(12102, 22), S(12102, 22)), // snow-device-management -> snow-device-management
+    (S(21054, 8), S(21054, 8)), // snowball -> snowball
+    (S(21341, 3), S(21341, 3)), // sns -> sns
+    (S(17853, 16), S(17853, 16)), // social-messaging -> social-messaging
+    (S(21344, 3), S(21344, 3)), // sqs -> sqs
+    (S(19287, 3), S(19287, 3)), // ssm -> ssm
+    (S(20217, 12), S(20217, 12)), // ssm-contacts -> ssm-contacts
+    (S(19287, 14), S(19287, 14)), // ssm-guiconnect -> ssm-guiconnect
+    (S(19808, 13), S(19808, 13)), // ssm-incidents -> ssm-incidents
+    (S(19301, 14), S(19301, 14)), // ssm-quicksetup -> ssm-quicksetup
+    (S(21163, 7), S(21163, 7)), // ssm-sap -> ssm-sap
+    (S(19992, 3), S(19992, 3)), // sso -> sso
+    (S(20511, 6), S(20511, 6)), // states -> states
+    (S(12428, 13), S(12436, 5)), // storage-omics -> omics
+    (S(19315, 14), S(19315, 14)), // storagegateway -> storagegateway
+    (S(20484, 11), S(20491, 4)), // stream-logs -> logs
+    (S(12124, 22), S(12134, 12)), // streaming.health-agent -> health-agent
+    (S(20495, 11), S(17877, 8)), // streams-ddb -> dynamodb
+    (S(17869, 16), S(17877, 8)), // streams-dynamodb -> dynamodb
+    (S(17885, 16), S(17877, 8)), // streams.dynamodb -> dynamodb
+    (S(15150, 3), S(15150, 3)), // sts -> sts
+    (S(12146, 22), S(12156, 12)), // subscribe.mediaconvert -> mediaconvert
+    (S(20229, 7), S(20229, 7)), // support -> support
+    (S(20759, 10), S(20759, 10)), // supportapp -> supportapp
+    (S(20229, 12), S(20229, 12)), // supportauthz -> supportauthz
+    (S(21347, 3), S(21347, 3)), // swf -> swf
+    (S(20506, 11), S(20511, 6)), // sync-states -> states
+    (S(20769, 10), S(20769, 10)), // synthetics -> synthetics
+    (S(21170, 7), S(21170, 7)), // tagging -> tagging
+    (S(20779, 10), S(12436, 5)), // tags-omics -> omics
+    (S(21350, 3), S(21350, 3)), // tax -> tax
+    (S(21062, 8), S(21062, 8)), // textract -> textract
+    (S(18913, 10), S(18913, 10)), // thinclient -> thinclient
+    (S(15169, 19), S(15169, 19)), // timestream-influxdb -> timestream-influxdb
+    (S(16924, 17), S(15169, 10)), // timestream-ingest -> timestream
+    (S(17901, 16), S(15169, 10)), // timestream-query -> timestream
+    (S(18451, 12), S(7, 3)),    // tracking.geo -> geo
+    (S(1248, 34), S(1273, 9)),  // training-session-runtime.sagemaker -> sagemaker
+    (S(19551, 10), S(19551, 10)), // transcribe -> transcribe
+    (S(21070, 8), S(21070, 8)), // transfer -> transfer
+    (S(20933, 9), S(20933, 9)), // translate -> translate
+    (S(19343, 14), S(19343, 14)), // trustedadvisor -> trustedadvisor
+    (S(21353, 3), S(21353, 3)), // uxc -> uxc
+    (S(15188, 19), S(15188, 19)), // verifiedpermissions -> verifiedpermissions
+    (S(20517, 11), S(8965, 5)), // voice-chime -> chime
+    (S(21177, 7), S(21177, 7)), // voiceid -> voiceid
+    (S(20528, 11), S(20528, 11)), // vpc-lattice -> vpc-lattice
+    (S(10992, 3), S(10992, 3)), // waf -> waf
+    (S(20241, 12), S(20241, 12)), // waf-regional -> waf-regional
+    (S(21250, 5), S(21250, 5)), // wafv2 -> wafv2
+    (S(13680, 15), S(13680, 15)), // wellarchitected -> wellarchitected
+    (S(13680, 21), S(13680, 15)), // wellarchitected-agent -> wellarchitected
+    (S(21214, 6), S(21214, 6)), // wisdom -> wisdom
+    (S(21078, 8), S(21078, 8)), // workdocs -> workdocs
+    (S(18838, 15), S(12436, 5)), // workflows-omics -> omics
+    (S(15359, 8), S(15359, 8)), // workmail -> workmail
+    (S(15359, 19), S(15359, 19)), // workmailmessageflow -> workmailmessageflow
+    (S(14541, 10), S(14541, 10)), // workspaces -> workspaces
+    (S(14541, 20), S(14541, 20)), // workspaces-instances -> workspaces-instances
+    (S(19469, 14), S(19469, 14)), // workspaces-web -> workspaces-web
+    (S(21283, 4), S(21283, 4)), // xray -> xray
 ];
 
 /// Endpoint prefixes whose endpoints are not signed with SigV4. Sorted.
 pub(crate) static NOT_SIGV4_PREFIXES: &[&str] = &["account-access-runtime", "importexport", "sdb"];
 
-/// Exact global hosts -> (signing name, signing region, auth). Sorted.
-pub(crate) static GLOBAL_HOSTS: &[(&str, &str, &str, Auth)] = &[
-    (
-        "af-south-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "af-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "af-south-1.oauth.signin.aws",
-        "signin",
-        "af-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "agent-registry-control.cn-north-1.api.aws",
-        "agent-registry",
-        "cn-north-1",
-        Auth::SigV4,
-    ),
-    (
-        "agent-registry-control.cn-northwest-1.api.aws",
-        "agent-registry",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "agent-registry-control.eu-isoe-west-1.api.aws",
-        "agent-registry",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "agent-registry-control.eusc-de-east-1.api.aws",
-        "agent-registry",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "agent-registry-control.us-iso-east-1.api.aws",
-        "agent-registry",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "agent-registry-control.us-iso-west-1.api.aws",
-        "agent-registry",
-        "us-iso-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "agent-registry-control.us-isob-east-1.api.aws",
-        "agent-registry",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "agent-registry-control.us-isob-west-1.api.aws",
-        "agent-registry",
-        "us-isob-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "agent-registry-control.us-isof-east-1.api.aws",
-        "agent-registry",
-        "us-isof-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "agent-registry-control.us-isof-south-1.api.aws",
-        "agent-registry",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "agent-registry.cn-north-1.api.aws",
-        "agent-registry",
-        "cn-north-1",
-        Auth::SigV4,
-    ),
-    (
-        "agent-registry.cn-northwest-1.api.aws",
-        "agent-registry",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "agent-registry.eu-isoe-west-1.api.aws",
-        "agent-registry",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "agent-registry.eusc-de-east-1.api.aws",
-        "agent-registry",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "agent-registry.us-iso-east-1.api.aws",
-        "agent-registry",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "agent-registry.us-iso-west-1.api.aws",
-        "agent-registry",
-        "us-iso-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "agent-registry.us-isob-east-1.api.aws",
-        "agent-registry",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "agent-registry.us-isob-west-1.api.aws",
-        "agent-registry",
-        "us-isob-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "agent-registry.us-isof-east-1.api.aws",
-        "agent-registry",
-        "us-isof-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "agent-registry.us-isof-south-1.api.aws",
-        "agent-registry",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "ap-east-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "ap-east-1.oauth.signin.aws",
-        "signin",
-        "ap-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "ap-east-2.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-east-2",
-        Auth::SigV4,
-    ),
-    (
-        "ap-east-2.oauth.signin.aws",
-        "signin",
-        "ap-east-2",
-        Auth::SigV4,
-    ),
-    (
-        "ap-northeast-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-northeast-1",
-        Auth::SigV4,
-    ),
-    (
-        "ap-northeast-1.oauth.signin.aws",
-        "signin",
-        "ap-northeast-1",
-        Auth::SigV4,
-    ),
-    (
-        "ap-northeast-2.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-northeast-2",
-        Auth::SigV4,
-    ),
-    (
-        "ap-northeast-2.oauth.signin.aws",
-        "signin",
-        "ap-northeast-2",
-        Auth::SigV4,
-    ),
-    (
-        "ap-northeast-3.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-northeast-3",
-        Auth::SigV4,
-    ),
-    (
-        "ap-northeast-3.oauth.signin.aws",
-        "signin",
-        "ap-northeast-3",
-        Auth::SigV4,
-    ),
-    (
-        "ap-south-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "ap-south-1.oauth.signin.aws",
-        "signin",
-        "ap-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "ap-south-2.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-south-2",
-        Auth::SigV4,
-    ),
-    (
-        "ap-south-2.oauth.signin.aws",
-        "signin",
-        "ap-south-2",
-        Auth::SigV4,
-    ),
-    (
-        "ap-southeast-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-southeast-1",
-        Auth::SigV4,
-    ),
-    (
-        "ap-southeast-1.oauth.signin.aws",
-        "signin",
-        "ap-southeast-1",
-        Auth::SigV4,
-    ),
-    (
-        "ap-southeast-2.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-southeast-2",
-        Auth::SigV4,
-    ),
-    (
-        "ap-southeast-2.oauth.signin.aws",
-        "signin",
-        "ap-southeast-2",
-        Auth::SigV4,
-    ),
-    (
-        "ap-southeast-3.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-southeast-3",
-        Auth::SigV4,
-    ),
-    (
-        "ap-southeast-3.oauth.signin.aws",
-        "signin",
-        "ap-southeast-3",
-        Auth::SigV4,
-    ),
-    (
-        "ap-southeast-4.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-southeast-4",
-        Auth::SigV4,
-    ),
-    (
-        "ap-southeast-4.oauth.signin.aws",
-        "signin",
-        "ap-southeast-4",
-        Auth::SigV4,
-    ),
-    (
-        "ap-southeast-5.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-southeast-5",
-        Auth::SigV4,
-    ),
-    (
-        "ap-southeast-5.oauth.signin.aws",
-        "signin",
-        "ap-southeast-5",
-        Auth::SigV4,
-    ),
-    (
-        "ap-southeast-6.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-southeast-6",
-        Auth::SigV4,
-    ),
-    (
-        "ap-southeast-6.oauth.signin.aws",
-        "signin",
-        "ap-southeast-6",
-        Auth::SigV4,
-    ),
-    (
-        "ap-southeast-7.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-southeast-7",
-        Auth::SigV4,
-    ),
-    (
-        "ap-southeast-7.oauth.signin.aws",
-        "signin",
-        "ap-southeast-7",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.af-south-1.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.ap-east-1.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.ap-east-2.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.ap-northeast-1.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.ap-northeast-2.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.ap-northeast-3.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.ap-south-1.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.ap-south-2.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.ap-southeast-1.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.ap-southeast-2.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.ap-southeast-3.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.ap-southeast-4.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.ap-southeast-5.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.ap-southeast-6.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.ap-southeast-7.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.aws-global.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.ca-central-1.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.ca-west-1.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.eu-central-1.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.eu-central-2.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.eu-north-1.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.eu-south-1.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.eu-south-2.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.eu-west-1.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.eu-west-2.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.eu-west-3.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.il-central-1.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.me-central-1.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.me-south-1.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.me-west-1.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.mx-central-1.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.sa-east-1.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.sa-west-1.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.us-east-2.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.us-west-1.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "api.sustainability.us-west-2.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "aws-cn-global.neptune-graph.amazonaws.com.cn",
-        "neptune-graph",
-        "aws-cn-global",
-        Auth::SigV4,
-    ),
-    (
-        "aws-global.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "aws-global",
-        Auth::SigV4,
-    ),
-    (
-        "aws-global.oauth.signin.aws",
-        "signin",
-        "aws-global",
-        Auth::SigV4,
-    ),
-    (
-        "aws-iso-b-global.neptune-graph.sc2s.sgov.gov",
-        "neptune-graph",
-        "aws-iso-b-global",
-        Auth::SigV4,
-    ),
-    (
-        "aws-iso-e-global.neptune-graph.cloud.adc-e.uk",
-        "neptune-graph",
-        "aws-iso-e-global",
-        Auth::SigV4,
-    ),
-    (
-        "aws-iso-f-global.neptune-graph.csp.hci.ic.gov",
-        "neptune-graph",
-        "aws-iso-f-global",
-        Auth::SigV4,
-    ),
-    (
-        "aws-iso-global.neptune-graph.c2s.ic.gov",
-        "neptune-graph",
-        "aws-iso-global",
-        Auth::SigV4,
-    ),
-    (
-        "aws-us-gov-global.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "aws-us-gov-global",
-        Auth::SigV4,
-    ),
-    (
-        "aws-us-gov-global.signin-fips.amazonaws-us-gov.com",
-        "signin",
-        "aws-us-gov-global",
-        Auth::SigV4,
-    ),
-    (
-        "aws-us-gov-global.signin.amazonaws-us-gov.com",
-        "signin",
-        "aws-us-gov-global",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.af-south-1.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.af-south-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-east-1.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-east-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-east-2.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-east-2.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-northeast-1.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-northeast-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-northeast-2.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-northeast-2.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-northeast-3.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-northeast-3.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-south-1.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-south-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-south-2.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-south-2.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-southeast-1.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-southeast-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-southeast-2.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-southeast-2.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-southeast-3.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-southeast-3.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-southeast-4.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-southeast-4.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-southeast-5.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-southeast-5.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-southeast-6.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-southeast-6.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-southeast-7.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ap-southeast-7.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.aws-global.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.aws-global.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ca-central-1.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ca-central-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ca-west-1.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.ca-west-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.eu-central-1.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.eu-central-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.eu-central-2.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.eu-central-2.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.eu-north-1.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.eu-north-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.eu-south-1.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.eu-south-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.eu-south-2.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.eu-south-2.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.eu-west-1.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.eu-west-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.eu-west-2.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.eu-west-2.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.eu-west-3.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.eu-west-3.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.il-central-1.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.il-central-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.me-central-1.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.me-central-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.me-south-1.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.me-south-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.me-west-1.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.me-west-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.mx-central-1.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.mx-central-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.sa-east-1.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.sa-east-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.sa-west-1.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.sa-west-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.us-east-2.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.us-east-2.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.us-west-1.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.us-west-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.us-west-2.amazonaws.com",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor-fips.us-west-2.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.af-south-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.ap-east-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.ap-east-2.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.ap-northeast-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.ap-northeast-2.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.ap-northeast-3.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.ap-south-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.ap-south-2.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.ap-southeast-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.ap-southeast-2.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.ap-southeast-3.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.ap-southeast-4.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.ap-southeast-5.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.ap-southeast-6.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.ap-southeast-7.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.aws-global.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.ca-central-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.ca-west-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.eu-central-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.eu-central-2.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.eu-north-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.eu-south-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.eu-south-2.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.eu-west-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.eu-west-2.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.eu-west-3.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.il-central-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.me-central-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.me-south-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.me-west-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.mx-central-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.sa-east-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.sa-west-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.us-east-2.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.us-west-1.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "billingconductor.us-west-2.api.aws",
-        "billingconductor",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "budgets-fips.amazonaws.com",
-        "budgets",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "budgets-fips.amazonaws.com.cn",
-        "budgets",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "budgets-fips.amazonaws.eu",
-        "budgets",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "budgets-fips.api.amazonwebservices.com.cn",
-        "budgets",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "budgets-fips.api.amazonwebservices.eu",
-        "budgets",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    ("budgets-fips.api.aws", "budgets", "us-east-1", Auth::SigV4),
-    (
-        "budgets-fips.api.aws.hci.ic.gov",
-        "budgets",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "budgets-fips.api.aws.ic.gov",
-        "budgets",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "budgets-fips.api.aws.scloud",
-        "budgets",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "budgets-fips.api.cloud-aws.adc-e.uk",
-        "budgets",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "budgets-fips.c2s.ic.gov",
-        "budgets",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "budgets-fips.cloud.adc-e.uk",
-        "budgets",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "budgets-fips.csp.hci.ic.gov",
-        "budgets",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "budgets-fips.sc2s.sgov.gov",
-        "budgets",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    ("budgets.amazonaws.com", "budgets", "us-east-1", Auth::SigV4),
-    (
-        "budgets.amazonaws.com.cn",
-        "budgets",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "budgets.api.amazonwebservices.com.cn",
-        "budgets",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    ("budgets.api.aws", "budgets", "us-gov-west-1", Auth::SigV4),
-    (
-        "budgets.api.aws.hci.ic.gov",
-        "budgets",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "budgets.api.aws.ic.gov",
-        "budgets",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "budgets.api.aws.scloud",
-        "budgets",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "budgets.api.cloud-aws.adc-e.uk",
-        "budgets",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "budgets.c2s.ic.gov",
-        "budgets",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "budgets.global.cloud.adc-e.uk",
-        "budgets",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "budgets.global.csp.hci.ic.gov",
-        "budgets",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "budgets.global.sc2s.sgov.gov",
-        "budgets",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "ca-central-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ca-central-1",
-        Auth::SigV4,
-    ),
-    (
-        "ca-central-1.oauth.signin.aws",
-        "signin",
-        "ca-central-1",
-        Auth::SigV4,
-    ),
-    (
-        "ca-west-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ca-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "ca-west-1.oauth.signin.aws",
-        "signin",
-        "ca-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.af-south-1.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.af-south-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-east-1.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-east-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-east-2.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-east-2.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-northeast-1.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-northeast-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-northeast-2.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-northeast-2.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-northeast-3.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-northeast-3.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-south-1.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-south-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-south-2.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-south-2.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-southeast-1.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-southeast-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-southeast-2.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-southeast-2.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-southeast-3.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-southeast-3.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-southeast-4.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-southeast-4.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-southeast-5.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-southeast-5.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-southeast-6.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-southeast-6.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-southeast-7.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ap-southeast-7.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.aws-global.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.aws-global.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ca-central-1.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ca-central-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ca-west-1.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.ca-west-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.eu-central-1.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.eu-central-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.eu-central-2.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.eu-central-2.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.eu-north-1.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.eu-north-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.eu-south-1.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.eu-south-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.eu-south-2.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.eu-south-2.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.eu-west-1.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.eu-west-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.eu-west-2.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.eu-west-2.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.eu-west-3.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.eu-west-3.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.il-central-1.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.il-central-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.me-central-1.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.me-central-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.me-south-1.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.me-south-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.me-west-1.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.me-west-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.mx-central-1.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.mx-central-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.sa-east-1.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.sa-east-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.sa-west-1.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.sa-west-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.us-east-2.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.us-east-2.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.us-west-1.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.us-west-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.us-west-2.amazonaws.com",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime-fips.us-west-2.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime.af-south-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    ("chime.ap-east-1.api.aws", "chime", "us-east-1", Auth::SigV4),
-    ("chime.ap-east-2.api.aws", "chime", "us-east-1", Auth::SigV4),
-    (
-        "chime.ap-northeast-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime.ap-northeast-2.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime.ap-northeast-3.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime.ap-south-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime.ap-south-2.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime.ap-southeast-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime.ap-southeast-2.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime.ap-southeast-3.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime.ap-southeast-4.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime.ap-southeast-5.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime.ap-southeast-6.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime.ap-southeast-7.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime.aws-global.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime.ca-central-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    ("chime.ca-west-1.api.aws", "chime", "us-east-1", Auth::SigV4),
-    (
-        "chime.eu-central-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime.eu-central-2.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime.eu-north-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime.eu-south-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime.eu-south-2.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    ("chime.eu-west-1.api.aws", "chime", "us-east-1", Auth::SigV4),
-    ("chime.eu-west-2.api.aws", "chime", "us-east-1", Auth::SigV4),
-    ("chime.eu-west-3.api.aws", "chime", "us-east-1", Auth::SigV4),
-    (
-        "chime.il-central-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime.me-central-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "chime.me-south-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    ("chime.me-west-1.api.aws", "chime", "us-east-1", Auth::SigV4),
-    (
-        "chime.mx-central-1.api.aws",
-        "chime",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    ("chime.sa-east-1.api.aws", "chime", "us-east-1", Auth::SigV4),
-    ("chime.sa-west-1.api.aws", "chime", "us-east-1", Auth::SigV4),
-    ("chime.us-east-2.api.aws", "chime", "us-east-1", Auth::SigV4),
-    ("chime.us-west-1.api.aws", "chime", "us-east-1", Auth::SigV4),
-    ("chime.us-west-2.api.aws", "chime", "us-east-1", Auth::SigV4),
-    (
-        "cloudfront-fips.amazonaws.com",
-        "cloudfront",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront-fips.amazonaws.eu",
-        "cloudfront",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront-fips.api.amazonwebservices.com.cn",
-        "cloudfront",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront-fips.api.amazonwebservices.eu",
-        "cloudfront",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront-fips.api.aws",
-        "cloudfront",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront-fips.api.aws.hci.ic.gov",
-        "cloudfront",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront-fips.api.aws.ic.gov",
-        "cloudfront",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront-fips.api.aws.scloud",
-        "cloudfront",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront-fips.api.cloud-aws.adc-e.uk",
-        "cloudfront",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront-fips.c2s.ic.gov",
-        "cloudfront",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront-fips.cloud.adc-e.uk",
-        "cloudfront",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront-fips.csp.hci.ic.gov",
-        "cloudfront",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront-fips.global.api.aws",
-        "cloudfront",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront-fips.sc2s.sgov.gov",
-        "cloudfront",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront.amazonaws.com",
-        "cloudfront",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront.amazonaws.eu",
-        "cloudfront",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront.api.amazonwebservices.com.cn",
-        "cloudfront",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront.api.amazonwebservices.eu",
-        "cloudfront",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront.api.aws",
-        "cloudfront",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront.api.aws.hci.ic.gov",
-        "cloudfront",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront.api.aws.ic.gov",
-        "cloudfront",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront.api.aws.scloud",
-        "cloudfront",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront.api.cloud-aws.adc-e.uk",
-        "cloudfront",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront.c2s.ic.gov",
-        "cloudfront",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront.cloud.adc-e.uk",
-        "cloudfront",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront.csp.hci.ic.gov",
-        "cloudfront",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront.global.api.aws",
-        "cloudfront",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront.sc2s.sgov.gov",
-        "cloudfront",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "cn-north-1.neptune-graph.amazonaws.com.cn",
-        "neptune-graph",
-        "cn-north-1",
-        Auth::SigV4,
-    ),
-    (
-        "cn-northwest-1.neptune-graph.amazonaws.com.cn",
-        "neptune-graph",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "codecatalyst-fips.global.api.amazonwebservices.com.cn",
-        "codecatalyst",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "codecatalyst-fips.global.api.amazonwebservices.eu",
-        "codecatalyst",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "codecatalyst-fips.global.api.aws",
-        "codecatalyst",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "codecatalyst-fips.global.api.aws.hci.ic.gov",
-        "codecatalyst",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "codecatalyst-fips.global.api.aws.ic.gov",
-        "codecatalyst",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "codecatalyst-fips.global.api.aws.scloud",
-        "codecatalyst",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "codecatalyst-fips.global.api.cloud-aws.adc-e.uk",
-        "codecatalyst",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "codecatalyst.global.api.amazonwebservices.com.cn",
-        "codecatalyst",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "codecatalyst.global.api.amazonwebservices.eu",
-        "codecatalyst",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "codecatalyst.global.api.aws",
-        "codecatalyst",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "codecatalyst.global.api.aws.hci.ic.gov",
-        "codecatalyst",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "codecatalyst.global.api.aws.ic.gov",
-        "codecatalyst",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "codecatalyst.global.api.aws.scloud",
-        "codecatalyst",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "codecatalyst.global.api.cloud-aws.adc-e.uk",
-        "codecatalyst",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "eu-central-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "eu-central-1",
-        Auth::SigV4,
-    ),
-    (
-        "eu-central-1.oauth.signin.aws",
-        "signin",
-        "eu-central-1",
-        Auth::SigV4,
-    ),
-    (
-        "eu-central-2.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "eu-central-2",
-        Auth::SigV4,
-    ),
-    (
-        "eu-central-2.oauth.signin.aws",
-        "signin",
-        "eu-central-2",
-        Auth::SigV4,
-    ),
-    (
-        "eu-isoe-west-1.neptune-graph.cloud.adc-e.uk",
-        "neptune-graph",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "eu-north-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "eu-north-1",
-        Auth::SigV4,
-    ),
-    (
-        "eu-north-1.oauth.signin.aws",
-        "signin",
-        "eu-north-1",
-        Auth::SigV4,
-    ),
-    (
-        "eu-south-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "eu-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "eu-south-1.oauth.signin.aws",
-        "signin",
-        "eu-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "eu-south-2.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "eu-south-2",
-        Auth::SigV4,
-    ),
-    (
-        "eu-south-2.oauth.signin.aws",
-        "signin",
-        "eu-south-2",
-        Auth::SigV4,
-    ),
-    (
-        "eu-west-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "eu-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "eu-west-1.oauth.signin.aws",
-        "signin",
-        "eu-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "eu-west-2.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "eu-west-2",
-        Auth::SigV4,
-    ),
-    (
-        "eu-west-2.oauth.signin.aws",
-        "signin",
-        "eu-west-2",
-        Auth::SigV4,
-    ),
-    (
-        "eu-west-3.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "eu-west-3",
-        Auth::SigV4,
-    ),
-    (
-        "eu-west-3.oauth.signin.aws",
-        "signin",
-        "eu-west-3",
-        Auth::SigV4,
-    ),
-    (
-        "eusc-de-east-1.neptune-graph.amazonaws.eu",
-        "neptune-graph",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "global.health.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "global.health.amazonaws.com.cn",
-        "health",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.af-south-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.af-south-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-east-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-east-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-east-2.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-east-2.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-northeast-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-northeast-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-northeast-2.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-northeast-2.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-northeast-3.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-northeast-3.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-south-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-south-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-south-2.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-south-2.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-southeast-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-southeast-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-southeast-2.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-southeast-2.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-southeast-3.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-southeast-3.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-southeast-4.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-southeast-4.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-southeast-5.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-southeast-5.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-southeast-6.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-southeast-6.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-southeast-7.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ap-southeast-7.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.aws-cn-global.amazonaws.com.cn",
-        "health",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.aws-cn-global.api.amazonwebservices.com.cn",
-        "health",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.aws-global.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.aws-global.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.aws-us-gov-global.amazonaws.com",
-        "health",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.aws-us-gov-global.api.aws",
-        "health",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ca-central-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ca-central-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ca-west-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.ca-west-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.cn-north-1.amazonaws.com.cn",
-        "health",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.cn-north-1.api.amazonwebservices.com.cn",
-        "health",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.eu-central-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.eu-central-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.eu-central-2.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.eu-central-2.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.eu-north-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.eu-north-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.eu-south-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.eu-south-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.eu-south-2.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.eu-south-2.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.eu-west-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.eu-west-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.eu-west-2.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.eu-west-2.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.eu-west-3.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.eu-west-3.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.il-central-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.il-central-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.me-central-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.me-central-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.me-south-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.me-south-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.me-west-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.me-west-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.mx-central-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.mx-central-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.sa-east-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.sa-east-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.sa-west-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.sa-west-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.us-west-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.us-west-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.us-west-2.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health-fips.us-west-2.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.af-south-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.af-south-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-east-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-east-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-east-2.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-east-2.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-northeast-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-northeast-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-northeast-2.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-northeast-2.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-northeast-3.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-northeast-3.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-south-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-south-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-south-2.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-south-2.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-southeast-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-southeast-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-southeast-2.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-southeast-2.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-southeast-3.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-southeast-3.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-southeast-4.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-southeast-4.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-southeast-5.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-southeast-5.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-southeast-6.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-southeast-6.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-southeast-7.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ap-southeast-7.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.aws-cn-global.api.amazonwebservices.com.cn",
-        "health",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.aws-global.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.aws-us-gov-global.amazonaws.com",
-        "health",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.aws-us-gov-global.api.aws",
-        "health",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ca-central-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ca-central-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ca-west-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.ca-west-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.cn-north-1.amazonaws.com.cn",
-        "health",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.cn-north-1.api.amazonwebservices.com.cn",
-        "health",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.eu-central-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.eu-central-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.eu-central-2.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.eu-central-2.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.eu-north-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.eu-north-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.eu-south-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.eu-south-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.eu-south-2.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.eu-south-2.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.eu-west-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.eu-west-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.eu-west-2.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.eu-west-2.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.eu-west-3.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.eu-west-3.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.il-central-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.il-central-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.me-central-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.me-central-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.me-south-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.me-south-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.me-west-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.me-west-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.mx-central-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.mx-central-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.sa-east-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.sa-east-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.sa-west-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.sa-west-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.us-west-1.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.us-west-1.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.us-west-2.amazonaws.com",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "health.us-west-2.api.aws",
-        "health",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    ("iam-fips.amazonaws.com", "iam", "us-east-1", Auth::SigV4),
-    (
-        "iam-fips.amazonaws.com.cn",
-        "iam",
-        "cn-north-1",
-        Auth::SigV4,
-    ),
-    (
-        "iam-fips.amazonaws.eu",
-        "iam",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "iam-fips.api.amazonwebservices.com.cn",
-        "iam",
-        "cn-north-1",
-        Auth::SigV4,
-    ),
-    (
-        "iam-fips.api.amazonwebservices.eu",
-        "iam",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "iam-fips.api.aws.hci.ic.gov",
-        "iam",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "iam-fips.api.aws.ic.gov",
-        "iam",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "iam-fips.api.aws.scloud",
-        "iam",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "iam-fips.api.cloud-aws.adc-e.uk",
-        "iam",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "iam-fips.cloud.adc-e.uk",
-        "iam",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "iam-fips.csp.hci.ic.gov",
-        "iam",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    ("iam-fips.global.api.aws", "iam", "us-east-1", Auth::SigV4),
-    ("iam.amazonaws.com", "iam", "us-east-1", Auth::SigV4),
-    (
-        "iam.api.aws.hci.ic.gov",
-        "iam",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    ("iam.api.aws.ic.gov", "iam", "us-iso-east-1", Auth::SigV4),
-    ("iam.api.aws.scloud", "iam", "us-isob-east-1", Auth::SigV4),
-    (
-        "iam.api.cloud-aws.adc-e.uk",
-        "iam",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "iam.global.api.amazonwebservices.com.cn",
-        "iam",
-        "cn-north-1",
-        Auth::SigV4,
-    ),
-    (
-        "iam.global.api.amazonwebservices.eu",
-        "iam",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    ("iam.global.api.aws", "iam", "us-east-1", Auth::SigV4),
-    (
-        "iam.us-gov.amazonaws.com",
-        "iam",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    ("iam.us-gov.api.aws", "iam", "us-gov-west-1", Auth::SigV4),
-    (
-        "il-central-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "il-central-1",
-        Auth::SigV4,
-    ),
-    (
-        "il-central-1.oauth.signin.aws",
-        "signin",
-        "il-central-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.af-south-1.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.af-south-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-east-1.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-east-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-east-2.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-east-2.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-northeast-1.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-northeast-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-northeast-2.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-northeast-2.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-northeast-3.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-northeast-3.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-south-1.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-south-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-south-2.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-south-2.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-southeast-1.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-southeast-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-southeast-2.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-southeast-2.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-southeast-3.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-southeast-3.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-southeast-4.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-southeast-4.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-southeast-5.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-southeast-5.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-southeast-6.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-southeast-6.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-southeast-7.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ap-southeast-7.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.aws-global.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.aws-global.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ca-central-1.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ca-central-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ca-west-1.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.ca-west-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.eu-central-1.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.eu-central-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.eu-central-2.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.eu-central-2.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.eu-north-1.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.eu-north-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.eu-south-1.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.eu-south-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.eu-south-2.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.eu-south-2.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.eu-west-1.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.eu-west-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.eu-west-2.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.eu-west-2.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.eu-west-3.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.eu-west-3.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.il-central-1.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.il-central-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.me-central-1.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.me-central-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.me-south-1.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.me-south-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.me-west-1.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.me-west-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.mx-central-1.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.mx-central-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.sa-east-1.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.sa-east-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.sa-west-1.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.sa-west-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.us-east-2.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.us-east-2.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.us-west-1.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.us-west-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.us-west-2.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport-fips.us-west-2.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.af-south-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.amazonaws.com",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.ap-east-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.ap-east-2.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.ap-northeast-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.ap-northeast-2.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.ap-northeast-3.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.ap-south-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.ap-south-2.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.ap-southeast-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.ap-southeast-2.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.ap-southeast-3.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.ap-southeast-4.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.ap-southeast-5.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.ap-southeast-6.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.ap-southeast-7.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.aws-global.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.ca-central-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.ca-west-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.eu-central-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.eu-central-2.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.eu-north-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.eu-south-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.eu-south-2.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.eu-west-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.eu-west-2.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.eu-west-3.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.il-central-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.me-central-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.me-south-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.me-west-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.mx-central-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.sa-east-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.sa-west-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.us-east-2.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.us-west-1.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "importexport.us-west-2.api.aws",
-        "IngestionService",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "me-central-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "me-central-1",
-        Auth::SigV4,
-    ),
-    (
-        "me-central-1.oauth.signin.aws",
-        "signin",
-        "me-central-1",
-        Auth::SigV4,
-    ),
-    (
-        "me-south-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "me-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "me-south-1.oauth.signin.aws",
-        "signin",
-        "me-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "me-west-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "me-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "me-west-1.oauth.signin.aws",
-        "signin",
-        "me-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "mx-central-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "mx-central-1",
-        Auth::SigV4,
-    ),
-    (
-        "mx-central-1.oauth.signin.aws",
-        "signin",
-        "mx-central-1",
-        Auth::SigV4,
-    ),
-    ("osm.cn-north-1.api.aws", "osm", "cn-north-1", Auth::SigV4),
-    (
-        "osm.cn-northwest-1.api.aws",
-        "osm",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "osm.eu-isoe-west-1.api.aws",
-        "osm",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "osm.eusc-de-east-1.api.aws",
-        "osm",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "osm.us-iso-east-1.api.aws",
-        "osm",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "osm.us-iso-west-1.api.aws",
-        "osm",
-        "us-iso-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "osm.us-isob-east-1.api.aws",
-        "osm",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "osm.us-isob-west-1.api.aws",
-        "osm",
-        "us-isob-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "osm.us-isof-east-1.api.aws",
-        "osm",
-        "us-isof-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "osm.us-isof-south-1.api.aws",
-        "osm",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-channel-fips.global.api.amazonwebservices.com.cn",
-        "partnercentral-channel",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-channel-fips.global.api.amazonwebservices.eu",
-        "partnercentral-channel",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-channel-fips.global.api.aws",
-        "partnercentral-channel",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-channel-fips.global.api.aws.hci.ic.gov",
-        "partnercentral-channel",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-channel-fips.global.api.aws.ic.gov",
-        "partnercentral-channel",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-channel-fips.global.api.aws.scloud",
-        "partnercentral-channel",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-channel-fips.global.api.cloud-aws.adc-e.uk",
-        "partnercentral-channel",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-channel-fips.us-gov.api.aws",
-        "partnercentral-channel",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-channel.global.api.amazonwebservices.com.cn",
-        "partnercentral-channel",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-channel.global.api.amazonwebservices.eu",
-        "partnercentral-channel",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-channel.global.api.aws",
-        "partnercentral-channel",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-channel.global.api.aws.hci.ic.gov",
-        "partnercentral-channel",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-channel.global.api.aws.ic.gov",
-        "partnercentral-channel",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-channel.global.api.aws.scloud",
-        "partnercentral-channel",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-channel.global.api.cloud-aws.adc-e.uk",
-        "partnercentral-channel",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-channel.us-gov.api.aws",
-        "partnercentral-channel",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-prm-fips.global.api.amazonwebservices.com.cn",
-        "partnercentral",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-prm-fips.global.api.amazonwebservices.eu",
-        "partnercentral",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-prm-fips.global.api.aws",
-        "partnercentral",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-prm-fips.global.api.aws.hci.ic.gov",
-        "partnercentral",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-prm-fips.global.api.aws.ic.gov",
-        "partnercentral",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-prm-fips.global.api.aws.scloud",
-        "partnercentral",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-prm-fips.global.api.cloud-aws.adc-e.uk",
-        "partnercentral",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-prm-fips.us-gov.api.aws",
-        "partnercentral",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-prm.global.api.amazonwebservices.com.cn",
-        "partnercentral",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-prm.global.api.amazonwebservices.eu",
-        "partnercentral",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-prm.global.api.aws",
-        "partnercentral",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-prm.global.api.aws.hci.ic.gov",
-        "partnercentral",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-prm.global.api.aws.ic.gov",
-        "partnercentral",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-prm.global.api.aws.scloud",
-        "partnercentral",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-prm.global.api.cloud-aws.adc-e.uk",
-        "partnercentral",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "partnercentral-prm.us-gov.api.aws",
-        "partnercentral",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53-fips.amazonaws.com",
-        "route53",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53-fips.amazonaws.com.cn",
-        "route53",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53-fips.amazonaws.eu",
-        "route53",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53-fips.api.amazonwebservices.com.cn",
-        "route53",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53-fips.api.amazonwebservices.eu",
-        "route53",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53-fips.api.aws.hci.ic.gov",
-        "route53",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53-fips.api.aws.ic.gov",
-        "route53",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53-fips.api.aws.scloud",
-        "route53",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53-fips.api.cloud-aws.adc-e.uk",
-        "route53",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53-fips.c2s.ic.gov",
-        "route53",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53-fips.cloud.adc-e.uk",
-        "route53",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53-fips.csp.hci.ic.gov",
-        "route53",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53-fips.global.api.aws",
-        "route53",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53-fips.sc2s.sgov.gov",
-        "route53",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    ("route53.amazonaws.com", "route53", "us-east-1", Auth::SigV4),
-    (
-        "route53.amazonaws.com.cn",
-        "route53",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53.amazonaws.eu",
-        "route53",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53.api.aws.hci.ic.gov",
-        "route53",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53.api.aws.ic.gov",
-        "route53",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53.api.aws.scloud",
-        "route53",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53.api.cloud-aws.adc-e.uk",
-        "route53",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53.c2s.ic.gov",
-        "route53",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53.cloud.adc-e.uk",
-        "route53",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53.csp.hci.ic.gov",
-        "route53",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53.global.api.amazonwebservices.com.cn",
-        "route53",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53.global.api.amazonwebservices.eu",
-        "route53",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53.global.api.aws",
-        "route53",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53.sc2s.sgov.gov",
-        "route53",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53.us-gov.amazonaws.com",
-        "route53",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "route53.us-gov.api.aws",
-        "route53",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "routes.geo-fips.aws-us-gov-global.us-gov.amazonaws.com",
-        "geo-routes",
-        "aws-us-gov-global",
-        Auth::SigV4,
-    ),
-    (
-        "routes.geo-fips.aws-us-gov-global.us-gov.api.aws",
-        "geo-routes",
-        "aws-us-gov-global",
-        Auth::SigV4,
-    ),
-    (
-        "routes.geo-fips.us-gov-east-1.us-gov.amazonaws.com",
-        "geo-routes",
-        "us-gov-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "routes.geo-fips.us-gov-east-1.us-gov.api.aws",
-        "geo-routes",
-        "us-gov-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "routes.geo-fips.us-gov-west-1.us-gov.amazonaws.com",
-        "geo-routes",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "routes.geo-fips.us-gov-west-1.us-gov.api.aws",
-        "geo-routes",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "routes.geo.aws-us-gov-global.us-gov.amazonaws.com",
-        "geo-routes",
-        "aws-us-gov-global",
-        Auth::SigV4,
-    ),
-    (
-        "routes.geo.aws-us-gov-global.us-gov.api.aws",
-        "geo-routes",
-        "aws-us-gov-global",
-        Auth::SigV4,
-    ),
-    (
-        "routes.geo.us-gov-east-1.us-gov.amazonaws.com",
-        "geo-routes",
-        "us-gov-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "routes.geo.us-gov-east-1.us-gov.api.aws",
-        "geo-routes",
-        "us-gov-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "routes.geo.us-gov-west-1.us-gov.amazonaws.com",
-        "geo-routes",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "routes.geo.us-gov-west-1.us-gov.api.aws",
-        "geo-routes",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    ("s3.amazonaws.com", "s3", "us-east-1", Auth::SigV4),
-    (
-        "sa-east-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "sa-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "sa-east-1.oauth.signin.aws",
-        "signin",
-        "sa-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "sa-west-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "sa-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "sa-west-1.oauth.signin.aws",
-        "signin",
-        "sa-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.af-south-1.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.af-south-1.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-east-1.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-east-1.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-east-2.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-east-2.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-northeast-1.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-northeast-1.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-northeast-2.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-northeast-2.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-northeast-3.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-northeast-3.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-south-1.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-south-1.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-south-2.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-south-2.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-southeast-1.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-southeast-1.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-southeast-2.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-southeast-2.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-southeast-3.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-southeast-3.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-southeast-4.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-southeast-4.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-southeast-5.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-southeast-5.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-southeast-6.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-southeast-6.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-southeast-7.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ap-southeast-7.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.aws-global.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.aws-global.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.aws-iso-e-global.cloud.adc-e.uk",
-        "savingsplans",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.aws-iso-f-global.csp.hci.ic.gov",
-        "savingsplans",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ca-central-1.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ca-central-1.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ca-west-1.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.ca-west-1.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.eu-central-1.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.eu-central-1.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.eu-central-2.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.eu-central-2.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.eu-north-1.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.eu-north-1.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.eu-south-1.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.eu-south-1.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.eu-south-2.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.eu-south-2.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.eu-west-1.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.eu-west-1.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.eu-west-2.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.eu-west-2.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.eu-west-3.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.eu-west-3.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.il-central-1.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.il-central-1.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.me-central-1.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.me-central-1.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.me-south-1.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.me-south-1.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.me-west-1.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.me-west-1.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.mx-central-1.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.mx-central-1.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.sa-east-1.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.sa-east-1.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.sa-west-1.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.sa-west-1.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.us-east-2.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.us-east-2.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.us-isof-east-1.csp.hci.ic.gov",
-        "savingsplans",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.us-west-1.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.us-west-1.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.us-west-2.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans-fips.us-west-2.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans.amazonaws.com",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans.aws-iso-e-global.cloud.adc-e.uk",
-        "savingsplans",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans.aws-iso-f-global.csp.hci.ic.gov",
-        "savingsplans",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans.global.api.aws",
-        "savingsplans",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "savingsplans.us-isof-east-1.csp.hci.ic.gov",
-        "savingsplans",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    ("sdb.amazonaws.com", "sdb", "", Auth::NotSigV4),
-    (
-        "shield-fips.af-south-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.ap-east-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.ap-east-2.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.ap-northeast-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.ap-northeast-2.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.ap-northeast-3.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.ap-south-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.ap-south-2.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.ap-southeast-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.ap-southeast-2.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.ap-southeast-3.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.ap-southeast-4.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.ap-southeast-5.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.ap-southeast-6.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.ap-southeast-7.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.aws-global.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.ca-central-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.ca-west-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.eu-central-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.eu-central-2.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.eu-north-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.eu-south-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.eu-south-2.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.eu-west-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.eu-west-2.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.eu-west-3.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.il-central-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.me-central-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.me-south-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.me-west-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.mx-central-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.sa-east-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.sa-west-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.us-east-2.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.us-west-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield-fips.us-west-2.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.af-south-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.ap-east-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.ap-east-2.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.ap-northeast-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.ap-northeast-2.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.ap-northeast-3.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.ap-south-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.ap-south-2.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.ap-southeast-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.ap-southeast-2.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.ap-southeast-3.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.ap-southeast-4.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.ap-southeast-5.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.ap-southeast-6.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.ap-southeast-7.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.aws-global.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.ca-central-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.ca-west-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.eu-central-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.eu-central-2.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.eu-north-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.eu-south-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.eu-south-2.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.eu-west-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.eu-west-2.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.eu-west-3.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.il-central-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.me-central-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.me-south-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.me-west-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.mx-central-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.sa-east-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.sa-west-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.us-east-2.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.us-west-1.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "shield.us-west-2.api.aws",
-        "shield",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "signin-fips.amazonaws-us-gov.com",
-        "signin",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "sts-fips.aws-global.amazonaws.com",
-        "sts",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "sts-fips.aws-global.api.aws",
-        "sts",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    ("sts.amazonaws.com", "sts", "us-east-1", Auth::SigV4),
-    ("sts.aws-global.api.aws", "sts", "us-east-1", Auth::SigV4),
-    (
-        "sustainability-fips.global.api.amazonwebservices.com.cn",
-        "sustainability",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "sustainability-fips.global.api.amazonwebservices.eu",
-        "sustainability",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "sustainability-fips.global.api.aws",
-        "sustainability",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "sustainability-fips.global.api.aws.hci.ic.gov",
-        "sustainability",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "sustainability-fips.global.api.aws.ic.gov",
-        "sustainability",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "sustainability-fips.global.api.aws.scloud",
-        "sustainability",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "sustainability-fips.global.api.cloud-aws.adc-e.uk",
-        "sustainability",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "sustainability-fips.us-gov.api.aws",
-        "sustainability",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "sustainability.global.api.amazonwebservices.com.cn",
-        "sustainability",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "sustainability.global.api.amazonwebservices.eu",
-        "sustainability",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "sustainability.global.api.aws.hci.ic.gov",
-        "sustainability",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "sustainability.global.api.aws.ic.gov",
-        "sustainability",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "sustainability.global.api.aws.scloud",
-        "sustainability",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "sustainability.global.api.cloud-aws.adc-e.uk",
-        "sustainability",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "sustainability.us-gov.api.aws",
-        "sustainability",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-east-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-east-1.oauth.signin.aws",
-        "signin",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-east-2.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "us-east-2",
-        Auth::SigV4,
-    ),
-    (
-        "us-east-2.oauth.signin.aws",
-        "signin",
-        "us-east-2",
-        Auth::SigV4,
-    ),
-    (
-        "us-gov-east-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "us-gov-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-gov-east-1.signin-fips.amazonaws-us-gov.com",
-        "signin",
-        "us-gov-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-gov-east-1.signin.amazonaws-us-gov.com",
-        "signin",
-        "us-gov-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-gov-west-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-gov-west-1.signin.amazonaws-us-gov.com",
-        "signin",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-iso-east-1.neptune-graph.c2s.ic.gov",
-        "neptune-graph",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-iso-west-1.neptune-graph.c2s.ic.gov",
-        "neptune-graph",
-        "us-iso-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-isob-east-1.neptune-graph.sc2s.sgov.gov",
-        "neptune-graph",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-isob-west-1.neptune-graph.sc2s.sgov.gov",
-        "neptune-graph",
-        "us-isob-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-isof-east-1.neptune-graph.csp.hci.ic.gov",
-        "neptune-graph",
-        "us-isof-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-isof-south-1.neptune-graph.csp.hci.ic.gov",
-        "neptune-graph",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-west-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "us-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-west-1.oauth.signin.aws",
-        "signin",
-        "us-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-west-2.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "us-west-2",
-        Auth::SigV4,
-    ),
-    (
-        "us-west-2.oauth.signin.aws",
-        "signin",
-        "us-west-2",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.af-south-1.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    ("waf-fips.amazonaws.com", "waf", "us-east-1", Auth::SigV4),
-    (
-        "waf-fips.ap-east-1.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.ap-east-2.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.ap-northeast-1.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.ap-northeast-2.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.ap-northeast-3.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.ap-south-1.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.ap-south-2.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.ap-southeast-1.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.ap-southeast-2.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.ap-southeast-3.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.ap-southeast-4.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.ap-southeast-5.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.ap-southeast-6.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.ap-southeast-7.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.aws-global.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.ca-central-1.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.ca-west-1.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.eu-central-1.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.eu-central-2.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.eu-north-1.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.eu-south-1.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.eu-south-2.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.eu-west-1.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.eu-west-2.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.eu-west-3.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.il-central-1.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.me-central-1.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.me-south-1.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.me-west-1.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.mx-central-1.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.sa-east-1.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.sa-west-1.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.us-east-2.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.us-west-1.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf-fips.us-west-2.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    ("waf.af-south-1.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.amazonaws.com", "waf", "us-east-1", Auth::SigV4),
-    ("waf.ap-east-1.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.ap-east-2.api.aws", "waf", "us-east-1", Auth::SigV4),
-    (
-        "waf.ap-northeast-1.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf.ap-northeast-2.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf.ap-northeast-3.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    ("waf.ap-south-1.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.ap-south-2.api.aws", "waf", "us-east-1", Auth::SigV4),
-    (
-        "waf.ap-southeast-1.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf.ap-southeast-2.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf.ap-southeast-3.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf.ap-southeast-4.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf.ap-southeast-5.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf.ap-southeast-6.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "waf.ap-southeast-7.api.aws",
-        "waf",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    ("waf.aws-global.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.ca-central-1.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.ca-west-1.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.eu-central-1.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.eu-central-2.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.eu-north-1.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.eu-south-1.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.eu-south-2.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.eu-west-1.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.eu-west-2.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.eu-west-3.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.il-central-1.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.me-central-1.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.me-south-1.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.me-west-1.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.mx-central-1.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.sa-east-1.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.sa-west-1.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.us-east-2.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.us-west-1.api.aws", "waf", "us-east-1", Auth::SigV4),
-    ("waf.us-west-2.api.aws", "waf", "us-east-1", Auth::SigV4),
+/// Exact global hosts -> (signing name, signing region, auth). Sorted by (suffix, rest).
+pub(crate) static GLOBAL_HOSTS: &[Global] = &[
+    g(0, 18951, 7, 18951, 7, 101, 14, Auth::SigV4), // budgets.api.amazonwebservices.com.cn -> budgets cn-northwest-1
+    g(0, 20001, 12, 18951, 7, 101, 14, Auth::SigV4), // budgets-fips.api.amazonwebservices.com.cn -> budgets cn-northwest-1
+    g(0, 9635, 10, 9635, 10, 101, 14, Auth::SigV4), // cloudfront.api.amazonwebservices.com.cn -> cloudfront cn-northwest-1
+    g(0, 11244, 15, 9635, 10, 101, 14, Auth::SigV4), // cloudfront-fips.api.amazonwebservices.com.cn -> cloudfront cn-northwest-1
+    g(0, 9683, 24, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst-fips.global.api.amazonwebservices.com.cn -> codecatalyst ""
+    g(0, 14656, 19, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst.global.api.amazonwebservices.com.cn -> codecatalyst ""
+    g(0, 9240, 25, 4921, 6, 101, 14, Auth::SigV4), // health-fips.aws-cn-global.api.amazonwebservices.com.cn -> health cn-northwest-1
+    g(0, 11442, 22, 4921, 6, 101, 14, Auth::SigV4), // health-fips.cn-north-1.api.amazonwebservices.com.cn -> health cn-northwest-1
+    g(0, 14421, 20, 4921, 6, 101, 14, Auth::SigV4), // health.aws-cn-global.api.amazonwebservices.com.cn -> health cn-northwest-1
+    g(0, 16618, 17, 4921, 6, 101, 14, Auth::SigV4), // health.cn-north-1.api.amazonwebservices.com.cn -> health cn-northwest-1
+    g(0, 18553, 8, 18553, 3, 1305, 10, Auth::SigV4), // iam-fips.api.amazonwebservices.com.cn -> iam cn-north-1
+    g(0, 20639, 10, 18553, 3, 1305, 10, Auth::SigV4), // iam.global.api.amazonwebservices.com.cn -> iam cn-north-1
+    g(0, 1112, 34, 1112, 22, 101, 14, Auth::SigV4), // partnercentral-channel-fips.global.api.amazonwebservices.com.cn -> partnercentral-channel cn-northwest-1
+    g(0, 4960, 29, 1112, 22, 101, 14, Auth::SigV4), // partnercentral-channel.global.api.amazonwebservices.com.cn -> partnercentral-channel cn-northwest-1
+    g(0, 4053, 30, 1112, 14, 101, 14, Auth::SigV4), // partnercentral-prm-fips.global.api.amazonwebservices.com.cn -> partnercentral cn-northwest-1
+    g(0, 9440, 25, 1112, 14, 101, 14, Auth::SigV4), // partnercentral-prm.global.api.amazonwebservices.com.cn -> partnercentral cn-northwest-1
+    g(0, 14979, 12, 3600, 7, 101, 14, Auth::SigV4), // route53-fips.api.amazonwebservices.com.cn -> route53 cn-northwest-1
+    g(0, 19189, 14, 3600, 7, 101, 14, Auth::SigV4), // route53.global.api.amazonwebservices.com.cn -> route53 cn-northwest-1
+    g(0, 8838, 26, 1319, 14, 101, 14, Auth::SigV4), // sustainability-fips.global.api.amazonwebservices.com.cn -> sustainability cn-northwest-1
+    g(0, 13512, 21, 1319, 14, 101, 14, Auth::SigV4), // sustainability.global.api.amazonwebservices.com.cn -> sustainability cn-northwest-1
+    g(2, 20001, 12, 18951, 7, 175, 14, Auth::SigV4), // budgets-fips.api.amazonwebservices.eu -> budgets eusc-de-east-1
+    g(2, 9635, 10, 9635, 10, 175, 14, Auth::SigV4), // cloudfront.api.amazonwebservices.eu -> cloudfront eusc-de-east-1
+    g(2, 11244, 15, 9635, 10, 175, 14, Auth::SigV4), // cloudfront-fips.api.amazonwebservices.eu -> cloudfront eusc-de-east-1
+    g(2, 9683, 24, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst-fips.global.api.amazonwebservices.eu -> codecatalyst ""
+    g(2, 14656, 19, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst.global.api.amazonwebservices.eu -> codecatalyst ""
+    g(2, 18553, 8, 18553, 3, 175, 14, Auth::SigV4), // iam-fips.api.amazonwebservices.eu -> iam eusc-de-east-1
+    g(2, 20639, 10, 18553, 3, 175, 14, Auth::SigV4), // iam.global.api.amazonwebservices.eu -> iam eusc-de-east-1
+    g(2, 1112, 34, 1112, 22, 175, 14, Auth::SigV4), // partnercentral-channel-fips.global.api.amazonwebservices.eu -> partnercentral-channel eusc-de-east-1
+    g(2, 4960, 29, 1112, 22, 175, 14, Auth::SigV4), // partnercentral-channel.global.api.amazonwebservices.eu -> partnercentral-channel eusc-de-east-1
+    g(2, 4053, 30, 1112, 14, 175, 14, Auth::SigV4), // partnercentral-prm-fips.global.api.amazonwebservices.eu -> partnercentral eusc-de-east-1
+    g(2, 9440, 25, 1112, 14, 175, 14, Auth::SigV4), // partnercentral-prm.global.api.amazonwebservices.eu -> partnercentral eusc-de-east-1
+    g(2, 14979, 12, 3600, 7, 175, 14, Auth::SigV4), // route53-fips.api.amazonwebservices.eu -> route53 eusc-de-east-1
+    g(2, 19189, 14, 3600, 7, 175, 14, Auth::SigV4), // route53.global.api.amazonwebservices.eu -> route53 eusc-de-east-1
+    g(2, 8838, 26, 1319, 14, 175, 14, Auth::SigV4), // sustainability-fips.global.api.amazonwebservices.eu -> sustainability eusc-de-east-1
+    g(2, 13512, 21, 1319, 14, 175, 14, Auth::SigV4), // sustainability.global.api.amazonwebservices.eu -> sustainability eusc-de-east-1
+    g(3, 18951, 7, 18951, 7, 138, 14, Auth::SigV4), // budgets.api.cloud-aws.adc-e.uk -> budgets eu-isoe-west-1
+    g(3, 20001, 12, 18951, 7, 138, 14, Auth::SigV4), // budgets-fips.api.cloud-aws.adc-e.uk -> budgets eu-isoe-west-1
+    g(3, 9635, 10, 9635, 10, 138, 14, Auth::SigV4), // cloudfront.api.cloud-aws.adc-e.uk -> cloudfront eu-isoe-west-1
+    g(3, 11244, 15, 9635, 10, 138, 14, Auth::SigV4), // cloudfront-fips.api.cloud-aws.adc-e.uk -> cloudfront eu-isoe-west-1
+    g(3, 9683, 24, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst-fips.global.api.cloud-aws.adc-e.uk -> codecatalyst ""
+    g(3, 14656, 19, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst.global.api.cloud-aws.adc-e.uk -> codecatalyst ""
+    g(3, 18553, 3, 18553, 3, 138, 14, Auth::SigV4), // iam.api.cloud-aws.adc-e.uk -> iam eu-isoe-west-1
+    g(3, 18553, 8, 18553, 3, 138, 14, Auth::SigV4), // iam-fips.api.cloud-aws.adc-e.uk -> iam eu-isoe-west-1
+    g(3, 1112, 34, 1112, 22, 138, 14, Auth::SigV4), // partnercentral-channel-fips.global.api.cloud-aws.adc-e.uk -> partnercentral-channel eu-isoe-west-1
+    g(3, 4960, 29, 1112, 22, 138, 14, Auth::SigV4), // partnercentral-channel.global.api.cloud-aws.adc-e.uk -> partnercentral-channel eu-isoe-west-1
+    g(3, 4053, 30, 1112, 14, 138, 14, Auth::SigV4), // partnercentral-prm-fips.global.api.cloud-aws.adc-e.uk -> partnercentral eu-isoe-west-1
+    g(3, 9440, 25, 1112, 14, 138, 14, Auth::SigV4), // partnercentral-prm.global.api.cloud-aws.adc-e.uk -> partnercentral eu-isoe-west-1
+    g(3, 3600, 7, 3600, 7, 138, 14, Auth::SigV4), // route53.api.cloud-aws.adc-e.uk -> route53 eu-isoe-west-1
+    g(3, 14979, 12, 3600, 7, 138, 14, Auth::SigV4), // route53-fips.api.cloud-aws.adc-e.uk -> route53 eu-isoe-west-1
+    g(3, 8838, 26, 1319, 14, 138, 14, Auth::SigV4), // sustainability-fips.global.api.cloud-aws.adc-e.uk -> sustainability eu-isoe-west-1
+    g(3, 13512, 21, 1319, 14, 138, 14, Auth::SigV4), // sustainability.global.api.cloud-aws.adc-e.uk -> sustainability eu-isoe-west-1
+    g(4, 4699, 24, 4717, 6, 16, 17, Auth::SigV4), // aws-us-gov-global.signin.amazonaws-us-gov.com -> signin aws-us-gov-global
+    g(4, 4699, 29, 4717, 6, 16, 17, Auth::SigV4), // aws-us-gov-global.signin-fips.amazonaws-us-gov.com -> signin aws-us-gov-global
+    g(4, 4717, 11, 4717, 6, 784, 13, Auth::SigV4), // signin-fips.amazonaws-us-gov.com -> signin us-gov-west-1
+    g(4, 9490, 20, 4717, 6, 748, 13, Auth::SigV4), // us-gov-east-1.signin.amazonaws-us-gov.com -> signin us-gov-east-1
+    g(4, 9490, 25, 4717, 6, 748, 13, Auth::SigV4), // us-gov-east-1.signin-fips.amazonaws-us-gov.com -> signin us-gov-east-1
+    g(4, 14521, 20, 4717, 6, 784, 13, Auth::SigV4), // us-gov-west-1.signin.amazonaws-us-gov.com -> signin us-gov-west-1
+    g(6, 18951, 7, 18951, 7, 63, 15, Auth::SigV4), // budgets.api.aws.hci.ic.gov -> budgets us-isof-south-1
+    g(6, 20001, 12, 18951, 7, 63, 15, Auth::SigV4), // budgets-fips.api.aws.hci.ic.gov -> budgets us-isof-south-1
+    g(6, 9635, 10, 9635, 10, 63, 15, Auth::SigV4), // cloudfront.api.aws.hci.ic.gov -> cloudfront us-isof-south-1
+    g(6, 11244, 15, 9635, 10, 63, 15, Auth::SigV4), // cloudfront-fips.api.aws.hci.ic.gov -> cloudfront us-isof-south-1
+    g(6, 9683, 24, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst-fips.global.api.aws.hci.ic.gov -> codecatalyst ""
+    g(6, 14656, 19, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst.global.api.aws.hci.ic.gov -> codecatalyst ""
+    g(6, 18553, 3, 18553, 3, 63, 15, Auth::SigV4), // iam.api.aws.hci.ic.gov -> iam us-isof-south-1
+    g(6, 18553, 8, 18553, 3, 63, 15, Auth::SigV4), // iam-fips.api.aws.hci.ic.gov -> iam us-isof-south-1
+    g(6, 1112, 34, 1112, 22, 63, 15, Auth::SigV4), // partnercentral-channel-fips.global.api.aws.hci.ic.gov -> partnercentral-channel us-isof-south-1
+    g(6, 4960, 29, 1112, 22, 63, 15, Auth::SigV4), // partnercentral-channel.global.api.aws.hci.ic.gov -> partnercentral-channel us-isof-south-1
+    g(6, 4053, 30, 1112, 14, 63, 15, Auth::SigV4), // partnercentral-prm-fips.global.api.aws.hci.ic.gov -> partnercentral us-isof-south-1
+    g(6, 9440, 25, 1112, 14, 63, 15, Auth::SigV4), // partnercentral-prm.global.api.aws.hci.ic.gov -> partnercentral us-isof-south-1
+    g(6, 3600, 7, 3600, 7, 63, 15, Auth::SigV4), // route53.api.aws.hci.ic.gov -> route53 us-isof-south-1
+    g(6, 14979, 12, 3600, 7, 63, 15, Auth::SigV4), // route53-fips.api.aws.hci.ic.gov -> route53 us-isof-south-1
+    g(6, 8838, 26, 1319, 14, 63, 15, Auth::SigV4), // sustainability-fips.global.api.aws.hci.ic.gov -> sustainability us-isof-south-1
+    g(6, 13512, 21, 1319, 14, 63, 15, Auth::SigV4), // sustainability.global.api.aws.hci.ic.gov -> sustainability us-isof-south-1
+    g(7, 6476, 27, 2874, 13, 6476, 13, Auth::SigV4), // aws-cn-global.neptune-graph.amazonaws.com.cn -> neptune-graph aws-cn-global
+    g(7, 18951, 7, 18951, 7, 101, 14, Auth::SigV4), // budgets.amazonaws.com.cn -> budgets cn-northwest-1
+    g(7, 20001, 12, 18951, 7, 101, 14, Auth::SigV4), // budgets-fips.amazonaws.com.cn -> budgets cn-northwest-1
+    g(7, 9659, 24, 2874, 13, 1305, 10, Auth::SigV4), // cn-north-1.neptune-graph.amazonaws.com.cn -> neptune-graph cn-north-1
+    g(7, 5805, 28, 2874, 13, 101, 14, Auth::SigV4), // cn-northwest-1.neptune-graph.amazonaws.com.cn -> neptune-graph cn-northwest-1
+    g(7, 19665, 13, 4921, 6, 101, 14, Auth::SigV4), // global.health.amazonaws.com.cn -> health cn-northwest-1
+    g(7, 9240, 25, 4921, 6, 101, 14, Auth::SigV4), // health-fips.aws-cn-global.amazonaws.com.cn -> health cn-northwest-1
+    g(7, 11442, 22, 4921, 6, 101, 14, Auth::SigV4), // health-fips.cn-north-1.amazonaws.com.cn -> health cn-northwest-1
+    g(7, 16618, 17, 4921, 6, 101, 14, Auth::SigV4), // health.cn-north-1.amazonaws.com.cn -> health cn-northwest-1
+    g(7, 18553, 8, 18553, 3, 1305, 10, Auth::SigV4), // iam-fips.amazonaws.com.cn -> iam cn-north-1
+    g(7, 3600, 7, 3600, 7, 101, 14, Auth::SigV4), // route53.amazonaws.com.cn -> route53 cn-northwest-1
+    g(7, 14979, 12, 3600, 7, 101, 14, Auth::SigV4), // route53-fips.amazonaws.com.cn -> route53 cn-northwest-1
+    g(8, 18951, 7, 18951, 7, 323, 13, Auth::SigV4), // budgets.api.aws.ic.gov -> budgets us-iso-east-1
+    g(8, 20001, 12, 18951, 7, 323, 13, Auth::SigV4), // budgets-fips.api.aws.ic.gov -> budgets us-iso-east-1
+    g(8, 9635, 10, 9635, 10, 323, 13, Auth::SigV4), // cloudfront.api.aws.ic.gov -> cloudfront us-iso-east-1
+    g(8, 11244, 15, 9635, 10, 323, 13, Auth::SigV4), // cloudfront-fips.api.aws.ic.gov -> cloudfront us-iso-east-1
+    g(8, 9683, 24, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst-fips.global.api.aws.ic.gov -> codecatalyst ""
+    g(8, 14656, 19, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst.global.api.aws.ic.gov -> codecatalyst ""
+    g(8, 18553, 3, 18553, 3, 323, 13, Auth::SigV4),  // iam.api.aws.ic.gov -> iam us-iso-east-1
+    g(8, 18553, 8, 18553, 3, 323, 13, Auth::SigV4),  // iam-fips.api.aws.ic.gov -> iam us-iso-east-1
+    g(8, 1112, 34, 1112, 22, 323, 13, Auth::SigV4), // partnercentral-channel-fips.global.api.aws.ic.gov -> partnercentral-channel us-iso-east-1
+    g(8, 4960, 29, 1112, 22, 323, 13, Auth::SigV4), // partnercentral-channel.global.api.aws.ic.gov -> partnercentral-channel us-iso-east-1
+    g(8, 4053, 30, 1112, 14, 323, 13, Auth::SigV4), // partnercentral-prm-fips.global.api.aws.ic.gov -> partnercentral us-iso-east-1
+    g(8, 9440, 25, 1112, 14, 323, 13, Auth::SigV4), // partnercentral-prm.global.api.aws.ic.gov -> partnercentral us-iso-east-1
+    g(8, 3600, 7, 3600, 7, 323, 13, Auth::SigV4), // route53.api.aws.ic.gov -> route53 us-iso-east-1
+    g(8, 14979, 12, 3600, 7, 323, 13, Auth::SigV4), // route53-fips.api.aws.ic.gov -> route53 us-iso-east-1
+    g(8, 8838, 26, 1319, 14, 323, 13, Auth::SigV4), // sustainability-fips.global.api.aws.ic.gov -> sustainability us-iso-east-1
+    g(8, 13512, 21, 1319, 14, 323, 13, Auth::SigV4), // sustainability.global.api.aws.ic.gov -> sustainability us-iso-east-1
+    g(9, 18951, 7, 18951, 7, 212, 14, Auth::SigV4), // budgets.api.aws.scloud -> budgets us-isob-east-1
+    g(9, 20001, 12, 18951, 7, 212, 14, Auth::SigV4), // budgets-fips.api.aws.scloud -> budgets us-isob-east-1
+    g(9, 9635, 10, 9635, 10, 212, 14, Auth::SigV4), // cloudfront.api.aws.scloud -> cloudfront us-isob-east-1
+    g(9, 11244, 15, 9635, 10, 212, 14, Auth::SigV4), // cloudfront-fips.api.aws.scloud -> cloudfront us-isob-east-1
+    g(9, 9683, 24, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst-fips.global.api.aws.scloud -> codecatalyst ""
+    g(9, 14656, 19, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst.global.api.aws.scloud -> codecatalyst ""
+    g(9, 18553, 3, 18553, 3, 212, 14, Auth::SigV4),  // iam.api.aws.scloud -> iam us-isob-east-1
+    g(9, 18553, 8, 18553, 3, 212, 14, Auth::SigV4), // iam-fips.api.aws.scloud -> iam us-isob-east-1
+    g(9, 1112, 34, 1112, 22, 212, 14, Auth::SigV4), // partnercentral-channel-fips.global.api.aws.scloud -> partnercentral-channel us-isob-east-1
+    g(9, 4960, 29, 1112, 22, 212, 14, Auth::SigV4), // partnercentral-channel.global.api.aws.scloud -> partnercentral-channel us-isob-east-1
+    g(9, 4053, 30, 1112, 14, 212, 14, Auth::SigV4), // partnercentral-prm-fips.global.api.aws.scloud -> partnercentral us-isob-east-1
+    g(9, 9440, 25, 1112, 14, 212, 14, Auth::SigV4), // partnercentral-prm.global.api.aws.scloud -> partnercentral us-isob-east-1
+    g(9, 3600, 7, 3600, 7, 212, 14, Auth::SigV4), // route53.api.aws.scloud -> route53 us-isob-east-1
+    g(9, 14979, 12, 3600, 7, 212, 14, Auth::SigV4), // route53-fips.api.aws.scloud -> route53 us-isob-east-1
+    g(9, 8838, 26, 1319, 14, 212, 14, Auth::SigV4), // sustainability-fips.global.api.aws.scloud -> sustainability us-isob-east-1
+    g(9, 13512, 21, 1319, 14, 212, 14, Auth::SigV4), // sustainability.global.api.aws.scloud -> sustainability us-isob-east-1
+    g(10, 3753, 30, 2874, 13, 1198, 16, Auth::SigV4), // aws-iso-e-global.neptune-graph.cloud.adc-e.uk -> neptune-graph aws-iso-e-global
+    g(10, 20001, 12, 18951, 7, 138, 14, Auth::SigV4), // budgets-fips.cloud.adc-e.uk -> budgets eu-isoe-west-1
+    g(10, 18951, 14, 18951, 7, 138, 14, Auth::SigV4), // budgets.global.cloud.adc-e.uk -> budgets eu-isoe-west-1
+    g(10, 9635, 10, 9635, 10, 138, 14, Auth::SigV4), // cloudfront.cloud.adc-e.uk -> cloudfront eu-isoe-west-1
+    g(10, 11244, 15, 9635, 10, 138, 14, Auth::SigV4), // cloudfront-fips.cloud.adc-e.uk -> cloudfront eu-isoe-west-1
+    g(10, 5833, 28, 2874, 13, 138, 14, Auth::SigV4), // eu-isoe-west-1.neptune-graph.cloud.adc-e.uk -> neptune-graph eu-isoe-west-1
+    g(10, 18553, 8, 18553, 3, 138, 14, Auth::SigV4), // iam-fips.cloud.adc-e.uk -> iam eu-isoe-west-1
+    g(10, 3600, 7, 3600, 7, 138, 14, Auth::SigV4), // route53.cloud.adc-e.uk -> route53 eu-isoe-west-1
+    g(10, 14979, 12, 3600, 7, 138, 14, Auth::SigV4), // route53-fips.cloud.adc-e.uk -> route53 eu-isoe-west-1
+    g(10, 1180, 34, 1180, 12, 138, 14, Auth::SigV4), // savingsplans-fips.aws-iso-e-global.cloud.adc-e.uk -> savingsplans eu-isoe-west-1
+    g(10, 5018, 29, 1180, 12, 138, 14, Auth::SigV4), // savingsplans.aws-iso-e-global.cloud.adc-e.uk -> savingsplans eu-isoe-west-1
+    g(11, 3783, 30, 2874, 13, 1232, 16, Auth::SigV4), // aws-iso-f-global.neptune-graph.csp.hci.ic.gov -> neptune-graph aws-iso-f-global
+    g(11, 20001, 12, 18951, 7, 63, 15, Auth::SigV4), // budgets-fips.csp.hci.ic.gov -> budgets us-isof-south-1
+    g(11, 18951, 14, 18951, 7, 63, 15, Auth::SigV4), // budgets.global.csp.hci.ic.gov -> budgets us-isof-south-1
+    g(11, 9635, 10, 9635, 10, 63, 15, Auth::SigV4), // cloudfront.csp.hci.ic.gov -> cloudfront us-isof-south-1
+    g(11, 11244, 15, 9635, 10, 63, 15, Auth::SigV4), // cloudfront-fips.csp.hci.ic.gov -> cloudfront us-isof-south-1
+    g(11, 18553, 8, 18553, 3, 63, 15, Auth::SigV4), // iam-fips.csp.hci.ic.gov -> iam us-isof-south-1
+    g(11, 3600, 7, 3600, 7, 63, 15, Auth::SigV4), // route53.csp.hci.ic.gov -> route53 us-isof-south-1
+    g(11, 14979, 12, 3600, 7, 63, 15, Auth::SigV4), // route53-fips.csp.hci.ic.gov -> route53 us-isof-south-1
+    g(11, 1214, 34, 1180, 12, 63, 15, Auth::SigV4), // savingsplans-fips.aws-iso-f-global.csp.hci.ic.gov -> savingsplans us-isof-south-1
+    g(11, 2607, 32, 1180, 12, 63, 15, Auth::SigV4), // savingsplans-fips.us-isof-east-1.csp.hci.ic.gov -> savingsplans us-isof-south-1
+    g(11, 5047, 29, 1180, 12, 63, 15, Auth::SigV4), // savingsplans.aws-iso-f-global.csp.hci.ic.gov -> savingsplans us-isof-south-1
+    g(11, 7637, 27, 1180, 12, 63, 15, Auth::SigV4), // savingsplans.us-isof-east-1.csp.hci.ic.gov -> savingsplans us-isof-south-1
+    g(11, 6421, 28, 2874, 13, 286, 14, Auth::SigV4), // us-isof-east-1.neptune-graph.csp.hci.ic.gov -> neptune-graph us-isof-east-1
+    g(11, 5076, 29, 2874, 13, 63, 15, Auth::SigV4), // us-isof-south-1.neptune-graph.csp.hci.ic.gov -> neptune-graph us-isof-south-1
+    g(12, 9515, 24, 2874, 13, 1733, 10, Auth::SigV4), // af-south-1.neptune-graph.amazonaws.com -> neptune-graph af-south-1
+    g(12, 10187, 23, 2874, 13, 2940, 9, Auth::SigV4), // ap-east-1.neptune-graph.amazonaws.com -> neptune-graph ap-east-1
+    g(12, 10210, 23, 2874, 13, 2971, 9, Auth::SigV4), // ap-east-2.neptune-graph.amazonaws.com -> neptune-graph ap-east-2
+    g(12, 5161, 28, 2874, 13, 394, 14, Auth::SigV4), // ap-northeast-1.neptune-graph.amazonaws.com -> neptune-graph ap-northeast-1
+    g(12, 5189, 28, 2874, 13, 430, 14, Auth::SigV4), // ap-northeast-2.neptune-graph.amazonaws.com -> neptune-graph ap-northeast-2
+    g(12, 5217, 28, 2874, 13, 466, 14, Auth::SigV4), // ap-northeast-3.neptune-graph.amazonaws.com -> neptune-graph ap-northeast-3
+    g(12, 9539, 24, 2874, 13, 1765, 10, Auth::SigV4), // ap-south-1.neptune-graph.amazonaws.com -> neptune-graph ap-south-1
+    g(12, 9563, 24, 2874, 13, 1797, 10, Auth::SigV4), // ap-south-2.neptune-graph.amazonaws.com -> neptune-graph ap-south-2
+    g(12, 5245, 28, 2874, 13, 502, 14, Auth::SigV4), // ap-southeast-1.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-1
+    g(12, 5273, 28, 2874, 13, 538, 14, Auth::SigV4), // ap-southeast-2.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-2
+    g(12, 5301, 28, 2874, 13, 574, 14, Auth::SigV4), // ap-southeast-3.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-3
+    g(12, 5329, 28, 2874, 13, 610, 14, Auth::SigV4), // ap-southeast-4.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-4
+    g(12, 5357, 28, 2874, 13, 646, 14, Auth::SigV4), // ap-southeast-5.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-5
+    g(12, 5385, 28, 2874, 13, 682, 14, Auth::SigV4), // ap-southeast-6.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-6
+    g(12, 5413, 28, 2874, 13, 718, 14, Auth::SigV4), // ap-southeast-7.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-7
+    g(12, 9611, 24, 2874, 13, 1829, 10, Auth::SigV4), // aws-global.neptune-graph.amazonaws.com -> neptune-graph aws-global
+    g(12, 2856, 31, 2874, 13, 16, 17, Auth::SigV4), // aws-us-gov-global.neptune-graph.amazonaws.com -> neptune-graph aws-us-gov-global
+    g(12, 1711, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.af-south-1.amazonaws.com -> billingconductor us-east-1
+    g(12, 2918, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-east-1.amazonaws.com -> billingconductor us-east-1
+    g(12, 2949, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-east-2.amazonaws.com -> billingconductor us-east-1
+    g(12, 372, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-northeast-1.amazonaws.com -> billingconductor us-east-1
+    g(12, 408, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-northeast-2.amazonaws.com -> billingconductor us-east-1
+    g(12, 444, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-northeast-3.amazonaws.com -> billingconductor us-east-1
+    g(12, 1743, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-south-1.amazonaws.com -> billingconductor us-east-1
+    g(12, 1775, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-south-2.amazonaws.com -> billingconductor us-east-1
+    g(12, 480, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-1.amazonaws.com -> billingconductor us-east-1
+    g(12, 516, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-2.amazonaws.com -> billingconductor us-east-1
+    g(12, 552, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-3.amazonaws.com -> billingconductor us-east-1
+    g(12, 588, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-4.amazonaws.com -> billingconductor us-east-1
+    g(12, 624, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-5.amazonaws.com -> billingconductor us-east-1
+    g(12, 660, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-6.amazonaws.com -> billingconductor us-east-1
+    g(12, 696, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-7.amazonaws.com -> billingconductor us-east-1
+    g(12, 1807, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.aws-global.amazonaws.com -> billingconductor us-east-1
+    g(12, 874, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ca-central-1.amazonaws.com -> billingconductor us-east-1
+    g(12, 2980, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ca-west-1.amazonaws.com -> billingconductor us-east-1
+    g(12, 908, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-central-1.amazonaws.com -> billingconductor us-east-1
+    g(12, 942, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-central-2.amazonaws.com -> billingconductor us-east-1
+    g(12, 1839, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-north-1.amazonaws.com -> billingconductor us-east-1
+    g(12, 1871, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-south-1.amazonaws.com -> billingconductor us-east-1
+    g(12, 1903, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-south-2.amazonaws.com -> billingconductor us-east-1
+    g(12, 3011, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-west-1.amazonaws.com -> billingconductor us-east-1
+    g(12, 3042, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-west-2.amazonaws.com -> billingconductor us-east-1
+    g(12, 3073, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-west-3.amazonaws.com -> billingconductor us-east-1
+    g(12, 976, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.il-central-1.amazonaws.com -> billingconductor us-east-1
+    g(12, 1010, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.me-central-1.amazonaws.com -> billingconductor us-east-1
+    g(12, 1935, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.me-south-1.amazonaws.com -> billingconductor us-east-1
+    g(12, 3104, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.me-west-1.amazonaws.com -> billingconductor us-east-1
+    g(12, 1044, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.mx-central-1.amazonaws.com -> billingconductor us-east-1
+    g(12, 3135, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.sa-east-1.amazonaws.com -> billingconductor us-east-1
+    g(12, 3166, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.sa-west-1.amazonaws.com -> billingconductor us-east-1
+    g(12, 3197, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.us-east-2.amazonaws.com -> billingconductor us-east-1
+    g(12, 3228, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.us-west-1.amazonaws.com -> billingconductor us-east-1
+    g(12, 3259, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.us-west-2.amazonaws.com -> billingconductor us-east-1
+    g(12, 18951, 7, 18951, 7, 10900, 9, Auth::SigV4), // budgets.amazonaws.com -> budgets us-east-1
+    g(12, 20001, 12, 18951, 7, 10900, 9, Auth::SigV4), // budgets-fips.amazonaws.com -> budgets us-east-1
+    g(12, 8110, 26, 2874, 13, 896, 12, Auth::SigV4), // ca-central-1.neptune-graph.amazonaws.com -> neptune-graph ca-central-1
+    g(12, 10279, 23, 2874, 13, 3002, 9, Auth::SigV4), // ca-west-1.neptune-graph.amazonaws.com -> neptune-graph ca-west-1
+    g(12, 12231, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.af-south-1.amazonaws.com -> chime us-east-1
+    g(12, 13921, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-east-1.amazonaws.com -> chime us-east-1
+    g(12, 13941, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-east-2.amazonaws.com -> chime us-east-1
+    g(12, 8965, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-northeast-1.amazonaws.com -> chime us-east-1
+    g(12, 8990, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-northeast-2.amazonaws.com -> chime us-east-1
+    g(12, 9015, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-northeast-3.amazonaws.com -> chime us-east-1
+    g(12, 12252, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-south-1.amazonaws.com -> chime us-east-1
+    g(12, 12273, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-south-2.amazonaws.com -> chime us-east-1
+    g(12, 9040, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-1.amazonaws.com -> chime us-east-1
+    g(12, 9065, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-2.amazonaws.com -> chime us-east-1
+    g(12, 9090, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-3.amazonaws.com -> chime us-east-1
+    g(12, 9115, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-4.amazonaws.com -> chime us-east-1
+    g(12, 9140, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-5.amazonaws.com -> chime us-east-1
+    g(12, 9165, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-6.amazonaws.com -> chime us-east-1
+    g(12, 9190, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-7.amazonaws.com -> chime us-east-1
+    g(12, 12294, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.aws-global.amazonaws.com -> chime us-east-1
+    g(12, 10302, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ca-central-1.amazonaws.com -> chime us-east-1
+    g(12, 13961, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ca-west-1.amazonaws.com -> chime us-east-1
+    g(12, 10325, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-central-1.amazonaws.com -> chime us-east-1
+    g(12, 10348, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-central-2.amazonaws.com -> chime us-east-1
+    g(12, 12315, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-north-1.amazonaws.com -> chime us-east-1
+    g(12, 12336, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-south-1.amazonaws.com -> chime us-east-1
+    g(12, 12357, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-south-2.amazonaws.com -> chime us-east-1
+    g(12, 13981, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-west-1.amazonaws.com -> chime us-east-1
+    g(12, 14001, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-west-2.amazonaws.com -> chime us-east-1
+    g(12, 14021, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-west-3.amazonaws.com -> chime us-east-1
+    g(12, 10371, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.il-central-1.amazonaws.com -> chime us-east-1
+    g(12, 10394, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.me-central-1.amazonaws.com -> chime us-east-1
+    g(12, 12378, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.me-south-1.amazonaws.com -> chime us-east-1
+    g(12, 14041, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.me-west-1.amazonaws.com -> chime us-east-1
+    g(12, 10417, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.mx-central-1.amazonaws.com -> chime us-east-1
+    g(12, 14061, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.sa-east-1.amazonaws.com -> chime us-east-1
+    g(12, 14081, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.sa-west-1.amazonaws.com -> chime us-east-1
+    g(12, 14101, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.us-east-2.amazonaws.com -> chime us-east-1
+    g(12, 14121, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.us-west-1.amazonaws.com -> chime us-east-1
+    g(12, 14141, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.us-west-2.amazonaws.com -> chime us-east-1
+    g(12, 9635, 10, 9635, 10, 10900, 9, Auth::SigV4), // cloudfront.amazonaws.com -> cloudfront us-east-1
+    g(12, 11244, 15, 9635, 10, 10900, 9, Auth::SigV4), // cloudfront-fips.amazonaws.com -> cloudfront us-east-1
+    g(12, 8136, 26, 2874, 13, 930, 12, Auth::SigV4), // eu-central-1.neptune-graph.amazonaws.com -> neptune-graph eu-central-1
+    g(12, 8162, 26, 2874, 13, 964, 12, Auth::SigV4), // eu-central-2.neptune-graph.amazonaws.com -> neptune-graph eu-central-2
+    g(12, 9707, 24, 2874, 13, 1861, 10, Auth::SigV4), // eu-north-1.neptune-graph.amazonaws.com -> neptune-graph eu-north-1
+    g(12, 9731, 24, 2874, 13, 1893, 10, Auth::SigV4), // eu-south-1.neptune-graph.amazonaws.com -> neptune-graph eu-south-1
+    g(12, 9755, 24, 2874, 13, 1925, 10, Auth::SigV4), // eu-south-2.neptune-graph.amazonaws.com -> neptune-graph eu-south-2
+    g(12, 10486, 23, 2874, 13, 3033, 9, Auth::SigV4), // eu-west-1.neptune-graph.amazonaws.com -> neptune-graph eu-west-1
+    g(12, 10509, 23, 2874, 13, 3064, 9, Auth::SigV4), // eu-west-2.neptune-graph.amazonaws.com -> neptune-graph eu-west-2
+    g(12, 10532, 23, 2874, 13, 3095, 9, Auth::SigV4), // eu-west-3.neptune-graph.amazonaws.com -> neptune-graph eu-west-3
+    g(12, 19665, 13, 4921, 6, 10900, 9, Auth::SigV4), // global.health.amazonaws.com -> health us-east-1
+    g(12, 11354, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.af-south-1.amazonaws.com -> health us-east-1
+    g(12, 12504, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-east-1.amazonaws.com -> health us-east-1
+    g(12, 12525, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-east-2.amazonaws.com -> health us-east-1
+    g(12, 8188, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-northeast-1.amazonaws.com -> health us-east-1
+    g(12, 8214, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-northeast-2.amazonaws.com -> health us-east-1
+    g(12, 8240, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-northeast-3.amazonaws.com -> health us-east-1
+    g(12, 11376, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-south-1.amazonaws.com -> health us-east-1
+    g(12, 11398, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-south-2.amazonaws.com -> health us-east-1
+    g(12, 8266, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-1.amazonaws.com -> health us-east-1
+    g(12, 8292, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-2.amazonaws.com -> health us-east-1
+    g(12, 8318, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-3.amazonaws.com -> health us-east-1
+    g(12, 8344, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-4.amazonaws.com -> health us-east-1
+    g(12, 8370, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-5.amazonaws.com -> health us-east-1
+    g(12, 8396, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-6.amazonaws.com -> health us-east-1
+    g(12, 8422, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-7.amazonaws.com -> health us-east-1
+    g(12, 11420, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.aws-global.amazonaws.com -> health us-east-1
+    g(12, 4931, 29, 4921, 6, 784, 13, Auth::SigV4), // health-fips.aws-us-gov-global.amazonaws.com -> health us-gov-west-1
+    g(12, 9779, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ca-central-1.amazonaws.com -> health us-east-1
+    g(12, 12546, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ca-west-1.amazonaws.com -> health us-east-1
+    g(12, 9803, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-central-1.amazonaws.com -> health us-east-1
+    g(12, 9827, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-central-2.amazonaws.com -> health us-east-1
+    g(12, 11464, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-north-1.amazonaws.com -> health us-east-1
+    g(12, 11486, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-south-1.amazonaws.com -> health us-east-1
+    g(12, 11508, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-south-2.amazonaws.com -> health us-east-1
+    g(12, 12567, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-west-1.amazonaws.com -> health us-east-1
+    g(12, 12588, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-west-2.amazonaws.com -> health us-east-1
+    g(12, 12609, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-west-3.amazonaws.com -> health us-east-1
+    g(12, 9851, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.il-central-1.amazonaws.com -> health us-east-1
+    g(12, 9875, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.me-central-1.amazonaws.com -> health us-east-1
+    g(12, 11530, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.me-south-1.amazonaws.com -> health us-east-1
+    g(12, 12630, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.me-west-1.amazonaws.com -> health us-east-1
+    g(12, 9899, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.mx-central-1.amazonaws.com -> health us-east-1
+    g(12, 12651, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.sa-east-1.amazonaws.com -> health us-east-1
+    g(12, 12672, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.sa-west-1.amazonaws.com -> health us-east-1
+    g(12, 12693, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.us-west-1.amazonaws.com -> health us-east-1
+    g(12, 12714, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.us-west-2.amazonaws.com -> health us-east-1
+    g(12, 16550, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.af-south-1.amazonaws.com -> health us-east-1
+    g(12, 17341, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-east-1.amazonaws.com -> health us-east-1
+    g(12, 17357, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-east-2.amazonaws.com -> health us-east-1
+    g(12, 12735, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-northeast-1.amazonaws.com -> health us-east-1
+    g(12, 12756, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-northeast-2.amazonaws.com -> health us-east-1
+    g(12, 12777, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-northeast-3.amazonaws.com -> health us-east-1
+    g(12, 16567, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-south-1.amazonaws.com -> health us-east-1
+    g(12, 16584, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-south-2.amazonaws.com -> health us-east-1
+    g(12, 12798, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-1.amazonaws.com -> health us-east-1
+    g(12, 12819, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-2.amazonaws.com -> health us-east-1
+    g(12, 12840, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-3.amazonaws.com -> health us-east-1
+    g(12, 12861, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-4.amazonaws.com -> health us-east-1
+    g(12, 12882, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-5.amazonaws.com -> health us-east-1
+    g(12, 12903, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-6.amazonaws.com -> health us-east-1
+    g(12, 12924, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-7.amazonaws.com -> health us-east-1
+    g(12, 9923, 24, 4921, 6, 784, 13, Auth::SigV4), // health.aws-us-gov-global.amazonaws.com -> health us-gov-west-1
+    g(12, 14694, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.ca-central-1.amazonaws.com -> health us-east-1
+    g(12, 17373, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.ca-west-1.amazonaws.com -> health us-east-1
+    g(12, 14713, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-central-1.amazonaws.com -> health us-east-1
+    g(12, 14732, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-central-2.amazonaws.com -> health us-east-1
+    g(12, 16635, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-north-1.amazonaws.com -> health us-east-1
+    g(12, 16652, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-south-1.amazonaws.com -> health us-east-1
+    g(12, 16669, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-south-2.amazonaws.com -> health us-east-1
+    g(12, 17389, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-west-1.amazonaws.com -> health us-east-1
+    g(12, 17405, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-west-2.amazonaws.com -> health us-east-1
+    g(12, 17421, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-west-3.amazonaws.com -> health us-east-1
+    g(12, 14751, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.il-central-1.amazonaws.com -> health us-east-1
+    g(12, 14770, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.me-central-1.amazonaws.com -> health us-east-1
+    g(12, 16686, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.me-south-1.amazonaws.com -> health us-east-1
+    g(12, 17437, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.me-west-1.amazonaws.com -> health us-east-1
+    g(12, 14789, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.mx-central-1.amazonaws.com -> health us-east-1
+    g(12, 17453, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.sa-east-1.amazonaws.com -> health us-east-1
+    g(12, 17469, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.sa-west-1.amazonaws.com -> health us-east-1
+    g(12, 17485, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.us-west-1.amazonaws.com -> health us-east-1
+    g(12, 17501, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.us-west-2.amazonaws.com -> health us-east-1
+    g(12, 18553, 3, 18553, 3, 10900, 9, Auth::SigV4), // iam.amazonaws.com -> iam us-east-1
+    g(12, 18553, 8, 18553, 3, 10900, 9, Auth::SigV4), // iam-fips.amazonaws.com -> iam us-east-1
+    g(12, 20649, 10, 18553, 3, 784, 13, Auth::SigV4), // iam.us-gov.amazonaws.com -> iam us-gov-west-1
+    g(12, 8448, 26, 2874, 13, 998, 12, Auth::SigV4), // il-central-1.neptune-graph.amazonaws.com -> neptune-graph il-central-1
+    g(12, 1967, 12, 16941, 16, 10900, 9, Auth::SigV4), // importexport.amazonaws.com -> IngestionService us-east-1
+    g(12, 5889, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.af-south-1.amazonaws.com -> IngestionService us-east-1
+    g(12, 6719, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-east-1.amazonaws.com -> IngestionService us-east-1
+    g(12, 6746, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-east-2.amazonaws.com -> IngestionService us-east-1
+    g(12, 1967, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-northeast-1.amazonaws.com -> IngestionService us-east-1
+    g(12, 1999, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-northeast-2.amazonaws.com -> IngestionService us-east-1
+    g(12, 2031, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-northeast-3.amazonaws.com -> IngestionService us-east-1
+    g(12, 5917, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-south-1.amazonaws.com -> IngestionService us-east-1
+    g(12, 5945, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-south-2.amazonaws.com -> IngestionService us-east-1
+    g(12, 2063, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-1.amazonaws.com -> IngestionService us-east-1
+    g(12, 2095, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-2.amazonaws.com -> IngestionService us-east-1
+    g(12, 2127, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-3.amazonaws.com -> IngestionService us-east-1
+    g(12, 2159, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-4.amazonaws.com -> IngestionService us-east-1
+    g(12, 2191, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-5.amazonaws.com -> IngestionService us-east-1
+    g(12, 2223, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-6.amazonaws.com -> IngestionService us-east-1
+    g(12, 2255, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-7.amazonaws.com -> IngestionService us-east-1
+    g(12, 5973, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.aws-global.amazonaws.com -> IngestionService us-east-1
+    g(12, 3873, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ca-central-1.amazonaws.com -> IngestionService us-east-1
+    g(12, 6773, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ca-west-1.amazonaws.com -> IngestionService us-east-1
+    g(12, 3903, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-central-1.amazonaws.com -> IngestionService us-east-1
+    g(12, 3933, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-central-2.amazonaws.com -> IngestionService us-east-1
+    g(12, 6001, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-north-1.amazonaws.com -> IngestionService us-east-1
+    g(12, 6029, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-south-1.amazonaws.com -> IngestionService us-east-1
+    g(12, 6057, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-south-2.amazonaws.com -> IngestionService us-east-1
+    g(12, 6800, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-west-1.amazonaws.com -> IngestionService us-east-1
+    g(12, 6827, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-west-2.amazonaws.com -> IngestionService us-east-1
+    g(12, 6854, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-west-3.amazonaws.com -> IngestionService us-east-1
+    g(12, 3963, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.il-central-1.amazonaws.com -> IngestionService us-east-1
+    g(12, 3993, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.me-central-1.amazonaws.com -> IngestionService us-east-1
+    g(12, 6085, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.me-south-1.amazonaws.com -> IngestionService us-east-1
+    g(12, 6881, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.me-west-1.amazonaws.com -> IngestionService us-east-1
+    g(12, 4023, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.mx-central-1.amazonaws.com -> IngestionService us-east-1
+    g(12, 6908, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.sa-east-1.amazonaws.com -> IngestionService us-east-1
+    g(12, 6935, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.sa-west-1.amazonaws.com -> IngestionService us-east-1
+    g(12, 6962, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.us-east-2.amazonaws.com -> IngestionService us-east-1
+    g(12, 6989, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.us-west-1.amazonaws.com -> IngestionService us-east-1
+    g(12, 7016, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.us-west-2.amazonaws.com -> IngestionService us-east-1
+    g(12, 8474, 26, 2874, 13, 1032, 12, Auth::SigV4), // me-central-1.neptune-graph.amazonaws.com -> neptune-graph me-central-1
+    g(12, 9947, 24, 2874, 13, 1957, 10, Auth::SigV4), // me-south-1.neptune-graph.amazonaws.com -> neptune-graph me-south-1
+    g(12, 10762, 23, 2874, 13, 3126, 9, Auth::SigV4), // me-west-1.neptune-graph.amazonaws.com -> neptune-graph me-west-1
+    g(12, 8500, 26, 2874, 13, 1066, 12, Auth::SigV4), // mx-central-1.neptune-graph.amazonaws.com -> neptune-graph mx-central-1
+    g(12, 3600, 7, 3600, 7, 10900, 9, Auth::SigV4),   // route53.amazonaws.com -> route53 us-east-1
+    g(12, 14979, 12, 3600, 7, 10900, 9, Auth::SigV4), // route53-fips.amazonaws.com -> route53 us-east-1
+    g(12, 19203, 14, 3600, 7, 784, 13, Auth::SigV4), // route53.us-gov.amazonaws.com -> route53 us-gov-west-1
+    g(12, 0, 40, 20619, 10, 16, 17, Auth::SigV4), // routes.geo-fips.aws-us-gov-global.us-gov.amazonaws.com -> geo-routes aws-us-gov-global
+    g(12, 732, 36, 20619, 10, 748, 13, Auth::SigV4), // routes.geo-fips.us-gov-east-1.us-gov.amazonaws.com -> geo-routes us-gov-east-1
+    g(12, 768, 36, 20619, 10, 784, 13, Auth::SigV4), // routes.geo-fips.us-gov-west-1.us-gov.amazonaws.com -> geo-routes us-gov-west-1
+    g(12, 839, 35, 20619, 10, 16, 17, Auth::SigV4), // routes.geo.aws-us-gov-global.us-gov.amazonaws.com -> geo-routes aws-us-gov-global
+    g(12, 3631, 31, 20619, 10, 748, 13, Auth::SigV4), // routes.geo.us-gov-east-1.us-gov.amazonaws.com -> geo-routes us-gov-east-1
+    g(12, 3662, 31, 20619, 10, 784, 13, Auth::SigV4), // routes.geo.us-gov-west-1.us-gov.amazonaws.com -> geo-routes us-gov-west-1
+    g(12, 10831, 2, 10831, 2, 10900, 9, Auth::SigV4), // s3.amazonaws.com -> s3 us-east-1
+    g(12, 10854, 23, 2874, 13, 3157, 9, Auth::SigV4), // sa-east-1.neptune-graph.amazonaws.com -> neptune-graph sa-east-1
+    g(12, 10877, 23, 2874, 13, 3188, 9, Auth::SigV4), // sa-west-1.neptune-graph.amazonaws.com -> neptune-graph sa-west-1
+    g(12, 1180, 12, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans.amazonaws.com -> savingsplans us-east-1
+    g(12, 6141, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.af-south-1.amazonaws.com -> savingsplans us-east-1
+    g(12, 7313, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-east-1.amazonaws.com -> savingsplans us-east-1
+    g(12, 7340, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-east-2.amazonaws.com -> savingsplans us-east-1
+    g(12, 2287, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-northeast-1.amazonaws.com -> savingsplans us-east-1
+    g(12, 2319, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-northeast-2.amazonaws.com -> savingsplans us-east-1
+    g(12, 2351, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-northeast-3.amazonaws.com -> savingsplans us-east-1
+    g(12, 6169, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-south-1.amazonaws.com -> savingsplans us-east-1
+    g(12, 6197, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-south-2.amazonaws.com -> savingsplans us-east-1
+    g(12, 2383, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-1.amazonaws.com -> savingsplans us-east-1
+    g(12, 2415, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-2.amazonaws.com -> savingsplans us-east-1
+    g(12, 2447, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-3.amazonaws.com -> savingsplans us-east-1
+    g(12, 2479, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-4.amazonaws.com -> savingsplans us-east-1
+    g(12, 2511, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-5.amazonaws.com -> savingsplans us-east-1
+    g(12, 2543, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-6.amazonaws.com -> savingsplans us-east-1
+    g(12, 2575, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-7.amazonaws.com -> savingsplans us-east-1
+    g(12, 6225, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.aws-global.amazonaws.com -> savingsplans us-east-1
+    g(12, 4113, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ca-central-1.amazonaws.com -> savingsplans us-east-1
+    g(12, 7367, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ca-west-1.amazonaws.com -> savingsplans us-east-1
+    g(12, 4143, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-central-1.amazonaws.com -> savingsplans us-east-1
+    g(12, 4173, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-central-2.amazonaws.com -> savingsplans us-east-1
+    g(12, 6253, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-north-1.amazonaws.com -> savingsplans us-east-1
+    g(12, 6281, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-south-1.amazonaws.com -> savingsplans us-east-1
+    g(12, 6309, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-south-2.amazonaws.com -> savingsplans us-east-1
+    g(12, 7394, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-west-1.amazonaws.com -> savingsplans us-east-1
+    g(12, 7421, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-west-2.amazonaws.com -> savingsplans us-east-1
+    g(12, 7448, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-west-3.amazonaws.com -> savingsplans us-east-1
+    g(12, 4203, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.il-central-1.amazonaws.com -> savingsplans us-east-1
+    g(12, 4233, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.me-central-1.amazonaws.com -> savingsplans us-east-1
+    g(12, 6337, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.me-south-1.amazonaws.com -> savingsplans us-east-1
+    g(12, 7475, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.me-west-1.amazonaws.com -> savingsplans us-east-1
+    g(12, 4263, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.mx-central-1.amazonaws.com -> savingsplans us-east-1
+    g(12, 7502, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.sa-east-1.amazonaws.com -> savingsplans us-east-1
+    g(12, 7529, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.sa-west-1.amazonaws.com -> savingsplans us-east-1
+    g(12, 7556, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.us-east-2.amazonaws.com -> savingsplans us-east-1
+    g(12, 7583, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.us-west-1.amazonaws.com -> savingsplans us-east-1
+    g(12, 7610, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.us-west-2.amazonaws.com -> savingsplans us-east-1
+    g(12, 21338, 3, 21338, 3, 0, 0, Auth::NotSigV4),  // sdb.amazonaws.com -> sdb ""
+    g(12, 15150, 3, 15150, 3, 10900, 9, Auth::SigV4), // sts.amazonaws.com -> sts us-east-1
+    g(12, 15150, 19, 15150, 3, 10900, 9, Auth::SigV4), // sts-fips.aws-global.amazonaws.com -> sts us-east-1
+    g(12, 10900, 23, 2874, 13, 10900, 9, Auth::SigV4), // us-east-1.neptune-graph.amazonaws.com -> neptune-graph us-east-1
+    g(12, 10923, 23, 2874, 13, 3219, 9, Auth::SigV4), // us-east-2.neptune-graph.amazonaws.com -> neptune-graph us-east-2
+    g(12, 7664, 27, 2874, 13, 748, 13, Auth::SigV4), // us-gov-east-1.neptune-graph.amazonaws.com -> neptune-graph us-gov-east-1
+    g(12, 7691, 27, 2874, 13, 784, 13, Auth::SigV4), // us-gov-west-1.neptune-graph.amazonaws.com -> neptune-graph us-gov-west-1
+    g(12, 10946, 23, 2874, 13, 3250, 9, Auth::SigV4), // us-west-1.neptune-graph.amazonaws.com -> neptune-graph us-west-1
+    g(12, 10969, 23, 2874, 13, 3281, 9, Auth::SigV4), // us-west-2.neptune-graph.amazonaws.com -> neptune-graph us-west-2
+    g(12, 10992, 3, 10992, 3, 10900, 9, Auth::SigV4), // waf.amazonaws.com -> waf us-east-1
+    g(12, 10992, 8, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.amazonaws.com -> waf us-east-1
+    g(13, 3723, 30, 2874, 13, 3723, 16, Auth::SigV4), // aws-iso-b-global.neptune-graph.sc2s.sgov.gov -> neptune-graph aws-iso-b-global
+    g(13, 20001, 12, 18951, 7, 212, 14, Auth::SigV4), // budgets-fips.sc2s.sgov.gov -> budgets us-isob-east-1
+    g(13, 18951, 14, 18951, 7, 212, 14, Auth::SigV4), // budgets.global.sc2s.sgov.gov -> budgets us-isob-east-1
+    g(13, 9635, 10, 9635, 10, 212, 14, Auth::SigV4), // cloudfront.sc2s.sgov.gov -> cloudfront us-isob-east-1
+    g(13, 11244, 15, 9635, 10, 212, 14, Auth::SigV4), // cloudfront-fips.sc2s.sgov.gov -> cloudfront us-isob-east-1
+    g(13, 3600, 7, 3600, 7, 212, 14, Auth::SigV4), // route53.sc2s.sgov.gov -> route53 us-isob-east-1
+    g(13, 14979, 12, 3600, 7, 212, 14, Auth::SigV4), // route53-fips.sc2s.sgov.gov -> route53 us-isob-east-1
+    g(13, 6365, 28, 2874, 13, 212, 14, Auth::SigV4), // us-isob-east-1.neptune-graph.sc2s.sgov.gov -> neptune-graph us-isob-east-1
+    g(13, 6393, 28, 2874, 13, 249, 14, Auth::SigV4), // us-isob-west-1.neptune-graph.sc2s.sgov.gov -> neptune-graph us-isob-west-1
+    g(14, 20001, 12, 18951, 7, 175, 14, Auth::SigV4), // budgets-fips.amazonaws.eu -> budgets eusc-de-east-1
+    g(14, 9635, 10, 9635, 10, 175, 14, Auth::SigV4), // cloudfront.amazonaws.eu -> cloudfront eusc-de-east-1
+    g(14, 11244, 15, 9635, 10, 175, 14, Auth::SigV4), // cloudfront-fips.amazonaws.eu -> cloudfront eusc-de-east-1
+    g(14, 5861, 28, 2874, 13, 175, 14, Auth::SigV4), // eusc-de-east-1.neptune-graph.amazonaws.eu -> neptune-graph eusc-de-east-1
+    g(14, 18553, 8, 18553, 3, 175, 14, Auth::SigV4), // iam-fips.amazonaws.eu -> iam eusc-de-east-1
+    g(14, 3600, 7, 3600, 7, 175, 14, Auth::SigV4), // route53.amazonaws.eu -> route53 eusc-de-east-1
+    g(14, 14979, 12, 3600, 7, 175, 14, Auth::SigV4), // route53-fips.amazonaws.eu -> route53 eusc-de-east-1
+    g(15, 5777, 28, 2874, 13, 5777, 14, Auth::SigV4), // aws-iso-global.neptune-graph.c2s.ic.gov -> neptune-graph aws-iso-global
+    g(15, 18951, 7, 18951, 7, 323, 13, Auth::SigV4),  // budgets.c2s.ic.gov -> budgets us-iso-east-1
+    g(15, 20001, 12, 18951, 7, 323, 13, Auth::SigV4), // budgets-fips.c2s.ic.gov -> budgets us-iso-east-1
+    g(15, 9635, 10, 9635, 10, 323, 13, Auth::SigV4), // cloudfront.c2s.ic.gov -> cloudfront us-iso-east-1
+    g(15, 11244, 15, 9635, 10, 323, 13, Auth::SigV4), // cloudfront-fips.c2s.ic.gov -> cloudfront us-iso-east-1
+    g(15, 3600, 7, 3600, 7, 323, 13, Auth::SigV4),    // route53.c2s.ic.gov -> route53 us-iso-east-1
+    g(15, 14979, 12, 3600, 7, 323, 13, Auth::SigV4), // route53-fips.c2s.ic.gov -> route53 us-iso-east-1
+    g(15, 7718, 27, 2874, 13, 323, 13, Auth::SigV4), // us-iso-east-1.neptune-graph.c2s.ic.gov -> neptune-graph us-iso-east-1
+    g(15, 7745, 27, 2874, 13, 359, 13, Auth::SigV4), // us-iso-west-1.neptune-graph.c2s.ic.gov -> neptune-graph us-iso-west-1
+    g(16, 16957, 16, 4717, 6, 1733, 10, Auth::SigV4), // af-south-1.oauth.signin.aws -> signin af-south-1
+    g(16, 18058, 15, 4717, 6, 2940, 9, Auth::SigV4), // ap-east-1.oauth.signin.aws -> signin ap-east-1
+    g(16, 18073, 15, 4717, 6, 2971, 9, Auth::SigV4), // ap-east-2.oauth.signin.aws -> signin ap-east-2
+    g(16, 13701, 20, 4717, 6, 394, 14, Auth::SigV4), // ap-northeast-1.oauth.signin.aws -> signin ap-northeast-1
+    g(16, 13721, 20, 4717, 6, 430, 14, Auth::SigV4), // ap-northeast-2.oauth.signin.aws -> signin ap-northeast-2
+    g(16, 13741, 20, 4717, 6, 466, 14, Auth::SigV4), // ap-northeast-3.oauth.signin.aws -> signin ap-northeast-3
+    g(16, 16989, 16, 4717, 6, 1765, 10, Auth::SigV4), // ap-south-1.oauth.signin.aws -> signin ap-south-1
+    g(16, 17005, 16, 4717, 6, 1797, 10, Auth::SigV4), // ap-south-2.oauth.signin.aws -> signin ap-south-2
+    g(16, 13761, 20, 4717, 6, 502, 14, Auth::SigV4), // ap-southeast-1.oauth.signin.aws -> signin ap-southeast-1
+    g(16, 13781, 20, 4717, 6, 538, 14, Auth::SigV4), // ap-southeast-2.oauth.signin.aws -> signin ap-southeast-2
+    g(16, 13801, 20, 4717, 6, 574, 14, Auth::SigV4), // ap-southeast-3.oauth.signin.aws -> signin ap-southeast-3
+    g(16, 13821, 20, 4717, 6, 610, 14, Auth::SigV4), // ap-southeast-4.oauth.signin.aws -> signin ap-southeast-4
+    g(16, 13841, 20, 4717, 6, 646, 14, Auth::SigV4), // ap-southeast-5.oauth.signin.aws -> signin ap-southeast-5
+    g(16, 13861, 20, 4717, 6, 682, 14, Auth::SigV4), // ap-southeast-6.oauth.signin.aws -> signin ap-southeast-6
+    g(16, 13881, 20, 4717, 6, 718, 14, Auth::SigV4), // ap-southeast-7.oauth.signin.aws -> signin ap-southeast-7
+    g(16, 17053, 16, 4717, 6, 1829, 10, Auth::SigV4), // aws-global.oauth.signin.aws -> signin aws-global
+    g(16, 15414, 18, 4717, 6, 896, 12, Auth::SigV4), // ca-central-1.oauth.signin.aws -> signin ca-central-1
+    g(16, 18178, 15, 4717, 6, 3002, 9, Auth::SigV4), // ca-west-1.oauth.signin.aws -> signin ca-west-1
+    g(16, 15576, 18, 4717, 6, 930, 12, Auth::SigV4), // eu-central-1.oauth.signin.aws -> signin eu-central-1
+    g(16, 15594, 18, 4717, 6, 964, 12, Auth::SigV4), // eu-central-2.oauth.signin.aws -> signin eu-central-2
+    g(16, 17293, 16, 4717, 6, 1861, 10, Auth::SigV4), // eu-north-1.oauth.signin.aws -> signin eu-north-1
+    g(16, 17309, 16, 4717, 6, 1893, 10, Auth::SigV4), // eu-south-1.oauth.signin.aws -> signin eu-south-1
+    g(16, 17325, 16, 4717, 6, 1925, 10, Auth::SigV4), // eu-south-2.oauth.signin.aws -> signin eu-south-2
+    g(16, 18493, 15, 4717, 6, 3033, 9, Auth::SigV4), // eu-west-1.oauth.signin.aws -> signin eu-west-1
+    g(16, 18508, 15, 4717, 6, 3064, 9, Auth::SigV4), // eu-west-2.oauth.signin.aws -> signin eu-west-2
+    g(16, 18523, 15, 4717, 6, 3095, 9, Auth::SigV4), // eu-west-3.oauth.signin.aws -> signin eu-west-3
+    g(16, 15612, 18, 4717, 6, 998, 12, Auth::SigV4), // il-central-1.oauth.signin.aws -> signin il-central-1
+    g(16, 15630, 18, 4717, 6, 1032, 12, Auth::SigV4), // me-central-1.oauth.signin.aws -> signin me-central-1
+    g(16, 17549, 16, 4717, 6, 1957, 10, Auth::SigV4), // me-south-1.oauth.signin.aws -> signin me-south-1
+    g(16, 18598, 15, 4717, 6, 3126, 9, Auth::SigV4), // me-west-1.oauth.signin.aws -> signin me-west-1
+    g(16, 15648, 18, 4717, 6, 1066, 12, Auth::SigV4), // mx-central-1.oauth.signin.aws -> signin mx-central-1
+    g(16, 18733, 15, 4717, 6, 3157, 9, Auth::SigV4), // sa-east-1.oauth.signin.aws -> signin sa-east-1
+    g(16, 18748, 15, 4717, 6, 3188, 9, Auth::SigV4), // sa-west-1.oauth.signin.aws -> signin sa-west-1
+    g(16, 18778, 15, 4717, 6, 10900, 9, Auth::SigV4), // us-east-1.oauth.signin.aws -> signin us-east-1
+    g(16, 18793, 15, 4717, 6, 3219, 9, Auth::SigV4), // us-east-2.oauth.signin.aws -> signin us-east-2
+    g(16, 18808, 15, 4717, 6, 3250, 9, Auth::SigV4), // us-west-1.oauth.signin.aws -> signin us-west-1
+    g(16, 18823, 15, 4717, 6, 3281, 9, Auth::SigV4), // us-west-2.oauth.signin.aws -> signin us-west-2
+    g(17, 1282, 33, 40, 14, 1305, 10, Auth::SigV4), // agent-registry-control.cn-north-1.api.aws -> agent-registry cn-north-1
+    g(17, 78, 37, 40, 14, 101, 14, Auth::SigV4), // agent-registry-control.cn-northwest-1.api.aws -> agent-registry cn-northwest-1
+    g(17, 115, 37, 40, 14, 138, 14, Auth::SigV4), // agent-registry-control.eu-isoe-west-1.api.aws -> agent-registry eu-isoe-west-1
+    g(17, 152, 37, 40, 14, 175, 14, Auth::SigV4), // agent-registry-control.eusc-de-east-1.api.aws -> agent-registry eusc-de-east-1
+    g(17, 300, 36, 40, 14, 323, 13, Auth::SigV4), // agent-registry-control.us-iso-east-1.api.aws -> agent-registry us-iso-east-1
+    g(17, 336, 36, 40, 14, 359, 13, Auth::SigV4), // agent-registry-control.us-iso-west-1.api.aws -> agent-registry us-iso-west-1
+    g(17, 189, 37, 40, 14, 212, 14, Auth::SigV4), // agent-registry-control.us-isob-east-1.api.aws -> agent-registry us-isob-east-1
+    g(17, 226, 37, 40, 14, 249, 14, Auth::SigV4), // agent-registry-control.us-isob-west-1.api.aws -> agent-registry us-isob-west-1
+    g(17, 263, 37, 40, 14, 286, 14, Auth::SigV4), // agent-registry-control.us-isof-east-1.api.aws -> agent-registry us-isof-east-1
+    g(17, 40, 38, 40, 14, 63, 15, Auth::SigV4), // agent-registry-control.us-isof-south-1.api.aws -> agent-registry us-isof-south-1
+    g(17, 8890, 25, 40, 14, 1305, 10, Auth::SigV4), // agent-registry.cn-north-1.api.aws -> agent-registry cn-north-1
+    g(17, 4293, 29, 40, 14, 101, 14, Auth::SigV4), // agent-registry.cn-northwest-1.api.aws -> agent-registry cn-northwest-1
+    g(17, 4322, 29, 40, 14, 138, 14, Auth::SigV4), // agent-registry.eu-isoe-west-1.api.aws -> agent-registry eu-isoe-west-1
+    g(17, 4351, 29, 40, 14, 175, 14, Auth::SigV4), // agent-registry.eusc-de-east-1.api.aws -> agent-registry eusc-de-east-1
+    g(17, 5105, 28, 40, 14, 323, 13, Auth::SigV4), // agent-registry.us-iso-east-1.api.aws -> agent-registry us-iso-east-1
+    g(17, 5133, 28, 40, 14, 359, 13, Auth::SigV4), // agent-registry.us-iso-west-1.api.aws -> agent-registry us-iso-west-1
+    g(17, 4380, 29, 40, 14, 212, 14, Auth::SigV4), // agent-registry.us-isob-east-1.api.aws -> agent-registry us-isob-east-1
+    g(17, 4409, 29, 40, 14, 249, 14, Auth::SigV4), // agent-registry.us-isob-west-1.api.aws -> agent-registry us-isob-west-1
+    g(17, 4438, 29, 40, 14, 286, 14, Auth::SigV4), // agent-registry.us-isof-east-1.api.aws -> agent-registry us-isof-east-1
+    g(17, 3693, 30, 40, 14, 63, 15, Auth::SigV4), // agent-registry.us-isof-south-1.api.aws -> agent-registry us-isof-south-1
+    g(17, 4467, 29, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.af-south-1.api.aws -> sustainability us-east-1
+    g(17, 5441, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-east-1.api.aws -> sustainability us-east-1
+    g(17, 5469, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-east-2.api.aws -> sustainability us-east-1
+    g(17, 1315, 33, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-northeast-1.api.aws -> sustainability us-east-1
+    g(17, 1348, 33, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-northeast-2.api.aws -> sustainability us-east-1
+    g(17, 1381, 33, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-northeast-3.api.aws -> sustainability us-east-1
+    g(17, 4496, 29, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-south-1.api.aws -> sustainability us-east-1
+    g(17, 4525, 29, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-south-2.api.aws -> sustainability us-east-1
+    g(17, 1414, 33, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-southeast-1.api.aws -> sustainability us-east-1
+    g(17, 1447, 33, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-southeast-2.api.aws -> sustainability us-east-1
+    g(17, 1480, 33, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-southeast-3.api.aws -> sustainability us-east-1
+    g(17, 1513, 33, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-southeast-4.api.aws -> sustainability us-east-1
+    g(17, 1546, 33, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-southeast-5.api.aws -> sustainability us-east-1
+    g(17, 1579, 33, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-southeast-6.api.aws -> sustainability us-east-1
+    g(17, 1612, 33, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-southeast-7.api.aws -> sustainability us-east-1
+    g(17, 4554, 29, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.aws-global.api.aws -> sustainability us-east-1
+    g(17, 2639, 31, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ca-central-1.api.aws -> sustainability us-east-1
+    g(17, 5497, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ca-west-1.api.aws -> sustainability us-east-1
+    g(17, 2670, 31, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.eu-central-1.api.aws -> sustainability us-east-1
+    g(17, 2701, 31, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.eu-central-2.api.aws -> sustainability us-east-1
+    g(17, 4583, 29, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.eu-north-1.api.aws -> sustainability us-east-1
+    g(17, 4612, 29, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.eu-south-1.api.aws -> sustainability us-east-1
+    g(17, 4641, 29, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.eu-south-2.api.aws -> sustainability us-east-1
+    g(17, 5525, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.eu-west-1.api.aws -> sustainability us-east-1
+    g(17, 5553, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.eu-west-2.api.aws -> sustainability us-east-1
+    g(17, 5581, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.eu-west-3.api.aws -> sustainability us-east-1
+    g(17, 2732, 31, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.il-central-1.api.aws -> sustainability us-east-1
+    g(17, 2763, 31, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.me-central-1.api.aws -> sustainability us-east-1
+    g(17, 4670, 29, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.me-south-1.api.aws -> sustainability us-east-1
+    g(17, 5609, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.me-west-1.api.aws -> sustainability us-east-1
+    g(17, 2794, 31, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.mx-central-1.api.aws -> sustainability us-east-1
+    g(17, 5637, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.sa-east-1.api.aws -> sustainability us-east-1
+    g(17, 5665, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.sa-west-1.api.aws -> sustainability us-east-1
+    g(17, 5693, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.us-east-2.api.aws -> sustainability us-east-1
+    g(17, 5721, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.us-west-1.api.aws -> sustainability us-east-1
+    g(17, 5749, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.us-west-2.api.aws -> sustainability us-east-1
+    g(17, 1711, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.af-south-1.api.aws -> billingconductor us-east-1
+    g(17, 2918, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-east-1.api.aws -> billingconductor us-east-1
+    g(17, 2949, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-east-2.api.aws -> billingconductor us-east-1
+    g(17, 372, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-northeast-1.api.aws -> billingconductor us-east-1
+    g(17, 408, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-northeast-2.api.aws -> billingconductor us-east-1
+    g(17, 444, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-northeast-3.api.aws -> billingconductor us-east-1
+    g(17, 1743, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-south-1.api.aws -> billingconductor us-east-1
+    g(17, 1775, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-south-2.api.aws -> billingconductor us-east-1
+    g(17, 480, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-1.api.aws -> billingconductor us-east-1
+    g(17, 516, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-2.api.aws -> billingconductor us-east-1
+    g(17, 552, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-3.api.aws -> billingconductor us-east-1
+    g(17, 588, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-4.api.aws -> billingconductor us-east-1
+    g(17, 624, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-5.api.aws -> billingconductor us-east-1
+    g(17, 660, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-6.api.aws -> billingconductor us-east-1
+    g(17, 696, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-7.api.aws -> billingconductor us-east-1
+    g(17, 1807, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.aws-global.api.aws -> billingconductor us-east-1
+    g(17, 874, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ca-central-1.api.aws -> billingconductor us-east-1
+    g(17, 2980, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ca-west-1.api.aws -> billingconductor us-east-1
+    g(17, 908, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-central-1.api.aws -> billingconductor us-east-1
+    g(17, 942, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-central-2.api.aws -> billingconductor us-east-1
+    g(17, 1839, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-north-1.api.aws -> billingconductor us-east-1
+    g(17, 1871, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-south-1.api.aws -> billingconductor us-east-1
+    g(17, 1903, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-south-2.api.aws -> billingconductor us-east-1
+    g(17, 3011, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-west-1.api.aws -> billingconductor us-east-1
+    g(17, 3042, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-west-2.api.aws -> billingconductor us-east-1
+    g(17, 3073, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-west-3.api.aws -> billingconductor us-east-1
+    g(17, 976, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.il-central-1.api.aws -> billingconductor us-east-1
+    g(17, 1010, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.me-central-1.api.aws -> billingconductor us-east-1
+    g(17, 1935, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.me-south-1.api.aws -> billingconductor us-east-1
+    g(17, 3104, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.me-west-1.api.aws -> billingconductor us-east-1
+    g(17, 1044, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.mx-central-1.api.aws -> billingconductor us-east-1
+    g(17, 3135, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.sa-east-1.api.aws -> billingconductor us-east-1
+    g(17, 3166, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.sa-west-1.api.aws -> billingconductor us-east-1
+    g(17, 3197, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.us-east-2.api.aws -> billingconductor us-east-1
+    g(17, 3228, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.us-west-1.api.aws -> billingconductor us-east-1
+    g(17, 3259, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.us-west-2.api.aws -> billingconductor us-east-1
+    g(17, 6503, 27, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.af-south-1.api.aws -> billingconductor us-east-1
+    g(17, 7798, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-east-1.api.aws -> billingconductor us-east-1
+    g(17, 7824, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-east-2.api.aws -> billingconductor us-east-1
+    g(17, 3290, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-northeast-1.api.aws -> billingconductor us-east-1
+    g(17, 3321, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-northeast-2.api.aws -> billingconductor us-east-1
+    g(17, 3352, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-northeast-3.api.aws -> billingconductor us-east-1
+    g(17, 6530, 27, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-south-1.api.aws -> billingconductor us-east-1
+    g(17, 6557, 27, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-south-2.api.aws -> billingconductor us-east-1
+    g(17, 3383, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-southeast-1.api.aws -> billingconductor us-east-1
+    g(17, 3414, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-southeast-2.api.aws -> billingconductor us-east-1
+    g(17, 3445, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-southeast-3.api.aws -> billingconductor us-east-1
+    g(17, 3476, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-southeast-4.api.aws -> billingconductor us-east-1
+    g(17, 3507, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-southeast-5.api.aws -> billingconductor us-east-1
+    g(17, 3538, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-southeast-6.api.aws -> billingconductor us-east-1
+    g(17, 3569, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-southeast-7.api.aws -> billingconductor us-east-1
+    g(17, 6584, 27, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.aws-global.api.aws -> billingconductor us-east-1
+    g(17, 4728, 29, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ca-central-1.api.aws -> billingconductor us-east-1
+    g(17, 7850, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ca-west-1.api.aws -> billingconductor us-east-1
+    g(17, 4757, 29, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.eu-central-1.api.aws -> billingconductor us-east-1
+    g(17, 4786, 29, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.eu-central-2.api.aws -> billingconductor us-east-1
+    g(17, 6611, 27, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.eu-north-1.api.aws -> billingconductor us-east-1
+    g(17, 6638, 27, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.eu-south-1.api.aws -> billingconductor us-east-1
+    g(17, 6665, 27, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.eu-south-2.api.aws -> billingconductor us-east-1
+    g(17, 7876, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.eu-west-1.api.aws -> billingconductor us-east-1
+    g(17, 7902, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.eu-west-2.api.aws -> billingconductor us-east-1
+    g(17, 7928, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.eu-west-3.api.aws -> billingconductor us-east-1
+    g(17, 4815, 29, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.il-central-1.api.aws -> billingconductor us-east-1
+    g(17, 4844, 29, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.me-central-1.api.aws -> billingconductor us-east-1
+    g(17, 6692, 27, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.me-south-1.api.aws -> billingconductor us-east-1
+    g(17, 7954, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.me-west-1.api.aws -> billingconductor us-east-1
+    g(17, 4873, 29, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.mx-central-1.api.aws -> billingconductor us-east-1
+    g(17, 7980, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.sa-east-1.api.aws -> billingconductor us-east-1
+    g(17, 8006, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.sa-west-1.api.aws -> billingconductor us-east-1
+    g(17, 8032, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.us-east-2.api.aws -> billingconductor us-east-1
+    g(17, 8058, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.us-west-1.api.aws -> billingconductor us-east-1
+    g(17, 8084, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.us-west-2.api.aws -> billingconductor us-east-1
+    g(17, 18951, 7, 18951, 7, 784, 13, Auth::SigV4), // budgets.api.aws -> budgets us-gov-west-1
+    g(17, 20001, 12, 18951, 7, 10900, 9, Auth::SigV4), // budgets-fips.api.aws -> budgets us-east-1
+    g(17, 12231, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.af-south-1.api.aws -> chime us-east-1
+    g(17, 13921, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-east-1.api.aws -> chime us-east-1
+    g(17, 13941, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-east-2.api.aws -> chime us-east-1
+    g(17, 8965, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-northeast-1.api.aws -> chime us-east-1
+    g(17, 8990, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-northeast-2.api.aws -> chime us-east-1
+    g(17, 9015, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-northeast-3.api.aws -> chime us-east-1
+    g(17, 12252, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-south-1.api.aws -> chime us-east-1
+    g(17, 12273, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-south-2.api.aws -> chime us-east-1
+    g(17, 9040, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-1.api.aws -> chime us-east-1
+    g(17, 9065, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-2.api.aws -> chime us-east-1
+    g(17, 9090, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-3.api.aws -> chime us-east-1
+    g(17, 9115, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-4.api.aws -> chime us-east-1
+    g(17, 9140, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-5.api.aws -> chime us-east-1
+    g(17, 9165, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-6.api.aws -> chime us-east-1
+    g(17, 9190, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-7.api.aws -> chime us-east-1
+    g(17, 12294, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.aws-global.api.aws -> chime us-east-1
+    g(17, 10302, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ca-central-1.api.aws -> chime us-east-1
+    g(17, 13961, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ca-west-1.api.aws -> chime us-east-1
+    g(17, 10325, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-central-1.api.aws -> chime us-east-1
+    g(17, 10348, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-central-2.api.aws -> chime us-east-1
+    g(17, 12315, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-north-1.api.aws -> chime us-east-1
+    g(17, 12336, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-south-1.api.aws -> chime us-east-1
+    g(17, 12357, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-south-2.api.aws -> chime us-east-1
+    g(17, 13981, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-west-1.api.aws -> chime us-east-1
+    g(17, 14001, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-west-2.api.aws -> chime us-east-1
+    g(17, 14021, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-west-3.api.aws -> chime us-east-1
+    g(17, 10371, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.il-central-1.api.aws -> chime us-east-1
+    g(17, 10394, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.me-central-1.api.aws -> chime us-east-1
+    g(17, 12378, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.me-south-1.api.aws -> chime us-east-1
+    g(17, 14041, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.me-west-1.api.aws -> chime us-east-1
+    g(17, 10417, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.mx-central-1.api.aws -> chime us-east-1
+    g(17, 14061, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.sa-east-1.api.aws -> chime us-east-1
+    g(17, 14081, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.sa-west-1.api.aws -> chime us-east-1
+    g(17, 14101, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.us-east-2.api.aws -> chime us-east-1
+    g(17, 14121, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.us-west-1.api.aws -> chime us-east-1
+    g(17, 14141, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.us-west-2.api.aws -> chime us-east-1
+    g(17, 17085, 16, 8965, 5, 10900, 9, Auth::SigV4), // chime.af-south-1.api.aws -> chime us-east-1
+    g(17, 18193, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-east-1.api.aws -> chime us-east-1
+    g(17, 18208, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-east-2.api.aws -> chime us-east-1
+    g(17, 14161, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-northeast-1.api.aws -> chime us-east-1
+    g(17, 14181, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-northeast-2.api.aws -> chime us-east-1
+    g(17, 14201, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-northeast-3.api.aws -> chime us-east-1
+    g(17, 17101, 16, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-south-1.api.aws -> chime us-east-1
+    g(17, 17117, 16, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-south-2.api.aws -> chime us-east-1
+    g(17, 14221, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-southeast-1.api.aws -> chime us-east-1
+    g(17, 14241, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-southeast-2.api.aws -> chime us-east-1
+    g(17, 14261, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-southeast-3.api.aws -> chime us-east-1
+    g(17, 14281, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-southeast-4.api.aws -> chime us-east-1
+    g(17, 14301, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-southeast-5.api.aws -> chime us-east-1
+    g(17, 14321, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-southeast-6.api.aws -> chime us-east-1
+    g(17, 14341, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-southeast-7.api.aws -> chime us-east-1
+    g(17, 17133, 16, 8965, 5, 10900, 9, Auth::SigV4), // chime.aws-global.api.aws -> chime us-east-1
+    g(17, 15432, 18, 8965, 5, 10900, 9, Auth::SigV4), // chime.ca-central-1.api.aws -> chime us-east-1
+    g(17, 18223, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.ca-west-1.api.aws -> chime us-east-1
+    g(17, 15450, 18, 8965, 5, 10900, 9, Auth::SigV4), // chime.eu-central-1.api.aws -> chime us-east-1
+    g(17, 15468, 18, 8965, 5, 10900, 9, Auth::SigV4), // chime.eu-central-2.api.aws -> chime us-east-1
+    g(17, 17149, 16, 8965, 5, 10900, 9, Auth::SigV4), // chime.eu-north-1.api.aws -> chime us-east-1
+    g(17, 17165, 16, 8965, 5, 10900, 9, Auth::SigV4), // chime.eu-south-1.api.aws -> chime us-east-1
+    g(17, 17181, 16, 8965, 5, 10900, 9, Auth::SigV4), // chime.eu-south-2.api.aws -> chime us-east-1
+    g(17, 18238, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.eu-west-1.api.aws -> chime us-east-1
+    g(17, 18253, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.eu-west-2.api.aws -> chime us-east-1
+    g(17, 18268, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.eu-west-3.api.aws -> chime us-east-1
+    g(17, 15486, 18, 8965, 5, 10900, 9, Auth::SigV4), // chime.il-central-1.api.aws -> chime us-east-1
+    g(17, 15504, 18, 8965, 5, 10900, 9, Auth::SigV4), // chime.me-central-1.api.aws -> chime us-east-1
+    g(17, 17197, 16, 8965, 5, 10900, 9, Auth::SigV4), // chime.me-south-1.api.aws -> chime us-east-1
+    g(17, 18283, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.me-west-1.api.aws -> chime us-east-1
+    g(17, 15522, 18, 8965, 5, 10900, 9, Auth::SigV4), // chime.mx-central-1.api.aws -> chime us-east-1
+    g(17, 18298, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.sa-east-1.api.aws -> chime us-east-1
+    g(17, 18313, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.sa-west-1.api.aws -> chime us-east-1
+    g(17, 18328, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.us-east-2.api.aws -> chime us-east-1
+    g(17, 18343, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.us-west-1.api.aws -> chime us-east-1
+    g(17, 18358, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.us-west-2.api.aws -> chime us-east-1
+    g(17, 9635, 10, 9635, 10, 784, 13, Auth::SigV4), // cloudfront.api.aws -> cloudfront us-gov-west-1
+    g(17, 11244, 15, 9635, 10, 784, 13, Auth::SigV4), // cloudfront-fips.api.aws -> cloudfront us-gov-west-1
+    g(17, 11244, 22, 9635, 10, 10900, 9, Auth::SigV4), // cloudfront-fips.global.api.aws -> cloudfront us-east-1
+    g(17, 16346, 17, 9635, 10, 10900, 9, Auth::SigV4), // cloudfront.global.api.aws -> cloudfront us-east-1
+    g(17, 9683, 24, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst-fips.global.api.aws -> codecatalyst ""
+    g(17, 14656, 19, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst.global.api.aws -> codecatalyst ""
+    g(17, 11354, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.af-south-1.api.aws -> health us-east-1
+    g(17, 12504, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-east-1.api.aws -> health us-east-1
+    g(17, 12525, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-east-2.api.aws -> health us-east-1
+    g(17, 8188, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-northeast-1.api.aws -> health us-east-1
+    g(17, 8214, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-northeast-2.api.aws -> health us-east-1
+    g(17, 8240, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-northeast-3.api.aws -> health us-east-1
+    g(17, 11376, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-south-1.api.aws -> health us-east-1
+    g(17, 11398, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-south-2.api.aws -> health us-east-1
+    g(17, 8266, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-1.api.aws -> health us-east-1
+    g(17, 8292, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-2.api.aws -> health us-east-1
+    g(17, 8318, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-3.api.aws -> health us-east-1
+    g(17, 8344, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-4.api.aws -> health us-east-1
+    g(17, 8370, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-5.api.aws -> health us-east-1
+    g(17, 8396, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-6.api.aws -> health us-east-1
+    g(17, 8422, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-7.api.aws -> health us-east-1
+    g(17, 11420, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.aws-global.api.aws -> health us-east-1
+    g(17, 4931, 29, 4921, 6, 784, 13, Auth::SigV4), // health-fips.aws-us-gov-global.api.aws -> health us-gov-west-1
+    g(17, 9779, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ca-central-1.api.aws -> health us-east-1
+    g(17, 12546, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ca-west-1.api.aws -> health us-east-1
+    g(17, 9803, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-central-1.api.aws -> health us-east-1
+    g(17, 9827, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-central-2.api.aws -> health us-east-1
+    g(17, 11464, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-north-1.api.aws -> health us-east-1
+    g(17, 11486, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-south-1.api.aws -> health us-east-1
+    g(17, 11508, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-south-2.api.aws -> health us-east-1
+    g(17, 12567, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-west-1.api.aws -> health us-east-1
+    g(17, 12588, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-west-2.api.aws -> health us-east-1
+    g(17, 12609, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-west-3.api.aws -> health us-east-1
+    g(17, 9851, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.il-central-1.api.aws -> health us-east-1
+    g(17, 9875, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.me-central-1.api.aws -> health us-east-1
+    g(17, 11530, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.me-south-1.api.aws -> health us-east-1
+    g(17, 12630, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.me-west-1.api.aws -> health us-east-1
+    g(17, 9899, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.mx-central-1.api.aws -> health us-east-1
+    g(17, 12651, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.sa-east-1.api.aws -> health us-east-1
+    g(17, 12672, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.sa-west-1.api.aws -> health us-east-1
+    g(17, 12693, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.us-west-1.api.aws -> health us-east-1
+    g(17, 12714, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.us-west-2.api.aws -> health us-east-1
+    g(17, 16550, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.af-south-1.api.aws -> health us-east-1
+    g(17, 17341, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-east-1.api.aws -> health us-east-1
+    g(17, 17357, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-east-2.api.aws -> health us-east-1
+    g(17, 12735, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-northeast-1.api.aws -> health us-east-1
+    g(17, 12756, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-northeast-2.api.aws -> health us-east-1
+    g(17, 12777, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-northeast-3.api.aws -> health us-east-1
+    g(17, 16567, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-south-1.api.aws -> health us-east-1
+    g(17, 16584, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-south-2.api.aws -> health us-east-1
+    g(17, 12798, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-1.api.aws -> health us-east-1
+    g(17, 12819, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-2.api.aws -> health us-east-1
+    g(17, 12840, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-3.api.aws -> health us-east-1
+    g(17, 12861, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-4.api.aws -> health us-east-1
+    g(17, 12882, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-5.api.aws -> health us-east-1
+    g(17, 12903, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-6.api.aws -> health us-east-1
+    g(17, 12924, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-7.api.aws -> health us-east-1
+    g(17, 16601, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.aws-global.api.aws -> health us-east-1
+    g(17, 9923, 24, 4921, 6, 784, 13, Auth::SigV4), // health.aws-us-gov-global.api.aws -> health us-gov-west-1
+    g(17, 14694, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.ca-central-1.api.aws -> health us-east-1
+    g(17, 17373, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.ca-west-1.api.aws -> health us-east-1
+    g(17, 14713, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-central-1.api.aws -> health us-east-1
+    g(17, 14732, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-central-2.api.aws -> health us-east-1
+    g(17, 16635, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-north-1.api.aws -> health us-east-1
+    g(17, 16652, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-south-1.api.aws -> health us-east-1
+    g(17, 16669, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-south-2.api.aws -> health us-east-1
+    g(17, 17389, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-west-1.api.aws -> health us-east-1
+    g(17, 17405, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-west-2.api.aws -> health us-east-1
+    g(17, 17421, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-west-3.api.aws -> health us-east-1
+    g(17, 14751, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.il-central-1.api.aws -> health us-east-1
+    g(17, 14770, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.me-central-1.api.aws -> health us-east-1
+    g(17, 16686, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.me-south-1.api.aws -> health us-east-1
+    g(17, 17437, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.me-west-1.api.aws -> health us-east-1
+    g(17, 14789, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.mx-central-1.api.aws -> health us-east-1
+    g(17, 17453, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.sa-east-1.api.aws -> health us-east-1
+    g(17, 17469, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.sa-west-1.api.aws -> health us-east-1
+    g(17, 17485, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.us-west-1.api.aws -> health us-east-1
+    g(17, 17501, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.us-west-2.api.aws -> health us-east-1
+    g(17, 18553, 15, 18553, 3, 10900, 9, Auth::SigV4), // iam-fips.global.api.aws -> iam us-east-1
+    g(17, 20639, 10, 18553, 3, 10900, 9, Auth::SigV4), // iam.global.api.aws -> iam us-east-1
+    g(17, 20649, 10, 18553, 3, 784, 13, Auth::SigV4), // iam.us-gov.api.aws -> iam us-gov-west-1
+    g(17, 5889, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.af-south-1.api.aws -> IngestionService us-east-1
+    g(17, 6719, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-east-1.api.aws -> IngestionService us-east-1
+    g(17, 6746, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-east-2.api.aws -> IngestionService us-east-1
+    g(17, 1967, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-northeast-1.api.aws -> IngestionService us-east-1
+    g(17, 1999, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-northeast-2.api.aws -> IngestionService us-east-1
+    g(17, 2031, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-northeast-3.api.aws -> IngestionService us-east-1
+    g(17, 5917, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-south-1.api.aws -> IngestionService us-east-1
+    g(17, 5945, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-south-2.api.aws -> IngestionService us-east-1
+    g(17, 2063, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-1.api.aws -> IngestionService us-east-1
+    g(17, 2095, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-2.api.aws -> IngestionService us-east-1
+    g(17, 2127, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-3.api.aws -> IngestionService us-east-1
+    g(17, 2159, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-4.api.aws -> IngestionService us-east-1
+    g(17, 2191, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-5.api.aws -> IngestionService us-east-1
+    g(17, 2223, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-6.api.aws -> IngestionService us-east-1
+    g(17, 2255, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-7.api.aws -> IngestionService us-east-1
+    g(17, 5973, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.aws-global.api.aws -> IngestionService us-east-1
+    g(17, 3873, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ca-central-1.api.aws -> IngestionService us-east-1
+    g(17, 6773, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ca-west-1.api.aws -> IngestionService us-east-1
+    g(17, 3903, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-central-1.api.aws -> IngestionService us-east-1
+    g(17, 3933, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-central-2.api.aws -> IngestionService us-east-1
+    g(17, 6001, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-north-1.api.aws -> IngestionService us-east-1
+    g(17, 6029, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-south-1.api.aws -> IngestionService us-east-1
+    g(17, 6057, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-south-2.api.aws -> IngestionService us-east-1
+    g(17, 6800, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-west-1.api.aws -> IngestionService us-east-1
+    g(17, 6827, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-west-2.api.aws -> IngestionService us-east-1
+    g(17, 6854, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-west-3.api.aws -> IngestionService us-east-1
+    g(17, 3963, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.il-central-1.api.aws -> IngestionService us-east-1
+    g(17, 3993, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.me-central-1.api.aws -> IngestionService us-east-1
+    g(17, 6085, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.me-south-1.api.aws -> IngestionService us-east-1
+    g(17, 6881, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.me-west-1.api.aws -> IngestionService us-east-1
+    g(17, 4023, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.mx-central-1.api.aws -> IngestionService us-east-1
+    g(17, 6908, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.sa-east-1.api.aws -> IngestionService us-east-1
+    g(17, 6935, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.sa-west-1.api.aws -> IngestionService us-east-1
+    g(17, 6962, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.us-east-2.api.aws -> IngestionService us-east-1
+    g(17, 6989, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.us-west-1.api.aws -> IngestionService us-east-1
+    g(17, 7016, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.us-west-2.api.aws -> IngestionService us-east-1
+    g(17, 10555, 23, 16941, 16, 10900, 9, Auth::SigV4), // importexport.af-south-1.api.aws -> IngestionService us-east-1
+    g(17, 11552, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-east-1.api.aws -> IngestionService us-east-1
+    g(17, 11574, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-east-2.api.aws -> IngestionService us-east-1
+    g(17, 7043, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-northeast-1.api.aws -> IngestionService us-east-1
+    g(17, 7070, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-northeast-2.api.aws -> IngestionService us-east-1
+    g(17, 7097, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-northeast-3.api.aws -> IngestionService us-east-1
+    g(17, 10578, 23, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-south-1.api.aws -> IngestionService us-east-1
+    g(17, 10601, 23, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-south-2.api.aws -> IngestionService us-east-1
+    g(17, 7124, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-southeast-1.api.aws -> IngestionService us-east-1
+    g(17, 7151, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-southeast-2.api.aws -> IngestionService us-east-1
+    g(17, 7178, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-southeast-3.api.aws -> IngestionService us-east-1
+    g(17, 7205, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-southeast-4.api.aws -> IngestionService us-east-1
+    g(17, 7232, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-southeast-5.api.aws -> IngestionService us-east-1
+    g(17, 7259, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-southeast-6.api.aws -> IngestionService us-east-1
+    g(17, 7286, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-southeast-7.api.aws -> IngestionService us-east-1
+    g(17, 10624, 23, 16941, 16, 10900, 9, Auth::SigV4), // importexport.aws-global.api.aws -> IngestionService us-east-1
+    g(17, 9265, 25, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ca-central-1.api.aws -> IngestionService us-east-1
+    g(17, 11596, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ca-west-1.api.aws -> IngestionService us-east-1
+    g(17, 9290, 25, 16941, 16, 10900, 9, Auth::SigV4), // importexport.eu-central-1.api.aws -> IngestionService us-east-1
+    g(17, 9315, 25, 16941, 16, 10900, 9, Auth::SigV4), // importexport.eu-central-2.api.aws -> IngestionService us-east-1
+    g(17, 10647, 23, 16941, 16, 10900, 9, Auth::SigV4), // importexport.eu-north-1.api.aws -> IngestionService us-east-1
+    g(17, 10670, 23, 16941, 16, 10900, 9, Auth::SigV4), // importexport.eu-south-1.api.aws -> IngestionService us-east-1
+    g(17, 10693, 23, 16941, 16, 10900, 9, Auth::SigV4), // importexport.eu-south-2.api.aws -> IngestionService us-east-1
+    g(17, 11618, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.eu-west-1.api.aws -> IngestionService us-east-1
+    g(17, 11640, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.eu-west-2.api.aws -> IngestionService us-east-1
+    g(17, 11662, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.eu-west-3.api.aws -> IngestionService us-east-1
+    g(17, 9340, 25, 16941, 16, 10900, 9, Auth::SigV4), // importexport.il-central-1.api.aws -> IngestionService us-east-1
+    g(17, 9365, 25, 16941, 16, 10900, 9, Auth::SigV4), // importexport.me-central-1.api.aws -> IngestionService us-east-1
+    g(17, 10716, 23, 16941, 16, 10900, 9, Auth::SigV4), // importexport.me-south-1.api.aws -> IngestionService us-east-1
+    g(17, 11684, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.me-west-1.api.aws -> IngestionService us-east-1
+    g(17, 9390, 25, 16941, 16, 10900, 9, Auth::SigV4), // importexport.mx-central-1.api.aws -> IngestionService us-east-1
+    g(17, 11706, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.sa-east-1.api.aws -> IngestionService us-east-1
+    g(17, 11728, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.sa-west-1.api.aws -> IngestionService us-east-1
+    g(17, 11750, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.us-east-2.api.aws -> IngestionService us-east-1
+    g(17, 11772, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.us-west-1.api.aws -> IngestionService us-east-1
+    g(17, 11794, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.us-west-2.api.aws -> IngestionService us-east-1
+    g(17, 19175, 14, 14865, 3, 1305, 10, Auth::SigV4),  // osm.cn-north-1.api.aws -> osm cn-north-1
+    g(17, 15702, 18, 14865, 3, 101, 14, Auth::SigV4), // osm.cn-northwest-1.api.aws -> osm cn-northwest-1
+    g(17, 15720, 18, 14865, 3, 138, 14, Auth::SigV4), // osm.eu-isoe-west-1.api.aws -> osm eu-isoe-west-1
+    g(17, 15738, 18, 14865, 3, 175, 14, Auth::SigV4), // osm.eusc-de-east-1.api.aws -> osm eusc-de-east-1
+    g(17, 16737, 17, 14865, 3, 323, 13, Auth::SigV4), // osm.us-iso-east-1.api.aws -> osm us-iso-east-1
+    g(17, 16754, 17, 14865, 3, 359, 13, Auth::SigV4), // osm.us-iso-west-1.api.aws -> osm us-iso-west-1
+    g(17, 15756, 18, 14865, 3, 212, 14, Auth::SigV4), // osm.us-isob-east-1.api.aws -> osm us-isob-east-1
+    g(17, 15774, 18, 14865, 3, 249, 14, Auth::SigV4), // osm.us-isob-west-1.api.aws -> osm us-isob-west-1
+    g(17, 15792, 18, 14865, 3, 286, 14, Auth::SigV4), // osm.us-isof-east-1.api.aws -> osm us-isof-east-1
+    g(17, 14865, 19, 14865, 3, 63, 15, Auth::SigV4), // osm.us-isof-south-1.api.aws -> osm us-isof-south-1
+    g(17, 1112, 34, 1112, 22, 10900, 9, Auth::SigV4), // partnercentral-channel-fips.global.api.aws -> partnercentral-channel us-east-1
+    g(17, 1146, 34, 1112, 22, 784, 13, Auth::SigV4), // partnercentral-channel-fips.us-gov.api.aws -> partnercentral-channel us-gov-west-1
+    g(17, 4960, 29, 1112, 22, 10900, 9, Auth::SigV4), // partnercentral-channel.global.api.aws -> partnercentral-channel us-east-1
+    g(17, 4989, 29, 1112, 22, 784, 13, Auth::SigV4), // partnercentral-channel.us-gov.api.aws -> partnercentral-channel us-gov-west-1
+    g(17, 4053, 30, 1112, 14, 10900, 9, Auth::SigV4), // partnercentral-prm-fips.global.api.aws -> partnercentral us-east-1
+    g(17, 4083, 30, 1112, 14, 784, 13, Auth::SigV4), // partnercentral-prm-fips.us-gov.api.aws -> partnercentral us-gov-west-1
+    g(17, 9440, 25, 1112, 14, 10900, 9, Auth::SigV4), // partnercentral-prm.global.api.aws -> partnercentral us-east-1
+    g(17, 9465, 25, 1112, 14, 784, 13, Auth::SigV4), // partnercentral-prm.us-gov.api.aws -> partnercentral us-gov-west-1
+    g(17, 14979, 19, 3600, 7, 10900, 9, Auth::SigV4), // route53-fips.global.api.aws -> route53 us-east-1
+    g(17, 19189, 14, 3600, 7, 10900, 9, Auth::SigV4), // route53.global.api.aws -> route53 us-east-1
+    g(17, 19203, 14, 3600, 7, 784, 13, Auth::SigV4), // route53.us-gov.api.aws -> route53 us-gov-west-1
+    g(17, 0, 40, 20619, 10, 16, 17, Auth::SigV4), // routes.geo-fips.aws-us-gov-global.us-gov.api.aws -> geo-routes aws-us-gov-global
+    g(17, 732, 36, 20619, 10, 748, 13, Auth::SigV4), // routes.geo-fips.us-gov-east-1.us-gov.api.aws -> geo-routes us-gov-east-1
+    g(17, 768, 36, 20619, 10, 784, 13, Auth::SigV4), // routes.geo-fips.us-gov-west-1.us-gov.api.aws -> geo-routes us-gov-west-1
+    g(17, 839, 35, 20619, 10, 16, 17, Auth::SigV4), // routes.geo.aws-us-gov-global.us-gov.api.aws -> geo-routes aws-us-gov-global
+    g(17, 3631, 31, 20619, 10, 748, 13, Auth::SigV4), // routes.geo.us-gov-east-1.us-gov.api.aws -> geo-routes us-gov-east-1
+    g(17, 3662, 31, 20619, 10, 784, 13, Auth::SigV4), // routes.geo.us-gov-west-1.us-gov.api.aws -> geo-routes us-gov-west-1
+    g(17, 6141, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.af-south-1.api.aws -> savingsplans us-east-1
+    g(17, 7313, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-east-1.api.aws -> savingsplans us-east-1
+    g(17, 7340, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-east-2.api.aws -> savingsplans us-east-1
+    g(17, 2287, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-northeast-1.api.aws -> savingsplans us-east-1
+    g(17, 2319, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-northeast-2.api.aws -> savingsplans us-east-1
+    g(17, 2351, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-northeast-3.api.aws -> savingsplans us-east-1
+    g(17, 6169, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-south-1.api.aws -> savingsplans us-east-1
+    g(17, 6197, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-south-2.api.aws -> savingsplans us-east-1
+    g(17, 2383, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-1.api.aws -> savingsplans us-east-1
+    g(17, 2415, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-2.api.aws -> savingsplans us-east-1
+    g(17, 2447, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-3.api.aws -> savingsplans us-east-1
+    g(17, 2479, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-4.api.aws -> savingsplans us-east-1
+    g(17, 2511, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-5.api.aws -> savingsplans us-east-1
+    g(17, 2543, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-6.api.aws -> savingsplans us-east-1
+    g(17, 2575, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-7.api.aws -> savingsplans us-east-1
+    g(17, 6225, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.aws-global.api.aws -> savingsplans us-east-1
+    g(17, 4113, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ca-central-1.api.aws -> savingsplans us-east-1
+    g(17, 7367, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ca-west-1.api.aws -> savingsplans us-east-1
+    g(17, 4143, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-central-1.api.aws -> savingsplans us-east-1
+    g(17, 4173, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-central-2.api.aws -> savingsplans us-east-1
+    g(17, 6253, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-north-1.api.aws -> savingsplans us-east-1
+    g(17, 6281, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-south-1.api.aws -> savingsplans us-east-1
+    g(17, 6309, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-south-2.api.aws -> savingsplans us-east-1
+    g(17, 7394, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-west-1.api.aws -> savingsplans us-east-1
+    g(17, 7421, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-west-2.api.aws -> savingsplans us-east-1
+    g(17, 7448, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-west-3.api.aws -> savingsplans us-east-1
+    g(17, 4203, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.il-central-1.api.aws -> savingsplans us-east-1
+    g(17, 4233, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.me-central-1.api.aws -> savingsplans us-east-1
+    g(17, 6337, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.me-south-1.api.aws -> savingsplans us-east-1
+    g(17, 7475, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.me-west-1.api.aws -> savingsplans us-east-1
+    g(17, 4263, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.mx-central-1.api.aws -> savingsplans us-east-1
+    g(17, 7502, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.sa-east-1.api.aws -> savingsplans us-east-1
+    g(17, 7529, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.sa-west-1.api.aws -> savingsplans us-east-1
+    g(17, 7556, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.us-east-2.api.aws -> savingsplans us-east-1
+    g(17, 7583, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.us-west-1.api.aws -> savingsplans us-east-1
+    g(17, 7610, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.us-west-2.api.aws -> savingsplans us-east-1
+    g(17, 14998, 19, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans.global.api.aws -> savingsplans us-east-1
+    g(17, 11926, 22, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.af-south-1.api.aws -> shield us-east-1
+    g(17, 13050, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-east-1.api.aws -> shield us-east-1
+    g(17, 13071, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-east-2.api.aws -> shield us-east-1
+    g(17, 8578, 26, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-northeast-1.api.aws -> shield us-east-1
+    g(17, 8604, 26, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-northeast-2.api.aws -> shield us-east-1
+    g(17, 8630, 26, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-northeast-3.api.aws -> shield us-east-1
+    g(17, 11948, 22, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-south-1.api.aws -> shield us-east-1
+    g(17, 11970, 22, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-south-2.api.aws -> shield us-east-1
+    g(17, 8656, 26, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-southeast-1.api.aws -> shield us-east-1
+    g(17, 8682, 26, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-southeast-2.api.aws -> shield us-east-1
+    g(17, 8708, 26, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-southeast-3.api.aws -> shield us-east-1
+    g(17, 8734, 26, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-southeast-4.api.aws -> shield us-east-1
+    g(17, 8760, 26, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-southeast-5.api.aws -> shield us-east-1
+    g(17, 8786, 26, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-southeast-6.api.aws -> shield us-east-1
+    g(17, 8812, 26, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-southeast-7.api.aws -> shield us-east-1
+    g(17, 11992, 22, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.aws-global.api.aws -> shield us-east-1
+    g(17, 10043, 24, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ca-central-1.api.aws -> shield us-east-1
+    g(17, 13092, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ca-west-1.api.aws -> shield us-east-1
+    g(17, 10067, 24, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.eu-central-1.api.aws -> shield us-east-1
+    g(17, 10091, 24, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.eu-central-2.api.aws -> shield us-east-1
+    g(17, 12014, 22, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.eu-north-1.api.aws -> shield us-east-1
+    g(17, 12036, 22, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.eu-south-1.api.aws -> shield us-east-1
+    g(17, 12058, 22, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.eu-south-2.api.aws -> shield us-east-1
+    g(17, 13113, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.eu-west-1.api.aws -> shield us-east-1
+    g(17, 13134, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.eu-west-2.api.aws -> shield us-east-1
+    g(17, 13155, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.eu-west-3.api.aws -> shield us-east-1
+    g(17, 10115, 24, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.il-central-1.api.aws -> shield us-east-1
+    g(17, 10139, 24, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.me-central-1.api.aws -> shield us-east-1
+    g(17, 12080, 22, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.me-south-1.api.aws -> shield us-east-1
+    g(17, 13176, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.me-west-1.api.aws -> shield us-east-1
+    g(17, 10163, 24, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.mx-central-1.api.aws -> shield us-east-1
+    g(17, 13197, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.sa-east-1.api.aws -> shield us-east-1
+    g(17, 13218, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.sa-west-1.api.aws -> shield us-east-1
+    g(17, 13239, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.us-east-2.api.aws -> shield us-east-1
+    g(17, 13260, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.us-west-1.api.aws -> shield us-east-1
+    g(17, 13281, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.us-west-2.api.aws -> shield us-east-1
+    g(17, 16788, 17, 8578, 6, 10900, 9, Auth::SigV4), // shield.af-south-1.api.aws -> shield us-east-1
+    g(17, 17661, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-east-1.api.aws -> shield us-east-1
+    g(17, 17677, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-east-2.api.aws -> shield us-east-1
+    g(17, 13302, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-northeast-1.api.aws -> shield us-east-1
+    g(17, 13323, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-northeast-2.api.aws -> shield us-east-1
+    g(17, 13344, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-northeast-3.api.aws -> shield us-east-1
+    g(17, 16805, 17, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-south-1.api.aws -> shield us-east-1
+    g(17, 16822, 17, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-south-2.api.aws -> shield us-east-1
+    g(17, 13365, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-southeast-1.api.aws -> shield us-east-1
+    g(17, 13386, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-southeast-2.api.aws -> shield us-east-1
+    g(17, 13407, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-southeast-3.api.aws -> shield us-east-1
+    g(17, 13428, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-southeast-4.api.aws -> shield us-east-1
+    g(17, 13449, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-southeast-5.api.aws -> shield us-east-1
+    g(17, 13470, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-southeast-6.api.aws -> shield us-east-1
+    g(17, 13491, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-southeast-7.api.aws -> shield us-east-1
+    g(17, 16839, 17, 8578, 6, 10900, 9, Auth::SigV4), // shield.aws-global.api.aws -> shield us-east-1
+    g(17, 15036, 19, 8578, 6, 10900, 9, Auth::SigV4), // shield.ca-central-1.api.aws -> shield us-east-1
+    g(17, 17693, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.ca-west-1.api.aws -> shield us-east-1
+    g(17, 15055, 19, 8578, 6, 10900, 9, Auth::SigV4), // shield.eu-central-1.api.aws -> shield us-east-1
+    g(17, 15074, 19, 8578, 6, 10900, 9, Auth::SigV4), // shield.eu-central-2.api.aws -> shield us-east-1
+    g(17, 16856, 17, 8578, 6, 10900, 9, Auth::SigV4), // shield.eu-north-1.api.aws -> shield us-east-1
+    g(17, 16873, 17, 8578, 6, 10900, 9, Auth::SigV4), // shield.eu-south-1.api.aws -> shield us-east-1
+    g(17, 16890, 17, 8578, 6, 10900, 9, Auth::SigV4), // shield.eu-south-2.api.aws -> shield us-east-1
+    g(17, 17709, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.eu-west-1.api.aws -> shield us-east-1
+    g(17, 17725, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.eu-west-2.api.aws -> shield us-east-1
+    g(17, 17741, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.eu-west-3.api.aws -> shield us-east-1
+    g(17, 15093, 19, 8578, 6, 10900, 9, Auth::SigV4), // shield.il-central-1.api.aws -> shield us-east-1
+    g(17, 15112, 19, 8578, 6, 10900, 9, Auth::SigV4), // shield.me-central-1.api.aws -> shield us-east-1
+    g(17, 16907, 17, 8578, 6, 10900, 9, Auth::SigV4), // shield.me-south-1.api.aws -> shield us-east-1
+    g(17, 17757, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.me-west-1.api.aws -> shield us-east-1
+    g(17, 15131, 19, 8578, 6, 10900, 9, Auth::SigV4), // shield.mx-central-1.api.aws -> shield us-east-1
+    g(17, 17773, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.sa-east-1.api.aws -> shield us-east-1
+    g(17, 17789, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.sa-west-1.api.aws -> shield us-east-1
+    g(17, 17805, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.us-east-2.api.aws -> shield us-east-1
+    g(17, 17821, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.us-west-1.api.aws -> shield us-east-1
+    g(17, 17837, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.us-west-2.api.aws -> shield us-east-1
+    g(17, 15150, 19, 15150, 3, 10900, 9, Auth::SigV4), // sts-fips.aws-global.api.aws -> sts us-east-1
+    g(17, 19329, 14, 15150, 3, 10900, 9, Auth::SigV4), // sts.aws-global.api.aws -> sts us-east-1
+    g(17, 8838, 26, 1319, 14, 10900, 9, Auth::SigV4), // sustainability-fips.global.api.aws -> sustainability us-east-1
+    g(17, 8864, 26, 1319, 14, 784, 13, Auth::SigV4), // sustainability-fips.us-gov.api.aws -> sustainability us-gov-west-1
+    g(17, 13533, 21, 1319, 14, 784, 13, Auth::SigV4), // sustainability.us-gov.api.aws -> sustainability us-gov-west-1
+    g(17, 15207, 19, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.af-south-1.api.aws -> waf us-east-1
+    g(17, 15882, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-east-1.api.aws -> waf us-east-1
+    g(17, 15900, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-east-2.api.aws -> waf us-east-1
+    g(17, 10992, 23, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-northeast-1.api.aws -> waf us-east-1
+    g(17, 11015, 23, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-northeast-2.api.aws -> waf us-east-1
+    g(17, 11038, 23, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-northeast-3.api.aws -> waf us-east-1
+    g(17, 15226, 19, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-south-1.api.aws -> waf us-east-1
+    g(17, 15245, 19, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-south-2.api.aws -> waf us-east-1
+    g(17, 11061, 23, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-southeast-1.api.aws -> waf us-east-1
+    g(17, 11084, 23, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-southeast-2.api.aws -> waf us-east-1
+    g(17, 11107, 23, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-southeast-3.api.aws -> waf us-east-1
+    g(17, 11130, 23, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-southeast-4.api.aws -> waf us-east-1
+    g(17, 11153, 23, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-southeast-5.api.aws -> waf us-east-1
+    g(17, 11176, 23, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-southeast-6.api.aws -> waf us-east-1
+    g(17, 11199, 23, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-southeast-7.api.aws -> waf us-east-1
+    g(17, 15264, 19, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.aws-global.api.aws -> waf us-east-1
+    g(17, 13554, 21, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ca-central-1.api.aws -> waf us-east-1
+    g(17, 15918, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ca-west-1.api.aws -> waf us-east-1
+    g(17, 13575, 21, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.eu-central-1.api.aws -> waf us-east-1
+    g(17, 13596, 21, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.eu-central-2.api.aws -> waf us-east-1
+    g(17, 15283, 19, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.eu-north-1.api.aws -> waf us-east-1
+    g(17, 15302, 19, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.eu-south-1.api.aws -> waf us-east-1
+    g(17, 15321, 19, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.eu-south-2.api.aws -> waf us-east-1
+    g(17, 15936, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.eu-west-1.api.aws -> waf us-east-1
+    g(17, 15954, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.eu-west-2.api.aws -> waf us-east-1
+    g(17, 15972, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.eu-west-3.api.aws -> waf us-east-1
+    g(17, 13617, 21, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.il-central-1.api.aws -> waf us-east-1
+    g(17, 13638, 21, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.me-central-1.api.aws -> waf us-east-1
+    g(17, 15340, 19, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.me-south-1.api.aws -> waf us-east-1
+    g(17, 15990, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.me-west-1.api.aws -> waf us-east-1
+    g(17, 13659, 21, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.mx-central-1.api.aws -> waf us-east-1
+    g(17, 16008, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.sa-east-1.api.aws -> waf us-east-1
+    g(17, 16026, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.sa-west-1.api.aws -> waf us-east-1
+    g(17, 16044, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.us-east-2.api.aws -> waf us-east-1
+    g(17, 16062, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.us-west-1.api.aws -> waf us-east-1
+    g(17, 16080, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.us-west-2.api.aws -> waf us-east-1
+    g(17, 19357, 14, 10992, 3, 10900, 9, Auth::SigV4), // waf.af-south-1.api.aws -> waf us-east-1
+    g(17, 19821, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-east-1.api.aws -> waf us-east-1
+    g(17, 19834, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-east-2.api.aws -> waf us-east-1
+    g(17, 16098, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-northeast-1.api.aws -> waf us-east-1
+    g(17, 16116, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-northeast-2.api.aws -> waf us-east-1
+    g(17, 16134, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-northeast-3.api.aws -> waf us-east-1
+    g(17, 19371, 14, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-south-1.api.aws -> waf us-east-1
+    g(17, 19385, 14, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-south-2.api.aws -> waf us-east-1
+    g(17, 16152, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-southeast-1.api.aws -> waf us-east-1
+    g(17, 16170, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-southeast-2.api.aws -> waf us-east-1
+    g(17, 16188, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-southeast-3.api.aws -> waf us-east-1
+    g(17, 16206, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-southeast-4.api.aws -> waf us-east-1
+    g(17, 16224, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-southeast-5.api.aws -> waf us-east-1
+    g(17, 16242, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-southeast-6.api.aws -> waf us-east-1
+    g(17, 16260, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-southeast-7.api.aws -> waf us-east-1
+    g(17, 19399, 14, 10992, 3, 10900, 9, Auth::SigV4), // waf.aws-global.api.aws -> waf us-east-1
+    g(17, 17917, 16, 10992, 3, 10900, 9, Auth::SigV4), // waf.ca-central-1.api.aws -> waf us-east-1
+    g(17, 19847, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.ca-west-1.api.aws -> waf us-east-1
+    g(17, 17933, 16, 10992, 3, 10900, 9, Auth::SigV4), // waf.eu-central-1.api.aws -> waf us-east-1
+    g(17, 17949, 16, 10992, 3, 10900, 9, Auth::SigV4), // waf.eu-central-2.api.aws -> waf us-east-1
+    g(17, 19413, 14, 10992, 3, 10900, 9, Auth::SigV4), // waf.eu-north-1.api.aws -> waf us-east-1
+    g(17, 19427, 14, 10992, 3, 10900, 9, Auth::SigV4), // waf.eu-south-1.api.aws -> waf us-east-1
+    g(17, 19441, 14, 10992, 3, 10900, 9, Auth::SigV4), // waf.eu-south-2.api.aws -> waf us-east-1
+    g(17, 19860, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.eu-west-1.api.aws -> waf us-east-1
+    g(17, 19873, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.eu-west-2.api.aws -> waf us-east-1
+    g(17, 19886, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.eu-west-3.api.aws -> waf us-east-1
+    g(17, 17965, 16, 10992, 3, 10900, 9, Auth::SigV4), // waf.il-central-1.api.aws -> waf us-east-1
+    g(17, 17981, 16, 10992, 3, 10900, 9, Auth::SigV4), // waf.me-central-1.api.aws -> waf us-east-1
+    g(17, 19455, 14, 10992, 3, 10900, 9, Auth::SigV4), // waf.me-south-1.api.aws -> waf us-east-1
+    g(17, 19899, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.me-west-1.api.aws -> waf us-east-1
+    g(17, 17997, 16, 10992, 3, 10900, 9, Auth::SigV4), // waf.mx-central-1.api.aws -> waf us-east-1
+    g(17, 19912, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.sa-east-1.api.aws -> waf us-east-1
+    g(17, 19925, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.sa-west-1.api.aws -> waf us-east-1
+    g(17, 19938, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.us-east-2.api.aws -> waf us-east-1
+    g(17, 19951, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.us-west-1.api.aws -> waf us-east-1
+    g(17, 19964, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.us-west-2.api.aws -> waf us-east-1
 ];
 
 /// Global hosts below customer labels (`BUCKET.` + key) -> (signing name, region, auth).
-/// Sorted.
-pub(crate) static GLOBAL_WILDCARDS: &[(&str, &str, &str, Auth)] = &[
-    (
-        "af-south-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "af-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "ap-east-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "ap-east-2.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-east-2",
-        Auth::SigV4,
-    ),
-    (
-        "ap-northeast-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-northeast-1",
-        Auth::SigV4,
-    ),
-    (
-        "ap-northeast-2.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-northeast-2",
-        Auth::SigV4,
-    ),
-    (
-        "ap-northeast-3.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-northeast-3",
-        Auth::SigV4,
-    ),
-    (
-        "ap-south-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "ap-south-2.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-south-2",
-        Auth::SigV4,
-    ),
-    (
-        "ap-southeast-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-southeast-1",
-        Auth::SigV4,
-    ),
-    (
-        "ap-southeast-2.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-southeast-2",
-        Auth::SigV4,
-    ),
-    (
-        "ap-southeast-3.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-southeast-3",
-        Auth::SigV4,
-    ),
-    (
-        "ap-southeast-4.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-southeast-4",
-        Auth::SigV4,
-    ),
-    (
-        "ap-southeast-5.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-southeast-5",
-        Auth::SigV4,
-    ),
-    (
-        "ap-southeast-6.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-southeast-6",
-        Auth::SigV4,
-    ),
-    (
-        "ap-southeast-7.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ap-southeast-7",
-        Auth::SigV4,
-    ),
-    (
-        "aws-cn-global.neptune-graph.amazonaws.com.cn",
-        "neptune-graph",
-        "aws-cn-global",
-        Auth::SigV4,
-    ),
-    (
-        "aws-global.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "aws-global",
-        Auth::SigV4,
-    ),
-    (
-        "aws-iso-b-global.neptune-graph.sc2s.sgov.gov",
-        "neptune-graph",
-        "aws-iso-b-global",
-        Auth::SigV4,
-    ),
-    (
-        "aws-iso-e-global.neptune-graph.cloud.adc-e.uk",
-        "neptune-graph",
-        "aws-iso-e-global",
-        Auth::SigV4,
-    ),
-    (
-        "aws-iso-f-global.neptune-graph.csp.hci.ic.gov",
-        "neptune-graph",
-        "aws-iso-f-global",
-        Auth::SigV4,
-    ),
-    (
-        "aws-iso-global.neptune-graph.c2s.ic.gov",
-        "neptune-graph",
-        "aws-iso-global",
-        Auth::SigV4,
-    ),
-    (
-        "aws-us-gov-global.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "aws-us-gov-global",
-        Auth::SigV4,
-    ),
-    (
-        "ca-central-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ca-central-1",
-        Auth::SigV4,
-    ),
-    (
-        "ca-west-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "ca-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "cloudfront-kvs.global.api.aws",
-        "cloudfront-keyvaluestore",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "cn-north-1.neptune-graph.amazonaws.com.cn",
-        "neptune-graph",
-        "cn-north-1",
-        Auth::SigV4,
-    ),
-    (
-        "cn-northwest-1.neptune-graph.amazonaws.com.cn",
-        "neptune-graph",
-        "cn-northwest-1",
-        Auth::SigV4,
-    ),
-    (
-        "endpoint.events.amazonaws.com",
-        "events",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "endpoint.events.amazonaws.com.cn",
-        "events",
-        "",
-        Auth::NotSigV4,
-    ),
-    ("endpoint.events.amazonaws.eu", "events", "", Auth::NotSigV4),
-    (
-        "endpoint.events.api.amazonwebservices.com.cn",
-        "events",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "endpoint.events.api.amazonwebservices.eu",
-        "events",
-        "",
-        Auth::NotSigV4,
-    ),
-    ("endpoint.events.api.aws", "events", "", Auth::NotSigV4),
-    (
-        "endpoint.events.api.aws.hci.ic.gov",
-        "events",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "endpoint.events.api.aws.ic.gov",
-        "events",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "endpoint.events.api.aws.scloud",
-        "events",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "endpoint.events.api.cloud-aws.adc-e.uk",
-        "events",
-        "",
-        Auth::NotSigV4,
-    ),
-    ("endpoint.events.c2s.ic.gov", "events", "", Auth::NotSigV4),
-    (
-        "endpoint.events.cloud.adc-e.uk",
-        "events",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "endpoint.events.csp.hci.ic.gov",
-        "events",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "endpoint.events.sc2s.sgov.gov",
-        "events",
-        "",
-        Auth::NotSigV4,
-    ),
-    ("endpoints.email.amazonaws.com", "ses", "", Auth::NotSigV4),
-    (
-        "endpoints.email.amazonaws.com.cn",
-        "ses",
-        "",
-        Auth::NotSigV4,
-    ),
-    ("endpoints.email.amazonaws.eu", "ses", "", Auth::NotSigV4),
-    ("endpoints.email.c2s.ic.gov", "ses", "", Auth::NotSigV4),
-    ("endpoints.email.cloud.adc-e.uk", "ses", "", Auth::NotSigV4),
-    ("endpoints.email.csp.hci.ic.gov", "ses", "", Auth::NotSigV4),
-    (
-        "endpoints.email.global.api.amazonwebservices.com.cn",
-        "ses",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "endpoints.email.global.api.amazonwebservices.eu",
-        "ses",
-        "",
-        Auth::NotSigV4,
-    ),
-    ("endpoints.email.global.api.aws", "ses", "", Auth::NotSigV4),
-    (
-        "endpoints.email.global.api.aws.hci.ic.gov",
-        "ses",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "endpoints.email.global.api.aws.ic.gov",
-        "ses",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "endpoints.email.global.api.aws.scloud",
-        "ses",
-        "",
-        Auth::NotSigV4,
-    ),
-    (
-        "endpoints.email.global.api.cloud-aws.adc-e.uk",
-        "ses",
-        "",
-        Auth::NotSigV4,
-    ),
-    ("endpoints.email.sc2s.sgov.gov", "ses", "", Auth::NotSigV4),
-    (
-        "endpoints.email.us-gov.amazonaws.com",
-        "ses",
-        "",
-        Auth::NotSigV4,
-    ),
-    ("endpoints.email.us-gov.api.aws", "ses", "", Auth::NotSigV4),
-    (
-        "eu-central-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "eu-central-1",
-        Auth::SigV4,
-    ),
-    (
-        "eu-central-2.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "eu-central-2",
-        Auth::SigV4,
-    ),
-    (
-        "eu-isoe-west-1.neptune-graph.cloud.adc-e.uk",
-        "neptune-graph",
-        "eu-isoe-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "eu-north-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "eu-north-1",
-        Auth::SigV4,
-    ),
-    (
-        "eu-south-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "eu-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "eu-south-2.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "eu-south-2",
-        Auth::SigV4,
-    ),
-    (
-        "eu-west-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "eu-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "eu-west-2.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "eu-west-2",
-        Auth::SigV4,
-    ),
-    (
-        "eu-west-3.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "eu-west-3",
-        Auth::SigV4,
-    ),
-    (
-        "eusc-de-east-1.neptune-graph.amazonaws.eu",
-        "neptune-graph",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "il-central-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "il-central-1",
-        Auth::SigV4,
-    ),
-    (
-        "me-central-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "me-central-1",
-        Auth::SigV4,
-    ),
-    (
-        "me-south-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "me-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "me-west-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "me-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "mx-central-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "mx-central-1",
-        Auth::SigV4,
-    ),
-    ("s3-accelerate.amazonaws.com", "s3", "", Auth::RegionUnknown),
-    (
-        "s3-accelerate.amazonaws.eu",
-        "s3",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    ("s3-accelerate.c2s.ic.gov", "s3", "", Auth::RegionUnknown),
-    (
-        "s3-accelerate.cloud.adc-e.uk",
-        "s3",
-        "",
-        Auth::RegionUnknown,
-    ),
-    (
-        "s3-accelerate.csp.hci.ic.gov",
-        "s3",
-        "",
-        Auth::RegionUnknown,
-    ),
-    (
-        "s3-accelerate.dualstack.amazonaws.com",
-        "s3",
-        "",
-        Auth::RegionUnknown,
-    ),
-    (
-        "s3-accelerate.dualstack.amazonaws.eu",
-        "s3",
-        "eusc-de-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "s3-accelerate.dualstack.c2s.ic.gov",
-        "s3",
-        "",
-        Auth::RegionUnknown,
-    ),
-    (
-        "s3-accelerate.dualstack.cloud.adc-e.uk",
-        "s3",
-        "",
-        Auth::RegionUnknown,
-    ),
-    (
-        "s3-accelerate.dualstack.csp.hci.ic.gov",
-        "s3",
-        "",
-        Auth::RegionUnknown,
-    ),
-    (
-        "s3-accelerate.dualstack.sc2s.sgov.gov",
-        "s3",
-        "",
-        Auth::RegionUnknown,
-    ),
-    ("s3-accelerate.sc2s.sgov.gov", "s3", "", Auth::RegionUnknown),
-    ("s3.amazonaws.com", "s3", "", Auth::RegionUnknown),
-    (
-        "sa-east-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "sa-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "sa-west-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "sa-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-east-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "us-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-east-2.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "us-east-2",
-        Auth::SigV4,
-    ),
-    (
-        "us-gov-east-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "us-gov-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-gov-west-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "us-gov-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-iso-east-1.neptune-graph.c2s.ic.gov",
-        "neptune-graph",
-        "us-iso-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-iso-west-1.neptune-graph.c2s.ic.gov",
-        "neptune-graph",
-        "us-iso-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-isob-east-1.neptune-graph.sc2s.sgov.gov",
-        "neptune-graph",
-        "us-isob-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-isob-west-1.neptune-graph.sc2s.sgov.gov",
-        "neptune-graph",
-        "us-isob-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-isof-east-1.neptune-graph.csp.hci.ic.gov",
-        "neptune-graph",
-        "us-isof-east-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-isof-south-1.neptune-graph.csp.hci.ic.gov",
-        "neptune-graph",
-        "us-isof-south-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-west-1.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "us-west-1",
-        Auth::SigV4,
-    ),
-    (
-        "us-west-2.neptune-graph.amazonaws.com",
-        "neptune-graph",
-        "us-west-2",
-        Auth::SigV4,
-    ),
+/// Sorted by (suffix, rest).
+pub(crate) static GLOBAL_WILDCARDS: &[Global] = &[
+    g(0, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.api.amazonwebservices.com.cn -> events ""
+    g(0, 11310, 22, 1257, 3, 0, 0, Auth::NotSigV4), // endpoints.email.global.api.amazonwebservices.com.cn -> ses ""
+    g(2, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.api.amazonwebservices.eu -> events ""
+    g(2, 11310, 22, 1257, 3, 0, 0, Auth::NotSigV4), // endpoints.email.global.api.amazonwebservices.eu -> ses ""
+    g(3, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.api.cloud-aws.adc-e.uk -> events ""
+    g(3, 11310, 22, 1257, 3, 0, 0, Auth::NotSigV4), // endpoints.email.global.api.cloud-aws.adc-e.uk -> ses ""
+    g(6, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.api.aws.hci.ic.gov -> events ""
+    g(6, 11310, 22, 1257, 3, 0, 0, Auth::NotSigV4), // endpoints.email.global.api.aws.hci.ic.gov -> ses ""
+    g(7, 6476, 27, 2874, 13, 6476, 13, Auth::SigV4), // aws-cn-global.neptune-graph.amazonaws.com.cn -> neptune-graph aws-cn-global
+    g(7, 9659, 24, 2874, 13, 1305, 10, Auth::SigV4), // cn-north-1.neptune-graph.amazonaws.com.cn -> neptune-graph cn-north-1
+    g(7, 5805, 28, 2874, 13, 101, 14, Auth::SigV4), // cn-northwest-1.neptune-graph.amazonaws.com.cn -> neptune-graph cn-northwest-1
+    g(7, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.amazonaws.com.cn -> events ""
+    g(7, 11310, 15, 1257, 3, 0, 0, Auth::NotSigV4),  // endpoints.email.amazonaws.com.cn -> ses ""
+    g(8, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.api.aws.ic.gov -> events ""
+    g(8, 11310, 22, 1257, 3, 0, 0, Auth::NotSigV4), // endpoints.email.global.api.aws.ic.gov -> ses ""
+    g(9, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.api.aws.scloud -> events ""
+    g(9, 11310, 22, 1257, 3, 0, 0, Auth::NotSigV4), // endpoints.email.global.api.aws.scloud -> ses ""
+    g(10, 3753, 30, 2874, 13, 1198, 16, Auth::SigV4), // aws-iso-e-global.neptune-graph.cloud.adc-e.uk -> neptune-graph aws-iso-e-global
+    g(10, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.cloud.adc-e.uk -> events ""
+    g(10, 11310, 15, 1257, 3, 0, 0, Auth::NotSigV4),  // endpoints.email.cloud.adc-e.uk -> ses ""
+    g(10, 5833, 28, 2874, 13, 138, 14, Auth::SigV4), // eu-isoe-west-1.neptune-graph.cloud.adc-e.uk -> neptune-graph eu-isoe-west-1
+    g(10, 10831, 13, 10831, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.cloud.adc-e.uk -> s3 ""
+    g(10, 10831, 23, 10831, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.dualstack.cloud.adc-e.uk -> s3 ""
+    g(11, 3783, 30, 2874, 13, 1232, 16, Auth::SigV4), // aws-iso-f-global.neptune-graph.csp.hci.ic.gov -> neptune-graph aws-iso-f-global
+    g(11, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.csp.hci.ic.gov -> events ""
+    g(11, 11310, 15, 1257, 3, 0, 0, Auth::NotSigV4),  // endpoints.email.csp.hci.ic.gov -> ses ""
+    g(11, 10831, 13, 10831, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.csp.hci.ic.gov -> s3 ""
+    g(11, 10831, 23, 10831, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.dualstack.csp.hci.ic.gov -> s3 ""
+    g(11, 6421, 28, 2874, 13, 286, 14, Auth::SigV4), // us-isof-east-1.neptune-graph.csp.hci.ic.gov -> neptune-graph us-isof-east-1
+    g(11, 5076, 29, 2874, 13, 63, 15, Auth::SigV4), // us-isof-south-1.neptune-graph.csp.hci.ic.gov -> neptune-graph us-isof-south-1
+    g(12, 9515, 24, 2874, 13, 1733, 10, Auth::SigV4), // af-south-1.neptune-graph.amazonaws.com -> neptune-graph af-south-1
+    g(12, 10187, 23, 2874, 13, 2940, 9, Auth::SigV4), // ap-east-1.neptune-graph.amazonaws.com -> neptune-graph ap-east-1
+    g(12, 10210, 23, 2874, 13, 2971, 9, Auth::SigV4), // ap-east-2.neptune-graph.amazonaws.com -> neptune-graph ap-east-2
+    g(12, 5161, 28, 2874, 13, 394, 14, Auth::SigV4), // ap-northeast-1.neptune-graph.amazonaws.com -> neptune-graph ap-northeast-1
+    g(12, 5189, 28, 2874, 13, 430, 14, Auth::SigV4), // ap-northeast-2.neptune-graph.amazonaws.com -> neptune-graph ap-northeast-2
+    g(12, 5217, 28, 2874, 13, 466, 14, Auth::SigV4), // ap-northeast-3.neptune-graph.amazonaws.com -> neptune-graph ap-northeast-3
+    g(12, 9539, 24, 2874, 13, 1765, 10, Auth::SigV4), // ap-south-1.neptune-graph.amazonaws.com -> neptune-graph ap-south-1
+    g(12, 9563, 24, 2874, 13, 1797, 10, Auth::SigV4), // ap-south-2.neptune-graph.amazonaws.com -> neptune-graph ap-south-2
+    g(12, 5245, 28, 2874, 13, 502, 14, Auth::SigV4), // ap-southeast-1.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-1
+    g(12, 5273, 28, 2874, 13, 538, 14, Auth::SigV4), // ap-southeast-2.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-2
+    g(12, 5301, 28, 2874, 13, 574, 14, Auth::SigV4), // ap-southeast-3.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-3
+    g(12, 5329, 28, 2874, 13, 610, 14, Auth::SigV4), // ap-southeast-4.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-4
+    g(12, 5357, 28, 2874, 13, 646, 14, Auth::SigV4), // ap-southeast-5.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-5
+    g(12, 5385, 28, 2874, 13, 682, 14, Auth::SigV4), // ap-southeast-6.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-6
+    g(12, 5413, 28, 2874, 13, 718, 14, Auth::SigV4), // ap-southeast-7.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-7
+    g(12, 9611, 24, 2874, 13, 1829, 10, Auth::SigV4), // aws-global.neptune-graph.amazonaws.com -> neptune-graph aws-global
+    g(12, 2856, 31, 2874, 13, 16, 17, Auth::SigV4), // aws-us-gov-global.neptune-graph.amazonaws.com -> neptune-graph aws-us-gov-global
+    g(12, 8110, 26, 2874, 13, 896, 12, Auth::SigV4), // ca-central-1.neptune-graph.amazonaws.com -> neptune-graph ca-central-1
+    g(12, 10279, 23, 2874, 13, 3002, 9, Auth::SigV4), // ca-west-1.neptune-graph.amazonaws.com -> neptune-graph ca-west-1
+    g(12, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.amazonaws.com -> events ""
+    g(12, 11310, 15, 1257, 3, 0, 0, Auth::NotSigV4),  // endpoints.email.amazonaws.com -> ses ""
+    g(12, 11332, 22, 1257, 3, 0, 0, Auth::NotSigV4), // endpoints.email.us-gov.amazonaws.com -> ses ""
+    g(12, 8136, 26, 2874, 13, 930, 12, Auth::SigV4), // eu-central-1.neptune-graph.amazonaws.com -> neptune-graph eu-central-1
+    g(12, 8162, 26, 2874, 13, 964, 12, Auth::SigV4), // eu-central-2.neptune-graph.amazonaws.com -> neptune-graph eu-central-2
+    g(12, 9707, 24, 2874, 13, 1861, 10, Auth::SigV4), // eu-north-1.neptune-graph.amazonaws.com -> neptune-graph eu-north-1
+    g(12, 9731, 24, 2874, 13, 1893, 10, Auth::SigV4), // eu-south-1.neptune-graph.amazonaws.com -> neptune-graph eu-south-1
+    g(12, 9755, 24, 2874, 13, 1925, 10, Auth::SigV4), // eu-south-2.neptune-graph.amazonaws.com -> neptune-graph eu-south-2
+    g(12, 10486, 23, 2874, 13, 3033, 9, Auth::SigV4), // eu-west-1.neptune-graph.amazonaws.com -> neptune-graph eu-west-1
+    g(12, 10509, 23, 2874, 13, 3064, 9, Auth::SigV4), // eu-west-2.neptune-graph.amazonaws.com -> neptune-graph eu-west-2
+    g(12, 10532, 23, 2874, 13, 3095, 9, Auth::SigV4), // eu-west-3.neptune-graph.amazonaws.com -> neptune-graph eu-west-3
+    g(12, 8448, 26, 2874, 13, 998, 12, Auth::SigV4), // il-central-1.neptune-graph.amazonaws.com -> neptune-graph il-central-1
+    g(12, 8474, 26, 2874, 13, 1032, 12, Auth::SigV4), // me-central-1.neptune-graph.amazonaws.com -> neptune-graph me-central-1
+    g(12, 9947, 24, 2874, 13, 1957, 10, Auth::SigV4), // me-south-1.neptune-graph.amazonaws.com -> neptune-graph me-south-1
+    g(12, 10762, 23, 2874, 13, 3126, 9, Auth::SigV4), // me-west-1.neptune-graph.amazonaws.com -> neptune-graph me-west-1
+    g(12, 8500, 26, 2874, 13, 1066, 12, Auth::SigV4), // mx-central-1.neptune-graph.amazonaws.com -> neptune-graph mx-central-1
+    g(12, 10831, 2, 10831, 2, 0, 0, Auth::RegionUnknown), // s3.amazonaws.com -> s3 ""
+    g(12, 10831, 13, 10831, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.amazonaws.com -> s3 ""
+    g(12, 10831, 23, 10831, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.dualstack.amazonaws.com -> s3 ""
+    g(12, 10854, 23, 2874, 13, 3157, 9, Auth::SigV4), // sa-east-1.neptune-graph.amazonaws.com -> neptune-graph sa-east-1
+    g(12, 10877, 23, 2874, 13, 3188, 9, Auth::SigV4), // sa-west-1.neptune-graph.amazonaws.com -> neptune-graph sa-west-1
+    g(12, 10900, 23, 2874, 13, 10900, 9, Auth::SigV4), // us-east-1.neptune-graph.amazonaws.com -> neptune-graph us-east-1
+    g(12, 10923, 23, 2874, 13, 3219, 9, Auth::SigV4), // us-east-2.neptune-graph.amazonaws.com -> neptune-graph us-east-2
+    g(12, 7664, 27, 2874, 13, 748, 13, Auth::SigV4), // us-gov-east-1.neptune-graph.amazonaws.com -> neptune-graph us-gov-east-1
+    g(12, 7691, 27, 2874, 13, 784, 13, Auth::SigV4), // us-gov-west-1.neptune-graph.amazonaws.com -> neptune-graph us-gov-west-1
+    g(12, 10946, 23, 2874, 13, 3250, 9, Auth::SigV4), // us-west-1.neptune-graph.amazonaws.com -> neptune-graph us-west-1
+    g(12, 10969, 23, 2874, 13, 3281, 9, Auth::SigV4), // us-west-2.neptune-graph.amazonaws.com -> neptune-graph us-west-2
+    g(13, 3723, 30, 2874, 13, 3723, 16, Auth::SigV4), // aws-iso-b-global.neptune-graph.sc2s.sgov.gov -> neptune-graph aws-iso-b-global
+    g(13, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.sc2s.sgov.gov -> events ""
+    g(13, 11310, 15, 1257, 3, 0, 0, Auth::NotSigV4),  // endpoints.email.sc2s.sgov.gov -> ses ""
+    g(13, 10831, 13, 10831, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.sc2s.sgov.gov -> s3 ""
+    g(13, 10831, 23, 10831, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.dualstack.sc2s.sgov.gov -> s3 ""
+    g(13, 6365, 28, 2874, 13, 212, 14, Auth::SigV4), // us-isob-east-1.neptune-graph.sc2s.sgov.gov -> neptune-graph us-isob-east-1
+    g(13, 6393, 28, 2874, 13, 249, 14, Auth::SigV4), // us-isob-west-1.neptune-graph.sc2s.sgov.gov -> neptune-graph us-isob-west-1
+    g(14, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.amazonaws.eu -> events ""
+    g(14, 11310, 15, 1257, 3, 0, 0, Auth::NotSigV4), // endpoints.email.amazonaws.eu -> ses ""
+    g(14, 5861, 28, 2874, 13, 175, 14, Auth::SigV4), // eusc-de-east-1.neptune-graph.amazonaws.eu -> neptune-graph eusc-de-east-1
+    g(14, 10831, 13, 10831, 2, 175, 14, Auth::SigV4), // s3-accelerate.amazonaws.eu -> s3 eusc-de-east-1
+    g(14, 10831, 23, 10831, 2, 175, 14, Auth::SigV4), // s3-accelerate.dualstack.amazonaws.eu -> s3 eusc-de-east-1
+    g(15, 5777, 28, 2874, 13, 5777, 14, Auth::SigV4), // aws-iso-global.neptune-graph.c2s.ic.gov -> neptune-graph aws-iso-global
+    g(15, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.c2s.ic.gov -> events ""
+    g(15, 11310, 15, 1257, 3, 0, 0, Auth::NotSigV4),  // endpoints.email.c2s.ic.gov -> ses ""
+    g(15, 10831, 13, 10831, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.c2s.ic.gov -> s3 ""
+    g(15, 10831, 23, 10831, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.dualstack.c2s.ic.gov -> s3 ""
+    g(15, 7718, 27, 2874, 13, 323, 13, Auth::SigV4), // us-iso-east-1.neptune-graph.c2s.ic.gov -> neptune-graph us-iso-east-1
+    g(15, 7745, 27, 2874, 13, 359, 13, Auth::SigV4), // us-iso-west-1.neptune-graph.c2s.ic.gov -> neptune-graph us-iso-west-1
+    g(17, 12399, 21, 9635, 24, 0, 0, Auth::NotSigV4), // cloudfront-kvs.global.api.aws -> cloudfront-keyvaluestore ""
+    g(17, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.api.aws -> events ""
+    g(17, 11310, 22, 1257, 3, 0, 0, Auth::NotSigV4),  // endpoints.email.global.api.aws -> ses ""
+    g(17, 11332, 22, 1257, 3, 0, 0, Auth::NotSigV4),  // endpoints.email.us-gov.api.aws -> ses ""
 ];
 
 /// Region-first forms `NAME.REGION.KEY.SUFFIX` (from AWS documentation) -> signing name.

@@ -4,8 +4,6 @@
 //! Messages name the cause and the fix, never a secret: no access key secret, session token,
 //! Vault token or signature is ever put into a message.
 
-use serde::Serialize;
-
 /// A refusal answered locally.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalError {
@@ -15,12 +13,6 @@ pub struct LocalError {
     pub code: &'static str,
     /// One sentence for a human: what is wrong and how to fix it.
     pub message: String,
-}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
-    message: &'a str,
 }
 
 impl LocalError {
@@ -34,11 +26,12 @@ impl LocalError {
 
     /// The JSON body of the local reply.
     pub fn body(&self) -> String {
-        serde_json::to_string(&Body {
-            error: self.code,
-            message: &self.message,
-        })
-        .unwrap_or_else(|_| String::from("{\"error\":\"InternalError\",\"message\":\"\"}"))
+        let mut j = crate::audit::JsonWriter::default();
+        j.begin();
+        j.str("error", self.code);
+        j.str("message", &self.message);
+        j.end();
+        j.out
     }
 
     pub fn grant_missing(header: &str) -> Self {
@@ -108,5 +101,27 @@ mod tests {
         let e = LocalError::not_aws_endpoint("host \"a\\b\" is not AWS");
         let v: serde_json::Value = serde_json::from_str(&e.body()).unwrap();
         assert_eq!(v["message"], "refusing to sign: host \"a\\b\" is not AWS");
+    }
+
+    /// Byte for byte what `#[derive(Serialize)]` on `{error, message}` wrote.
+    #[test]
+    fn body_matches_derived_serialize() {
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+            message: &'a str,
+        }
+        for e in [
+            LocalError::grant_missing("x-grant-id"),
+            LocalError::internal("\u{1}\"\\\n é"),
+            LocalError::new(400, "X", ""),
+        ] {
+            let derived = serde_json::to_string(&Body {
+                error: e.code,
+                message: &e.message,
+            })
+            .unwrap();
+            assert_eq!(e.body(), derived);
+        }
     }
 }

@@ -10,11 +10,10 @@
 //!
 //! In the vault record each rule is a JSON array of strings or one comma-separated string.
 
-use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
 /// An address range.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cidr {
     pub addr: IpAddr,
     pub prefix: u8,
@@ -59,7 +58,7 @@ impl Cidr {
 }
 
 /// The rules of one grant.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
     pub services: Option<Vec<String>>,
     pub regions: Option<Vec<String>>,

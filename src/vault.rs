@@ -10,7 +10,7 @@
 
 use crate::config::VaultConfig;
 use crate::policy::{Cidr, Policy};
-use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::fmt;
 
 /// Longest grant id accepted.
@@ -19,7 +19,7 @@ pub const MAX_GRANT_ID_LEN: usize = 128;
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// An AWS credential as stored for a grant.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub access_key_id: String,
     pub secret_access_key: String,
@@ -95,14 +95,40 @@ pub enum VaultError {
     BadRecord(String),
 }
 
-#[derive(Deserialize)]
-struct Kv2Response {
-    data: Option<Kv2Data>,
+/// The members of `v` read as a struct with the fields `names`, the way
+/// `#[derive(Deserialize)]` reads one from JSON: an object (other members ignored) or an
+/// array of exactly one element per field. `None` when `v` is neither. A member that is
+/// absent or `null` is `None` (an error for a field that is not an `Option`).
+pub(crate) fn json_fields<'a, const N: usize>(
+    v: &'a Value,
+    names: [&str; N],
+) -> Option<[Option<&'a Value>; N]> {
+    match v {
+        Value::Object(m) => Some(names.map(|n| m.get(n).filter(|x| !x.is_null()))),
+        Value::Array(a) if a.len() == N => {
+            let mut out = [None; N];
+            for (o, x) in out.iter_mut().zip(a) {
+                *o = Some(x).filter(|x| !x.is_null());
+            }
+            Some(out)
+        }
+        _ => None,
+    }
 }
 
-#[derive(Deserialize)]
-struct Kv2Data {
-    data: Option<serde_json::Map<String, serde_json::Value>>,
+/// `data.data` of a KV version 2 answer (`None`: absent or null). `Err` when the document
+/// does not have that shape.
+fn kv2_data(v: &Value) -> Result<Option<&Map<String, Value>>, ()> {
+    let [data] = json_fields(v, ["data"]).ok_or(())?;
+    let Some(data) = data else {
+        return Ok(None);
+    };
+    let [inner] = json_fields(data, ["data"]).ok_or(())?;
+    match inner {
+        None => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(_) => Err(()),
+    }
 }
 
 fn is_access_key_id(s: &str) -> bool {
@@ -115,19 +141,16 @@ fn is_printable_token(s: &str, max: usize) -> bool {
     !s.is_empty() && s.len() <= max && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
-fn field<'a>(
-    map: &'a serde_json::Map<String, serde_json::Value>,
-    name: &str,
-) -> Result<Option<&'a str>, VaultError> {
+fn field<'a>(map: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, VaultError> {
     match map.get(name) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
         Some(_) => Err(VaultError::BadRecord(format!("{name} is not a string"))),
     }
 }
 
 /// Which endpoint of the AWS secrets engine issues the keys.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DynamicKind {
     /// `GET /v1/<mount>/creds/<role>`
     Creds,
@@ -136,7 +159,7 @@ pub enum DynamicKind {
 }
 
 /// A grant whose keys are issued on demand by the vault's AWS secrets engine.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DynamicSource {
     pub mount: String,
     pub role: String,
@@ -200,19 +223,16 @@ fn is_name(s: &str) -> bool {
 }
 
 /// A policy list: a JSON array of strings, or one comma-separated string.
-fn list(
-    map: &serde_json::Map<String, serde_json::Value>,
-    name: &str,
-) -> Result<Option<Vec<String>>, VaultError> {
+fn list(map: &Map<String, Value>, name: &str) -> Result<Option<Vec<String>>, VaultError> {
     let bad = || VaultError::BadRecord(format!("{name} is not a list of strings"));
     let items: Vec<String> = match map.get(name) {
-        None | Some(serde_json::Value::Null) => return Ok(None),
-        Some(serde_json::Value::String(s)) => s
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => s
             .split(',')
             .map(|x| x.trim().to_string())
             .filter(|x| !x.is_empty())
             .collect(),
-        Some(serde_json::Value::Array(a)) => a
+        Some(Value::Array(a)) => a
             .iter()
             .map(|v| v.as_str().map(|x| x.trim().to_string()).ok_or_else(bad))
             .collect::<Result<_, _>>()?,
@@ -221,7 +241,7 @@ fn list(
     Ok(Some(items))
 }
 
-fn parse_policy(data: &serde_json::Map<String, serde_json::Value>) -> Result<Policy, VaultError> {
+fn parse_policy(data: &Map<String, Value>) -> Result<Policy, VaultError> {
     let scope = |name: &str| -> Result<Option<Vec<String>>, VaultError> {
         let l = list(data, name)?;
         if let Some(items) = &l {
@@ -274,16 +294,16 @@ fn parse_policy(data: &serde_json::Map<String, serde_json::Value>) -> Result<Pol
 /// no HTTP status at all (reset, timeout, no healthy upstream): that is a vault failure.
 pub fn parse_grant_response(status: Option<u32>, body: &[u8]) -> Result<GrantRecord, VaultError> {
     check_status(status, body)?;
-    let parsed: Kv2Response = serde_json::from_slice(body).map_err(|_| {
-        VaultError::Unavailable("the vault answer is not a KV version 2 JSON document".into())
-    })?;
-    let data = match parsed.data.and_then(|d| d.data) {
+    let not_kv2 =
+        || VaultError::Unavailable("the vault answer is not a KV version 2 JSON document".into());
+    let parsed: Value = serde_json::from_slice(body).map_err(|_| not_kv2())?;
+    let data = match kv2_data(&parsed).map_err(|_| not_kv2())? {
         Some(d) => d,
         // KV v2 answers a deleted or destroyed latest version with data.data = null.
         None => return Err(VaultError::NotFound),
     };
-    let policy = parse_policy(&data)?;
-    let role = field(&data, "aws_role")?;
+    let policy = parse_policy(data)?;
+    let role = field(data, "aws_role")?;
     let has_static = ["access_key_id", "secret_access_key", "session_token"]
         .iter()
         .any(|k| data.contains_key(*k));
@@ -294,7 +314,7 @@ pub fn parse_grant_response(status: Option<u32>, body: &[u8]) -> Result<GrantRec
             ))
         }
         Some(role) => {
-            let mount = field(&data, "aws_mount")?.unwrap_or("aws");
+            let mount = field(data, "aws_mount")?.unwrap_or("aws");
             if !is_name(role) {
                 return Err(VaultError::BadRecord("aws_role is not a role name".into()));
             }
@@ -303,7 +323,7 @@ pub fn parse_grant_response(status: Option<u32>, body: &[u8]) -> Result<GrantRec
                     "aws_mount is not a mount path".into(),
                 ));
             }
-            let kind = match field(&data, "aws_credential_type")? {
+            let kind = match field(data, "aws_credential_type")? {
                 None | Some("creds") => DynamicKind::Creds,
                 Some("sts") => DynamicKind::Sts,
                 Some(_) => {
@@ -318,14 +338,12 @@ pub fn parse_grant_response(status: Option<u32>, body: &[u8]) -> Result<GrantRec
                 kind,
             })
         }
-        None => Source::Static(static_credentials(&data)?),
+        None => Source::Static(static_credentials(data)?),
     };
     Ok(GrantRecord { source, policy })
 }
 
-fn static_credentials(
-    data: &serde_json::Map<String, serde_json::Value>,
-) -> Result<Credentials, VaultError> {
+fn static_credentials(data: &Map<String, Value>) -> Result<Credentials, VaultError> {
     let akid = field(data, "access_key_id")?
         .ok_or_else(|| VaultError::BadRecord("access_key_id is missing".into()))?;
     let secret = field(data, "secret_access_key")?
@@ -374,12 +392,6 @@ fn checked_credentials(
     })
 }
 
-#[derive(Deserialize)]
-struct LeaseResponse {
-    lease_duration: Option<u64>,
-    data: Option<serde_json::Map<String, serde_json::Value>>,
-}
-
 /// Interpret the AWS secrets engine's answer: the issued key and its lease in seconds.
 pub fn parse_dynamic_response(
     status: Option<u32>,
@@ -394,16 +406,28 @@ pub fn parse_dynamic_response(
         }
         _ => check_status(status, body)?,
     }
-    let parsed: LeaseResponse = serde_json::from_slice(body)
-        .map_err(|_| VaultError::Unavailable("the AWS secrets engine answer is not JSON".into()))?;
-    let data = parsed.data.ok_or_else(|| {
-        VaultError::Unavailable("the AWS secrets engine answer has no data".into())
-    })?;
-    let akid = field(&data, "access_key")?
+    let not_json = || VaultError::Unavailable("the AWS secrets engine answer is not JSON".into());
+    let parsed: Value = serde_json::from_slice(body).map_err(|_| not_json())?;
+    // `{lease_duration: Option<u64>, data: Option<object>}`
+    let [lease, data] = json_fields(&parsed, ["lease_duration", "data"]).ok_or_else(not_json)?;
+    let lease_duration = match lease {
+        None => None,
+        Some(l) => Some(l.as_u64().ok_or_else(not_json)?),
+    };
+    let data = match data {
+        None => {
+            return Err(VaultError::Unavailable(
+                "the AWS secrets engine answer has no data".into(),
+            ))
+        }
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(not_json()),
+    };
+    let akid = field(data, "access_key")?
         .ok_or_else(|| VaultError::Unavailable("the issued key has no access_key".into()))?;
-    let secret = field(&data, "secret_key")?
+    let secret = field(data, "secret_key")?
         .ok_or_else(|| VaultError::Unavailable("the issued key has no secret_key".into()))?;
-    let token = field(&data, "session_token")?;
+    let token = field(data, "session_token")?;
     let creds = checked_credentials(
         akid,
         secret,
@@ -414,7 +438,7 @@ pub fn parse_dynamic_response(
         VaultError::BadRecord(m) => VaultError::Unavailable(format!("issued key: {m}")),
         other => other,
     })?;
-    Ok((creds, parsed.lease_duration.unwrap_or(0)))
+    Ok((creds, lease_duration.unwrap_or(0)))
 }
 
 #[cfg(test)]
@@ -642,6 +666,85 @@ mod tests {
                 }
                 other => panic!("{body}: {other:?}"),
             }
+        }
+    }
+
+    /// The answers' shapes are read as the derived `Deserialize` of
+    /// `Kv2Response {data: Option<{data: Option<Map>}>}` and
+    /// `LeaseResponse {lease_duration: Option<u64>, data: Option<Map>}` read them.
+    #[test]
+    #[allow(clippy::useless_format)] // one format per body, for a uniform list
+    fn answer_shapes_are_read_as_derived() {
+        use serde::Deserialize;
+        #[derive(Deserialize)]
+        struct Kv2Response {
+            data: Option<Kv2Data>,
+        }
+        #[derive(Deserialize)]
+        struct Kv2Data {
+            data: Option<Map<String, Value>>,
+        }
+        #[derive(Deserialize)]
+        struct LeaseResponse {
+            lease_duration: Option<u64>,
+            data: Option<Map<String, Value>>,
+        }
+        let rec = r#"{"access_key":"ASIAIOSFODNN7EXAMPLE","secret_key":"k","access_key_id":"AKIAIOSFODNN7EXAMPLE","secret_access_key":"k"}"#;
+        let bodies = [
+            format!(r#"{{"data":{{"data":{rec}}}}}"#),
+            format!(r#"{{"data":{{"data":{rec},"metadata":{{}}}},"x":[1,{{}}]}}"#),
+            format!(r#"[[{rec}]]"#),
+            format!(r#"[[{rec}],1]"#),
+            format!(r#"[{{"data":{rec}}}]"#),
+            format!(r#"{{"data":[{rec}]}}"#),
+            format!(r#"{{"data":{{"data":[{rec}]}}}}"#),
+            format!(r#"{{"data":{{"data":"x"}}}}"#),
+            format!(r#"{{"data":"x"}}"#),
+            format!(r#"{{"data":null}}"#),
+            format!(r#"{{"data":{{"data":null}}}}"#),
+            format!(r#"{{"data":{{}}}}"#),
+            format!(r#"{{}}"#),
+            format!(r#"[]"#),
+            format!(r#"[null]"#),
+            format!(r#"[null,null]"#),
+            format!(r#"null"#),
+            format!(r#"7"#),
+            format!(r#"{{"lease_duration":900,"data":{rec}}}"#),
+            format!(r#"{{"lease_duration":null,"data":{rec}}}"#),
+            format!(r#"{{"lease_duration":-1,"data":{rec}}}"#),
+            format!(r#"{{"lease_duration":1.5,"data":{rec}}}"#),
+            format!(r#"{{"lease_duration":"9","data":{rec}}}"#),
+            format!(r#"{{"lease_duration":18446744073709551616,"data":{rec}}}"#),
+            format!(r#"{{"lease_duration":9}}"#),
+            format!(r#"{{"lease_duration":"x"}}"#),
+            format!(r#"[9,{rec}]"#),
+            format!(r#"[9]"#),
+            format!(r#"[9,{rec},1]"#),
+        ];
+        for b in &bodies {
+            let derived = match serde_json::from_str::<Kv2Response>(b) {
+                Err(_) => Err(()),
+                Ok(r) => Ok(r.data.and_then(|d| d.data)),
+            };
+            let v: Option<Value> = serde_json::from_str(b).ok();
+            let ours = v.as_ref().ok_or(()).and_then(kv2_data).map(|m| m.cloned());
+            assert_eq!(ours, derived, "{b}");
+            let derived = match serde_json::from_str::<LeaseResponse>(b) {
+                Err(_) => Err("not JSON"),
+                Ok(LeaseResponse { data: None, .. }) => Err("no data"),
+                Ok(LeaseResponse {
+                    data: Some(m),
+                    lease_duration,
+                }) if m.contains_key("access_key") => Ok(lease_duration.unwrap_or(0)),
+                Ok(_) => Err("other"),
+            };
+            let ours = match parse_dynamic_response(Some(200), b.as_bytes()) {
+                Ok((_, lease)) => Ok(lease),
+                Err(VaultError::Unavailable(m)) if m.contains("not JSON") => Err("not JSON"),
+                Err(VaultError::Unavailable(m)) if m.contains("no data") => Err("no data"),
+                Err(_) => Err("other"),
+            };
+            assert_eq!(ours, derived, "{b}");
         }
     }
 }
