@@ -80,8 +80,6 @@ struct Audit {
     start_ms: u64,
     /// Put the record into the filter state (audit.filter_state).
     filter_state: bool,
-    /// Caller and duration filled in, filter state set.
-    done: bool,
 }
 
 /// What one callout answer leads to.
@@ -300,7 +298,7 @@ impl Worker {
         if let Some(a) = self.audits.get_mut(&ctx) {
             a.record.outcome = e.code.to_string();
             a.record.status = Some(e.status);
-            finish_audit(a);
+            decided(a);
         }
         reply(e);
     }
@@ -325,6 +323,7 @@ impl Worker {
                     self.metrics.inc(Counter::Signed);
                     if let Some(a) = self.audits.get_mut(&ctx) {
                         a.record.outcome = String::from("signed");
+                        decided(a);
                     }
                     debug!(
                         "signed {} {} as {}/{}",
@@ -625,22 +624,38 @@ impl Signer {
     }
 }
 
-/// Complete an audit record with the caller and duration, and put it into the filter
-/// state for Envoy's access log.
-fn finish_audit(a: &mut Audit) {
-    if a.done {
-        return;
+/// The outcome is known (signed, or refused): put what only the filter knows into the
+/// filter state, once, with no work on the response path. The access log adds what Envoy
+/// knows itself (status, duration, caller address and identity, AWS request id).
+fn decided(a: &mut Audit) {
+    if a.filter_state {
+        let _ = hostcalls::set_property(AUDIT_FILTER_STATE, a.record.to_json().as_bytes());
     }
-    a.done = true;
+}
+
+/// Complete the record for the log line, at the end of the request: the answer's status and
+/// AWS request id, the caller, the duration.
+fn complete_for_log(a: &mut Audit) {
+    if a.record.status.is_none() {
+        a.record.status = hostcalls::get_value(Map::ResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u32>().ok());
+        a.record.aws_request_id = ["x-amzn-requestid", "x-amz-request-id"]
+            .iter()
+            .find_map(|h| hostcalls::get_value(Map::ResponseHeaders, h).ok().flatten())
+            .and_then(|v| String::from_utf8(v).ok());
+    }
+    if a.record.outcome.is_empty() {
+        // Ended before the filter decided (the client went away).
+        a.record.outcome = String::from("incomplete");
+    }
     let caller = current_caller();
     a.record.principal = caller.principal;
     a.record.source = caller.source.map(|ip| ip.to_string());
     a.record.duration_ms = hostcalls::now_ms()
         .unwrap_or(a.start_ms)
         .saturating_sub(a.start_ms);
-    if a.filter_state {
-        let _ = hostcalls::set_property(AUDIT_FILTER_STATE, a.record.to_json().as_bytes());
-    }
 }
 
 impl Context for Signer {
@@ -727,7 +742,6 @@ impl HttpContext for Signer {
                     },
                     start_ms,
                     filter_state: cfg.audit.filter_state,
-                    done: false,
                 },
             );
         }
@@ -851,14 +865,6 @@ impl HttpContext for Signer {
             .flatten()
             .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u32>().ok())
             .unwrap_or(0);
-        if let Some(a) = w.audits.get_mut(&self.id) {
-            a.record.status = Some(status);
-            a.record.aws_request_id = ["x-amzn-requestid", "x-amz-request-id"]
-                .iter()
-                .find_map(|h| hostcalls::get_value(Map::ResponseHeaders, h).ok().flatten())
-                .and_then(|v| String::from_utf8(v).ok());
-            finish_audit(a);
-        }
         if status != 400 && status != 403 {
             return Action::Continue;
         }
@@ -890,14 +896,8 @@ impl HttpContext for Signer {
         };
         let log = w.config.as_ref().is_some_and(|c| c.audit.log);
         if let Some(mut a) = w.audits.remove(&self.id) {
-            if a.record.status.is_none() {
-                // Ended before an answer (the client went away, or the upstream reset).
-                if a.record.outcome.is_empty() {
-                    a.record.outcome = String::from("incomplete");
-                }
-                finish_audit(&mut a);
-            }
             if log {
+                complete_for_log(&mut a);
                 info!("grant_sigv4.audit {}", a.record.to_json());
             }
         }

@@ -87,7 +87,13 @@ def test_access_log_carries_the_audit_record(astack):
     assert outcomes.count("signed") == 3
     assert {"GrantNotFound", "GrantPolicyDenied", "BadAuditContext"} <= set(outcomes)
     for entry, a in records:
-        if a:
+        assert entry["source"] == "127.0.0.1"
+        if a and a["outcome"] == "signed":
+            # Envoy adds what it knows: AWS's status and request id.
+            assert int(entry["status"]) == 200 and entry["aws_request_id"] not in ("", "-", None)
+            assert a["grant_id"] == "grant-audit" and a["service"] == "sts"
+            assert a["context"] == {"ticket": "OPS-7", "n": 3}
+        elif a:
             assert int(entry["status"]) == a["status"]
 
 
