@@ -4,6 +4,7 @@ pluginConfig, body-hasher EnvoyFilter) load in the real Envoy and sign through m
 
 import copy
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -146,6 +147,9 @@ def istio_like_envoy_config(plugin_config, listen_port, admin_port, aws_port, va
     hasher = next(p for p in ef if p["applyTo"] == "HTTP_FILTER")["patch"]["value"]
     listener_merge = next(p for p in ef if p["applyTo"] == "LISTENER")["patch"]["value"]
     vault_cluster = plugin_config["vault"]["cluster"]
+    # The WasmPlugin's vmConfig.env entries with valueFrom HOST become host_env_keys.
+    spec = load_docs(ISTIO / "wasmplugin.yaml")[0]["spec"]
+    host_env = [e["name"] for e in spec.get("vmConfig", {}).get("env", []) if e.get("valueFrom") == "HOST"]
 
     def cluster(name, port):
         return {"name": name, "type": "STATIC", "connect_timeout": "2s",
@@ -156,6 +160,7 @@ def istio_like_envoy_config(plugin_config, listen_port, admin_port, aws_port, va
         "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
         "config": {"name": "apps.grant-sigv4", "root_id": "grant_sigv4", "fail_open": False,
                    "vm_config": {"vm_id": "grant_sigv4", "runtime": "envoy.wasm.runtime.v8",
+                                 "environment_variables": {"host_env_keys": host_env},
                                  "code": {"local": {"filename": str(WASM)}}},
                    "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
                                      "value": json.dumps(plugin_config)}}}}
@@ -178,15 +183,16 @@ def test_istio_filter_pieces_validate_in_envoy(tmp_path):
     cfg = load_docs(ISTIO / "wasmplugin.yaml")[0]["spec"]["pluginConfig"]
     path = tmp_path / "istio-like.yaml"
     path.write_text(yaml.safe_dump(istio_like_envoy_config(cfg, 1, 2, 3, 4)))
+    env = {**os.environ, cfg["vault"]["token_env"]: "validate-token"}  # the sidecar's environment
     r = subprocess.run([str(VENV_BIN / "envoy"), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id",
-                        "--log-level", "warn"], capture_output=True, text=True, timeout=120)
+                        "--log-level", "warn"], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     # A bad key in pluginConfig is refused by the filter's parser when the plugin starts.
     bad = copy.deepcopy(cfg)
     bad["vault"]["timeout_ms"] = 0
     path.write_text(yaml.safe_dump(istio_like_envoy_config(bad, 1, 2, 3, 4)))
     r = subprocess.run([str(VENV_BIN / "envoy"), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id",
-                        "--log-level", "warn"], capture_output=True, text=True, timeout=120)
+                        "--log-level", "warn"], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode != 0
 
 
@@ -206,9 +212,10 @@ def test_istio_filter_chain_signs_through_moto():
         procs.append(moto)
         bao.put_grant("istio-grant", moto.create_user_key("istio-user"))
         cfg = load_docs(ISTIO / "wasmplugin.yaml")[0]["spec"]["pluginConfig"]
-        cfg["vault"]["token"] = bao.token
         listen, admin = free_port(), free_port()
-        envoy = Envoy(logdir, yaml.safe_dump(istio_like_envoy_config(cfg, listen, admin, moto.port, bao.port)))
+        # The sidecar's environment carries the Vault token (vault.token_env).
+        envoy = Envoy(logdir, yaml.safe_dump(istio_like_envoy_config(cfg, listen, admin, moto.port, bao.port)),
+                      env={cfg["vault"]["token_env"]: bao.token})
         procs.append(envoy)
         envoy.wait_ready(admin)
 
