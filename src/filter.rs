@@ -212,7 +212,7 @@ fn dispatch(cfg: &Config, path: &str) -> Result<u32, String> {
     .map_err(|s| format!("{s:?}"))
 }
 
-fn start_fetch(cfg: &Config, fetch: &mut Fetch, metrics: &Metrics) -> Result<u32, String> {
+fn start_fetch(cfg: &Config, fetch: &mut Fetch, metrics: &mut Metrics) -> Result<u32, String> {
     metrics.inc(Counter::VaultCallouts);
     fetch.started_ms = hostcalls::now_ms().unwrap_or(0);
     let path = match &fetch.stage {
@@ -453,7 +453,7 @@ impl Context for Root {
         let now = hostcalls::now_secs().unwrap_or(0);
         let grant = fetch.grant.clone();
         match w.step(&cfg, fetch, status, &body, now) {
-            Step::Next(mut next) => match start_fetch(&cfg, &mut next, &w.metrics) {
+            Step::Next(mut next) => match start_fetch(&cfg, &mut next, &mut w.metrics) {
                 Ok(t) => {
                     w.refreshes.insert(t, next);
                 }
@@ -515,14 +515,14 @@ impl RootContext for Root {
                             "grant-sigv4 configured: grant header {}, vault cluster {}, cache ttl {}s",
                             cfg.grant_header, cfg.vault.cluster, cfg.cache.ttl_seconds
                         );
-                        if let Err(s) = hostcalls::set_tick_period_ms(TICK_MS) {
-                            warn!("no tick (status {s}): grants are refreshed on demand only");
-                        }
                     }
                     Mode::Precheck => info!(
                         "grant-sigv4 configured: precheck, grant header {}, max body {} bytes",
                         cfg.grant_header, cfg.max_body_bytes
                     ),
+                }
+                if let Err(s) = hostcalls::set_tick_period_ms(TICK_MS) {
+                    warn!("no tick (status {s}): no background refresh, metrics not flushed");
                 }
                 let mut w = self.worker.borrow_mut();
                 w.config = Some(Rc::new(cfg));
@@ -542,6 +542,7 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         follow_envoy_log_level();
         let mut w = self.worker.borrow_mut();
+        w.metrics.flush();
         let Some(cfg) = w.config.clone() else {
             return;
         };
@@ -557,7 +558,7 @@ impl RootContext for Root {
                 stage: Stage::Record,
                 started_ms: 0,
             };
-            match start_fetch(&cfg, &mut fetch, &w.metrics) {
+            match start_fetch(&cfg, &mut fetch, &mut w.metrics) {
                 Ok(token) => {
                     w.refreshes.insert(token, fetch);
                 }
@@ -682,8 +683,8 @@ impl Context for Signer {
         let outcome = match step {
             Step::Next(mut next) => {
                 let started = {
-                    let w = self.worker.borrow();
-                    start_fetch(&cfg, &mut next, &w.metrics)
+                    let mut w = self.worker.borrow_mut();
+                    start_fetch(&cfg, &mut next, &mut w.metrics)
                 };
                 match started {
                     Ok(_) => {
@@ -833,7 +834,7 @@ impl HttpContext for Signer {
                 stage: Stage::Record,
                 started_ms: 0,
             };
-            let started = start_fetch(&cfg, &mut fetch, &w.metrics);
+            let started = start_fetch(&cfg, &mut fetch, &mut w.metrics);
             drop(w);
             match started {
                 Ok(_) => self.fetching = Some(fetch),

@@ -43,11 +43,15 @@ const NAMES: [(Counter, &str); 10] = [
 ];
 
 /// Metric ids of this VM; a metric that could not be defined is skipped silently.
+///
+/// Counts are kept in the VM and added to Envoy's counters by [`Metrics::flush`] on the root
+/// context's tick (every second): no host call per request for counting.
 #[derive(Default)]
 pub struct Metrics {
     ids: Vec<Option<u32>>,
+    pending: Vec<i64>,
     callout_ms: Option<u32>,
-    errors: HashMap<&'static str, Option<u32>>,
+    errors: HashMap<&'static str, (Option<u32>, i64)>,
 }
 
 impl Metrics {
@@ -57,6 +61,7 @@ impl Metrics {
                 .iter()
                 .map(|(_, n)| hostcalls::define_metric(MetricKind::Counter, n).ok())
                 .collect(),
+            pending: vec![0; NAMES.len()],
             callout_ms: hostcalls::define_metric(
                 MetricKind::Histogram,
                 "grant_sigv4.vault_callout_ms",
@@ -66,24 +71,38 @@ impl Metrics {
         }
     }
 
-    pub fn inc(&self, c: Counter) {
-        let i = NAMES.iter().position(|(k, _)| *k == c);
-        if let Some(Some(id)) = i.and_then(|i| self.ids.get(i)) {
-            let _ = hostcalls::increment_metric(*id, 1);
+    pub fn inc(&mut self, c: Counter) {
+        if let Some(p) = NAMES
+            .iter()
+            .position(|(k, _)| *k == c)
+            .and_then(|i| self.pending.get_mut(i))
+        {
+            *p += 1;
         }
     }
 
     /// Count a local reply by its error code (`grant_sigv4.local_errors.<Code>`).
     pub fn error(&mut self, code: &'static str) {
-        let id = *self.errors.entry(code).or_insert_with(|| {
-            hostcalls::define_metric(
-                MetricKind::Counter,
-                &format!("grant_sigv4.local_errors.{code}"),
-            )
-            .ok()
+        let entry = self.errors.entry(code).or_insert_with(|| {
+            let name = format!("grant_sigv4.local_errors.{code}");
+            (hostcalls::define_metric(MetricKind::Counter, &name).ok(), 0)
         });
-        if let Some(id) = id {
-            let _ = hostcalls::increment_metric(id, 1);
+        entry.1 += 1;
+    }
+
+    /// Add the counts kept since the last flush to Envoy's counters.
+    pub fn flush(&mut self) {
+        for (id, p) in self.ids.iter().zip(self.pending.iter_mut()) {
+            if let (Some(id), true) = (id, *p > 0) {
+                let _ = hostcalls::increment_metric(*id, *p);
+            }
+            *p = 0;
+        }
+        for (id, n) in self.errors.values_mut() {
+            if let (Some(id), true) = (id, *n > 0) {
+                let _ = hostcalls::increment_metric(*id, *n);
+            }
+            *n = 0;
         }
     }
 

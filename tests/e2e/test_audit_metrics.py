@@ -109,7 +109,12 @@ def prometheus(stack):
 
 
 def test_metrics_count_what_happened(astack):
-    m = prometheus(astack)
+    # Counts are added to Envoy's counters on the filter's tick (every second).
+    def flushed():
+        m = prometheus(astack)
+        return m if m.get("grant_sigv4_requests_signed") == 3 and m.get("grant_sigv4_cache_hits") == 2 else None
+
+    m = wait_until(flushed, "metrics flushed", timeout=10)
     assert m["grant_sigv4_requests_signed"] == 3
     assert m["grant_sigv4_local_errors_GrantNotFound"] == 1
     assert m["grant_sigv4_local_errors_GrantPolicyDenied"] == 1
