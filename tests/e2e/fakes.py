@@ -9,6 +9,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 GRANT_PREFIX = "/v1/secret/data/aws/grants/"
@@ -80,3 +81,40 @@ class FakeVault:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        vals = [v for k, v in self.headers if k == name]
+        return vals[0] if vals else None
+
+
+def exchange(port: int, head: bytes, body: bytes = b"") -> Reply:
+    """Send a request head and (part of) a body; read one answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head + body)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        head_part, _, rest = data.partition(b"\r\n\r\n")
+        lines = head_part.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = []
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers.append((k.strip().lower(), v.strip()))
+        length = int(dict(headers).get("content-length", "0"))
+        while len(rest) < length:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        return Reply(status, headers, rest[:length])

@@ -6,12 +6,12 @@ import hashlib
 import io
 import json
 import os
-import socket
 import zipfile
 
 import pytest
 from botocore.exceptions import ClientError
 
+from fakes import exchange
 from harness import Stack
 
 STS_FORM = b"Action=GetCallerIdentity&Version=2011-06-15"
@@ -57,31 +57,6 @@ def test_lambda_request_with_5_mib_payload(stack):
     assert fn["CodeSize"] == len(code)
 
 
-def _raw_exchange(port: int, head: bytes, body_prefix: bytes = b"") -> tuple[int, bytes]:
-    """Send a request head (and part of a body), read the answer: status and body."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(head + body_prefix)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        head_part, _, rest = data.partition(b"\r\n\r\n")
-        status = int(head_part.split(b" ")[1])
-        length = 0
-        for line in head_part.split(b"\r\n")[1:]:
-            k, _, v = line.partition(b":")
-            if k.strip().lower() == b"content-length":
-                length = int(v.strip())
-        while len(rest) < length:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            rest += chunk
-        return status, rest
-
-
 def test_body_over_the_limit_is_413_before_buffering(stack):
     before = stack.upstream_requests()
     size = 8 * 1024 * 1024 + 1
@@ -92,7 +67,8 @@ def test_body_over_the_limit_is_413_before_buffering(stack):
         "content-type: application/x-amz-json-1.0\r\n"
         f"content-length: {size}\r\n\r\n"
     ).encode()
-    status, body = _raw_exchange(stack.listen_port, head, b"{" * 1024)
+    reply = exchange(stack.listen_port, head, b"{" * 1024)
+    status, body = reply.status, reply.body
     assert status == 413
     doc = json.loads(body)
     assert doc["error"] == "BodyTooLarge"
