@@ -222,12 +222,17 @@ fn start_fetch(cfg: &Config, fetch: &mut Fetch, metrics: &mut Metrics) -> Result
     dispatch(cfg, &path)
 }
 
-/// Status and body of the callout answer being delivered now.
-fn callout_answer(body_size: usize) -> (Option<u32>, Vec<u8>) {
-    let status = hostcalls::get_value(Map::CallResponseHeaders, ":status")
+/// The `:status` of a header map, when it has a numeric one.
+fn status_of(map: Map) -> Option<u32> {
+    hostcalls::get_value(map, ":status")
         .ok()
         .flatten()
-        .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u32>().ok());
+        .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u32>().ok())
+}
+
+/// Status and body of the callout answer being delivered now.
+fn callout_answer(body_size: usize) -> (Option<u32>, Vec<u8>) {
+    let status = status_of(Map::CallResponseHeaders);
     let body = if body_size > vault::MAX_RESPONSE_BYTES {
         // Too large to be a grant record: let the parser refuse it by size.
         vec![b' '; vault::MAX_RESPONSE_BYTES + 1]
@@ -618,6 +623,25 @@ impl Signer {
         let _ = hostcalls::set_effective_context(self.id);
     }
 
+    /// Start this request's audit record (when audit is on and it has none yet).
+    fn start_audit(&self, cfg: &Config, start_ms: u64) {
+        if !(cfg.audit.log || cfg.audit.filter_state) {
+            return;
+        }
+        self.worker
+            .borrow_mut()
+            .audits
+            .entry(self.id)
+            .or_insert_with(|| Audit {
+                record: AuditRecord {
+                    time: audit::rfc3339_ms(start_ms),
+                    ..AuditRecord::default()
+                },
+                start_ms,
+                filter_state: cfg.audit.filter_state,
+            });
+    }
+
     /// Answer this request locally, and account for it.
     fn refuse(&self, e: &LocalError) -> Action {
         self.worker.borrow_mut().refuse(self.id, e);
@@ -638,10 +662,7 @@ fn decided(a: &mut Audit) {
 /// AWS request id, the caller, the duration.
 fn complete_for_log(a: &mut Audit) {
     if a.record.status.is_none() {
-        a.record.status = hostcalls::get_value(Map::ResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u32>().ok());
+        a.record.status = status_of(Map::ResponseHeaders);
         a.record.aws_request_id = ["x-amzn-requestid", "x-amz-request-id"]
             .iter()
             .find_map(|h| hostcalls::get_value(Map::ResponseHeaders, h).ok().flatten())
@@ -733,23 +754,16 @@ impl HttpContext for Signer {
             reply(&LocalError::internal("the filter is not configured"));
             return Action::Pause;
         };
-        if cfg.audit.log || cfg.audit.filter_state {
-            self.worker.borrow_mut().audits.insert(
-                self.id,
-                Audit {
-                    record: AuditRecord {
-                        time: audit::rfc3339_ms(start_ms),
-                        ..AuditRecord::default()
-                    },
-                    start_ms,
-                    filter_state: cfg.audit.filter_state,
-                },
-            );
+        // The precheck instance passes most requests on, which the signing instance then
+        // audits: its own record is started only when it refuses.
+        if cfg.mode == Mode::Sign {
+            self.start_audit(&cfg, start_ms);
         }
         let mut headers = match hostcalls::get_map(Map::RequestHeaders) {
             Ok(h) => h,
             Err(s) => {
                 warn!("could not read request headers (status {s})");
+                self.start_audit(&cfg, start_ms);
                 return self.refuse(&LocalError::internal(
                     "the request headers could not be read",
                 ));
@@ -765,12 +779,11 @@ impl HttpContext for Signer {
         }
         if cfg.mode == Mode::Precheck {
             return match request::precheck_request(&cfg, &headers, end_of_stream) {
-                Ok(()) => {
-                    // Accounted for by the signing instance.
-                    self.worker.borrow_mut().audits.remove(&self.id);
-                    Action::Continue
+                Ok(()) => Action::Continue,
+                Err(e) => {
+                    self.start_audit(&cfg, start_ms);
+                    self.refuse(&e)
                 }
-                Err(e) => self.refuse(&e),
             };
         }
         let plan = match request::plan_request(&cfg, &headers, end_of_stream) {
@@ -861,11 +874,7 @@ impl HttpContext for Signer {
             // Not signed by this filter (a local reply, or not handled): nothing to learn.
             return Action::Continue;
         };
-        let status = hostcalls::get_value(Map::ResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u32>().ok())
-            .unwrap_or(0);
+        let status = status_of(Map::ResponseHeaders).unwrap_or(0);
         if status != 400 && status != 403 {
             return Action::Continue;
         }
