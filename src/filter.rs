@@ -16,6 +16,7 @@
 //!   request (or a retry of this one, when the filter runs as an upstream filter) is signed
 //!   with a freshly fetched key.
 
+use crate::abi::Action;
 use crate::audit::{self, AuditRecord};
 use crate::aws_response::{self, KeyVerdict};
 use crate::cache::{Begin, CachedGrant, GrantCache, Inflight, Lookup, RetryStash};
@@ -28,20 +29,9 @@ use crate::request::{self, Plan};
 use crate::sigv4::SigningKeyCache;
 use crate::vault::{self, DynamicSource, Source, VaultError};
 use log::{debug, error, info, warn};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-#[cfg(target_arch = "wasm32")]
-use proxy_wasm::types::LogLevel;
-use proxy_wasm::types::{Action, ContextType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
-
-#[cfg(target_arch = "wasm32")]
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
-}}
 
 /// How often the root context looks for grants to refresh.
 const TICK_MS: u32 = 1000;
@@ -80,6 +70,8 @@ struct Audit {
     start_ms: u64,
     /// Put the record into the filter state (audit.filter_state).
     filter_state: bool,
+    /// Write the record as a log line (audit.log).
+    log: bool,
 }
 
 /// What one callout answer leads to.
@@ -102,6 +94,8 @@ pub struct Worker {
     inflight: Inflight,
     /// Requests paused while their grant is fetched, by context id.
     waiting: HashMap<u32, Waiting>,
+    /// The fetch each request started (it owns the callout), by context id.
+    fetching: HashMap<u32, Fetch>,
     /// Requests signed, by context id: the grant and when its key was fetched, so that an
     /// AWS refusal drops exactly that key.
     signed_with: HashMap<u32, (String, u64)>,
@@ -152,7 +146,8 @@ fn carry_grant_to_retries(cfg: &Config, headers: &mut Vec<(String, Vec<u8>)>, no
     });
 }
 
-type Shared = Rc<RefCell<Worker>>;
+/// The state of one root context (one plugin configuration) on this worker.
+pub type Shared = Rc<RefCell<Worker>>;
 
 fn shared_key(grant: &str) -> String {
     format!("grant_sigv4/v1/{grant}")
@@ -202,14 +197,9 @@ fn dispatch(cfg: &Config, path: &str) -> Result<u32, String> {
         ("x-vault-token", cfg.vault.token.as_str()),
         ("accept", "application/json"),
     ];
-    proxy_wasm::hostcalls::dispatch_http_call(
-        &cfg.vault.cluster,
-        headers,
-        None,
-        vec![],
-        Duration::from_millis(cfg.vault.timeout_ms),
-    )
-    .map_err(|s| format!("{s:?}"))
+    let timeout_ms = u32::try_from(cfg.vault.timeout_ms).unwrap_or(u32::MAX);
+    hostcalls::dispatch_http_call(&cfg.vault.cluster, &headers, timeout_ms)
+        .map_err(|s| format!("status {s}"))
 }
 
 fn start_fetch(cfg: &Config, fetch: &mut Fetch, metrics: &mut Metrics) -> Result<u32, String> {
@@ -300,10 +290,13 @@ impl Worker {
         if e.code == "GrantPolicyDenied" {
             self.metrics.inc(Counter::PolicyDenials);
         }
-        if let Some(a) = self.audits.get_mut(&ctx) {
+        if let Some(mut a) = self.audits.remove(&ctx) {
             a.record.outcome = e.code.to_string();
             a.record.status = Some(e.status);
-            decided(a);
+            decided(&mut a);
+            if a.log {
+                log_audit(&mut a, None);
+            }
         }
         reply(e);
     }
@@ -438,15 +431,14 @@ pub struct Root {
     worker: Shared,
 }
 
-impl Context for Root {
+impl Root {
+    /// The state shared with this root's requests.
+    pub fn worker(&self) -> Shared {
+        Rc::clone(&self.worker)
+    }
+
     /// Answers of background refreshes.
-    fn on_http_call_response(
-        &mut self,
-        token: u32,
-        _headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
+    pub fn on_http_call_response(&mut self, token: u32, body_size: usize) {
         let mut w = self.worker.borrow_mut();
         let Some(fetch) = w.refreshes.remove(&token) else {
             return;
@@ -501,13 +493,13 @@ fn follow_envoy_log_level() {
     }
 }
 
-impl RootContext for Root {
-    fn on_configure(&mut self, size: usize) -> bool {
+impl Root {
+    pub fn on_configure(&mut self, size: usize) -> bool {
         follow_envoy_log_level();
         let bytes = if size == 0 {
             Vec::new()
         } else {
-            self.get_plugin_configuration().unwrap_or_default()
+            hostcalls::get_buffer(Buffer::PluginConfiguration, size).unwrap_or_default()
         };
         match Config::parse(&bytes).and_then(|mut c| {
             c.resolve_token(|name| std::env::var(name).ok())?;
@@ -544,7 +536,7 @@ impl RootContext for Root {
 
     /// Refresh used grants ahead of their expiry, from the root context, so that the
     /// answers come back here whatever happens to the requests.
-    fn on_tick(&mut self) {
+    pub fn on_tick(&mut self) {
         follow_envoy_log_level();
         let mut w = self.worker.borrow_mut();
         w.metrics.flush();
@@ -574,25 +566,12 @@ impl RootContext for Root {
             }
         }
     }
-
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Signer {
-            id: context_id,
-            worker: Rc::clone(&self.worker),
-            fetching: None,
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
 }
 
-pub struct Signer {
+/// One request, seen from the callbacks Envoy makes for it.
+struct Signer {
     id: u32,
     worker: Shared,
-    /// The fetch this request owns (it dispatched the callout).
-    fetching: Option<Fetch>,
 }
 
 impl Signer {
@@ -639,6 +618,7 @@ impl Signer {
                 },
                 start_ms,
                 filter_state: cfg.audit.filter_state,
+                log: cfg.audit.log,
             });
     }
 
@@ -647,48 +627,10 @@ impl Signer {
         self.worker.borrow_mut().refuse(self.id, e);
         Action::Pause
     }
-}
 
-/// The outcome is known (signed, or refused): put what only the filter knows into the
-/// filter state, once, with no work on the response path. The access log adds what Envoy
-/// knows itself (status, duration, caller address and identity, AWS request id).
-fn decided(a: &mut Audit) {
-    if a.filter_state {
-        let _ = hostcalls::set_property(AUDIT_FILTER_STATE, a.record.to_json().as_bytes());
-    }
-}
-
-/// Complete the record for the log line, at the end of the request: the answer's status and
-/// AWS request id, the caller, the duration.
-fn complete_for_log(a: &mut Audit) {
-    if a.record.status.is_none() {
-        a.record.status = status_of(Map::ResponseHeaders);
-        a.record.aws_request_id = ["x-amzn-requestid", "x-amz-request-id"]
-            .iter()
-            .find_map(|h| hostcalls::get_value(Map::ResponseHeaders, h).ok().flatten())
-            .and_then(|v| String::from_utf8(v).ok());
-    }
-    if a.record.outcome.is_empty() {
-        // Ended before the filter decided (the client went away).
-        a.record.outcome = String::from("incomplete");
-    }
-    let caller = current_caller();
-    a.record.principal = caller.principal;
-    a.record.source = caller.source.map(|ip| ip.to_string());
-    a.record.duration_ms = hostcalls::now_ms()
-        .unwrap_or(a.start_ms)
-        .saturating_sub(a.start_ms);
-}
-
-impl Context for Signer {
-    fn on_http_call_response(
-        &mut self,
-        _token: u32,
-        _headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
-        let Some(fetch) = self.fetching.take() else {
+    /// A vault answer for the fetch this request owns.
+    fn on_http_call_response(&self, body_size: usize) {
+        let Some(fetch) = self.worker.borrow_mut().fetching.remove(&self.id) else {
             return;
         };
         let Some(cfg) = self.worker.borrow().config.clone() else {
@@ -708,8 +650,9 @@ impl Context for Signer {
                     start_fetch(&cfg, &mut next, &mut w.metrics)
                 };
                 match started {
-                    Ok(_) => {
-                        self.fetching = Some(next);
+                    Ok(token) => {
+                        crate::abi::callout_started(token, self.id);
+                        self.worker.borrow_mut().fetching.insert(self.id, next);
                         return;
                     }
                     Err(e) => {
@@ -725,12 +668,20 @@ impl Context for Signer {
         self.release(&grant, &outcome, now);
     }
 
-    fn on_done(&mut self) -> bool {
+    /// The request is gone (answered, or the client went away).
+    fn on_delete(&self) {
         let Ok(mut w) = self.worker.try_borrow_mut() else {
-            return true;
+            return;
         };
         w.waiting.remove(&self.id);
         w.signed_with.remove(&self.id);
+        w.fetching.remove(&self.id);
+        if let Some(mut a) = w.audits.remove(&self.id) {
+            if a.log {
+                // Ended before an answer came back (the client or the upstream went away).
+                log_audit(&mut a, None);
+            }
+        }
         if let Some((_grant, waiters)) = w.inflight.forget(self.id) {
             // This request owned a fetch and went away before the answer: nobody will
             // resume the requests that waited for it, so answer them now.
@@ -743,12 +694,9 @@ impl Context for Signer {
             }
             let _ = hostcalls::set_effective_context(self.id);
         }
-        true
     }
-}
 
-impl HttpContext for Signer {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&self, end_of_stream: bool) -> Action {
         let start_ms = hostcalls::now_ms().unwrap_or(0);
         let Some(cfg) = self.worker.borrow().config.clone() else {
             reply(&LocalError::internal("the filter is not configured"));
@@ -848,10 +796,14 @@ impl HttpContext for Signer {
                 started_ms: 0,
             };
             let started = start_fetch(&cfg, &mut fetch, &mut w.metrics);
-            drop(w);
             match started {
-                Ok(_) => self.fetching = Some(fetch),
+                Ok(token) => {
+                    w.fetching.insert(self.id, fetch);
+                    drop(w);
+                    crate::abi::callout_started(token, self.id);
+                }
                 Err(e) => {
+                    drop(w);
                     warn!(
                         "vault callout to cluster {} failed to start: {e}",
                         cfg.vault.cluster
@@ -866,17 +818,22 @@ impl HttpContext for Signer {
         Action::Pause
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&self) {
         let Ok(mut w) = self.worker.try_borrow_mut() else {
-            return Action::Continue;
+            return;
         };
-        let Some((grant, fetched_at)) = w.signed_with.get(&self.id).cloned() else {
+        if let Some(mut a) = w.audits.remove(&self.id) {
+            if a.log {
+                log_audit(&mut a, Some(Map::ResponseHeaders));
+            }
+        }
+        let Some((grant, fetched_at)) = w.signed_with.remove(&self.id) else {
             // Not signed by this filter (a local reply, or not handled): nothing to learn.
-            return Action::Continue;
+            return;
         };
         let status = status_of(Map::ResponseHeaders).unwrap_or(0);
         if status != 400 && status != 403 {
-            return Action::Continue;
+            return;
         }
         let error_type = hostcalls::get_value(Map::ResponseHeaders, "x-amzn-errortype")
             .ok()
@@ -885,7 +842,7 @@ impl HttpContext for Signer {
         let verdict = aws_response::key_verdict(status, error_type.as_deref());
         if verdict != KeyVerdict::Accepted {
             let Some(cfg) = w.config.clone() else {
-                return Action::Continue;
+                return;
             };
             let now = hostcalls::now_secs().unwrap_or(0);
             if w.cache
@@ -896,20 +853,67 @@ impl HttpContext for Signer {
                 warn!("AWS refused a grant's key ({verdict:?}, status {status}); it will be fetched again");
             }
         }
-        Action::Continue
     }
+}
 
-    /// One audit line per request: `grant_sigv4.audit {json}`.
-    fn on_log(&mut self) {
-        let Ok(mut w) = self.worker.try_borrow_mut() else {
-            return;
-        };
-        let log = w.config.as_ref().is_some_and(|c| c.audit.log);
-        if let Some(mut a) = w.audits.remove(&self.id) {
-            if log {
-                complete_for_log(&mut a);
-                info!("grant_sigv4.audit {}", a.record.to_json());
-            }
+/// The outcome is known (signed, or refused): put what only the filter knows into the
+/// filter state, once, with no work on the response path. The access log adds what Envoy
+/// knows itself (status, duration, caller address and identity, AWS request id).
+fn decided(a: &mut Audit) {
+    if a.filter_state {
+        let _ = hostcalls::set_property(AUDIT_FILTER_STATE, a.record.to_json().as_bytes());
+    }
+}
+
+/// The audit log line `grant_sigv4.audit {json}`, once the answer's headers are known
+/// (`answer`: AWS's response headers; `None` for a local reply, whose status is already in
+/// the record, or for a request that ended without an answer).
+fn log_audit(a: &mut Audit, answer: Option<Map>) {
+    if let Some(map) = answer {
+        if a.record.status.is_none() {
+            a.record.status = status_of(map);
+            a.record.aws_request_id = ["x-amzn-requestid", "x-amz-request-id"]
+                .iter()
+                .find_map(|h| hostcalls::get_value(map, h).ok().flatten())
+                .and_then(|v| String::from_utf8(v).ok());
         }
     }
+    if a.record.outcome.is_empty() {
+        // Ended before the filter decided (the client went away).
+        a.record.outcome = String::from("incomplete");
+    }
+    let caller = current_caller();
+    a.record.principal = caller.principal;
+    a.record.source = caller.source.map(|ip| ip.to_string());
+    a.record.duration_ms = hostcalls::now_ms()
+        .unwrap_or(a.start_ms)
+        .saturating_sub(a.start_ms);
+    info!("grant_sigv4.audit {}", a.record.to_json());
+}
+
+fn signer(worker: &Shared, id: u32) -> Signer {
+    Signer {
+        id,
+        worker: Rc::clone(worker),
+    }
+}
+
+/// `proxy_on_request_headers` of request `id`.
+pub fn request_headers(worker: &Shared, id: u32, end_of_stream: bool) -> Action {
+    signer(worker, id).on_http_request_headers(end_of_stream)
+}
+
+/// `proxy_on_response_headers` of request `id`.
+pub fn response_headers(worker: &Shared, id: u32) {
+    signer(worker, id).on_http_response_headers();
+}
+
+/// A vault answer for request `id` (now the effective context).
+pub fn request_callout_answer(worker: &Shared, id: u32, body_size: usize) {
+    signer(worker, id).on_http_call_response(body_size);
+}
+
+/// `proxy_on_delete` of request `id`.
+pub fn request_done(worker: &Shared, id: u32) {
+    signer(worker, id).on_delete();
 }

@@ -25,6 +25,7 @@ pub enum Map {
 #[repr(u32)]
 pub enum Buffer {
     CallResponseBody = 4,
+    PluginConfiguration = 7,
 }
 
 /// Serialize pairs the way the ABI wants a header map.
@@ -153,6 +154,19 @@ mod ffi {
             value_size: *mut usize,
         ) -> u32;
         pub fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
+        pub fn proxy_log(level: u32, message: *const u8, message_size: usize) -> u32;
+        pub fn proxy_http_call(
+            upstream: *const u8,
+            upstream_size: usize,
+            headers: *const u8,
+            headers_size: usize,
+            body: *const u8,
+            body_size: usize,
+            trailers: *const u8,
+            trailers_size: usize,
+            timeout_ms: u32,
+            token: *mut u32,
+        ) -> u32;
     }
 }
 
@@ -538,6 +552,98 @@ pub fn now_secs() -> Result<u64, Status> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .map_err(|_| NO_HOST)
+    }
+}
+
+/// Start an HTTP call to `cluster` (headers only, no body); its answer arrives in
+/// `proxy_on_http_call_response` with the returned token.
+pub fn dispatch_http_call(
+    cluster: &str,
+    headers: &[(&str, &str)],
+    timeout_ms: u32,
+) -> Result<u32, Status> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let pairs: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+        let serialized = serialize_pairs(&pairs);
+        let mut token = 0u32;
+        let status = unsafe {
+            ffi::proxy_http_call(
+                cluster.as_ptr(),
+                cluster.len(),
+                serialized.as_ptr(),
+                serialized.len(),
+                std::ptr::null(),
+                0,
+                std::ptr::null(),
+                0,
+                timeout_ms,
+                &mut token,
+            )
+        };
+        check(status).map(|()| token)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (cluster, headers, timeout_ms);
+        Err(NO_HOST)
+    }
+}
+
+/// Write a line to Envoy's `wasm` logger (levels: 0 trace .. 4 error, 5 critical).
+pub fn log(level: u32, message: &str) -> Result<(), Status> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        check(unsafe { ffi::proxy_log(level, message.as_ptr(), message.len()) })
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (level, message);
+        Err(NO_HOST)
+    }
+}
+
+/// The `log` crate's backend: Envoy's logger. Messages are formatted only at the levels
+/// enabled by `log::max_level`, which the filter keeps equal to Envoy's `wasm` logger level.
+struct HostLogger;
+
+impl log::Log for HostLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level = match record.level() {
+            log::Level::Trace => 0,
+            log::Level::Debug => 1,
+            log::Level::Info => 2,
+            log::Level::Warn => 3,
+            log::Level::Error => 4,
+        };
+        let _ = log(level, &record.args().to_string());
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: HostLogger = HostLogger;
+
+/// Route the `log` macros to Envoy (once, at module start), at info until the filter reads
+/// Envoy's level. A panic (a bug: the filter denies them) is reported with its location only,
+/// never its message, which could carry request data.
+pub fn install_logger() {
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+        std::panic::set_hook(Box::new(|info| {
+            let at = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            let _ = log(5, &format!("grant-sigv4 panicked at {at}"));
+        }));
     }
 }
 

@@ -14,8 +14,10 @@
 //! - [`audit`]: the audit record of a request.
 //! - [`errors`]: local error replies.
 //!
-//! The glue ([`filter`], [`hostcalls`]) only moves bytes between Envoy and that core.
+//! The glue ([`abi`]: the exported entry points, [`filter`], [`hostcalls`]) only moves bytes
+//! between Envoy and that core.
 
+pub mod abi;
 pub mod audit;
 pub mod aws_host;
 pub mod aws_response;
