@@ -2,8 +2,6 @@
 //! `grant_sigv4.audit {...}` and for Envoy's access log (filter state
 //! `wasm.grant_sigv4_audit`). It never holds a secret, a signature or the Vault token.
 
-use std::fmt::Write as _;
-
 /// What is known of one request, filled in as it goes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditRecord {
@@ -34,7 +32,7 @@ pub struct AuditRecord {
 impl AuditRecord {
     /// One compact JSON object, the fields in declaration order, `null` for those unknown.
     pub fn to_json(&self) -> String {
-        let mut j = JsonWriter::default();
+        let mut j = JsonWriter::with_capacity(320);
         j.begin();
         j.str("time", &self.time);
         j.opt_str("grant_id", self.grant_id.as_deref());
@@ -64,6 +62,37 @@ impl AuditRecord {
         j.end();
         j.out
     }
+
+    /// What only the filter knows, for the filter state that the access log prints next to
+    /// what Envoy knows itself (time, caller, AWS's status and request id, duration): grant,
+    /// service, region, method, path, reason, context, outcome, and the status of a local
+    /// reply (`null` when AWS answers).
+    pub fn decision_json(&self) -> String {
+        let mut j = JsonWriter::with_capacity(192);
+        j.begin();
+        j.opt_str("grant_id", self.grant_id.as_deref());
+        j.opt_str("service", self.service.as_deref());
+        j.opt_str("region", self.region.as_deref());
+        j.opt_str("method", self.method.as_deref());
+        j.opt_str("path", self.path.as_deref());
+        j.opt_str("reason", self.reason.as_deref());
+        j.key("context");
+        match &self.context {
+            None => j.out.push_str("null"),
+            Some(v) => match serde_json::to_string(v) {
+                Ok(s) => j.out.push_str(&s),
+                Err(_) => return String::new(),
+            },
+        }
+        j.str("outcome", &self.outcome);
+        j.key("status");
+        match self.status {
+            None => j.out.push_str("null"),
+            Some(s) => j.number(u64::from(s)),
+        }
+        j.end();
+        j.out
+    }
 }
 
 /// Writes JSON the way `serde_json` writes it compactly (same escapes, no spaces), so the
@@ -81,6 +110,13 @@ pub(crate) struct JsonWriter {
 }
 
 impl JsonWriter {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        JsonWriter {
+            out: String::with_capacity(n),
+            first: false,
+        }
+    }
+
     pub(crate) fn begin(&mut self) {
         self.out.push('{');
         self.first = true;
@@ -114,7 +150,7 @@ impl JsonWriter {
     }
 
     pub(crate) fn number(&mut self, v: u64) {
-        let _ = write!(self.out, "{v}");
+        push_u64(&mut self.out, v);
     }
 
     pub(crate) fn u64(&mut self, k: &str, v: u64) {
@@ -200,21 +236,45 @@ pub fn path_without_query_values(path: &str) -> String {
 /// RFC 3339 UTC with milliseconds for milliseconds since the Unix epoch.
 pub fn rfc3339_ms(unix_ms: u64) -> String {
     let amz = crate::sigv4::format_amz_date(unix_ms / 1000); // YYYYMMDDTHHMMSSZ
-    let b = amz.as_bytes();
-    if b.len() != 16 {
+    if amz.len() != 16 {
         return String::new();
     }
     let part = |r: std::ops::Range<usize>| amz.get(r).unwrap_or("");
-    format!(
-        "{}-{}-{}T{}:{}:{}.{:03}Z",
-        part(0..4),
-        part(4..6),
-        part(6..8),
-        part(9..11),
-        part(11..13),
-        part(13..15),
-        unix_ms % 1000
-    )
+    let mut out = String::with_capacity(24);
+    for (p, sep) in [
+        (part(0..4), '-'),
+        (part(4..6), '-'),
+        (part(6..8), 'T'),
+        (part(9..11), ':'),
+        (part(11..13), ':'),
+        (part(13..15), '.'),
+    ] {
+        out.push_str(p);
+        out.push(sep);
+    }
+    let ms = unix_ms % 1000;
+    for d in [ms / 100, ms / 10 % 10, ms % 10] {
+        out.push(char::from(b'0' + (d as u8)));
+    }
+    out.push('Z');
+    out
+}
+
+/// Decimal digits of `v`, without the formatting machinery.
+fn push_u64(out: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        if let Some(b) = buf.get_mut(i) {
+            *b = b'0' + (v % 10) as u8;
+        }
+        v /= 10;
+        if v == 0 || i == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(buf.get(i..).unwrap_or(b"")).unwrap_or(""));
 }
 
 #[cfg(test)]
@@ -234,6 +294,39 @@ mod tests {
     #[test]
     fn times() {
         assert_eq!(rfc3339_ms(1_440_938_160_123), "2015-08-30T12:36:00.123Z");
+        assert_eq!(rfc3339_ms(1_440_938_160_007), "2015-08-30T12:36:00.007Z");
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn numbers() {
+        for v in [0, 7, 10, 403, 1_000_000, u64::from(u32::MAX), u64::MAX] {
+            let mut s = String::new();
+            push_u64(&mut s, v);
+            assert_eq!(s, v.to_string());
+        }
+    }
+
+    #[test]
+    fn decision_json_has_what_only_the_filter_knows() {
+        let r = AuditRecord {
+            time: rfc3339_ms(0),
+            grant_id: Some("g1".into()),
+            source: Some("10.0.0.1".into()),
+            service: Some("sts".into()),
+            path: Some("/?Action=".into()),
+            context: Some(serde_json::json!({"job": 7})),
+            outcome: "GrantNotFound".into(),
+            status: Some(403),
+            ..AuditRecord::default()
+        };
+        let v: serde_json::Value = serde_json::from_str(&r.decision_json()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"grant_id": "g1", "service": "sts", "region": null,
+                "method": null, "path": "/?Action=", "reason": null, "context": {"job": 7},
+                "outcome": "GrantNotFound", "status": 403})
+        );
     }
 
     #[test]

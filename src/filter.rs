@@ -613,7 +613,12 @@ impl Signer {
             .entry(self.id)
             .or_insert_with(|| Audit {
                 record: AuditRecord {
-                    time: audit::rfc3339_ms(start_ms),
+                    // Only the log line has a time (the access log has Envoy's).
+                    time: if cfg.audit.log {
+                        audit::rfc3339_ms(start_ms)
+                    } else {
+                        String::new()
+                    },
                     ..AuditRecord::default()
                 },
                 start_ms,
@@ -861,7 +866,7 @@ impl Signer {
 /// knows itself (status, duration, caller address and identity, AWS request id).
 fn decided(a: &mut Audit) {
     if a.filter_state {
-        let _ = hostcalls::set_property(AUDIT_FILTER_STATE, a.record.to_json().as_bytes());
+        let _ = hostcalls::set_property(AUDIT_FILTER_STATE, a.record.decision_json().as_bytes());
     }
 }
 
