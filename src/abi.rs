@@ -18,6 +18,31 @@
 use crate::filter::{self, Root, Shared};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Maps keyed by context id or callout token. The ids are Envoy's own sequential
+/// numbers, not request data, so a plain multiplicative hash does (SipHash, the default,
+/// costs more than the rest of a lookup in the VM).
+pub type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
 
 /// What a headers callback tells Envoy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,10 +59,10 @@ pub enum Action {
 struct Contexts {
     roots: Vec<(u32, Root)>,
     /// Request context id -> the state of the root it belongs to.
-    requests: HashMap<u32, Shared>,
+    requests: IdMap<Shared>,
     /// Vault callouts started by requests: token -> request context id. Envoy makes every
     /// callout on the root context and delivers its answer there.
-    callouts: HashMap<u32, u32>,
+    callouts: IdMap<u32>,
 }
 
 thread_local! {
@@ -275,6 +300,18 @@ mod tests {
         delete(20);
         http_call_response(1, 7, 0);
         assert_eq!(counts(), (1, 0, 0));
+    }
+
+    #[test]
+    fn id_maps_hold_many_sequential_ids() {
+        let mut m: IdMap<u32> = IdMap::default();
+        for id in 1..20_000u32 {
+            m.insert(id, id * 2);
+        }
+        assert!((1..20_000u32).all(|id| m.get(&id) == Some(&(id * 2))));
+        assert_eq!(m.remove(&7), Some(14));
+        assert_eq!(m.get(&7), None);
+        assert_eq!(m.len(), 19_998);
     }
 
     use std::rc::Rc;

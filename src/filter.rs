@@ -16,7 +16,7 @@
 //!   request (or a retry of this one, when the filter runs as an upstream filter) is signed
 //!   with a freshly fetched key.
 
-use crate::abi::Action;
+use crate::abi::{Action, IdMap};
 use crate::audit::{self, AuditRecord};
 use crate::aws_response::{self, KeyVerdict};
 use crate::cache::{Begin, CachedGrant, GrantCache, Inflight, Lookup, RetryStash};
@@ -30,7 +30,6 @@ use crate::sigv4::SigningKeyCache;
 use crate::vault::{self, DynamicSource, Source, VaultError};
 use log::{debug, error, info, warn};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 /// How often the root context looks for grants to refresh.
@@ -93,17 +92,17 @@ pub struct Worker {
     keys: SigningKeyCache,
     inflight: Inflight,
     /// Requests paused while their grant is fetched, by context id.
-    waiting: HashMap<u32, Waiting>,
+    waiting: IdMap<Waiting>,
     /// The fetch each request started (it owns the callout), by context id.
-    fetching: HashMap<u32, Fetch>,
+    fetching: IdMap<Fetch>,
     /// Requests signed, by context id: the grant and when its key was fetched, so that an
     /// AWS refusal drops exactly that key.
-    signed_with: HashMap<u32, (String, u64)>,
+    signed_with: IdMap<(String, u64)>,
     /// Background refreshes dispatched by the root context, by callout token.
-    refreshes: HashMap<u32, Fetch>,
+    refreshes: IdMap<Fetch>,
     metrics: Metrics,
     /// Audit records of the requests under way, by context id.
-    audits: HashMap<u32, Audit>,
+    audits: IdMap<Audit>,
 }
 
 thread_local! {
