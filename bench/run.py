@@ -28,6 +28,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -78,6 +79,16 @@ NATIVE_FILTER = """\
                 inline_credential:
                   access_key_id: AKIANATIVEBENCH00001
                   secret_access_key: native/bench/secret/0123456789abcdefghij"""
+
+
+def access_log_block(envoy_yaml: str) -> str:
+    """The access_log block of the shipped Envoy config, for (a) and (b): all three Envoys
+    write the same access log line (JSON to stdout) per request, so that the comparison is
+    of the filters alone."""
+    m = re.search(r"^( +)access_log:\n(?:\1 .*\n|\1- .*\n)+", envoy_yaml, re.M)
+    if not m:
+        raise RuntimeError("no access_log block in the shipped Envoy config")
+    return m.group(0).rstrip("\n")
 
 
 def log(msg: str = ""):
@@ -343,7 +354,7 @@ def main():
         procs.append(upstream)
         upstream.wait_ready()
         proxy_tpl = (BENCH / "proxy.yaml").read_text()
-        common = {"AWS_PORT": upstream.listen_port}
+        common = {"AWS_PORT": upstream.listen_port, "ACCESS_LOG": access_log_block(harness.ENVOY_LOCAL.read_text())}
         envoys = {}
 
         def start(key, template, values, concurrency=1):

@@ -70,3 +70,20 @@ def test_bad_plugin_configuration_fails_start_naming_the_key(tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode != 0, out[-2000:]
     assert 'key "vault.timeout_ms"' in out
+
+
+def test_bench_configs_validate(tmp_path):
+    """The benchmark's own Envoys (bench/): (a) without and (b) with the native signer, both with
+    the shipped access log, and the upstream."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import run as bench  # noqa: E402
+
+    values = {**PLACEHOLDERS, "ACCESS_LOG": bench.access_log_block((ROOT / "envoy" / "local.yaml").read_text())}
+    proxy = (ROOT / "bench" / "proxy.yaml").read_text()
+    for signing in ("", bench.NATIVE_FILTER.format(unsigned="true")):
+        r = validate(render(proxy, {**values, "SIGNING_FILTER": signing}), tmp_path)
+        assert r.returncode == 0 and "OK" in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]
+    r = validate(render((ROOT / "bench" / "upstream.yaml").read_text(), values), tmp_path)
+    assert r.returncode == 0 and "OK" in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]
