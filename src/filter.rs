@@ -111,16 +111,13 @@ thread_local! {
     static RETRIES: RefCell<RetryStash> = RefCell::new(RetryStash::default());
 }
 
-/// Upstream filter mode: remember the grant of a first attempt, or give a retry (whose
-/// grant header the first attempt removed) the grant of its first attempt.
-fn carry_grant_to_retries(cfg: &Config, headers: &mut Vec<(String, Vec<u8>)>, now: u64) {
+/// Upstream filter mode: remember the grant of a first attempt, or return, for a retry (whose
+/// grant header the first attempt removed), the grant of its first attempt.
+fn carry_grant_to_retries(cfg: &Config, headers: &[(&str, &[u8])], now: u64) -> Option<String> {
     let request_id = headers
         .iter()
-        .find(|(k, _)| k == "x-request-id")
-        .and_then(|(_, v)| String::from_utf8(v.clone()).ok());
-    let Some(request_id) = request_id else {
-        return;
-    };
+        .find(|(k, _)| *k == "x-request-id")
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())?;
     let source = hostcalls::get_property(&["source", "address"])
         .ok()
         .flatten()
@@ -129,20 +126,17 @@ fn carry_grant_to_retries(cfg: &Config, headers: &mut Vec<(String, Vec<u8>)>, no
     let grant = headers
         .iter()
         .find(|(k, _)| *k == cfg.grant_header)
-        .and_then(|(_, v)| std::str::from_utf8(v).ok().map(str::to_string));
+        .and_then(|(_, v)| std::str::from_utf8(v).ok());
     RETRIES.with(|r| {
-        let Ok(mut r) = r.try_borrow_mut() else {
-            return;
-        };
+        let mut r = r.try_borrow_mut().ok()?;
         match grant {
-            Some(g) => r.remember(&request_id, &source, &g, now),
-            None => {
-                if let Some(g) = r.recall(&request_id, &source, now) {
-                    headers.push((cfg.grant_header.clone(), g.as_bytes().to_vec()));
-                }
+            Some(g) => {
+                r.remember(request_id, &source, g, now);
+                None
             }
+            None => r.recall(request_id, &source, now).map(str::to_string),
         }
-    });
+    })
 }
 
 /// The state of one root context (one plugin configuration) on this worker.
@@ -711,23 +705,29 @@ impl Signer {
         if cfg.mode == Mode::Sign {
             self.start_audit(&cfg, start_ms);
         }
-        let mut headers = match hostcalls::get_map(Map::RequestHeaders) {
-            Ok(h) => h,
-            Err(s) => {
-                warn!("could not read request headers (status {s})");
-                self.start_audit(&cfg, start_ms);
-                return self.refuse(&LocalError::internal(
-                    "the request headers could not be read",
-                ));
-            }
+        let raw = hostcalls::get_map(Map::RequestHeaders);
+        let Some(mut headers) = raw.as_ref().ok().and_then(hostcalls::RawMap::pairs) else {
+            warn!("could not read request headers");
+            self.start_audit(&cfg, start_ms);
+            return self.refuse(&LocalError::internal(
+                "the request headers could not be read",
+            ));
         };
         #[cfg(feature = "crash-test")]
-        if headers.iter().any(|(k, _)| k == "x-grant-sigv4-crash-test") {
+        if headers
+            .iter()
+            .any(|(k, _)| *k == "x-grant-sigv4-crash-test")
+        {
             std::process::abort();
         }
         let now = start_ms / 1000;
-        if cfg.upstream_filter {
-            carry_grant_to_retries(&cfg, &mut headers, now);
+        let retry_grant = if cfg.upstream_filter {
+            carry_grant_to_retries(&cfg, &headers, now)
+        } else {
+            None
+        };
+        if let Some(g) = &retry_grant {
+            headers.push((cfg.grant_header.as_str(), g.as_bytes()));
         }
         if cfg.mode == Mode::Precheck {
             return match request::precheck_request(&cfg, &headers, end_of_stream) {

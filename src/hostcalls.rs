@@ -49,8 +49,9 @@ pub fn serialize_pairs(pairs: &[(&str, &[u8])]) -> Vec<u8> {
     out
 }
 
-/// Parse a serialized header map. Malformed input gives `None`, never a panic.
-pub fn deserialize_pairs(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+/// Parse a serialized header map into views of `bytes`. Malformed input (or a name that is
+/// not UTF-8, which Envoy's codecs never pass on) gives `None`, never a panic.
+pub fn deserialize_pairs(bytes: &[u8]) -> Option<Vec<(&str, &[u8])>> {
     fn u32_at(b: &[u8], at: usize) -> Option<usize> {
         let s = b.get(at..at.checked_add(4)?)?;
         Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize)
@@ -73,7 +74,7 @@ pub fn deserialize_pairs(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
         data_at = data_at.checked_add(klen)?.checked_add(1)?;
         let value = bytes.get(data_at..data_at.checked_add(vlen)?)?;
         data_at = data_at.checked_add(vlen)?.checked_add(1)?;
-        out.push((String::from_utf8_lossy(key).into_owned(), value.to_vec()));
+        out.push((std::str::from_utf8(key).ok()?, value));
     }
     Some(out)
 }
@@ -189,8 +190,18 @@ fn check(status: Status) -> Result<(), Status> {
     }
 }
 
+/// A header map as the host serialized it: read its pairs with [`deserialize_pairs`].
+pub struct RawMap(pub Vec<u8>);
+
+impl RawMap {
+    /// Names and values, as views of the one buffer (no copy per header).
+    pub fn pairs(&self) -> Option<Vec<(&str, &[u8])>> {
+        deserialize_pairs(&self.0)
+    }
+}
+
 /// All pairs of a header map in one call.
-pub fn get_map(map: Map) -> Result<Vec<(String, Vec<u8>)>, Status> {
+pub fn get_map(map: Map) -> Result<RawMap, Status> {
     #[cfg(target_arch = "wasm32")]
     {
         let mut data: *mut u8 = std::ptr::null_mut();
@@ -198,7 +209,7 @@ pub fn get_map(map: Map) -> Result<Vec<(String, Vec<u8>)>, Status> {
         let status = unsafe { ffi::proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
         let bytes = unsafe { take(data, size) };
         check(status)?;
-        deserialize_pairs(&bytes).ok_or(NO_HOST)
+        Ok(RawMap(bytes))
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
@@ -657,8 +668,18 @@ mod tests {
         let bytes = serialize_pairs(&pairs);
         let back = deserialize_pairs(&bytes).unwrap();
         assert_eq!(back.len(), 3);
-        assert_eq!(back[0], (":method".to_string(), b"GET".to_vec()));
-        assert_eq!(back[2].1, b"\xff\x00v".to_vec());
+        assert_eq!(back[0], (":method", &b"GET"[..]));
+        assert_eq!(back[2].1, b"\xff\x00v");
+        // A name that is not UTF-8 is refused, not replaced.
+        assert_eq!(
+            deserialize_pairs(
+                &serialize_pairs(&[("a", b"v")])
+                    .iter()
+                    .map(|&b| if b == b'a' { 0xff } else { b })
+                    .collect::<Vec<_>>()
+            ),
+            None
+        );
     }
 
     #[test]

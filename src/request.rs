@@ -206,9 +206,12 @@ fn resolve_endpoint(
 
 /// Decide what to do with a request from its headers. `end_of_stream` is true when the
 /// headers end the request (no body follows).
-pub fn plan_request(
+///
+/// `headers` as names and values in any owned or borrowed form (the filter passes slices of
+/// the one buffer the host returned).
+pub fn plan_request<N: AsRef<str>, V: AsRef<[u8]>>(
     cfg: &Config,
-    headers: &[(String, Vec<u8>)],
+    headers: &[(N, V)],
     end_of_stream: bool,
 ) -> Result<Plan, LocalError> {
     plan(cfg, headers, end_of_stream, false)
@@ -218,17 +221,17 @@ pub fn plan_request(
 /// filter (grant header, host, content length, payload hash tokens), for the `precheck`
 /// instance placed before the body hasher: a request that will be refused anyway is refused
 /// with its own error before its body is buffered.
-pub fn precheck_request(
+pub fn precheck_request<N: AsRef<str>, V: AsRef<[u8]>>(
     cfg: &Config,
-    headers: &[(String, Vec<u8>)],
+    headers: &[(N, V)],
     end_of_stream: bool,
 ) -> Result<(), LocalError> {
     plan(cfg, headers, end_of_stream, true).map(|_| ())
 }
 
-fn plan(
+fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
     cfg: &Config,
-    headers: &[(String, Vec<u8>)],
+    headers: &[(N, V)],
     end_of_stream: bool,
     hash_comes_later: bool,
 ) -> Result<Plan, LocalError> {
@@ -249,27 +252,27 @@ fn plan(
     let mut signed: Vec<(String, Vec<u8>)> = Vec::with_capacity(8);
 
     for (name, value) in headers {
-        let name = name.as_str();
+        let (name, value) = (name.as_ref(), value.as_ref());
         match name {
             ":method" => method = Some(header_str(name, value)?),
             ":path" => path = Some(header_str(name, value)?),
             ":authority" => authority = Some(header_str(name, value)?),
             ":scheme" => scheme = Some(header_str(name, value)?),
-            "content-length" => content_length = Some(value.as_slice()),
+            "content-length" => content_length = Some(value),
             "transfer-encoding" => chunked = true,
-            SERVICE_OVERRIDE_HEADER => service_override = Some(value.as_slice()),
-            REASON_HEADER => reason = Some(value.as_slice()),
-            CONTEXT_HEADER => context = Some(value.as_slice()),
-            REGION_OVERRIDE_HEADER => region_override = Some(value.as_slice()),
+            SERVICE_OVERRIDE_HEADER => service_override = Some(value),
+            REASON_HEADER => reason = Some(value),
+            CONTEXT_HEADER => context = Some(value),
+            REGION_OVERRIDE_HEADER => region_override = Some(value),
             "x-amz-content-sha256" => {
-                content_sha = Some(value.as_slice());
+                content_sha = Some(value);
                 content_sha_count += 1;
             }
             n if n == cfg.grant_header => {
-                grant = Some(value.as_slice());
+                grant = Some(value);
                 grant_count += 1;
             }
-            n if is_signed_header(n) => signed.push((n.to_string(), value.clone())),
+            n if is_signed_header(n) => signed.push((n.to_string(), value.to_vec())),
             _ => {}
         }
     }
@@ -390,10 +393,11 @@ fn plan(
     // Only headers that are there cost a host call to remove.
     let mut strip: Vec<String> = Vec::with_capacity(2);
     for (name, _) in headers {
-        if (*name == cfg.grant_header || DROPPED_HEADERS.contains(&name.as_str()))
-            && !strip.contains(name)
+        let name = name.as_ref();
+        if (name == cfg.grant_header || DROPPED_HEADERS.contains(&name))
+            && !strip.iter().any(|s| s == name)
         {
-            strip.push(name.clone());
+            strip.push(name.to_string());
         }
     }
 

@@ -1878,7 +1878,7 @@ fn header_map_codec_round_trip() {
             let refs: Vec<(&str, &[u8])> =
                 p.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
             let bytes = hostcalls::serialize_pairs(&refs);
-            prop_assert_eq!(hostcalls::deserialize_pairs(&bytes), Some(p));
+            prop_assert_eq!(hostcalls::deserialize_pairs(&bytes), Some(refs));
             Ok(())
         },
     );
