@@ -1,7 +1,8 @@
 //! SigV4 signing cost on the Envoy hot path.
 //!
 //! * `sign/get_6_headers_warm`: a typical GET with 6 signed headers and a query, signing key
-//!   from a warm `SigningKeyCache` (cache lookup + canonical request + one HMAC chain).
+//!   from a warm `SigningKeyCache` (cache lookup + canonical request + its SHA-256 + one HMAC,
+//!   whose key blocks the cached `SigningKey` has already absorbed).
 //! * `sign/post_64k_with_body_hash`: a 64 KiB POST, including the SHA-256 of the body.
 //! * `sign/signing_key_cold`: deriving a signing key (four chained HMACs), as on a cache miss.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

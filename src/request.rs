@@ -510,7 +510,7 @@ pub fn sign(
 
     let mut set = Vec::with_capacity(5);
     set.push(("authorization".to_string(), signed.authorization));
-    set.push(("x-amz-date".to_string(), amz_date.clone()));
+    set.push(("x-amz-date".to_string(), amz_date));
     set.push((
         "x-amz-content-sha256".to_string(),
         plan.payload_hash.clone(),
@@ -808,6 +808,8 @@ mod tests {
         .unwrap();
         let e = sign(&p, &creds(), 1_440_938_160, &mut keys).unwrap();
         assert!(e.remove.contains(&"x-amz-security-token".to_string()));
+        // The second signature reused the signing key of the first.
+        assert_eq!(keys.len(), 1);
     }
 
     #[test]

@@ -27,15 +27,15 @@
 //!   runs of spaces collapsed to one (only the space character, as `aws-sigv4` does; tabs are
 //!   kept), repeated names joined with `,` in the order given.
 //!
-//! A warm signature costs one HMAC of the string to sign: the signing key (four chained HMACs)
-//! comes from a [`SigningKeyCache`].
+//! A warm signature costs the SHA-256 of the canonical request and one HMAC of the string to
+//! sign, whose key blocks are already absorbed: the [`SigningKey`] (four chained HMACs, then
+//! the keyed HMAC state) comes from a [`SigningKeyCache`].
 
-use hmac::digest::generic_array::GenericArray;
-use hmac::digest::KeyInit;
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::cmp::Ordering;
 use std::fmt;
+use std::hint::black_box;
+use std::sync::Arc;
 
 /// SHA-256 of the empty string, the payload hash of a request without a body.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -45,8 +45,6 @@ pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// How many signing keys a [`SigningKeyCache`] holds before it is cleared.
 pub const SIGNING_KEY_CACHE_CAPACITY: usize = 64;
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// How the URI path is canonicalized.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,68 +130,168 @@ pub struct Signed {
 // HMAC / hashing helpers
 // ---------------------------------------------------------------------------------------------
 
-/// A keyed HMAC-SHA256 whose key is the concatenation of `parts`.
-///
-/// HMAC pads a key up to the block size (64 bytes) with zeros and first hashes a longer key, so
-/// building the padded block here is exactly HMAC and needs neither an allocation (for
-/// `"AWS4" + secret`) nor the fallible `new_from_slice`.
-fn hmac_with_key(parts: &[&[u8]]) -> HmacSha256 {
-    let mut block: GenericArray<
-        u8,
-        <HmacSha256 as hmac::digest::crypto_common::KeySizeUser>::KeySize,
-    > = GenericArray::default();
-    let total: usize = parts.iter().map(|p| p.len()).sum();
-    if total > block.len() {
-        let mut h = Sha256::new();
-        for p in parts {
-            h.update(p);
-        }
-        let digest = h.finalize();
-        for (dst, src) in block.iter_mut().zip(digest.iter()) {
-            *dst = *src;
-        }
-    } else {
-        let mut dst = block.iter_mut();
-        for p in parts {
-            // `p` first: `zip` must not pull (and lose) a block byte once `p` is exhausted.
-            for (s, d) in p.iter().zip(dst.by_ref()) {
-                *d = *s;
+/// HMAC-SHA256 with its key set: the SHA-256 states after the inner (`key ^ ipad`) and outer
+/// (`key ^ opad`) key blocks. Each MAC clones them, so a reused key costs no key-block
+/// compressions. Overwritten with the initial SHA-256 state when dropped.
+struct HmacKey {
+    inner: Sha256,
+    outer: Sha256,
+}
+
+impl HmacKey {
+    /// The HMAC key that is the concatenation of `parts`.
+    ///
+    /// HMAC pads a key up to the block size (64 bytes) with zeros and first hashes a longer
+    /// key, so this is exactly HMAC and needs no allocation (for `"AWS4" + secret`).
+    fn new(parts: &[&[u8]]) -> Self {
+        let mut block = [0u8; 64];
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total > block.len() {
+            let mut h = Sha256::new();
+            for p in parts {
+                h.update(p);
+            }
+            for (dst, src) in block.iter_mut().zip(h.finalize().iter()) {
+                *dst = *src;
+            }
+        } else {
+            let mut dst = block.iter_mut();
+            for p in parts {
+                // `p` first: `zip` must not pull (and lose) a block byte once `p` is exhausted.
+                for (s, d) in p.iter().zip(dst.by_ref()) {
+                    *d = *s;
+                }
             }
         }
+        let mut pad = [0u8; 64];
+        for (p, k) in pad.iter_mut().zip(block.iter()) {
+            *p = k ^ 0x36;
+        }
+        let mut inner = Sha256::new();
+        inner.update(pad);
+        for (p, k) in pad.iter_mut().zip(block.iter()) {
+            *p = k ^ 0x5c;
+        }
+        let mut outer = Sha256::new();
+        outer.update(pad);
+        pad = [0; 64];
+        block = [0; 64];
+        black_box((&mut pad, &mut block));
+        HmacKey { inner, outer }
     }
-    <HmacSha256 as KeyInit>::new(&block)
-}
 
-fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut mac = hmac_with_key(&[key]);
-    mac.update(data);
-    mac.finalize().into_bytes().into()
-}
-
-#[inline]
-fn hex_lower(n: u8) -> char {
-    let n = n & 0x0f;
-    char::from(if n < 10 { b'0' + n } else { b'a' + n - 10 })
-}
-
-#[inline]
-fn hex_upper(n: u8) -> char {
-    let n = n & 0x0f;
-    char::from(if n < 10 { b'0' + n } else { b'A' + n - 10 })
-}
-
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    for &b in bytes {
-        out.push(hex_lower(b >> 4));
-        out.push(hex_lower(b));
+    /// HMAC-SHA256 of `data`.
+    fn mac(&self, data: &[u8]) -> [u8; 32] {
+        let mut inner = self.inner.clone();
+        inner.update(data);
+        let mut outer = self.outer.clone();
+        outer.update(inner.finalize());
+        outer.finalize().into()
     }
+}
+
+impl Drop for HmacKey {
+    fn drop(&mut self) {
+        self.inner = Sha256::new();
+        self.outer = Sha256::new();
+        black_box(self);
+    }
+}
+
+/// A SigV4 signing key, ready to sign with: the 32 key bytes and the keyed HMAC state.
+///
+/// Cheap to clone (shared). `Debug` never prints the key; the key bytes and the HMAC state
+/// are overwritten when the last clone is dropped.
+#[derive(Clone)]
+pub struct SigningKey(Arc<KeyMaterial>);
+
+struct KeyMaterial {
+    bytes: [u8; 32],
+    hmac: HmacKey,
+}
+
+impl Drop for KeyMaterial {
+    fn drop(&mut self) {
+        self.bytes = [0; 32];
+        black_box(&mut self.bytes);
+    }
+}
+
+impl SigningKey {
+    /// A signing key from its 32 bytes (as [`derive_signing_key`] returns them).
+    pub fn from_bytes(bytes: &[u8; 32]) -> Self {
+        SigningKey(Arc::new(KeyMaterial {
+            bytes: *bytes,
+            hmac: HmacKey::new(&[bytes]),
+        }))
+    }
+
+    /// Derive the signing key for (secret, date `YYYYMMDD`, region, service).
+    pub fn derive(secret: &str, date: &str, region: &str, service: &str) -> Self {
+        let mut bytes = derive_signing_key(secret, date, region, service);
+        let key = Self::from_bytes(&bytes);
+        bytes = [0; 32];
+        black_box(&mut bytes);
+        key
+    }
+
+    /// The 32 key bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0.bytes
+    }
+
+    /// HMAC-SHA256 of `data` with this key.
+    fn mac(&self, data: &[u8]) -> [u8; 32] {
+        self.0.hmac.mac(data)
+    }
+}
+
+impl From<[u8; 32]> for SigningKey {
+    fn from(bytes: [u8; 32]) -> Self {
+        Self::from_bytes(&bytes)
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey").finish_non_exhaustive()
+    }
+}
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Lowercase hex of 4 bytes: 8 ASCII digits, computed in one 64-bit word.
+#[inline]
+fn hex4(b: [u8; 4]) -> [u8; 8] {
+    const NIBBLES: u64 = u64::from_le_bytes([0x0f, 0, 0x0f, 0, 0x0f, 0, 0x0f, 0]);
+    let x = u64::from(u32::from_le_bytes(b));
+    // Byte k of `b` to byte 2k.
+    let x = (x | (x << 16)) & 0x0000_ffff_0000_ffff;
+    let x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
+    // High nibble of byte k at byte 2k, low nibble at byte 2k + 1: one nibble per byte.
+    let n = ((x >> 4) & NIBBLES) | ((x & NIBBLES) << 8);
+    // 0x01 in the bytes holding 10..=15 (no carry: 15 + 6 < 256).
+    let letters = ((n + LO * 6) >> 4) & LO;
+    (n + LO * u64::from(b'0') + letters * u64::from(b'a' - b'0' - 10)).to_le_bytes()
+}
+
+/// Lowercase hex of a 32-byte digest, appended to `out`.
+fn push_hex32(out: &mut String, bytes: &[u8; 32]) {
+    let mut hex = [0u8; 64];
+    for (digits, b) in hex.chunks_exact_mut(8).zip(bytes.chunks_exact(4)) {
+        // `chunks_exact`: the conversions cannot fail.
+        if let (Ok(digits), Ok(b)) = (<&mut [u8; 8]>::try_from(digits), <[u8; 4]>::try_from(b)) {
+            *digits = hex4(b);
+        }
+    }
+    // Always ASCII.
+    out.push_str(std::str::from_utf8(&hex).unwrap_or(""));
 }
 
 /// Lowercase hex SHA-256.
 pub fn sha256_hex(data: &[u8]) -> String {
-    let digest = Sha256::digest(data);
     let mut out = String::with_capacity(64);
-    push_hex(&mut out, &digest);
+    push_hex32(&mut out, &Sha256::digest(data).into());
     out
 }
 
@@ -201,12 +299,12 @@ pub fn sha256_hex(data: &[u8]) -> String {
 ///
 /// `kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request")`.
 pub fn derive_signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
-    let mut mac = hmac_with_key(&[b"AWS4", secret.as_bytes()]);
-    mac.update(date.as_bytes());
-    let k_date: [u8; 32] = mac.finalize().into_bytes().into();
-    let k_region = hmac_sha256(&k_date, region.as_bytes());
-    let k_service = hmac_sha256(&k_region, service.as_bytes());
-    hmac_sha256(&k_service, b"aws4_request")
+    let mut key = HmacKey::new(&[b"AWS4", secret.as_bytes()]).mac(date.as_bytes());
+    for part in [region.as_bytes(), service.as_bytes(), b"aws4_request"] {
+        // Each intermediate key is overwritten by the next one.
+        key = HmacKey::new(&[&key]).mac(part);
+    }
+    key
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -286,29 +384,86 @@ fn date_of(amz_date: &str) -> Result<&str, SigV4Error> {
 // Percent-encoding
 // ---------------------------------------------------------------------------------------------
 
-/// RFC 3986 unreserved characters, the only ones SigV4 leaves unencoded.
+/// [`CLASS`] bit: an RFC 3986 unreserved character, the only ones SigV4 leaves unencoded
+/// (`A-Za-z0-9-_.~`).
+const UNRESERVED: u8 = 1;
+/// [`CLASS`] bit: an RFC 9110 `tchar` (header names, methods).
+const TCHAR: u8 = 2;
+/// [`CLASS`] bit: an ASCII uppercase letter.
+const UPPER: u8 = 4;
+
+/// Character classes of every byte.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let mut class = 0;
+        if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~') {
+            class |= UNRESERVED;
+        }
+        if c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            )
+        {
+            class |= TCHAR;
+        }
+        if c.is_ascii_uppercase() {
+            class |= UPPER;
+        }
+        t[i] = class;
+        i += 1;
+    }
+    t
+};
+
+#[inline]
+fn class(b: u8) -> u8 {
+    CLASS[usize::from(b)]
+}
+
 #[inline]
 fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+    class(b) & UNRESERVED != 0
 }
 
-/// Append `b`, encoded as `%XX` (uppercase) unless it is unreserved.
-#[inline]
-fn push_encoded_byte(out: &mut String, b: u8) {
-    if is_unreserved(b) {
-        out.push(char::from(b));
-    } else {
-        out.push('%');
-        out.push(hex_upper(b >> 4));
-        out.push(hex_upper(b));
-    }
+/// Append `%XX` (uppercase).
+fn push_pct(out: &mut String, b: u8) {
+    out.push('%');
+    out.push(char::from(HEX_UPPER[usize::from(b >> 4)]));
+    out.push(char::from(HEX_UPPER[usize::from(b & 0x0f)]));
 }
 
-/// Append `bytes` with every byte but the unreserved ones encoded (`%` and `/` included).
-fn push_encoded(out: &mut String, bytes: &[u8]) {
-    for &b in bytes {
-        push_encoded_byte(out, b);
+/// Append `s` with every byte but the unreserved ones encoded (`%` and `/` included).
+///
+/// Runs of unreserved bytes are copied as they are. A run starts after an encoded byte and
+/// stops at the next one, and only holds ASCII bytes: so it is either empty or starts and ends
+/// on character boundaries, and `get` cannot fail on a non-empty run.
+fn push_encoded(out: &mut String, s: &str) {
+    let mut run = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        if !is_unreserved(b) {
+            out.push_str(s.get(run..i).unwrap_or(""));
+            push_pct(out, b);
+            run = i + 1;
+        }
     }
+    out.push_str(s.get(run..).unwrap_or(""));
 }
 
 #[inline]
@@ -321,34 +476,74 @@ fn hex_val(b: u8) -> Option<u8> {
     }
 }
 
-/// Percent-decode `bytes` and append them re-encoded with the AWS rules, byte by byte.
+/// How [`push_reencoded`] reads its input.
+#[derive(Clone, Copy)]
+struct Reencode {
+    /// Decode `+` as a space (query strings).
+    plus_is_space: bool,
+    /// Keep a raw `/` (S3 path); an encoded `%2F` always stays encoded.
+    keep_slash: bool,
+    /// Stop at a raw `&` (end of a query pair).
+    stop_at_amp: bool,
+    /// Stop at a raw `=` (end of a query key).
+    stop_at_eq: bool,
+    err: &'static str,
+}
+
+/// Percent-decode `s` from byte `from` and append it re-encoded with the AWS rules, byte by
+/// byte, up to the end of `s` or the first stop byte (see [`Reencode`]); returns the index of
+/// the stop byte (or the length of `s`).
 ///
-/// `plus_is_space`: decode `+` as a space (query strings). `keep_slash`: a raw `/` is kept
-/// (S3 path); an encoded `%2F` always stays encoded.
+/// Runs of bytes that are kept as they are copied at once, as in [`push_encoded`]. A run
+/// starts at `from` (the start of `s` or just after an ASCII stop byte) or after an ASCII or
+/// encoded byte.
 fn push_reencoded(
     out: &mut String,
-    bytes: &[u8],
-    plus_is_space: bool,
-    keep_slash: bool,
-    err: &'static str,
-) -> Result<(), SigV4Error> {
-    let mut it = bytes.iter();
-    while let Some(&b) = it.next() {
-        match b {
-            b'%' => {
-                let hi = it.next().copied().and_then(hex_val);
-                let lo = it.next().copied().and_then(hex_val);
-                match (hi, lo) {
-                    (Some(hi), Some(lo)) => push_encoded_byte(out, (hi << 4) | lo),
-                    _ => return Err(SigV4Error::BadPath(err)),
-                }
-            }
-            b'+' if plus_is_space => out.push_str("%20"),
-            b'/' if keep_slash => out.push('/'),
-            _ => push_encoded_byte(out, b),
+    s: &str,
+    from: usize,
+    how: Reencode,
+) -> Result<usize, SigV4Error> {
+    let bytes = s.as_bytes();
+    let mut run = from;
+    let mut i = from;
+    while let Some(&b) = bytes.get(i) {
+        if is_unreserved(b) || (how.keep_slash && b == b'/') {
+            i += 1;
+            continue;
         }
+        out.push_str(s.get(run..i).unwrap_or(""));
+        match b {
+            b'&' if how.stop_at_amp => return Ok(i),
+            b'=' if how.stop_at_eq => return Ok(i),
+            b'%' => {
+                let hi = bytes.get(i + 1).copied().and_then(hex_val);
+                let lo = bytes.get(i + 2).copied().and_then(hex_val);
+                match (hi, lo) {
+                    (Some(hi), Some(lo)) => {
+                        let b = (hi << 4) | lo;
+                        if is_unreserved(b) {
+                            out.push(char::from(b));
+                        } else {
+                            push_pct(out, b);
+                        }
+                    }
+                    _ => return Err(SigV4Error::BadPath(how.err)),
+                }
+                i += 3;
+            }
+            b'+' if how.plus_is_space => {
+                out.push_str("%20");
+                i += 1;
+            }
+            _ => {
+                push_pct(out, b);
+                i += 1;
+            }
+        }
+        run = i;
     }
-    Ok(())
+    out.push_str(s.get(run..).unwrap_or(""));
+    Ok(bytes.len())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -361,13 +556,16 @@ fn push_canonical_uri(out: &mut String, path: &str, rules: UriRules) -> Result<(
         return Err(SigV4Error::BadPath("path is not absolute"));
     }
     match rules {
-        UriRules::S3 => push_reencoded(
-            out,
-            path.as_bytes(),
-            false,
-            true,
-            "bad percent-encoding in path",
-        ),
+        UriRules::S3 => {
+            let how = Reencode {
+                plus_is_space: false,
+                keep_slash: true,
+                stop_at_amp: false,
+                stop_at_eq: false,
+                err: "bad percent-encoding in path",
+            };
+            push_reencoded(out, path, 0, how).map(|_| ())
+        }
         UriRules::Default => {
             push_normalized_double_encoded(out, path);
             Ok(())
@@ -381,6 +579,10 @@ fn push_canonical_uri(out: &mut String, path: &str, rules: UriRules) -> Result<(
 /// The result always starts with `/`. It ends with `/` when the path ends with `/`, `/.` or
 /// `/..` (the trailing slash is kept), e.g. `/a/b/..` gives `/a/`, `//` gives `/`.
 fn push_normalized_double_encoded(out: &mut String, path: &str) {
+    if path == "/" {
+        out.push('/');
+        return;
+    }
     let start = out.len();
     for segment in path.split('/') {
         match segment {
@@ -394,7 +596,7 @@ fn push_normalized_double_encoded(out: &mut String, path: &str) {
             }
             s => {
                 out.push('/');
-                push_encoded(out, s.as_bytes());
+                push_encoded(out, s);
             }
         }
     }
@@ -408,40 +610,90 @@ fn push_normalized_double_encoded(out: &mut String, path: &str) {
 // Canonical query
 // ---------------------------------------------------------------------------------------------
 
+/// Order of canonical query pairs: by encoded key, then encoded value.
+fn cmp_pairs(a: (&str, &str), b: (&str, &str)) -> Ordering {
+    a.0.cmp(b.0).then_with(|| a.1.cmp(b.1))
+}
+
+/// A name and a value to sort: a header (name, value, whether the name has uppercase letters,
+/// whether the value contains a space) or a query pair (key, value, unused flags).
+type Item<'a> = (&'a str, &'a str, bool, bool);
+
+/// Stable sort ordered by a plain function: headers and query pairs share one instance of the
+/// standard sort (each instance adds kilobytes to the module).
+fn sort_items(items: &mut [Item<'_>], cmp: fn(&Item<'_>, &Item<'_>) -> Ordering) {
+    items.sort_by(cmp);
+}
+
 /// Append the canonical query string of the raw `query` (without the `?`).
+///
+/// The pairs are encoded straight into `out`, in one pass over `query`. Queries usually come
+/// sorted already (the SDKs sort them); only when a pair sorts before the one written before
+/// it, the encoded pairs are moved out, sorted and written back.
 fn push_canonical_query(out: &mut String, query: &str) -> Result<(), SigV4Error> {
-    if query.is_empty() {
-        return Ok(());
-    }
-    const ERR: &str = "bad percent-encoding in query";
-    // All encoded keys and values live in one buffer; `pairs` holds (key start, key end =
-    // value start, value end) into it.
-    let mut buf = String::with_capacity(query.len() + query.len() / 2);
-    let mut pairs: Vec<(usize, usize, usize)> = Vec::with_capacity(8);
-    for piece in query.split('&') {
-        if piece.is_empty() {
+    let key = Reencode {
+        plus_is_space: true,
+        keep_slash: false,
+        stop_at_amp: true,
+        stop_at_eq: true,
+        err: "bad percent-encoding in query",
+    };
+    let value = Reencode {
+        stop_at_eq: false,
+        ..key
+    };
+    let bytes = query.as_bytes();
+    let start = out.len();
+    // Start of the previous pair in `out`, and of its value.
+    let mut prev: Option<(usize, usize)> = None;
+    let mut sorted = true;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'&' {
+            // Empty piece.
+            i += 1;
             continue;
         }
-        let (key, value) = piece.split_once('=').unwrap_or((piece, ""));
-        let k0 = buf.len();
-        push_reencoded(&mut buf, key.as_bytes(), true, false, ERR)?;
-        let k1 = buf.len();
-        push_reencoded(&mut buf, value.as_bytes(), true, false, ERR)?;
-        pairs.push((k0, k1, buf.len()));
-    }
-    let part = |a: usize, b: usize| buf.get(a..b).unwrap_or("");
-    pairs.sort_unstable_by(|x, y| {
-        part(x.0, x.1)
-            .cmp(part(y.0, y.1))
-            .then_with(|| part(x.1, x.2).cmp(part(y.1, y.2)))
-    });
-    for (i, &(k0, k1, v1)) in pairs.iter().enumerate() {
-        if i > 0 {
+        if prev.is_some() {
             out.push('&');
         }
-        out.push_str(part(k0, k1));
+        let k0 = out.len();
+        i = push_reencoded(out, query, i, key)?;
+        let k1 = out.len();
+        // A piece without `=` has an empty value; only its first `=` splits it.
         out.push('=');
-        out.push_str(part(k1, v1));
+        if bytes.get(i) == Some(&b'=') {
+            i = push_reencoded(out, query, i + 1, value)?;
+        }
+        if let (true, Some((p0, p1))) = (sorted, prev) {
+            let part = |a: usize, b: usize| out.get(a..b).unwrap_or("");
+            // The previous pair ends before the `&` at `k0 - 1`.
+            let previous = (part(p0, p1), part(p1 + 1, k0.saturating_sub(1)));
+            sorted =
+                cmp_pairs(previous, (part(k0, k1), part(k1 + 1, out.len()))) != Ordering::Greater;
+        }
+        prev = Some((k0, k1));
+        // Past the `&` (or the end).
+        i += 1;
+    }
+    if !sorted {
+        // Encoded keys and values never contain a raw `&` or `=`: split them again.
+        let encoded = out.get(start..).unwrap_or("").to_owned();
+        out.truncate(start);
+        let mut pairs: Vec<Item<'_>> = Vec::new();
+        for p in encoded.split('&') {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            pairs.push((k, v, false, false));
+        }
+        sort_items(&mut pairs, |a, b| cmp_pairs((a.0, a.1), (b.0, b.1)));
+        for (i, &(k, v, _, _)) in pairs.iter().enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            out.push_str(k);
+            out.push('=');
+            out.push_str(v);
+        }
     }
     Ok(())
 }
@@ -450,47 +702,84 @@ fn push_canonical_query(out: &mut String, query: &str) -> Result<(), SigV4Error>
 // Canonical headers
 // ---------------------------------------------------------------------------------------------
 
-/// RFC 9110 `tchar`.
-#[inline]
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
+/// Whether `s` is an HTTP token, and if so whether it has uppercase letters.
+fn token_has_upper(s: &str) -> Option<bool> {
+    let mut all = TCHAR;
+    let mut any = 0;
+    for b in s.bytes() {
+        let c = class(b);
+        all &= c;
+        any |= c;
+    }
+    (all != 0 && !s.is_empty()).then_some(any & UPPER != 0)
 }
 
 fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(is_tchar)
+    token_has_upper(s).is_some()
+}
+
+/// Bytes 0x01 repeated: SWAR ("SIMD within a register") constants for 8 bytes at a time.
+const LO: u64 = u64::from_le_bytes([0x01; 8]);
+const HI: u64 = u64::from_le_bytes([0x80; 8]);
+
+/// Whether one of the 8 bytes of `x` is a control character, a space or DEL (`<= 0x20` or
+/// `0x7f`). Exact as a whole (bytes above a flagged one may be flagged wrongly, which does not
+/// matter here).
+#[inline]
+fn has_ctl_or_space(x: u64) -> bool {
+    let lt_0x21 = x.wrapping_sub(LO * 0x21) & !x & HI;
+    let y = x ^ (LO * 0x7f);
+    let del = y.wrapping_sub(LO) & !y & HI;
+    (lt_0x21 | del) != 0
+}
+
+/// The 8-byte words of `bytes` (little-endian) and the remaining bytes.
+fn words(bytes: &[u8]) -> (impl Iterator<Item = (u64, &[u8])>, &[u8]) {
+    let chunks = bytes.chunks_exact(8);
+    let rest = chunks.remainder();
+    // `chunks_exact(8)`: the conversion cannot fail.
+    let words = chunks.map(|c| (u64::from_le_bytes(c.try_into().unwrap_or_default()), c));
+    (words, rest)
+}
+
+/// Whether every byte is a visible ASCII character (`0x21..=0x7e`).
+fn is_graphic(bytes: &[u8]) -> bool {
+    let (mut words, rest) = words(bytes);
+    words.all(|(x, _)| !has_ctl_or_space(x) && x & HI == 0) && rest.iter().all(u8::is_ascii_graphic)
 }
 
 /// Case-insensitive (ASCII) order of header names, i.e. the order of their lowercase forms.
 fn cmp_ignore_ascii_case(a: &str, b: &str) -> Ordering {
-    a.bytes()
-        .map(|c| c.to_ascii_lowercase())
-        .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+    for (x, y) in a.bytes().zip(b.bytes()) {
+        let (x, y) = (x.to_ascii_lowercase(), y.to_ascii_lowercase());
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 /// Check a header value: valid UTF-8, no control characters but tab (so no CR, LF, NUL, DEL).
-fn checked_value<'v>(name: &str, value: &'v [u8]) -> Result<&'v str, SigV4Error> {
+/// Also tells whether it contains a space (whether it needs trimming).
+fn checked_value<'v>(name: &str, value: &'v [u8]) -> Result<(&'v str, bool), SigV4Error> {
     let bad = || SigV4Error::BadHeader(name.to_ascii_lowercase());
-    if value.iter().any(|&c| (c < 0x20 && c != b'\t') || c == 0x7f) {
+    let mut space = false;
+    let mut check = |bytes: &[u8]| {
+        for &c in bytes {
+            if (c < 0x20 && c != b'\t') || c == 0x7f {
+                return false;
+            }
+            space |= c == b' ';
+        }
+        true
+    };
+    // Eight bytes at a time, byte by byte only where there is something to look at.
+    let (mut words, rest) = words(value);
+    if !words.all(|(x, bytes)| !has_ctl_or_space(x) || check(bytes)) || !check(rest) {
         return Err(bad());
     }
-    std::str::from_utf8(value).map_err(|_| bad())
+    let value = std::str::from_utf8(value).map_err(|_| bad())?;
+    Ok((value, space))
 }
 
 /// Append `value` with leading/trailing spaces removed and runs of spaces collapsed to one.
@@ -505,46 +794,78 @@ fn push_trimmed_value(out: &mut String, value: &str) {
     }
 }
 
-/// Append the canonical headers (each line ending with `\n`) to `out` and the signed header
-/// list to `signed`.
+/// How many headers are sorted on the stack; more are sorted in a `Vec`.
+const STACK_HEADERS: usize = 16;
+
+/// Append `name`, lowercased if `upper`.
+fn push_name(out: &mut String, name: &str, upper: bool) {
+    let at = out.len();
+    out.push_str(name);
+    if upper {
+        if let Some(s) = out.get_mut(at..) {
+            s.make_ascii_lowercase();
+        }
+    }
+}
+
+/// Append the canonical headers (each line ending with `\n`), a `\n` and the signed header
+/// list to `out`; returns where the signed header list starts.
 fn push_canonical_headers(
     out: &mut String,
-    signed: &mut String,
     headers: &[(&str, &[u8])],
-) -> Result<(), SigV4Error> {
+) -> Result<usize, SigV4Error> {
+    let mut stack: [Item<'_>; STACK_HEADERS] = [("", "", false, false); STACK_HEADERS];
+    let mut heap: Vec<Item<'_>> = Vec::new();
+    let order: &mut [Item<'_>] = if headers.len() <= STACK_HEADERS {
+        stack.get_mut(..headers.len()).unwrap_or_default()
+    } else {
+        heap.resize(headers.len(), ("", "", false, false));
+        &mut heap
+    };
     // Validate first, so that errors do not depend on the order.
-    let mut order: Vec<(&str, &str)> = Vec::with_capacity(headers.len());
-    for &(name, value) in headers {
-        if !is_token(name) {
+    for (slot, &(name, value)) in order.iter_mut().zip(headers) {
+        let Some(upper) = token_has_upper(name) else {
             return Err(SigV4Error::BadHeader(name.escape_default().to_string()));
-        }
-        order.push((name, checked_value(name, value)?));
+        };
+        let (value, space) = checked_value(name, value)?;
+        *slot = (name, value, upper, space);
     }
     // Stable: repeated names keep the order in which they were given.
-    order.sort_by(|a, b| cmp_ignore_ascii_case(a.0, b.0));
+    sort_items(order, |a, b| cmp_ignore_ascii_case(a.0, b.0));
     let mut prev: Option<&str> = None;
-    for &(name, value) in &order {
-        let same = prev.is_some_and(|p| p.eq_ignore_ascii_case(name));
-        if same {
+    for &(name, value, upper, space) in order.iter() {
+        if prev.is_some_and(|p| p.eq_ignore_ascii_case(name)) {
             out.push(',');
         } else {
             if prev.is_some() {
                 out.push('\n');
-                signed.push(';');
             }
-            for c in name.chars() {
-                out.push(c.to_ascii_lowercase());
-                signed.push(c.to_ascii_lowercase());
-            }
+            push_name(out, name, upper);
             out.push(':');
         }
-        push_trimmed_value(out, value);
+        if space {
+            push_trimmed_value(out, value);
+        } else {
+            out.push_str(value);
+        }
         prev = Some(name);
     }
     if prev.is_some() {
         out.push('\n');
     }
-    Ok(())
+    out.push('\n');
+    let signed_start = out.len();
+    let mut prev: Option<&str> = None;
+    for &(name, _, upper, _) in order.iter() {
+        match prev {
+            Some(p) if p.eq_ignore_ascii_case(name) => continue,
+            Some(_) => out.push(';'),
+            None => {}
+        }
+        push_name(out, name, upper);
+        prev = Some(name);
+    }
+    Ok(signed_start)
 }
 
 /// Region, service and access key id go verbatim into the credential scope and
@@ -559,13 +880,14 @@ fn is_scope_part(s: &str) -> bool {
 // Signing
 // ---------------------------------------------------------------------------------------------
 
-/// The canonical request of `input` and its signed header list (`host;x-amz-date;...`),
-/// without signing (for diagnostics and tests; [`sign`] calls it).
-pub fn canonical_request(input: &SigningInput<'_>) -> Result<(String, String), SigV4Error> {
+/// The canonical request of `input` and where its signed header list is in it.
+fn build_canonical_request(
+    input: &SigningInput<'_>,
+) -> Result<(String, std::ops::Range<usize>), SigV4Error> {
     if !is_token(input.method) {
         return Err(SigV4Error::BadHeader(":method".to_owned()));
     }
-    if input.payload_hash.is_empty() || !input.payload_hash.bytes().all(|b| b.is_ascii_graphic()) {
+    if input.payload_hash.is_empty() || !is_graphic(input.payload_hash.as_bytes()) {
         return Err(SigV4Error::BadHeader("x-amz-content-sha256".to_owned()));
     }
     let (path, query) = input
@@ -586,27 +908,33 @@ pub fn canonical_request(input: &SigningInput<'_>) -> Result<(String, String), S
             + input.payload_hash.len()
             + 16,
     );
-    let mut signed = String::with_capacity(headers_len / 2 + 16);
-
     creq.push_str(input.method);
     creq.push('\n');
     push_canonical_uri(&mut creq, path, input.uri_rules)?;
     creq.push('\n');
     push_canonical_query(&mut creq, query)?;
     creq.push('\n');
-    push_canonical_headers(&mut creq, &mut signed, input.headers)?;
-    creq.push('\n');
-    creq.push_str(&signed);
+    let signed_start = push_canonical_headers(&mut creq, input.headers)?;
+    let signed_end = creq.len();
     creq.push('\n');
     creq.push_str(input.payload_hash);
+    Ok((creq, signed_start..signed_end))
+}
+
+/// The canonical request of `input` and its signed header list (`host;x-amz-date;...`),
+/// without signing (for diagnostics and tests; [`sign`] calls it).
+pub fn canonical_request(input: &SigningInput<'_>) -> Result<(String, String), SigV4Error> {
+    let (creq, signed) = build_canonical_request(input)?;
+    let signed = creq.get(signed).unwrap_or("").to_owned();
     Ok((creq, signed))
 }
 
-/// Sign `input` with an already derived signing key.
+/// Sign `input` with a signing key (from a [`SigningKeyCache`], [`SigningKey::derive`] or
+/// [`SigningKey::from_bytes`]).
 pub fn sign(
     input: &SigningInput<'_>,
     access_key_id: &str,
-    signing_key: &[u8; 32],
+    signing_key: &SigningKey,
 ) -> Result<Signed, SigV4Error> {
     let date = date_of(input.amz_date)?;
     if !is_scope_part(input.region) || !is_scope_part(input.service) {
@@ -615,7 +943,8 @@ pub fn sign(
     if !is_scope_part(access_key_id) {
         return Err(SigV4Error::BadHeader("authorization".to_owned()));
     }
-    let (canonical_request, signed_headers) = canonical_request(input)?;
+    let (canonical_request, signed_range) = build_canonical_request(input)?;
+    let signed_headers = canonical_request.get(signed_range).unwrap_or("");
 
     // <date>/<region>/<service>/aws4_request
     let scope_len = date.len() + input.region.len() + input.service.len() + 15;
@@ -634,15 +963,9 @@ pub fn sign(
     string_to_sign.push_str("/aws4_request");
     let scope_end = string_to_sign.len();
     string_to_sign.push('\n');
-    push_hex(
+    push_hex32(
         &mut string_to_sign,
-        &Sha256::digest(canonical_request.as_bytes()),
-    );
-
-    let mut signature = String::with_capacity(64);
-    push_hex(
-        &mut signature,
-        &hmac_sha256(signing_key, string_to_sign.as_bytes()),
+        &Sha256::digest(canonical_request.as_bytes()).into(),
     );
 
     let scope = string_to_sign.get(scope_start..scope_end).unwrap_or("");
@@ -655,9 +978,18 @@ pub fn sign(
     authorization.push('/');
     authorization.push_str(scope);
     authorization.push_str(", SignedHeaders=");
-    authorization.push_str(&signed_headers);
+    authorization.push_str(signed_headers);
     authorization.push_str(", Signature=");
-    authorization.push_str(&signature);
+    let signature_start = authorization.len();
+    push_hex32(
+        &mut authorization,
+        &signing_key.mac(string_to_sign.as_bytes()),
+    );
+    let signature = authorization
+        .get(signature_start..)
+        .unwrap_or("")
+        .to_owned();
+    let signed_headers = signed_headers.to_owned();
 
     Ok(Signed {
         canonical_request,
@@ -672,15 +1004,49 @@ pub fn sign(
 // Signing key cache
 // ---------------------------------------------------------------------------------------------
 
-/// Caches derived signing keys per (secret, date, region, service), so that a warm
-/// signature costs one HMAC of the string to sign instead of five.
+/// A cached signing key and the inputs it was derived from.
+struct CacheEntry {
+    /// `date ‖ region ‖ service ‖ secret`, overwritten with zeros when dropped.
+    id: Vec<u8>,
+    /// Lengths of date, region and service in `id`.
+    lens: [usize; 3],
+    key: SigningKey,
+}
+
+impl CacheEntry {
+    fn is_for(&self, secret: &str, date: &str, region: &str, service: &str) -> bool {
+        if self.lens != [date.len(), region.len(), service.len()] {
+            return false;
+        }
+        let mut rest = self.id.as_slice();
+        for part in [date, region, service, secret] {
+            match rest.split_at_checked(part.len()) {
+                Some((head, tail)) if head == part.as_bytes() => rest = tail,
+                _ => return false,
+            }
+        }
+        rest.is_empty()
+    }
+}
+
+impl Drop for CacheEntry {
+    fn drop(&mut self) {
+        self.id.fill(0);
+        black_box(&mut self.id);
+    }
+}
+
+/// Caches signing keys per (secret, date, region, service), so that a warm signature costs
+/// one SHA-256 of the canonical request and one HMAC of the string to sign, with the HMAC key
+/// blocks already absorbed.
 ///
 /// At most [`SIGNING_KEY_CACHE_CAPACITY`] entries; when full it is cleared (keys change daily,
-/// so the working set is tiny). Entries are keyed by a SHA-256 over the four inputs, never by
-/// the secret itself, and `Debug` prints only the entry count.
+/// so the working set is tiny). A lookup compares the inputs byte for byte (no hashing): the
+/// cache holds a copy of each secret, overwritten with zeros (as are the keys) when an entry is
+/// dropped. `Debug` prints only the entry count.
 #[derive(Default)]
 pub struct SigningKeyCache {
-    entries: Vec<([u8; 32], [u8; 32])>,
+    entries: Vec<CacheEntry>,
 }
 
 impl fmt::Debug for SigningKeyCache {
@@ -707,46 +1073,38 @@ impl SigningKeyCache {
         self.entries.is_empty()
     }
 
-    /// Forget every cached key.
+    /// Forget every cached key (the entries overwrite their secret and key when dropped).
     pub fn clear(&mut self) {
-        for (k, v) in &mut self.entries {
-            *k = [0; 32];
-            *v = [0; 32];
-        }
         self.entries.clear();
     }
 
-    fn fingerprint(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
-        let mut h = Sha256::new();
-        // Length-prefixed, so that no two different tuples hash the same bytes.
-        for part in [secret, date, region, service] {
-            h.update((part.len() as u64).to_le_bytes());
-            h.update(part.as_bytes());
-        }
-        h.finalize().into()
-    }
-
     /// The signing key for these inputs, derived once and then reused.
-    pub fn get(&mut self, secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
-        let id = Self::fingerprint(secret, date, region, service);
-        if let Some((_, key)) = self.entries.iter().find(|(k, _)| *k == id) {
-            return *key;
+    pub fn get(&mut self, secret: &str, date: &str, region: &str, service: &str) -> SigningKey {
+        if let Some(e) = self
+            .entries
+            .iter()
+            .find(|e| e.is_for(secret, date, region, service))
+        {
+            return e.key.clone();
         }
-        let key = derive_signing_key(secret, date, region, service);
         if self.entries.len() >= SIGNING_KEY_CACHE_CAPACITY {
             self.clear();
         }
         if self.entries.capacity() == 0 {
             self.entries.reserve_exact(8);
         }
-        self.entries.push((id, key));
+        // Exactly sized: the secret is never left behind by a reallocation.
+        let mut id = Vec::with_capacity(date.len() + region.len() + service.len() + secret.len());
+        for part in [date, region, service, secret] {
+            id.extend_from_slice(part.as_bytes());
+        }
+        let key = SigningKey::derive(secret, date, region, service);
+        self.entries.push(CacheEntry {
+            id,
+            lens: [date.len(), region.len(), service.len()],
+            key: key.clone(),
+        });
         key
-    }
-}
-
-impl Drop for SigningKeyCache {
-    fn drop(&mut self) {
-        self.clear();
     }
 }
 
@@ -850,6 +1208,19 @@ mod tests {
     }
 
     #[test]
+    fn hex_digits() {
+        for b in 0..=255u8 {
+            let mut digest = [0u8; 32];
+            for (i, d) in digest.iter_mut().enumerate() {
+                *d = b.wrapping_add((i as u8).wrapping_mul(37));
+            }
+            let mut s = String::new();
+            push_hex32(&mut s, &digest);
+            assert_eq!(s, hex::encode(digest));
+        }
+    }
+
+    #[test]
     fn sha256_and_empty() {
         assert_eq!(sha256_hex(b""), EMPTY_SHA256);
         assert_eq!(
@@ -874,31 +1245,51 @@ mod tests {
         );
     }
 
+    /// HMAC-SHA256 by the `hmac` crate, the reference for [`HmacKey`].
+    fn reference_hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
+        use hmac::digest::KeyInit;
+        use hmac::{Hmac, Mac};
+        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
+        m.update(data);
+        m.finalize().into_bytes().into()
+    }
+
     #[test]
     fn hmac_long_keys_are_hashed() {
         // A secret longer than the HMAC block goes through the hash-first path.
         let long = "x".repeat(200);
-        let via_crate = {
-            let mut m =
-                <HmacSha256 as KeyInit>::new_from_slice(format!("AWS4{long}").as_bytes()).unwrap();
-            m.update(b"20150830");
-            let k: [u8; 32] = m.finalize().into_bytes().into();
-            k
-        };
-        let mut mine = hmac_with_key(&[b"AWS4", long.as_bytes()]);
-        mine.update(b"20150830");
-        let mine: [u8; 32] = mine.finalize().into_bytes().into();
-        assert_eq!(mine, via_crate);
-        // Exactly 64 bytes of key and 65.
-        for n in [60usize, 61] {
+        let mine = HmacKey::new(&[b"AWS4", long.as_bytes()]).mac(b"20150830");
+        assert_eq!(
+            mine,
+            reference_hmac(format!("AWS4{long}").as_bytes(), b"20150830")
+        );
+        // Exactly 64 bytes of key and 65, and short keys.
+        for n in [0usize, 1, 28, 59, 60, 61] {
             let s = "k".repeat(n);
-            let mut a = hmac_with_key(&[b"AWS4", s.as_bytes()]);
-            a.update(b"d");
-            let mut b =
-                <HmacSha256 as KeyInit>::new_from_slice(format!("AWS4{s}").as_bytes()).unwrap();
-            b.update(b"d");
-            assert_eq!(a.finalize().into_bytes(), b.finalize().into_bytes());
+            let a = HmacKey::new(&[b"AWS4", s.as_bytes()]).mac(b"d");
+            assert_eq!(
+                a,
+                reference_hmac(format!("AWS4{s}").as_bytes(), b"d"),
+                "{n}"
+            );
         }
+    }
+
+    #[test]
+    fn hmac_key_is_reusable_for_any_message_length() {
+        let key = SigningKey::from_bytes(&[0xab; 32]);
+        for n in [0usize, 1, 55, 56, 63, 64, 65, 119, 120, 200] {
+            let data = vec![b'm'; n];
+            assert_eq!(key.mac(&data), reference_hmac(&[0xab; 32], &data), "{n}");
+            // The cached state is not consumed.
+            assert_eq!(key.mac(&data), reference_hmac(&[0xab; 32], &data), "{n}");
+        }
+        let k = SigningKey::derive("secret", "20150830", "us-east-1", "service");
+        assert_eq!(
+            *k.as_bytes(),
+            derive_signing_key("secret", "20150830", "us-east-1", "service")
+        );
+        assert_eq!(format!("{k:?}"), "SigningKey { .. }");
     }
 
     #[test]
@@ -906,7 +1297,7 @@ mod tests {
         let mut s = String::new();
         push_encoded(
             &mut s,
-            b"-._~AZaz09 !\"#$%&'()*+,/:;<=>?@[\\]^`{|}\x00\x7f\xe1\x88\xb4",
+            "-._~AZaz09 !\"#$%&'()*+,/:;<=>?@[\\]^`{|}\x00\x7f\u{1234}",
         );
         assert_eq!(
             s,
@@ -1013,6 +1404,49 @@ mod tests {
     }
 
     #[test]
+    fn word_at_a_time_checks_match_byte_checks() {
+        for len in [1usize, 7, 8, 9, 16, 17, 24] {
+            for pos in 0..len {
+                for b in 0..=255u8 {
+                    let mut v = vec![b'a'; len];
+                    v[pos] = b;
+                    let bad = (b < 0x20 && b != b'\t') || b == 0x7f;
+                    match checked_value("n", &v) {
+                        Ok((_, space)) => {
+                            assert!(!bad && b < 0x80, "{len} {pos} {b}");
+                            assert_eq!(space, b == b' ', "{len} {pos} {b}");
+                        }
+                        Err(_) => assert!(bad || b >= 0x80, "{len} {pos} {b}"),
+                    }
+                    assert_eq!(is_graphic(&v), b.is_ascii_graphic(), "{len} {pos} {b}");
+                }
+            }
+        }
+        assert!(is_graphic(EMPTY_SHA256.as_bytes()));
+        assert!(checked_value("n", "a\u{e9}  b\tc".as_bytes()).unwrap().1);
+    }
+
+    #[test]
+    fn token_classes() {
+        assert_eq!(token_has_upper("x-amz-date"), Some(false));
+        assert_eq!(token_has_upper("X-Amz-Date"), Some(true));
+        assert_eq!(token_has_upper("a!#$%&'*+-.^_`|~9"), Some(false));
+        for bad in ["", "a b", "a:b", "a\u{e9}", "(a)", "a/b", "a\"b"] {
+            assert_eq!(token_has_upper(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn unsorted_queries_are_sorted_by_key_then_value() {
+        assert_eq!(query("b=1&a=2&a=1").unwrap(), "a=1&a=2&b=1");
+        assert_eq!(query("a-b=1&a=2").unwrap(), "a=2&a-b=1");
+        assert_eq!(query("z&y=&x=%3D&&w").unwrap(), "w=&x=%3D&y=&z=");
+        let mut s = String::from("prefix\n");
+        push_canonical_query(&mut s, "b=%2f&a=+").unwrap();
+        assert_eq!(s, "prefix\na=%20&b=%2F");
+    }
+
+    #[test]
     fn trimmed_values() {
         let t = |v: &str| {
             let mut s = String::new();
@@ -1072,7 +1506,7 @@ mod tests {
             "us-east-1",
             "service",
         );
-        let s = sign(&input(&headers), "AKIDEXAMPLE", &key).unwrap();
+        let s = sign(&input(&headers), "AKIDEXAMPLE", &key.into()).unwrap();
         assert_eq!(
             s.signature,
             "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
@@ -1124,7 +1558,7 @@ mod tests {
         let mut i = input(&[]);
         i.payload_hash = "abc\n";
         assert!(canonical_request(&i).is_err());
-        let key = [0u8; 32];
+        let key = SigningKey::from_bytes(&[0u8; 32]);
         let mut i = input(&[]);
         i.region = "us-east-1/x";
         assert!(sign(&i, "AKID", &key).is_err());
@@ -1161,7 +1595,7 @@ mod tests {
                 let mut i = input(&[]);
                 i.path_and_query = p;
                 i.uri_rules = rules;
-                let _ = sign(&i, "AKID", &[0; 32]);
+                let _ = sign(&i, "AKID", &SigningKey::from_bytes(&[0; 32]));
             }
         }
     }
@@ -1170,23 +1604,57 @@ mod tests {
     fn cache_reuses_and_bounds() {
         let mut c = SigningKeyCache::new();
         assert!(c.is_empty());
-        let k1 = c.get("secret", "20150830", "us-east-1", "service");
+        let k1 = *c
+            .get("secret", "20150830", "us-east-1", "service")
+            .as_bytes();
         assert_eq!(
             k1,
             derive_signing_key("secret", "20150830", "us-east-1", "service")
         );
-        assert_eq!(c.get("secret", "20150830", "us-east-1", "service"), k1);
+        assert_eq!(
+            *c.get("secret", "20150830", "us-east-1", "service")
+                .as_bytes(),
+            k1
+        );
         assert_eq!(c.len(), 1);
         // Tuples that concatenate to the same bytes are different entries.
-        let k2 = c.get("secret2", "0150830", "us-east-1", "service");
+        let k2 = *c
+            .get("secret2", "0150830", "us-east-1", "service")
+            .as_bytes();
         assert_ne!(k1, k2);
         assert_eq!(c.len(), 2);
+        let k3 = *c
+            .get("secret", "20150830", "us-east-1s", "ervice")
+            .as_bytes();
+        let k4 = *c
+            .get("secret", "20150830", "us-east-", "1service")
+            .as_bytes();
+        assert_ne!(k3, k1);
+        assert_ne!(k4, k1);
+        assert_ne!(k3, k4);
+        assert_eq!(c.len(), 4);
+        assert_eq!(
+            *c.get("secret2", "0150830", "us-east-1", "service")
+                .as_bytes(),
+            k2
+        );
+        assert_eq!(c.len(), 4);
         for i in 0..200 {
             let r = format!("r{i}");
             let k = c.get("s", "20150830", &r, "svc");
-            assert_eq!(k, derive_signing_key("s", "20150830", &r, "svc"));
+            assert_eq!(
+                *k.as_bytes(),
+                derive_signing_key("s", "20150830", &r, "svc")
+            );
             assert!(c.len() <= SIGNING_KEY_CACHE_CAPACITY);
         }
+        // A key handed out outlives the cache being cleared.
+        let k = c.get("s", "20150830", "r1", "svc");
+        c.clear();
+        assert_eq!(
+            *k.as_bytes(),
+            derive_signing_key("s", "20150830", "r1", "svc")
+        );
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("secret"), "{dbg}");
         assert!(dbg.starts_with("SigningKeyCache"));

@@ -38,8 +38,8 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use grant_sigv4::sigv4::{
-    derive_signing_key, format_amz_date, sha256_hex, sign, SigV4Error, SigningInput, UriRules,
-    UNSIGNED_PAYLOAD,
+    derive_signing_key, format_amz_date, sha256_hex, sign, SigV4Error, SigningInput, SigningKey,
+    UriRules, UNSIGNED_PAYLOAD,
 };
 use proptest::prelude::*;
 use std::time::{Duration, UNIX_EPOCH};
@@ -323,7 +323,7 @@ fn ours(c: &Case, rules: UriRules) -> Result<Ours, SigV4Error> {
         uri_rules: rules,
     };
     let key = derive_signing_key(SECRET, &amz_date[..8], REGION, SERVICE);
-    let s = sign(&input, AKID, &key)?;
+    let s = sign(&input, AKID, &key.into())?;
     Ok(Ours {
         authorization: s.authorization,
         canonical_request: s.canonical_request,
@@ -440,7 +440,7 @@ proptest! {
             service: SERVICE,
             uri_rules: rules,
         };
-        let res = sign(&input, AKID, &[7; 32]);
+        let res = sign(&input, AKID, &SigningKey::from_bytes(&[7; 32]));
         let bad_value = value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
             || std::str::from_utf8(&value).is_err();
         if bad_value && path.starts_with('/') {

@@ -235,7 +235,7 @@ fn sign_request(req: &RawRequest, p: &Params) -> Result<grant_sigv4::sigv4::Sign
     };
     let date = p.amz_date.get(..8).unwrap_or("");
     let key = derive_signing_key(&p.secret, date, &p.region, &p.service);
-    sign(&input, &p.akid, &key)
+    sign(&input, &p.akid, &key.into())
 }
 
 /// Compare; returns the list of mismatches.
