@@ -63,32 +63,80 @@ impl AuditRecord {
         j.out
     }
 
-    /// What only the filter knows, for the filter state that the access log prints next to
-    /// what Envoy knows itself (time, caller, AWS's status and request id, duration): grant,
-    /// service, region, method, path, reason, context, outcome, and the status of a local
-    /// reply (`null` when AWS answers).
+    /// What only the filter knows, for the filter state: see [`Decision`].
     pub fn decision_json(&self) -> String {
-        let mut j = JsonWriter::with_capacity(192);
-        j.begin();
-        j.opt_str("grant_id", self.grant_id.as_deref());
-        j.opt_str("service", self.service.as_deref());
-        j.opt_str("region", self.region.as_deref());
-        j.opt_str("method", self.method.as_deref());
-        j.opt_str("path", self.path.as_deref());
-        j.opt_str("reason", self.reason.as_deref());
-        j.key("context");
-        match &self.context {
-            None => j.out.push_str("null"),
-            Some(v) => match serde_json::to_string(v) {
-                Ok(s) => j.out.push_str(&s),
-                Err(_) => return String::new(),
-            },
+        Decision {
+            grant_id: self.grant_id.as_deref(),
+            service: self.service.as_deref(),
+            region: self.region.as_deref(),
+            method: self.method.as_deref(),
+            path: self.path.as_deref(),
+            path_has_query_values: false,
+            reason: self.reason.as_deref(),
+            context: self.context.as_ref(),
+            outcome: &self.outcome,
+            status: self.status,
         }
-        j.str("outcome", &self.outcome);
-        j.key("status");
-        match self.status {
-            None => j.out.push_str("null"),
-            Some(s) => j.number(u64::from(s)),
+        .to_json()
+    }
+}
+
+/// What only the filter knows of a request, for the filter state that the access log prints
+/// next to what Envoy knows itself (time, caller, AWS's status and request id, duration):
+/// grant, service, region, method, path, reason, context, outcome, and the status of a local
+/// reply. Fields not known are left out.
+pub struct Decision<'a> {
+    pub grant_id: Option<&'a str>,
+    pub service: Option<&'a str>,
+    pub region: Option<&'a str>,
+    pub method: Option<&'a str>,
+    pub path: Option<&'a str>,
+    /// `path` is the request's own path: drop its query values while writing it.
+    pub path_has_query_values: bool,
+    pub reason: Option<&'a str>,
+    pub context: Option<&'a serde_json::Value>,
+    pub outcome: &'a str,
+    pub status: Option<u32>,
+}
+
+impl Decision<'_> {
+    /// One compact JSON object, in field order.
+    pub fn to_json(&self) -> String {
+        let mut j = JsonWriter::with_capacity(160);
+        j.begin();
+        for (k, v) in [
+            ("grant_id", self.grant_id),
+            ("service", self.service),
+            ("region", self.region),
+            ("method", self.method),
+        ] {
+            if let Some(v) = v {
+                j.str(k, v);
+            }
+        }
+        if let Some(p) = self.path {
+            j.key("path");
+            if self.path_has_query_values {
+                push_json_str(&mut j.out, &path_without_query_values(p));
+            } else {
+                push_json_str(&mut j.out, p);
+            }
+        }
+        if let Some(r) = self.reason {
+            j.str("reason", r);
+        }
+        if let Some(c) = self.context {
+            match serde_json::to_string(c) {
+                Ok(s) => {
+                    j.key("context");
+                    j.out.push_str(&s);
+                }
+                Err(_) => return String::new(),
+            }
+        }
+        j.str("outcome", self.outcome);
+        if let Some(s) = self.status {
+            j.u64("status", u64::from(s));
         }
         j.end();
         j.out
@@ -323,9 +371,25 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&r.decision_json()).unwrap();
         assert_eq!(
             v,
-            serde_json::json!({"grant_id": "g1", "service": "sts", "region": null,
-                "method": null, "path": "/?Action=", "reason": null, "context": {"job": 7},
-                "outcome": "GrantNotFound", "status": 403})
+            serde_json::json!({"grant_id": "g1", "service": "sts", "path": "/?Action=",
+                "context": {"job": 7}, "outcome": "GrantNotFound", "status": 403})
+        );
+        // Straight from a request's path: query values dropped, and escaped.
+        let d = Decision {
+            grant_id: Some("g\"2"),
+            service: None,
+            region: None,
+            method: Some("GET"),
+            path: Some("/b?list-type=2&prefix=secret"),
+            path_has_query_values: true,
+            reason: None,
+            context: None,
+            outcome: "signed",
+            status: None,
+        };
+        assert_eq!(
+            d.to_json(),
+            r#"{"grant_id":"g\"2","method":"GET","path":"/b?list-type=&prefix=","outcome":"signed"}"#
         );
     }
 

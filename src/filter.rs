@@ -277,6 +277,22 @@ fn apply(edits: &request::Edits) -> Result<(), hostcalls::Status> {
 }
 
 impl Worker {
+    /// Answer the request now in effect (context `ctx`), planned as `plan`, locally, and
+    /// account for it.
+    fn refuse_planned(&mut self, ctx: u32, e: &LocalError, plan: &Plan) {
+        if !self.audits.contains_key(&ctx)
+            && self.config.as_ref().is_some_and(|c| c.audit.filter_state)
+        {
+            // Only the log line starts a record with the request; the filter state of a
+            // refused request is written from its plan.
+            let _ = hostcalls::set_property(
+                AUDIT_FILTER_STATE,
+                decision(plan, e.code, Some(e.status)).to_json().as_bytes(),
+            );
+        }
+        self.refuse(ctx, e);
+    }
+
     /// Answer the request now in effect (context `ctx`) locally, and account for it.
     fn refuse(&mut self, ctx: u32, e: &LocalError) {
         self.metrics.error(e.code);
@@ -303,7 +319,7 @@ impl Worker {
             Caller::default()
         };
         if let Err(e) = request::authorize(plan, &g.policy, &caller) {
-            self.refuse(ctx, &e);
+            self.refuse_planned(ctx, &e, plan);
             return false;
         }
         match request::sign(plan, &g.creds, now, &mut self.keys) {
@@ -315,6 +331,11 @@ impl Worker {
                     if let Some(a) = self.audits.get_mut(&ctx) {
                         a.record.outcome = String::from("signed");
                         decided(a);
+                    } else if self.config.as_ref().is_some_and(|c| c.audit.filter_state) {
+                        let _ = hostcalls::set_property(
+                            AUDIT_FILTER_STATE,
+                            decision(plan, "signed", None).to_json().as_bytes(),
+                        );
                     }
                     debug!(
                         "signed {} {} as {}/{}",
@@ -328,15 +349,16 @@ impl Worker {
                 Err(s) => {
                     // Never forward a half-edited request.
                     warn!("could not write signed headers (status {s})");
-                    self.refuse(
+                    self.refuse_planned(
                         ctx,
                         &LocalError::internal("the signed headers could not be written"),
+                        plan,
                     );
                     false
                 }
             },
             Err(e) => {
-                self.refuse(ctx, &e);
+                self.refuse_planned(ctx, &e, plan);
                 false
             }
         }
@@ -589,7 +611,7 @@ impl Signer {
                         }
                     }
                 }
-                Err(e) => w.refuse(ctx, e),
+                Err(e) => w.refuse_planned(ctx, e, &waiting.plan),
             }
         }
         let _ = hostcalls::set_effective_context(self.id);
@@ -685,9 +707,10 @@ impl Signer {
             // resume the requests that waited for it, so answer them now.
             let e = LocalError::vault_unavailable("the credential fetch was abandoned; retry");
             for ctx in waiters {
-                if w.waiting.remove(&ctx).is_some() && hostcalls::set_effective_context(ctx).is_ok()
-                {
-                    w.refuse(ctx, &e);
+                if let Some(waiting) = w.waiting.remove(&ctx) {
+                    if hostcalls::set_effective_context(ctx).is_ok() {
+                        w.refuse_planned(ctx, &e, &waiting.plan);
+                    }
                 }
             }
             let _ = hostcalls::set_effective_context(self.id);
@@ -700,9 +723,11 @@ impl Signer {
             reply(&LocalError::internal("the filter is not configured"));
             return Action::Pause;
         };
-        // The precheck instance passes most requests on, which the signing instance then
-        // audits: its own record is started only when it refuses.
-        if cfg.mode == Mode::Sign {
+        // A record is started with the request only for the log line (which needs its start
+        // time); for the filter state alone, what is known is written when the outcome is
+        // decided. The precheck instance passes most requests on, which the signing instance
+        // then audits: its own record is started only when it refuses.
+        if cfg.mode == Mode::Sign && cfg.audit.log {
             self.start_audit(&cfg, start_ms);
         }
         let raw = hostcalls::get_map(Map::RequestHeaders);
@@ -741,6 +766,7 @@ impl Signer {
         let plan = match request::plan_request(&cfg, &headers, end_of_stream) {
             Ok(p) => p,
             Err(e) => {
+                self.start_audit(&cfg, start_ms);
                 if let Some(a) = self.worker.borrow_mut().audits.get_mut(&self.id) {
                     // What can be told of a refused request without trusting it.
                     a.record.grant_id = headers
@@ -775,7 +801,7 @@ impl Signer {
             }
             Lookup::NotFound => {
                 w.metrics.inc(Counter::CacheHit);
-                w.refuse(self.id, &LocalError::grant_not_found());
+                w.refuse_planned(self.id, &LocalError::grant_not_found(), &plan);
                 return Action::Pause;
             }
             Lookup::Stale(_) | Lookup::Miss => {}
@@ -857,6 +883,22 @@ impl Signer {
                 warn!("AWS refused a grant's key ({verdict:?}, status {status}); it will be fetched again");
             }
         }
+    }
+}
+
+/// What only the filter knows of a planned request, for the filter state.
+fn decision<'a>(plan: &'a Plan, outcome: &'a str, status: Option<u32>) -> audit::Decision<'a> {
+    audit::Decision {
+        grant_id: Some(&plan.grant_id),
+        service: Some(&plan.endpoint.signing_name),
+        region: Some(&plan.endpoint.region),
+        method: Some(&plan.method),
+        path: Some(&plan.path),
+        path_has_query_values: true,
+        reason: plan.reason.as_deref(),
+        context: plan.context.as_ref(),
+        outcome,
+        status,
     }
 }
 
