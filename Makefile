@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 WASM := target/wasm32-wasip1/release/grant_sigv4.wasm
 CARGO_JOBS ?= 2
 
-.PHONY: all setup rust-target venv wasm wasm-crash-test test unit lint e2e demo bench endpoints-table clean
+.PHONY: all setup rust-target venv wasm wasm-crash-test test unit lint e2e demo bench bench-instructions endpoints-table clean
 
 all: wasm
 
@@ -65,3 +65,7 @@ clean:
 # Measure what the filter costs Envoy next to no signing and the native signer (wrk, about 3 minutes).
 bench: setup wasm
 	$(PY) bench/run.py
+
+# Instructions per request under valgrind (deterministic; for comparing builds).
+bench-instructions: setup wasm
+	$(PY) bench/instructions.py

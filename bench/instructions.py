@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""`make bench-instructions`: instructions Envoy executes per request, counted by valgrind.
+
+The machines these benchmarks run on are noisy: CPU time per request moves by ±10 µs from run
+to run. Instruction counts do not: valgrind's callgrind counts every instruction Envoy
+executes (its C++ code, V8's JIT-compiled wasm, libc), the same for the same binaries and
+requests whatever else the machine does. This runs each Envoy of `make bench` under callgrind,
+sends a warm-up and then a counted run of GET requests (wrk, 4 connections), and prints the
+instructions per request of (a) no signing, (b) the native signer, (c) grant-sigv4 as shipped
+(envoy/local.yaml), and (c) − (a), (b) − (a).
+
+Instructions are not time: a cache miss costs more than an add, and under valgrind the native
+signer's SHA-256 cannot use the CPU's SHA extensions (so (b) counts more instructions than it
+runs natively). Use it to compare builds of grant-sigv4 with each other; use `make bench` for
+the verdict on time.
+
+Environment: BENCH_IR_SECONDS (8): length of the counted run; BENCH_IR_WASM: another .wasm
+for (c) (default: the built one); BENCH_IR_CONFIGS (a,b,c).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+
+import harness  # noqa: E402
+import run as bench  # noqa: E402
+
+SECONDS = int(os.environ.get("BENCH_IR_SECONDS", "8"))
+WASM = Path(os.environ.get("BENCH_IR_WASM", str(harness.WASM)))
+CONFIGS = os.environ.get("BENCH_IR_CONFIGS", "a,b,c").split(",")
+
+
+def envoy_binary() -> str:
+    """The real envoy binary (.venv/bin/envoy is a Python shim that execs it)."""
+    out = subprocess.run([str(harness.VENV_BIN / "python"), "-c",
+                          "import envoy, pathlib; print(pathlib.Path(envoy.__file__).parent / '_bin' / 'envoy')"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    if not Path(out).exists():
+        raise RuntimeError(f"envoy binary not found at {out}")
+    return out
+
+
+def wrk_requests(port: int, script: Path, seconds: int, check: bool = True) -> int:
+    path = bench.WORKLOADS["GET"][2]
+    # Under valgrind the first requests are slow (JIT compilation): a long timeout.
+    r = subprocess.run(["wrk", "-t1", "-c4", f"-d{seconds}s", "--timeout", "60s", "-s", str(script),
+                        f"http://127.0.0.1:{port}{path}"],
+                       capture_output=True, text=True, timeout=seconds + 60)
+    for line in r.stdout.splitlines():
+        if line.startswith("BENCHJSON "):
+            res = json.loads(line[len("BENCHJSON "):])
+            errors = res["status"] + res["connect"] + res["read"] + res["write"] + res["timeout"]
+            if errors and check:
+                raise RuntimeError(f"{errors} failed requests during the counted run")
+            return int(res["requests"])
+    raise RuntimeError(f"wrk gave no result:\n{r.stdout}{r.stderr}")
+
+
+def count(name: str, template: str, values: dict, logdir: Path, envoy: str) -> float:
+    admin, port = harness.free_port(), harness.free_port()
+    cfg = logdir / f"{name}.yaml"
+    cfg.write_text(harness.render(template, {"ADMIN_PORT": admin, "LISTEN_PORT": port, **values}))
+    out = logdir / f"callgrind-{name}.out"
+    proc = harness.Proc(name, ["valgrind", "--tool=callgrind", "--smc-check=all-non-file",
+                               f"--callgrind-out-file={out}", envoy, "-c", str(cfg),
+                               "--use-dynamic-base-id", "--concurrency", "1", "--log-level", "warn"], logdir)
+    try:
+        harness.wait_until(lambda: harness.http_get(f"http://127.0.0.1:{admin}/ready")[0] == 200,
+                           f"{name} /ready", timeout=300, proc=proc)
+        script = logdir / f"{name}.lua"
+        bench.wrk_script(script, "GET", grant=(name == "c"))
+        wrk_requests(port, script, 3, check=False)  # warm-up: JIT, connection pools, the grant cache
+
+        def dump() -> int:
+            """Dump (and zero) the counters; the instructions since the last dump."""
+            before = set(logdir.glob(f"callgrind-{name}.out*"))
+            subprocess.run(["callgrind_control", "-d", str(proc.popen.pid)], capture_output=True, timeout=120)
+            new = harness.wait_until(lambda: set(logdir.glob(f"callgrind-{name}.out*")) - before,
+                                     f"{name} callgrind dump", timeout=120)
+            path = sorted(new)[0]
+            # The dump file is written completely before callgrind_control returns; its
+            # "totals:" line comes last.
+            for _ in range(50):
+                for line in path.read_text(errors="replace").splitlines():
+                    if line.startswith("totals:"):
+                        return int(line.split()[1])
+                time.sleep(0.2)
+            raise RuntimeError(f"no totals in {path}")
+
+        dump()
+        requests = wrk_requests(port, script, SECONDS)
+        return dump() / requests
+    finally:
+        proc.stop()
+
+
+def main():
+    for tool in ("valgrind", "callgrind_control"):
+        if subprocess.run(["which", tool], capture_output=True).returncode != 0:
+            sys.exit(f"{tool} is missing (Debian package valgrind)")
+    bench.ensure_wrk()
+    envoy = envoy_binary()
+    logdir = Path(tempfile.mkdtemp(prefix="grant-sigv4-ir-"))
+    procs = []
+    try:
+        bao = harness.OpenBao(logdir)
+        procs.append(bao)
+        bao.put_grant(bench.GRANT, bench.KEY)
+        upstream = bench.BenchEnvoy("upstream", (bench.BENCH / "upstream.yaml").read_text(), {}, logdir, bench.LOAD_CPU)
+        procs.append(upstream)
+        upstream.wait_ready()
+        local = harness.ENVOY_LOCAL.read_text()
+        common = {"AWS_PORT": upstream.listen_port, "ACCESS_LOG": bench.access_log_block(local)}
+        proxy = (bench.BENCH / "proxy.yaml").read_text()
+        plugin = harness.plugin_config(bao.token)
+        configs = {
+            "a": (proxy, {"SIGNING_FILTER": ""}),
+            "b": (proxy, {"SIGNING_FILTER": bench.NATIVE_FILTER.format(unsigned="true")}),
+            "c": (local, {"WASM": WASM, "VAULT_PORT": bao.port, "PLUGIN_CONFIG": json.dumps(plugin),
+                          "PRECHECK_CONFIG": json.dumps(harness.precheck_config(plugin))}),
+        }
+        ir = {}
+        for name in CONFIGS:
+            template, values = configs[name]
+            ir[name] = count(name, template, {**common, **values}, logdir, envoy)
+            print(f"  {name}: {ir[name]:,.0f} instructions per GET", flush=True)
+        print()
+        print(f"Instructions per GET (callgrind, {SECONDS} s counted run; (c) = {WASM.name}, "
+              f"{WASM.stat().st_size:,} bytes):")
+        for name in CONFIGS:
+            added = f" ({ir[name] - ir['a']:+,.0f} over (a))" if name != "a" and "a" in ir else ""
+            print(f"  ({name}) {ir[name]:>10,.0f}{added}")
+    finally:
+        for p in reversed(procs):
+            try:
+                p.stop()
+            except Exception:  # noqa: BLE001 - keep stopping the others
+                pass
+
+
+if __name__ == "__main__":
+    main()
