@@ -81,12 +81,6 @@ fn bad_request(code: &'static str, message: impl Into<String>) -> LocalError {
     LocalError::new(400, code, message)
 }
 
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -296,7 +290,7 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
     let reason = audit_reason(reason)?;
     let context = audit_context(context)?;
     let method = method.ok_or_else(|| bad_request("BadRequest", "the request has no :method"))?;
-    if !is_token(method) {
+    if !sigv4::is_token(method) {
         return Err(bad_request(
             "BadRequest",
             "the request method is not a valid HTTP token",

@@ -714,7 +714,8 @@ fn token_has_upper(s: &str) -> Option<bool> {
     (all != 0 && !s.is_empty()).then_some(any & UPPER != 0)
 }
 
-fn is_token(s: &str) -> bool {
+/// Whether `s` is an HTTP token (RFC 9110 `tchar`s, not empty): header names, methods.
+pub(crate) fn is_token(s: &str) -> bool {
     token_has_upper(s).is_some()
 }
 
