@@ -69,19 +69,10 @@ thread_local! {
     static CONTEXTS: RefCell<Contexts> = RefCell::new(Contexts::default());
 }
 
-/// The worker state of a request context, or of a root context.
+/// The worker state of request context `context_id`.
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 fn worker_of(context_id: u32) -> Option<Shared> {
-    CONTEXTS.with(|c| {
-        let c = c.try_borrow().ok()?;
-        if let Some(w) = c.requests.get(&context_id) {
-            return Some(w.clone());
-        }
-        c.roots
-            .iter()
-            .find(|(id, _)| *id == context_id)
-            .map(|(_, r)| r.worker())
-    })
+    CONTEXTS.with(|c| c.try_borrow().ok()?.requests.get(&context_id).cloned())
 }
 
 /// Run `f` on the root context `root_id`, if there is one.
@@ -280,7 +271,7 @@ mod tests {
         context_create(12, 99);
         assert_eq!(counts(), (2, 2, 0));
         let w10 = worker_of(10).unwrap();
-        assert!(Rc::ptr_eq(&w10, &worker_of(1).unwrap()));
+        assert!(Rc::ptr_eq(&w10, &with_root(1, |r| r.worker()).unwrap()));
         assert!(!Rc::ptr_eq(&w10, &worker_of(11).unwrap()));
         assert!(worker_of(12).is_none());
         delete(10);

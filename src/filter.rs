@@ -183,12 +183,12 @@ fn shared_forget(grant: &str, fetched_at: u64) {
 
 /// Start a vault read. The answer goes to the context that is running now.
 fn dispatch(cfg: &Config, path: &str) -> Result<u32, String> {
-    let headers = vec![
-        (":method", "GET"),
-        (":path", path),
-        (":authority", cfg.vault.authority.as_str()),
-        ("x-vault-token", cfg.vault.token.as_str()),
-        ("accept", "application/json"),
+    let headers: [(&str, &[u8]); 5] = [
+        (":method", b"GET"),
+        (":path", path.as_bytes()),
+        (":authority", cfg.vault.authority.as_bytes()),
+        ("x-vault-token", cfg.vault.token.as_bytes()),
+        ("accept", b"application/json"),
     ];
     let timeout_ms = u32::try_from(cfg.vault.timeout_ms).unwrap_or(u32::MAX);
     hostcalls::dispatch_http_call(&cfg.vault.cluster, &headers, timeout_ms)
@@ -280,17 +280,21 @@ impl Worker {
     /// Answer the request now in effect (context `ctx`), planned as `plan`, locally, and
     /// account for it.
     fn refuse_planned(&mut self, ctx: u32, e: &LocalError, plan: &Plan) {
+        self.decided_from_plan(ctx, plan, e.code, Some(e.status));
+        self.refuse(ctx, e);
+    }
+
+    /// The filter state of request `ctx` when it has no audit record (only the log line
+    /// starts one with the request): its decision, written from its plan.
+    fn decided_from_plan(&self, ctx: u32, plan: &Plan, outcome: &str, status: Option<u32>) {
         if !self.audits.contains_key(&ctx)
             && self.config.as_ref().is_some_and(|c| c.audit.filter_state)
         {
-            // Only the log line starts a record with the request; the filter state of a
-            // refused request is written from its plan.
             let _ = hostcalls::set_property(
                 AUDIT_FILTER_STATE,
-                decision(plan, e.code, Some(e.status)).to_json().as_bytes(),
+                decision(plan, outcome, status).to_json().as_bytes(),
             );
         }
-        self.refuse(ctx, e);
     }
 
     /// Answer the request now in effect (context `ctx`) locally, and account for it.
@@ -331,12 +335,8 @@ impl Worker {
                     if let Some(a) = self.audits.get_mut(&ctx) {
                         a.record.outcome = String::from("signed");
                         decided(a);
-                    } else if self.config.as_ref().is_some_and(|c| c.audit.filter_state) {
-                        let _ = hostcalls::set_property(
-                            AUDIT_FILTER_STATE,
-                            decision(plan, "signed", None).to_json().as_bytes(),
-                        );
                     }
+                    self.decided_from_plan(ctx, plan, "signed", None);
                     debug!(
                         "signed {} {} as {}/{}",
                         plan.method,
@@ -441,6 +441,22 @@ impl Worker {
     }
 }
 
+/// Format log messages only at the level Envoy's `wasm` logger shows: a debug message that
+/// Envoy drops would still cost formatting and a host call on every request.
+fn follow_envoy_log_level() {
+    let level = match hostcalls::log_level() {
+        Ok(0) => log::LevelFilter::Trace,
+        Ok(1) => log::LevelFilter::Debug,
+        Ok(2) => log::LevelFilter::Info,
+        Ok(3) => log::LevelFilter::Warn,
+        Ok(_) => log::LevelFilter::Error,
+        Err(_) => log::LevelFilter::Info,
+    };
+    if log::max_level() != level {
+        log::set_max_level(level);
+    }
+}
+
 #[derive(Default)]
 pub struct Root {
     worker: Shared,
@@ -490,25 +506,7 @@ impl Root {
             }
         }
     }
-}
 
-/// Format log messages only at the level Envoy's `wasm` logger shows: a debug message that
-/// Envoy drops would still cost formatting and a host call on every request.
-fn follow_envoy_log_level() {
-    let level = match hostcalls::log_level() {
-        Ok(0) => log::LevelFilter::Trace,
-        Ok(1) => log::LevelFilter::Debug,
-        Ok(2) => log::LevelFilter::Info,
-        Ok(3) => log::LevelFilter::Warn,
-        Ok(_) => log::LevelFilter::Error,
-        Err(_) => log::LevelFilter::Info,
-    };
-    if log::max_level() != level {
-        log::set_max_level(level);
-    }
-}
-
-impl Root {
     pub fn on_configure(&mut self, size: usize) -> bool {
         follow_envoy_log_level();
         let bytes = if size == 0 {

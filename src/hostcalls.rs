@@ -570,13 +570,12 @@ pub fn now_secs() -> Result<u64, Status> {
 /// `proxy_on_http_call_response` with the returned token.
 pub fn dispatch_http_call(
     cluster: &str,
-    headers: &[(&str, &str)],
+    headers: &[(&str, &[u8])],
     timeout_ms: u32,
 ) -> Result<u32, Status> {
     #[cfg(target_arch = "wasm32")]
     {
-        let pairs: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
-        let serialized = serialize_pairs(&pairs);
+        let serialized = serialize_pairs(headers);
         let mut token = 0u32;
         let status = unsafe {
             ffi::proxy_http_call(
