@@ -5,9 +5,17 @@
 //!   whose key blocks the cached `SigningKey` has already absorbed).
 //! * `sign/post_64k_with_body_hash`: a 64 KiB POST, including the SHA-256 of the body.
 //! * `sign/signing_key_cold`: deriving a signing key (four chained HMACs), as on a cache miss.
+//! * `request/get_headers_to_edits`: everything the filter does for a GET between reading
+//!   Envoy's header map and writing the signed headers, with the grant cached: the map's
+//!   decoding, the plan (host, grant, payload hash), the signature, the header edits and the
+//!   audit decision for the filter state. The host calls themselves are not in it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use grant_sigv4::audit::Decision;
+use grant_sigv4::config::Config;
+use grant_sigv4::hostcalls::{deserialize_pairs, serialize_pairs};
+use grant_sigv4::request::{plan_request, sign as sign_plan};
 use grant_sigv4::sigv4::{
     derive_signing_key, format_amz_date, sha256_hex, sign, SigningInput, SigningKeyCache, UriRules,
     EMPTY_SHA256,
@@ -95,6 +103,47 @@ fn benches(c: &mut Criterion) {
                 "us-east-1",
                 "dynamodb",
             ))
+        })
+    });
+    group.finish();
+
+    // The GET of `make bench`, as Envoy hands it to the filter.
+    let cfg = Config::parse(br#"{"vault": {"token": "t"}}"#).unwrap();
+    let creds = grant_sigv4::vault::Credentials {
+        access_key_id: AKID.to_string(),
+        secret_access_key: SECRET.to_string(),
+        session_token: None,
+    };
+    let map = serialize_pairs(&[
+        (":authority", b"sts.us-east-1.amazonaws.com"),
+        (":path", b"/?Action=GetCallerIdentity&Version=2011-06-15"),
+        (":method", b"GET"),
+        (":scheme", b"http"),
+        ("x-grant-id", b"bench-grant"),
+        ("x-forwarded-proto", b"http"),
+        ("x-request-id", b"5b1c3c4e-9a51-4c39-9d1f-1f0e2c1f7a11"),
+    ]);
+    let mut keys = SigningKeyCache::new();
+    let now = 1_440_938_160;
+    let mut group = c.benchmark_group("request");
+    group.bench_function("get_headers_to_edits", |b| {
+        b.iter(|| {
+            let headers = deserialize_pairs(black_box(&map)).unwrap();
+            let plan = plan_request(&cfg, &headers, true).unwrap();
+            let edits = sign_plan(&plan, &creds, now, &mut keys).unwrap();
+            let decision = Decision {
+                grant_id: Some(&plan.grant_id),
+                service: Some(&plan.endpoint.signing_name),
+                region: Some(&plan.endpoint.region),
+                method: Some(&plan.method),
+                path: Some(&plan.path),
+                path_has_query_values: true,
+                reason: None,
+                context: None,
+                outcome: "signed",
+                status: None,
+            };
+            black_box((edits, decision.to_json()))
         })
     });
     group.finish();
