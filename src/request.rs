@@ -59,6 +59,9 @@ pub struct Plan {
     pub endpoint: AwsEndpoint,
     pub uri_rules: UriRules,
     pub payload_hash: String,
+    /// The request already carries `x-amz-content-sha256` with exactly `payload_hash` (as
+    /// the body hasher sets it), so it is signed as it is and not written again.
+    pub payload_hash_as_sent: bool,
     /// Client headers that are signed as they are (lowercase names), `host` first.
     pub signed: Vec<(String, Vec<u8>)>,
     /// Headers to remove before forwarding.
@@ -381,6 +384,7 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
         }
     }
 
+    let payload_hash_as_sent = content_sha == Some(payload_hash.as_bytes());
     let new_authority = (endpoint.host != authority).then(|| endpoint.host.clone());
     signed.insert(0, ("host".to_string(), endpoint.host.as_bytes().to_vec()));
 
@@ -402,6 +406,7 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
         uri_rules: if s3 { UriRules::S3 } else { UriRules::Default },
         endpoint,
         payload_hash,
+        payload_hash_as_sent,
         signed,
         strip,
         new_authority,
@@ -505,10 +510,12 @@ pub fn sign(
     let mut set = Vec::with_capacity(5);
     set.push(("authorization".to_string(), signed.authorization));
     set.push(("x-amz-date".to_string(), amz_date));
-    set.push((
-        "x-amz-content-sha256".to_string(),
-        plan.payload_hash.clone(),
-    ));
+    if !plan.payload_hash_as_sent {
+        set.push((
+            "x-amz-content-sha256".to_string(),
+            plan.payload_hash.clone(),
+        ));
+    }
     if let Some(t) = &creds.session_token {
         set.push(("x-amz-security-token".to_string(), t.clone()));
     }
@@ -804,6 +811,50 @@ mod tests {
         assert!(e.remove.contains(&"x-amz-security-token".to_string()));
         // The second signature reused the signing key of the first.
         assert_eq!(keys.len(), 1);
+    }
+
+    #[test]
+    fn payload_hash_header_is_written_only_when_it_changes() {
+        let mut keys = SigningKeyCache::default();
+        let now = 1_440_938_160;
+        let names = |e: &Edits| e.set.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        let signed_headers = |e: &Edits| {
+            let auth = &e.set[0].1;
+            let start = auth.find("SignedHeaders=").unwrap() + "SignedHeaders=".len();
+            auth[start..auth.find(", Signature").unwrap()].to_string()
+        };
+        // No header: added, with the hash the signature used (S3 requires it, and a
+        // verifier then needs no idea of the body of a GET with a query).
+        let p = plan_request(&cfg(), &base(&[]), true).unwrap();
+        assert!(!p.payload_hash_as_sent);
+        let e = sign(&p, &creds(), now, &mut keys).unwrap();
+        assert_eq!(
+            names(&e),
+            ["authorization", "x-amz-date", "x-amz-content-sha256"]
+        );
+        assert_eq!(e.set[2].1, sigv4::EMPTY_SHA256);
+        assert_eq!(signed_headers(&e), "host;x-amz-content-sha256;x-amz-date");
+        // Sent exactly as it is signed (as the body hasher sets it): not written again.
+        let h = "a".repeat(64);
+        let p = plan_request(&cfg(), &base(&[("x-amz-content-sha256", &h)]), true).unwrap();
+        assert!(p.payload_hash_as_sent);
+        let e = sign(&p, &creds(), now, &mut keys).unwrap();
+        assert_eq!(names(&e), ["authorization", "x-amz-date"]);
+        assert_eq!(signed_headers(&e), "host;x-amz-content-sha256;x-amz-date");
+        // Sent in another form (upper case, spaces): written as signed.
+        let p = plan_request(
+            &cfg(),
+            &base(&[("x-amz-content-sha256", &format!(" {} ", "A".repeat(64)))]),
+            true,
+        )
+        .unwrap();
+        assert!(!p.payload_hash_as_sent);
+        let e = sign(&p, &creds(), now, &mut keys).unwrap();
+        assert_eq!(
+            names(&e),
+            ["authorization", "x-amz-date", "x-amz-content-sha256"]
+        );
+        assert_eq!(e.set[2].1, h);
     }
 
     #[test]

@@ -695,6 +695,11 @@ fn check_forwarded(
     prop_assert_eq!(count("authorization"), 1);
     prop_assert_eq!(count("x-amz-date"), 1);
     prop_assert_eq!(count("x-amz-content-sha256"), 1);
+    let sent = out.iter().find(|(n, _)| n == "x-amz-content-sha256");
+    prop_assert_eq!(
+        sent.map(|(_, v)| v),
+        Some(&plan.payload_hash.as_bytes().to_vec())
+    );
     prop_assert_eq!(
         count("x-amz-security-token"),
         usize::from(creds.session_token.is_some()),
@@ -741,7 +746,24 @@ fn check_edits(
     };
     let amz_date = sigv4::format_amz_date(now);
     prop_assert_eq!(set("x-amz-date"), vec![&amz_date]);
-    prop_assert_eq!(set("x-amz-content-sha256"), vec![&plan.payload_hash]);
+    let sent_sha: Vec<&[u8]> = headers
+        .iter()
+        .filter(|(n, _)| n == "x-amz-content-sha256")
+        .map(|(_, v)| v.as_slice())
+        .collect();
+    prop_assert_eq!(
+        plan.payload_hash_as_sent,
+        sent_sha == [plan.payload_hash.as_bytes()]
+    );
+    let rewrite = !plan.payload_hash_as_sent;
+    prop_assert_eq!(
+        set("x-amz-content-sha256"),
+        if rewrite {
+            vec![&plan.payload_hash]
+        } else {
+            vec![]
+        }
+    );
     prop_assert_eq!(
         set("x-amz-security-token"),
         creds.session_token.iter().collect::<Vec<_>>()
@@ -752,7 +774,7 @@ fn check_edits(
     );
     prop_assert_eq!(
         edits.set.len(),
-        3 + set("x-amz-security-token").len() + set(":authority").len()
+        2 + usize::from(rewrite) + set("x-amz-security-token").len() + set(":authority").len()
     );
 
     let auth = set("authorization");
