@@ -76,7 +76,60 @@ pub const BOTOCORE_VERSION: &str = table::BOTOCORE_VERSION;
 
 /// Parse `:authority` (`host[:port]`). `scheme` is `http` or `https` (the default port of
 /// which is dropped from [`AwsEndpoint::host`]).
+///
+/// The last [`MEMO_SIZE`] authorities accepted on this thread (a worker VM has one) are
+/// remembered: a worker mostly talks to a few hosts, and resolving one costs more than the
+/// rest of a request's plan. The answer is the same with or without the memo.
 pub fn parse_authority(authority: &str, scheme: &str) -> Result<AwsEndpoint, HostError> {
+    if let Some(e) = MEMO.with(|m| m.borrow().get(authority, scheme)) {
+        return Ok(e);
+    }
+    let e = resolve_authority(authority, scheme)?;
+    MEMO.with(|m| m.borrow_mut().put(authority, scheme, &e));
+    Ok(e)
+}
+
+/// How many accepted authorities [`parse_authority`] remembers per thread.
+pub const MEMO_SIZE: usize = 16;
+
+thread_local! {
+    static MEMO: std::cell::RefCell<Memo> = const { std::cell::RefCell::new(Memo::new()) };
+}
+
+/// Accepted `(authority, scheme)` pairs and their endpoints, replaced oldest first.
+struct Memo {
+    entries: Vec<(String, String, AwsEndpoint)>,
+    next: usize,
+}
+
+impl Memo {
+    const fn new() -> Memo {
+        Memo {
+            entries: Vec::new(),
+            next: 0,
+        }
+    }
+
+    fn get(&self, authority: &str, scheme: &str) -> Option<AwsEndpoint> {
+        self.entries
+            .iter()
+            .find(|(a, s, _)| a == authority && s == scheme)
+            .map(|(_, _, e)| e.clone())
+    }
+
+    fn put(&mut self, authority: &str, scheme: &str, e: &AwsEndpoint) {
+        let entry = (authority.to_string(), scheme.to_string(), e.clone());
+        if self.entries.len() < MEMO_SIZE {
+            self.entries.push(entry);
+        } else if let Some(slot) = self.entries.get_mut(self.next) {
+            *slot = entry;
+            self.next = (self.next + 1) % MEMO_SIZE;
+        }
+    }
+}
+
+/// [`parse_authority`] without the memo.
+pub fn resolve_authority(authority: &str, scheme: &str) -> Result<AwsEndpoint, HostError> {
     let (lower, host) = split_authority(authority, scheme)?;
     let (signing_name, region) = resolve(&lower)?;
     Ok(AwsEndpoint {
@@ -399,6 +452,42 @@ mod tests {
 
     fn p(n: &str, r: &str) -> (String, String) {
         (n.to_string(), r.to_string())
+    }
+
+    #[test]
+    fn memo_answers_as_the_resolver_does_and_forgets_the_oldest() {
+        // More authorities than the memo holds, each asked several times, in two orders,
+        // with both schemes (which decide whether a port is kept), and a refused one.
+        let hosts: Vec<String> = (0..MEMO_SIZE + 5)
+            .map(|i| format!("bucket{i}.s3.us-west-2.amazonaws.com:443"))
+            .chain([
+                "sts.us-east-1.amazonaws.com".to_string(),
+                "example.com".to_string(),
+            ])
+            .collect();
+        for round in 0..3 {
+            for (i, h) in hosts.iter().enumerate() {
+                let h = if round == 1 {
+                    &hosts[hosts.len() - 1 - i]
+                } else {
+                    h
+                };
+                for scheme in ["https", "http"] {
+                    assert_eq!(
+                        parse_authority(h, scheme),
+                        resolve_authority(h, scheme),
+                        "{h} {scheme}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            ok("bucket1.s3.us-west-2.amazonaws.com:443").2,
+            "bucket1.s3.us-west-2.amazonaws.com"
+        );
+        let e = parse_authority("bucket1.s3.us-west-2.amazonaws.com:443", "http").unwrap();
+        assert_eq!(e.host, "bucket1.s3.us-west-2.amazonaws.com:443");
+        MEMO.with(|m| assert_eq!(m.borrow().entries.len(), MEMO_SIZE));
     }
 
     #[test]
