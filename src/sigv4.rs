@@ -35,7 +35,7 @@ use sha2::{Digest, Sha256};
 use std::cmp::Ordering;
 use std::fmt;
 use std::hint::black_box;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// SHA-256 of the empty string, the payload hash of a request without a body.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -208,12 +208,23 @@ pub struct SigningKey(Arc<KeyMaterial>);
 struct KeyMaterial {
     bytes: [u8; 32],
     hmac: HmacKey,
+    /// The keyed inner hash after the first 64 bytes of the last message signed, with those
+    /// bytes. A string to sign starts with the algorithm, the time to the second and the
+    /// scope: the requests of one second under one key share that block, so each of them
+    /// after the first saves one SHA-256 compression.
+    first_block: Mutex<Option<([u8; 64], Sha256)>>,
 }
 
 impl Drop for KeyMaterial {
     fn drop(&mut self) {
         self.bytes = [0; 32];
         black_box(&mut self.bytes);
+        if let Ok(cached) = self.first_block.get_mut() {
+            if let Some((_, state)) = cached.as_mut() {
+                *state = Sha256::new();
+            }
+            *cached = None;
+        }
     }
 }
 
@@ -223,6 +234,7 @@ impl SigningKey {
         SigningKey(Arc::new(KeyMaterial {
             bytes: *bytes,
             hmac: HmacKey::new(&[bytes]),
+            first_block: Mutex::new(None),
         }))
     }
 
@@ -242,7 +254,30 @@ impl SigningKey {
 
     /// HMAC-SHA256 of `data` with this key.
     fn mac(&self, data: &[u8]) -> [u8; 32] {
-        self.0.hmac.mac(data)
+        let hmac = &self.0.hmac;
+        let Some((head, tail)) = data.split_first_chunk::<64>() else {
+            return hmac.mac(data);
+        };
+        let absorb_head = || {
+            let mut state = hmac.inner.clone();
+            state.update(head);
+            state
+        };
+        let mut inner = match self.0.first_block.lock() {
+            Ok(mut cached) => match cached.as_ref() {
+                Some((h, state)) if h == head => state.clone(),
+                _ => {
+                    let state = absorb_head();
+                    *cached = Some((*head, state.clone()));
+                    state
+                }
+            },
+            Err(_) => absorb_head(),
+        };
+        inner.update(tail);
+        let mut outer = hmac.outer.clone();
+        outer.update(inner.finalize());
+        outer.finalize().into()
     }
 }
 
@@ -1273,6 +1308,34 @@ mod tests {
                 reference_hmac(format!("AWS4{s}").as_bytes(), b"d"),
                 "{n}"
             );
+        }
+    }
+
+    #[test]
+    fn first_block_state_is_reused_only_for_the_same_first_block() {
+        let key = SigningKey::from_bytes(&[0x5a; 32]);
+        // Messages that share their first 64 bytes, then one that differs only in byte 63
+        // (the cached state must not serve it), then the first again, in an order that
+        // replaces the cached block each time.
+        let mut a = vec![b'a'; 64];
+        a.extend_from_slice(b"tail one");
+        let mut a2 = a[..64].to_vec();
+        a2.extend_from_slice(
+            b"another, longer tail that spans a block boundary: ..................",
+        );
+        let mut b = a.clone();
+        b[63] = b'b';
+        for data in [
+            &a,
+            &a2,
+            &b,
+            &a,
+            &b,
+            &a2,
+            &a[..64].to_vec(),
+            &a[..63].to_vec(),
+        ] {
+            assert_eq!(key.mac(data), reference_hmac(&[0x5a; 32], data));
         }
     }
 
