@@ -230,8 +230,19 @@ impl JsonWriter {
 pub(crate) fn push_json_str(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
+    let bytes = s.as_bytes();
+    // Most strings need no escape: skip them 8 bytes at a time.
+    let mut clean = 0;
+    while let Some(word) = bytes.get(clean..clean + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        if word_needs_escape(u64::from_le_bytes(w)) {
+            break;
+        }
+        clean += 8;
+    }
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
+    for (i, b) in bytes.iter().copied().enumerate().skip(clean) {
         let esc: &str = match b {
             b'"' => "\\\"",
             b'\\' => "\\\\",
@@ -255,6 +266,17 @@ pub(crate) fn push_json_str(out: &mut String, s: &str) {
     }
     out.push_str(s.get(start..).unwrap_or(""));
     out.push('"');
+}
+
+/// Whether one of the 8 bytes of `w` is a control character, `"` or `\` (exact: the
+/// "has a byte less than n" word tricks, with bytes of 0x80 and above never matching).
+fn word_needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGHS;
+    let quote = w ^ (ONES * u64::from(b'"'));
+    let backslash = w ^ (ONES * u64::from(b'\\'));
+    (below(w, 0x20) | below(quote, 1) | below(backslash, 1)) != 0
 }
 
 /// The path without query values: keys stay, so the operation is visible, values go, as
@@ -421,6 +443,22 @@ mod tests {
             let mut out = String::new();
             push_json_str(&mut out, s);
             assert_eq!(out, serde_json::to_string(s).unwrap(), "{s:?}");
+        }
+        // Each character that needs an escape, and some that do not, at every position of
+        // strings that span several 8-byte words, next to multi-byte characters.
+        for special in [
+            '"', '\\', '\u{0}', '\u{1f}', '\n', ' ', '\u{7f}', 'é', '😀', '/',
+        ] {
+            for len in 0..26 {
+                for at in 0..=len {
+                    let mut t: String = "x".repeat(len);
+                    t.insert(at, special);
+                    let t = format!("{t}ü");
+                    let mut out = String::new();
+                    push_json_str(&mut out, &t);
+                    assert_eq!(out, serde_json::to_string(&t).unwrap(), "{t:?}");
+                }
+            }
         }
         let full = AuditRecord {
             time: rfc3339_ms(1),
