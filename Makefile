@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 WASM := target/wasm32-wasip1/release/grant_sigv4.wasm
 CARGO_JOBS ?= 2
 
-.PHONY: all setup rust-target venv wasm wasm-crash-test test unit lint e2e demo bench bench-instructions endpoints-table clean
+.PHONY: all setup rust-target venv wasm wasm-crash-test test unit lint e2e demo bench bench-instructions bench-vm endpoints-table clean
 
 all: wasm
 
@@ -69,3 +69,11 @@ bench: setup wasm
 # Instructions per request under valgrind (deterministic; for comparing builds).
 bench-instructions: setup wasm
 	$(PY) bench/instructions.py
+
+# The filter's own work in V8 behind a mock host: host calls, time and instructions per GET,
+# and its functions by share of time (needs Node.js; about 1 minute).
+bench-vm: rust-target
+	@command -v node >/dev/null || { echo "bench-vm needs Node.js (node) on the PATH"; exit 1; }
+	CARGO_PROFILE_RELEASE_STRIP=false cargo build --release --target wasm32-wasip1 -p grant-sigv4 \
+		--target-dir target/vm-profile -j $(CARGO_JOBS)
+	node --no-warnings bench/vm.mjs target/vm-profile/wasm32-wasip1/release/grant_sigv4.wasm --profile --instructions

@@ -1,0 +1,41 @@
+"""The host calls a signed GET costs Envoy, held to their number.
+
+Each proxy-wasm host call is a trip across the wasm boundary, the largest part of what the
+filter costs Envoy per request (README, Benchmarks). `bench/vm.mjs` drives the built module
+behind a mock host through the callbacks Envoy calls for a GET whose grant is cached, and
+counts the host calls per request; a change that adds one fails here, on purpose.
+"""
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from harness import ROOT, WASM
+
+# One read of the clock and of the header map; the grant header removed; Authorization,
+# X-Amz-Date and X-Amz-Content-Sha256 written; the audit record into the filter state; the
+# answer's :status read (an AWS refusal of the key drops it from the caches).
+EXPECTED = {
+    "get_current_time": 1.0,
+    "get_header_map_pairs": 1.0,
+    "remove_header_map_value": 1.0,
+    "replace_header_map_value": 3.0,
+    "set_property": 1.0,
+    "get_header_map_value": 1.0,
+}
+
+
+def test_a_cached_get_costs_eight_host_calls():
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed (bench/vm.mjs runs the module in its V8)")
+    out = subprocess.run(
+        [node, "--no-liftoff", "--no-warnings", str(ROOT / "bench" / "vm.mjs"), str(WASM), "--requests", "200"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    line = next(l for l in out.stdout.splitlines() if l.startswith("host calls per request: "))
+    calls = {name: float(n) for name, n in re.findall(r"(\w+) ([\d.]+)", line.split(": ", 1)[1])}
+    assert calls == EXPECTED, line
