@@ -455,7 +455,7 @@ mod tests {
     }
 
     #[test]
-    fn memo_answers_as_the_resolver_does_and_forgets_the_oldest() {
+    fn memo_answers_as_the_resolver_does_and_holds_at_most_memo_size() {
         // More authorities than the memo holds, each asked several times, in two orders,
         // with both schemes (which decide whether a port is kept), and a refused one.
         let hosts: Vec<String> = (0..MEMO_SIZE + 5)
