@@ -12,7 +12,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use grant_sigv4::audit::Decision;
 use grant_sigv4::config::Config;
 use grant_sigv4::hostcalls::{deserialize_pairs, serialize_pairs};
 use grant_sigv4::request::{plan_request, sign as sign_plan};
@@ -131,19 +130,7 @@ fn benches(c: &mut Criterion) {
             let headers = deserialize_pairs(black_box(&map)).unwrap();
             let plan = plan_request(&cfg, &headers, true).unwrap();
             let edits = sign_plan(&plan, &creds, now, &mut keys).unwrap();
-            let decision = Decision {
-                grant_id: Some(&plan.grant_id),
-                service: Some(&plan.endpoint.signing_name),
-                region: Some(&plan.endpoint.region),
-                method: Some(&plan.method),
-                path: Some(&plan.path),
-                path_has_query_values: true,
-                reason: None,
-                context: None,
-                outcome: "signed",
-                status: None,
-            };
-            black_box((edits, decision.to_json()))
+            black_box((edits, plan.decision("signed", None).to_json()))
         })
     });
     group.finish();

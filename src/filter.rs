@@ -292,7 +292,7 @@ impl Worker {
         {
             let _ = hostcalls::set_property(
                 AUDIT_FILTER_STATE,
-                decision(plan, outcome, status).to_json().as_bytes(),
+                plan.decision(outcome, status).to_json().as_bytes(),
             );
         }
     }
@@ -881,22 +881,6 @@ impl Signer {
                 warn!("AWS refused a grant's key ({verdict:?}, status {status}); it will be fetched again");
             }
         }
-    }
-}
-
-/// What only the filter knows of a planned request, for the filter state.
-fn decision<'a>(plan: &'a Plan, outcome: &'a str, status: Option<u32>) -> audit::Decision<'a> {
-    audit::Decision {
-        grant_id: Some(&plan.grant_id),
-        service: Some(&plan.endpoint.signing_name),
-        region: Some(&plan.endpoint.region),
-        method: Some(&plan.method),
-        path: Some(&plan.path),
-        path_has_query_values: true,
-        reason: plan.reason.as_deref(),
-        context: plan.context.as_ref(),
-        outcome,
-        status,
     }
 }
 

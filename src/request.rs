@@ -4,6 +4,7 @@
 //!
 //! No proxy-wasm types here: the glue hands in the header map and applies the edits.
 
+use crate::audit::Decision;
 use crate::aws_host::{self, AwsEndpoint, HostError};
 use crate::config::{Config, S3Payload};
 use crate::errors::LocalError;
@@ -71,6 +72,25 @@ pub struct Plan {
     /// Audit reason and context (a JSON object) sent by the client.
     pub reason: Option<String>,
     pub context: Option<serde_json::Value>,
+}
+
+impl Plan {
+    /// What only the filter knows of this request, for the filter state: its decision
+    /// (`outcome`: `signed` or an error code; `status` of a local reply).
+    pub fn decision<'a>(&'a self, outcome: &'a str, status: Option<u32>) -> Decision<'a> {
+        Decision {
+            grant_id: Some(&self.grant_id),
+            service: Some(&self.endpoint.signing_name),
+            region: Some(&self.endpoint.region),
+            method: Some(&self.method),
+            path: Some(&self.path),
+            path_has_query_values: true,
+            reason: self.reason.as_deref(),
+            context: self.context.as_ref(),
+            outcome,
+            status,
+        }
+    }
 }
 
 /// Header edits that sign a request: remove `remove`, then set each of `set`.
