@@ -184,6 +184,11 @@ impl HmacKey {
     fn mac(&self, data: &[u8]) -> [u8; 32] {
         let mut inner = self.inner.clone();
         inner.update(data);
+        self.finish(inner)
+    }
+
+    /// The HMAC whose keyed inner hash `inner` has absorbed the whole message.
+    fn finish(&self, inner: Sha256) -> [u8; 32] {
         let mut outer = self.outer.clone();
         outer.update(inner.finalize());
         outer.finalize().into()
@@ -275,9 +280,7 @@ impl SigningKey {
             Err(_) => absorb_head(),
         };
         inner.update(tail);
-        let mut outer = hmac.outer.clone();
-        outer.update(inner.finalize());
-        outer.finalize().into()
+        hmac.finish(inner)
     }
 }
 
