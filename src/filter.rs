@@ -21,7 +21,7 @@ use crate::audit::{self, AuditRecord};
 use crate::aws_response::{self, KeyVerdict};
 use crate::cache::{Begin, CachedGrant, GrantCache, Inflight, Lookup, RetryStash};
 use crate::config::{Config, Mode};
-use crate::errors::LocalError;
+use crate::errors::{ErrorCode, LocalError};
 use crate::hostcalls::{self, Buffer, Map};
 use crate::metrics::{Counter, Metrics};
 use crate::policy::{self, Caller, Policy};
@@ -230,8 +230,7 @@ fn vault_error(e: &VaultError) -> LocalError {
         VaultError::NotFound => LocalError::grant_not_found(),
         VaultError::Unavailable(why) => LocalError::vault_unavailable(why),
         VaultError::BadRecord(why) => LocalError::new(
-            502,
-            "GrantRecordInvalid",
+            ErrorCode::GrantRecordInvalid,
             format!("the stored record for this grant is not usable: {why}"),
         ),
     }
@@ -254,10 +253,10 @@ fn current_caller() -> Caller {
 
 /// Answer the request now in effect locally with a JSON error.
 fn reply(e: &LocalError) {
-    debug!("local reply {} {}", e.status, e.code);
+    debug!("local reply {} {}", e.status(), e.code);
     let body = e.body();
     if let Err(s) = hostcalls::send_local_response(
-        e.status,
+        e.status(),
         &[("content-type", b"application/json")],
         body.as_bytes(),
     ) {
@@ -280,7 +279,7 @@ impl Worker {
     /// Answer the request now in effect (context `ctx`), planned as `plan`, locally, and
     /// account for it.
     fn refuse_planned(&mut self, ctx: u32, e: &LocalError, plan: &Plan) {
-        self.decided_from_plan(ctx, plan, e.code, Some(e.status));
+        self.decided_from_plan(ctx, plan, e.code.as_str(), Some(e.status()));
         self.refuse(ctx, e);
     }
 
@@ -300,12 +299,12 @@ impl Worker {
     /// Answer the request now in effect (context `ctx`) locally, and account for it.
     fn refuse(&mut self, ctx: u32, e: &LocalError) {
         self.metrics.error(e.code);
-        if e.code == "GrantPolicyDenied" {
+        if e.code == ErrorCode::GrantPolicyDenied {
             self.metrics.inc(Counter::PolicyDenials);
         }
         if let Some(mut a) = self.audits.remove(&ctx) {
             a.record.outcome = e.code.to_string();
-            a.record.status = Some(e.status);
+            a.record.status = Some(e.status());
             decided(&mut a);
             if a.log {
                 log_audit(&mut a, None);
