@@ -57,7 +57,7 @@ struct Fetch {
     grant: String,
     stage: Stage,
     /// When the callout started (ms), for the latency histogram.
-    started_ms: u64,
+    started_ms: Option<u64>,
 }
 
 /// Filter state key of the audit record (`%FILTER_STATE(wasm.grant_sigv4_audit:PLAIN)%`).
@@ -197,7 +197,7 @@ fn dispatch(cfg: &Config, path: &str) -> Result<u32, String> {
 
 fn start_fetch(cfg: &Config, fetch: &mut Fetch, metrics: &mut Metrics) -> Result<u32, String> {
     metrics.inc(Counter::VaultCallouts);
-    fetch.started_ms = hostcalls::now_ms().unwrap_or(0);
+    fetch.started_ms = hostcalls::now_ms().ok();
     let path = match &fetch.stage {
         Stage::Record => vault::grant_path(&cfg.vault, &fetch.grant),
         Stage::Dynamic { source, .. } => vault::dynamic_path(source),
@@ -374,7 +374,7 @@ impl Worker {
     ) -> Step {
         if let Some(ms) = hostcalls::now_ms()
             .ok()
-            .and_then(|t| t.checked_sub(fetch.started_ms))
+            .and_then(|t| t.checked_sub(fetch.started_ms?))
         {
             self.metrics.callout_latency(ms);
         }
@@ -394,7 +394,7 @@ impl Worker {
                                 source,
                                 policy: rec.policy,
                             },
-                            started_ms: 0,
+                            started_ms: None,
                         })
                     }
                 },
@@ -477,8 +477,12 @@ impl Root {
             return;
         };
         let (status, body) = callout_answer(body_size);
-        let now = hostcalls::now_secs().unwrap_or(0);
         let grant = fetch.grant.clone();
+        let Ok(now) = hostcalls::now_secs() else {
+            warn!("background refresh dropped: Envoy did not give the current time");
+            w.cache.refresh_failed(&grant);
+            return;
+        };
         match w.step(&cfg, fetch, status, &body, now) {
             Step::Next(mut next) => match start_fetch(&cfg, &mut next, &mut w.metrics) {
                 Ok(t) => {
@@ -555,7 +559,10 @@ impl Root {
         let Some(cfg) = w.config.clone() else {
             return;
         };
-        let now = hostcalls::now_secs().unwrap_or(0);
+        let Ok(now) = hostcalls::now_secs() else {
+            warn!("no background refresh: Envoy did not give the current time");
+            return;
+        };
         for grant in w.cache.due_for_refresh(now) {
             // Another worker may have refreshed it already.
             if let Some(g) = shared_lookup(&grant, now).filter(|g| now < g.refresh_at) {
@@ -565,7 +572,7 @@ impl Root {
             let mut fetch = Fetch {
                 grant: grant.clone(),
                 stage: Stage::Record,
-                started_ms: 0,
+                started_ms: None,
             };
             match start_fetch(&cfg, &mut fetch, &mut w.metrics) {
                 Ok(token) => {
@@ -654,8 +661,13 @@ impl Signer {
             return;
         };
         let (status, body) = callout_answer(body_size);
-        let now = hostcalls::now_secs().unwrap_or(0);
         let grant = fetch.grant.clone();
+        let Ok(now) = hostcalls::now_secs() else {
+            // Never sign with a made-up date: the waiting requests are refused.
+            let e = LocalError::internal("Envoy did not give the current time");
+            self.release(&grant, &Err(e), 0);
+            return;
+        };
         let step = self
             .worker
             .borrow_mut()
@@ -715,10 +727,13 @@ impl Signer {
     }
 
     fn on_http_request_headers(&self, end_of_stream: bool) -> Action {
-        let start_ms = hostcalls::now_ms().unwrap_or(0);
         let Some(cfg) = self.worker.borrow().config.clone() else {
             reply(&LocalError::internal("the filter is not configured"));
             return Action::Pause;
+        };
+        // Never sign with a made-up date (a 1970 signature): no clock, no signature.
+        let Ok(start_ms) = hostcalls::now_ms() else {
+            return self.refuse(&LocalError::internal("Envoy did not give the current time"));
         };
         // A record is started with the request only for the log line (which needs its start
         // time); for the filter state alone, what is known is written when the outcome is
@@ -820,7 +835,7 @@ impl Signer {
             let mut fetch = Fetch {
                 grant: grant.clone(),
                 stage: Stage::Record,
-                started_ms: 0,
+                started_ms: None,
             };
             let started = start_fetch(&cfg, &mut fetch, &mut w.metrics);
             match started {
@@ -871,7 +886,10 @@ impl Signer {
             let Some(cfg) = w.config.clone() else {
                 return;
             };
-            let now = hostcalls::now_secs().unwrap_or(0);
+            let Ok(now) = hostcalls::now_secs() else {
+                warn!("AWS refused a grant's key, but Envoy did not give the current time: it stays cached");
+                return;
+            };
             if w.cache
                 .invalidate(&grant, fetched_at, now, cfg.cache.min_refetch_seconds)
             {
