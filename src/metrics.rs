@@ -1,5 +1,5 @@
 //! The filter's metrics, through the proxy-wasm metrics API. Envoy shows them in /stats
-//! and /stats/prometheus under the names below (see the README's metrics reference).
+//! and /stats/prometheus under the names below (see docs/audit-and-metrics.md).
 
 use crate::errors::ErrorCode;
 use crate::hostcalls::{self, MetricKind};

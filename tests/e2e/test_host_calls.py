@@ -1,7 +1,7 @@
 """The host calls a signed GET costs Envoy, held to their number.
 
 Each proxy-wasm host call is a trip across the wasm boundary, the largest part of what the
-filter costs Envoy per request (README, Benchmarks). `bench/vm.mjs` drives the built module
+filter costs Envoy per request (docs/performance.md). `bench/vm.mjs` drives the built module
 behind a mock host through the callbacks Envoy calls for a GET whose grant is cached, and
 counts the host calls per request; a change that adds one fails here, on purpose.
 """
