@@ -20,10 +20,9 @@
 //! that stops reaching the signing code is noticed.
 //!
 //! Why not `cargo fuzz` (libFuzzer): it needs a nightly toolchain and the `cargo-fuzz`
-//! subcommand. This machine has a nightly toolchain installed through rustup but no
-//! `cargo-fuzz` (`cargo fuzz` is "no such command") and the crate's CI runs on stable, so the
-//! fuzzing lives here, as proptest properties with a fixed budget that run with
-//! `cargo test`; no `fuzz/` directory is added. The generators below (realistic requests with
+//! subcommand, and the project builds and tests on stable, so the fuzzing lives here, as
+//! proptest properties with a fixed budget that run with `cargo test`; no `fuzz/` directory
+//! is added. The generators below (realistic requests with
 //! random mutations) are the part worth porting to a libFuzzer target later.
 
 use grant_sigv4::aws_host;
