@@ -232,6 +232,18 @@ pub fn plan_request<N: AsRef<str>, V: AsRef<[u8]>>(
     plan(cfg, headers, end_of_stream, false)
 }
 
+/// [`plan_request`] for a host that hashes the body itself before it signs (the native Envoy
+/// module): a body whose hash is not known at headers time is not refused, the plan's
+/// `payload_hash` is left empty for the host to fill in once the body is complete. Every other
+/// check is made, `max_body_bytes` against `content-length` included (413 before buffering).
+pub fn plan_request_hashing_body<N: AsRef<str>, V: AsRef<[u8]>>(
+    cfg: &Config,
+    headers: &[(N, V)],
+    end_of_stream: bool,
+) -> Result<Plan, LocalError> {
+    plan(cfg, headers, end_of_stream, true)
+}
+
 /// The checks that can be made before a body is buffered and hashed in front of the signing
 /// filter (grant header, host, content length, payload hash tokens), for the `precheck`
 /// instance placed before the body hasher: a request that will be refused anyway is refused
@@ -666,6 +678,29 @@ mod tests {
             precheck_request(&c, &no_grant, false).unwrap_err().code,
             ErrorCode::GrantMissing
         );
+    }
+
+    #[test]
+    fn a_host_that_hashes_bodies_gets_an_empty_hash_to_fill_in() {
+        let c = cfg();
+        let p = plan_request_hashing_body(&c, &base(&[("content-length", "5")]), false).unwrap();
+        assert_eq!(p.payload_hash, "");
+        assert!(!p.payload_hash_as_sent);
+        // A known hash, an empty body and an S3 body are planned as before.
+        let h = "ab".repeat(32);
+        let p = plan_request_hashing_body(
+            &c,
+            &base(&[("content-length", "5"), ("x-amz-content-sha256", &h)]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(p.payload_hash, h);
+        let p = plan_request_hashing_body(&c, &base(&[]), true).unwrap();
+        assert_eq!(p.payload_hash, sigv4::EMPTY_SHA256);
+        // content-length over max_body_bytes is refused before any buffering.
+        let e =
+            plan_request_hashing_body(&c, &base(&[("content-length", "5000")]), false).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BodyTooLarge);
     }
 
     #[test]
