@@ -1,0 +1,426 @@
+//! Envoy's dynamic-module ABI: the raw declarations of the callbacks this module calls (and
+//! only those), with a safe wrapper around each. Nothing else in the crate touches a raw
+//! pointer of Envoy's.
+//!
+//! The declarations follow `source/extensions/dynamic_modules/abi/abi.h` of Envoy 1.40. Every
+//! callback declared here is exported by Envoy 1.40.0 (and 1.39.3): the module is linked with
+//! `BIND_NOW`, so one that the running Envoy does not export fails the load with "undefined
+//! symbol", never a request.
+
+use std::ffi::c_void;
+
+/// The ABI version this module is built against (Envoy 1.40 expects "v0.2.0"; a mismatch is
+/// only a warning in Envoy's log).
+pub const ABI_VERSION: &[u8] = b"v0.2.0\0";
+
+/// A view into memory owned by Envoy (`envoy_dynamic_module_type_envoy_buffer`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct EnvoyBuffer {
+    pub ptr: *const u8,
+    pub len: usize,
+}
+
+impl EnvoyBuffer {
+    const NULL: EnvoyBuffer = EnvoyBuffer {
+        ptr: std::ptr::null(),
+        len: 0,
+    };
+
+    /// The bytes viewed.
+    ///
+    /// # Safety
+    /// `ptr` must point to `len` readable bytes that stay valid and unchanged for `'a` (Envoy
+    /// guarantees it until the end of the current hook, unless a setter is called).
+    pub unsafe fn bytes<'a>(&self) -> &'a [u8] {
+        if self.ptr.is_null() || self.len == 0 {
+            &[]
+        } else {
+            // SAFETY: non-null, and the caller guarantees `len` readable bytes for 'a.
+            unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+        }
+    }
+}
+
+/// Memory owned by the module, lent to Envoy for one call (`..._module_buffer`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ModuleBuffer {
+    ptr: *const u8,
+    len: usize,
+}
+
+impl ModuleBuffer {
+    fn of(b: &[u8]) -> Self {
+        ModuleBuffer {
+            ptr: b.as_ptr(),
+            len: b.len(),
+        }
+    }
+}
+
+/// A header owned by Envoy (`envoy_dynamic_module_type_envoy_http_header`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct EnvoyHeader {
+    key: EnvoyBuffer,
+    value: EnvoyBuffer,
+}
+
+impl EnvoyHeader {
+    /// Name and value.
+    ///
+    /// # Safety
+    /// As [`EnvoyBuffer::bytes`], for both buffers.
+    pub unsafe fn pair<'a>(&self) -> (&'a [u8], &'a [u8]) {
+        // SAFETY: forwarded to the caller's guarantee.
+        unsafe { (self.key.bytes(), self.value.bytes()) }
+    }
+}
+
+/// A header owned by the module (`envoy_dynamic_module_type_module_http_header`).
+#[repr(C)]
+struct ModuleHeader {
+    key: ModuleBuffer,
+    value: ModuleBuffer,
+}
+
+type FilterEnvoyPtr = *mut c_void;
+
+/// `envoy_dynamic_module_type_http_header_type`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+#[allow(dead_code)]
+pub enum HeaderMap {
+    RequestHeaders = 0,
+    RequestTrailers = 1,
+    ResponseHeaders = 2,
+    ResponseTrailers = 3,
+}
+
+/// `envoy_dynamic_module_type_http_body_type`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+#[allow(dead_code)]
+pub enum Body {
+    ReceivedRequest = 0,
+    BufferedRequest = 1,
+    ReceivedResponse = 2,
+    BufferedResponse = 3,
+}
+
+/// `envoy_dynamic_module_type_log_level`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+#[allow(dead_code)]
+pub enum LogLevel {
+    Trace = 0,
+    Debug = 1,
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+    Critical = 5,
+}
+
+/// `envoy_dynamic_module_type_attribute_id` (the two this module reads).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub enum Attribute {
+    SourceAddress = 24,
+    ConnectionUriSanPeerCertificate = 37,
+}
+
+/// `envoy_dynamic_module_type_http_callout_init_result`.
+pub type CalloutInit = u32;
+pub const CALLOUT_INIT_SUCCESS: CalloutInit = 0;
+
+extern "C" {
+    fn envoy_dynamic_module_callback_log(level: LogLevel, message: ModuleBuffer);
+    fn envoy_dynamic_module_callback_log_enabled(level: LogLevel) -> bool;
+    fn envoy_dynamic_module_callback_http_get_headers_size(
+        f: FilterEnvoyPtr,
+        map: HeaderMap,
+    ) -> usize;
+    fn envoy_dynamic_module_callback_http_get_headers(
+        f: FilterEnvoyPtr,
+        map: HeaderMap,
+        out: *mut EnvoyHeader,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_get_header(
+        f: FilterEnvoyPtr,
+        map: HeaderMap,
+        key: ModuleBuffer,
+        out: *mut EnvoyBuffer,
+        index: usize,
+        count: *mut usize,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_set_header(
+        f: FilterEnvoyPtr,
+        map: HeaderMap,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_send_response(
+        f: FilterEnvoyPtr,
+        status: u32,
+        headers: *mut ModuleHeader,
+        headers_len: usize,
+        body: ModuleBuffer,
+        details: ModuleBuffer,
+    );
+    fn envoy_dynamic_module_callback_http_get_body_size(f: FilterEnvoyPtr, body: Body) -> usize;
+    fn envoy_dynamic_module_callback_http_get_body_chunks_size(
+        f: FilterEnvoyPtr,
+        body: Body,
+    ) -> usize;
+    fn envoy_dynamic_module_callback_http_get_body_chunks(
+        f: FilterEnvoyPtr,
+        body: Body,
+        out: *mut EnvoyBuffer,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_received_buffered_request_body(f: FilterEnvoyPtr)
+        -> bool;
+    fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
+        f: FilterEnvoyPtr,
+        id: Attribute,
+        out: *mut EnvoyBuffer,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_filter_http_callout(
+        f: FilterEnvoyPtr,
+        callout_id: *mut u64,
+        cluster: ModuleBuffer,
+        headers: *mut ModuleHeader,
+        headers_len: usize,
+        body: ModuleBuffer,
+        timeout_ms: u64,
+    ) -> CalloutInit;
+    fn envoy_dynamic_module_callback_http_filter_continue_decoding(f: FilterEnvoyPtr);
+}
+
+/// Write a line to Envoy's log (component `dynamic_modules`).
+pub fn log(level: LogLevel, message: &str) {
+    // SAFETY: the message buffer is valid for the duration of the call; Envoy copies it.
+    unsafe { envoy_dynamic_module_callback_log(level, ModuleBuffer::of(message.as_bytes())) }
+}
+
+/// Whether Envoy's `dynamic_modules` logger shows `level` (to skip formatting otherwise).
+pub fn log_enabled(level: LogLevel) -> bool {
+    // SAFETY: takes a plain enum value, no memory.
+    unsafe { envoy_dynamic_module_callback_log_enabled(level) }
+}
+
+/// The Envoy side of one HTTP stream's filter. Valid from `on_http_filter_new` until
+/// `on_http_filter_destroy`; used only on the stream's worker thread, from its hooks.
+#[derive(Clone, Copy)]
+pub struct Stream(FilterEnvoyPtr);
+
+/// Headers copied out of Envoy's map (the views are only valid until the next setter).
+pub type Headers = Vec<(String, Vec<u8>)>;
+
+impl Stream {
+    /// # Safety
+    /// `ptr` must be the `filter_envoy_ptr` Envoy passed to the hook being run.
+    pub unsafe fn new(ptr: *mut c_void) -> Self {
+        Stream(ptr)
+    }
+
+    /// Every header of `map`, in order, copied. Names that are not UTF-8 are skipped (Envoy
+    /// lowercases and validates names; none is expected). `None` if Envoy gave none back.
+    pub fn headers(self, map: HeaderMap) -> Option<Headers> {
+        // SAFETY: `self.0` is valid during the hook (see `Stream::new`).
+        let n = unsafe { envoy_dynamic_module_callback_http_get_headers_size(self.0, map) };
+        let mut raw = vec![
+            EnvoyHeader {
+                key: EnvoyBuffer::NULL,
+                value: EnvoyBuffer::NULL
+            };
+            n
+        ];
+        let filled = n == 0 || {
+            // SAFETY: `raw` has room for the `n` headers Envoy just counted.
+            unsafe { envoy_dynamic_module_callback_http_get_headers(self.0, map, raw.as_mut_ptr()) }
+        };
+        if !filled {
+            return None;
+        }
+        let mut out = Vec::with_capacity(n);
+        for h in &raw {
+            // SAFETY: Envoy filled the views; they are valid until a setter is called, and
+            // they are copied here before any is.
+            let (k, v) = unsafe { h.pair() };
+            if let Ok(k) = std::str::from_utf8(k) {
+                out.push((k.to_string(), v.to_vec()));
+            }
+        }
+        Some(out)
+    }
+
+    /// The first value of header `name` in `map`, copied.
+    pub fn header(self, map: HeaderMap, name: &str) -> Option<Vec<u8>> {
+        let mut out = EnvoyBuffer::NULL;
+        let mut count = 0usize;
+        // SAFETY: `self.0` is valid during the hook; `out` and `count` are valid for writes.
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_get_header(
+                self.0,
+                map,
+                ModuleBuffer::of(name.as_bytes()),
+                &mut out,
+                0,
+                &mut count,
+            )
+        };
+        if !ok || count == 0 {
+            return None;
+        }
+        // SAFETY: Envoy's view is valid until the end of the hook; copied at once.
+        Some(unsafe { out.bytes() }.to_vec())
+    }
+
+    /// Replace every value of request header `name` with `value`.
+    pub fn set_request_header(self, name: &str, value: &[u8]) -> bool {
+        // SAFETY: `self.0` is valid during the hook; Envoy copies both buffers.
+        unsafe {
+            envoy_dynamic_module_callback_http_set_header(
+                self.0,
+                HeaderMap::RequestHeaders,
+                ModuleBuffer::of(name.as_bytes()),
+                ModuleBuffer::of(value),
+            )
+        }
+    }
+
+    /// Remove request header `name` (a null value removes it).
+    pub fn remove_request_header(self, name: &str) -> bool {
+        let null = ModuleBuffer {
+            ptr: std::ptr::null(),
+            len: 0,
+        };
+        // SAFETY: `self.0` is valid during the hook; a null value is the documented removal.
+        unsafe {
+            envoy_dynamic_module_callback_http_set_header(
+                self.0,
+                HeaderMap::RequestHeaders,
+                ModuleBuffer::of(name.as_bytes()),
+                null,
+            )
+        }
+    }
+
+    /// Answer the stream locally (nothing is forwarded upstream).
+    pub fn send_response(self, status: u32, headers: &[(&str, &[u8])], body: &[u8], details: &str) {
+        let mut hs: Vec<ModuleHeader> = headers
+            .iter()
+            .map(|(k, v)| ModuleHeader {
+                key: ModuleBuffer::of(k.as_bytes()),
+                value: ModuleBuffer::of(v),
+            })
+            .collect();
+        // SAFETY: `self.0` is valid during the hook; every buffer lives until the call returns
+        // and Envoy copies them.
+        unsafe {
+            envoy_dynamic_module_callback_http_send_response(
+                self.0,
+                status,
+                hs.as_mut_ptr(),
+                hs.len(),
+                ModuleBuffer::of(body),
+                ModuleBuffer::of(details.as_bytes()),
+            )
+        }
+    }
+
+    /// Bytes in `body`.
+    pub fn body_size(self, body: Body) -> usize {
+        // SAFETY: `self.0` is valid during the hook.
+        unsafe { envoy_dynamic_module_callback_http_get_body_size(self.0, body) }
+    }
+
+    /// Feed each chunk of `body` to `f`, in order. False if Envoy has no such body.
+    pub fn for_each_body_chunk(self, body: Body, mut f: impl FnMut(&[u8])) -> bool {
+        // SAFETY: `self.0` is valid during the hook.
+        let n = unsafe { envoy_dynamic_module_callback_http_get_body_chunks_size(self.0, body) };
+        if n == 0 {
+            return true;
+        }
+        let mut chunks = vec![EnvoyBuffer::NULL; n];
+        // SAFETY: `chunks` has room for the `n` chunks Envoy just counted.
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_get_body_chunks(self.0, body, chunks.as_mut_ptr())
+        };
+        if !ok {
+            return false;
+        }
+        for c in &chunks {
+            // SAFETY: views into Envoy's buffer, valid until the end of the hook; nothing
+            // changes the body while they are read.
+            f(unsafe { c.bytes() });
+        }
+        true
+    }
+
+    /// Whether the request body just received is the one buffered before (a filter in front
+    /// buffered it and resumed): then it must not be counted twice.
+    pub fn received_is_buffered_request_body(self) -> bool {
+        // SAFETY: `self.0` is valid during the hook.
+        unsafe { envoy_dynamic_module_callback_http_received_buffered_request_body(self.0) }
+    }
+
+    /// A string attribute of the stream (peer address, peer certificate URI SAN), copied.
+    pub fn attribute(self, id: Attribute) -> Option<String> {
+        let mut out = EnvoyBuffer::NULL;
+        // SAFETY: `self.0` is valid during the hook; `out` is valid for writes.
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_filter_get_attribute_string(self.0, id, &mut out)
+        };
+        if !ok {
+            return None;
+        }
+        // SAFETY: Envoy's view is valid until the end of the hook; copied at once.
+        let b = unsafe { out.bytes() };
+        std::str::from_utf8(b).ok().map(str::to_string)
+    }
+
+    /// Start an HTTP callout to `cluster`; its answer comes to `on_http_filter_http_callout_done`
+    /// with the id returned here.
+    pub fn http_callout(
+        self,
+        cluster: &str,
+        headers: &[(&str, &[u8])],
+        timeout_ms: u64,
+    ) -> Result<u64, CalloutInit> {
+        let mut hs: Vec<ModuleHeader> = headers
+            .iter()
+            .map(|(k, v)| ModuleHeader {
+                key: ModuleBuffer::of(k.as_bytes()),
+                value: ModuleBuffer::of(v),
+            })
+            .collect();
+        let mut id = 0u64;
+        // SAFETY: `self.0` is valid during the hook; the buffers live until the call returns
+        // (Envoy copies the request), `id` is valid for writes.
+        let r = unsafe {
+            envoy_dynamic_module_callback_http_filter_http_callout(
+                self.0,
+                &mut id,
+                ModuleBuffer::of(cluster.as_bytes()),
+                hs.as_mut_ptr(),
+                hs.len(),
+                ModuleBuffer::of(&[]),
+                timeout_ms,
+            )
+        };
+        if r == CALLOUT_INIT_SUCCESS {
+            Ok(id)
+        } else {
+            Err(r)
+        }
+    }
+
+    /// Resume a request paused in its headers or body hook.
+    pub fn continue_decoding(self) {
+        // SAFETY: `self.0` is valid while the filter lives (the hooks that call this run
+        // before `on_http_filter_destroy`).
+        unsafe { envoy_dynamic_module_callback_http_filter_continue_decoding(self.0) }
+    }
+}
