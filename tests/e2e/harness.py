@@ -29,6 +29,10 @@ WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "grant_sigv4.wasm"
 CRASH_TEST_WASM = ROOT / "target" / "grant_sigv4_crash_test.wasm"
 ENVOY_LOCAL = ROOT / "envoy" / "local.yaml"
 ENVOY_LOCAL_RETRY = ROOT / "envoy" / "local-retry.yaml"
+# The native host: the dynamic module (`make dynamic-module`) and its local config.
+DYNAMIC_MODULE = ROOT / "target" / "dynamic-module" / "libgrant_sigv4_dynamic_module.so"
+ENVOY_DYNAMIC_MODULE_LOCAL = ROOT / "envoy" / "dynamic-module-local.yaml"
+HOSTS = ("wasm", "native")
 TOKEN_ENV = "GRANT_SIGV4_VAULT_TOKEN"
 
 
@@ -211,13 +215,15 @@ class Moto:
 
 class Envoy:
     def __init__(self, logdir: Path, config_text: str, log_level: str = "info", concurrency: int = 2,
-                 env: dict | None = None):
+                 env: dict | None = None, envoy_bin: Path | None = None, component: str = "wasm"):
+        """``component``: the filter's log component (``wasm``, or ``dynamic_modules`` for the
+        native host), logged at debug when ``log_level`` is info."""
         self.config_path = logdir / f"envoy-{secrets.token_hex(4)}.yaml"
         self.config_path.write_text(config_text)
         self.proc = Proc(
             "envoy",
             [
-                str(VENV_BIN / "envoy"),
+                str(envoy_bin or VENV_BIN / "envoy"),
                 "-c",
                 str(self.config_path),
                 "--use-dynamic-base-id",
@@ -226,7 +232,7 @@ class Envoy:
                 "--log-level",
                 log_level,
                 "--component-log-level",
-                "wasm:debug" if log_level == "info" else f"wasm:{log_level}",
+                f"{component}:debug" if log_level == "info" else f"{component}:{log_level}",
             ],
             logdir,
             env=env,
@@ -285,9 +291,17 @@ class Stack:
 
     def __init__(self, no_auth: int = Moto.SETUP_CALLS, plugin_overrides: dict | None = None, vault_port: int | None = None,
                  log_level: str = "info", concurrency: int = 2, aws_port: int | None = None,
-                 envoy_config: Path = ENVOY_LOCAL, token_via_env: bool = False, wasm: Path = WASM):
+                 envoy_config: Path | None = None, token_via_env: bool = False, wasm: Path = WASM,
+                 host: str = "wasm", envoy_bin: Path | None = None):
         """``aws_port``: send AWS traffic to this local port instead of starting moto.
-        ``vault_port``: point the vault cluster elsewhere (OpenBao is started anyway)."""
+        ``vault_port``: point the vault cluster elsewhere (OpenBao is started anyway).
+        ``host``: ``wasm`` (the proxy-wasm filter, ``envoy/local.yaml``) or ``native`` (the
+        dynamic module, ``envoy/dynamic-module-local.yaml``); ``envoy_bin``: another Envoy."""
+        if host not in HOSTS:
+            raise ValueError(f"host must be one of {HOSTS}")
+        self.host = host
+        if envoy_config is None:
+            envoy_config = ENVOY_LOCAL if host == "wasm" else ENVOY_DYNAMIC_MODULE_LOCAL
         self.logdir = Path(tempfile.mkdtemp(prefix="grant-sigv4-"))
         self.procs = []
         try:
@@ -314,13 +328,15 @@ class Stack:
                     "ADMIN_PORT": self.admin_port,
                     "LISTEN_PORT": self.listen_port,
                     "WASM": wasm,
+                    "DYNAMIC_MODULE": DYNAMIC_MODULE,
                     "PLUGIN_CONFIG": json.dumps(cfg),
                     "PRECHECK_CONFIG": json.dumps(precheck_config(cfg)),
                     "AWS_PORT": aws_port,
                     "VAULT_PORT": vault_port or self.bao.port,
                 },
             )
-            self.envoy = Envoy(self.logdir, text, log_level=log_level, concurrency=concurrency, env=envoy_env)
+            self.envoy = Envoy(self.logdir, text, log_level=log_level, concurrency=concurrency, env=envoy_env,
+                               envoy_bin=envoy_bin, component="wasm" if host == "wasm" else "dynamic_modules")
             self.procs.append(self.envoy)
             self.envoy.wait_ready(self.admin_port)
         except BaseException:

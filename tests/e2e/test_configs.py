@@ -1,5 +1,6 @@
 """Every Envoy config shipped in envoy/ loads in Envoy 1.40 (`--mode validate`) with the
-built wasm, and the plugin configuration inside it is accepted by the filter."""
+built wasm (or, for the dynamic-module configs, the built module), and the plugin
+configuration inside it is accepted by the filter."""
 
 import json
 import os
@@ -8,15 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT, VENV_BIN, WASM, plugin_config, precheck_config, render
+from harness import DYNAMIC_MODULE, ROOT, VENV_BIN, WASM, plugin_config, precheck_config, render
 
-CONFIGS = sorted((ROOT / "envoy").glob("*.yaml"))
+ALL_CONFIGS = sorted((ROOT / "envoy").glob("*.yaml"))
+# The native host's configs (the dynamic module); the others load the wasm filter.
+NATIVE_CONFIGS = [p for p in ALL_CONFIGS if p.name.startswith("dynamic-module")]
+CONFIGS = [p for p in ALL_CONFIGS if p not in NATIVE_CONFIGS]
 PLACEHOLDERS = {
     "ADMIN_PORT": 9901,
     "LISTEN_PORT": 15080,
     "AWS_PORT": 4566,
     "VAULT_PORT": 8200,
     "WASM": WASM,
+    "DYNAMIC_MODULE": DYNAMIC_MODULE,
     "PLUGIN_CONFIG": json.dumps(plugin_config("validate-token")),
     "PRECHECK_CONFIG": json.dumps(precheck_config(plugin_config("validate-token"))),
 }
@@ -35,8 +40,8 @@ def validate(text: str, tmp_path: Path):
 
 
 def test_configs_are_shipped():
-    names = {p.name for p in CONFIGS}
-    assert {"envoy.yaml", "local.yaml"} <= names
+    names = {p.name for p in ALL_CONFIGS}
+    assert {"envoy.yaml", "local.yaml", "dynamic-module.yaml", "dynamic-module-local.yaml"} <= names
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
@@ -47,6 +52,23 @@ def test_config_validates(config, tmp_path):
     assert r.returncode == 0 and "OK" in out, out[-3000:]
     assert "grant-sigv4 configured: grant header" in out, "the signing configuration was not accepted"
     assert "grant-sigv4 configured: precheck" in out, "the precheck configuration was not accepted"
+
+
+@pytest.mark.parametrize("config", NATIVE_CONFIGS, ids=lambda p: p.name)
+def test_dynamic_module_config_validates(config, tmp_path):
+    text = render(
+        config.read_text().replace("/etc/envoy/libgrant_sigv4_dynamic_module.so", str(DYNAMIC_MODULE)), PLACEHOLDERS
+    )
+    r = validate(text, tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "OK" in out, out[-3000:]
+    assert "grant-sigv4 configured (dynamic module): grant header" in out, out[-3000:]
+    # No body hasher and no precheck in front: the module is the first filter, the only signer.
+    from test_dynamic_module import http_filters
+
+    names = [t for _, t in http_filters(text)]
+    assert names[0] == "DynamicModuleFilter" and names[-1] == "Router", names
+    assert "AwsRequestSigning" not in names and "Wasm" not in names, names
 
 
 def test_missing_token_environment_fails_start(tmp_path):
