@@ -11,7 +11,7 @@ VENV_ENVOY_PREV := .venv-envoy139
 ENVOY_PREV_VERSION := 1.39.3
 CARGO_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: self-contained all setup rust-target venv envoy-prev wasm wasm-crash-test dynamic-module test unit lint e2e demo bench bench-instructions bench-vm endpoints-table clean
+.PHONY: self-contained all setup rust-target venv envoy-prev wasm wasm-crash-test dynamic-module dynamic-module-panic-test test unit lint e2e demo bench bench-instructions bench-vm endpoints-table clean
 
 all: wasm
 
@@ -52,6 +52,13 @@ dynamic-module:
 	cargo build --profile dynamic-module -p grant-sigv4-dynamic-module -j $(CARGO_JOBS)
 	@ls -l $(DYNAMIC_MODULE)
 
+# Test-only module that panics on a marked request (the panic is caught and answered 500),
+# built in its own target directory so that it never replaces the real module.
+dynamic-module-panic-test:
+	cargo build --profile dynamic-module -p grant-sigv4-dynamic-module --features panic-test \
+		--target-dir target/panic-test -j $(CARGO_JOBS)
+	cp target/panic-test/dynamic-module/libgrant_sigv4_dynamic_module.so target/grant_sigv4_dynamic_module_panic_test.so
+
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -j $(CARGO_JOBS) -- -D warnings
@@ -60,7 +67,7 @@ lint:
 unit:
 	cargo test --workspace -j $(CARGO_JOBS)
 
-e2e: setup envoy-prev wasm-crash-test wasm dynamic-module
+e2e: setup envoy-prev wasm-crash-test wasm dynamic-module-panic-test dynamic-module
 	$(PY) -m pytest -q tests/e2e
 
 # The repository tests itself: no file may refer to a folder beside the clone. (The pattern is
@@ -71,7 +78,7 @@ self-contained:
 		echo "these lines refer to a folder outside the repository"; exit 1; fi
 
 # All tests: native unit and property tests, lints, then the real Envoy + OpenBao + moto.
-test: self-contained setup envoy-prev lint unit wasm-crash-test wasm dynamic-module
+test: self-contained setup envoy-prev lint unit wasm-crash-test wasm dynamic-module-panic-test dynamic-module
 	$(PY) -m pytest -q tests/e2e
 
 # Start OpenBao, moto and Envoy locally, store a key under a grant and show signed calls.

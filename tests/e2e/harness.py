@@ -32,6 +32,8 @@ ENVOY_LOCAL_RETRY = ROOT / "envoy" / "local-retry.yaml"
 # The native host: the dynamic module (`make dynamic-module`) and its local config.
 DYNAMIC_MODULE = ROOT / "target" / "dynamic-module" / "libgrant_sigv4_dynamic_module.so"
 ENVOY_DYNAMIC_MODULE_LOCAL = ROOT / "envoy" / "dynamic-module-local.yaml"
+# Test-only build that panics on a marked request (`make dynamic-module-panic-test`).
+PANIC_TEST_DYNAMIC_MODULE = ROOT / "target" / "grant_sigv4_dynamic_module_panic_test.so"
 HOSTS = ("wasm", "native")
 TOKEN_ENV = "GRANT_SIGV4_VAULT_TOKEN"
 
@@ -292,11 +294,12 @@ class Stack:
     def __init__(self, no_auth: int = Moto.SETUP_CALLS, plugin_overrides: dict | None = None, vault_port: int | None = None,
                  log_level: str = "info", concurrency: int = 2, aws_port: int | None = None,
                  envoy_config: Path | None = None, token_via_env: bool = False, wasm: Path = WASM,
-                 host: str = "wasm", envoy_bin: Path | None = None):
+                 host: str = "wasm", envoy_bin: Path | None = None, dynamic_module: Path = DYNAMIC_MODULE):
         """``aws_port``: send AWS traffic to this local port instead of starting moto.
         ``vault_port``: point the vault cluster elsewhere (OpenBao is started anyway).
         ``host``: ``wasm`` (the proxy-wasm filter, ``envoy/local.yaml``) or ``native`` (the
-        dynamic module, ``envoy/dynamic-module-local.yaml``); ``envoy_bin``: another Envoy."""
+        dynamic module, ``envoy/dynamic-module-local.yaml``, built as ``dynamic_module``);
+        ``envoy_bin``: another Envoy."""
         if host not in HOSTS:
             raise ValueError(f"host must be one of {HOSTS}")
         self.host = host
@@ -328,7 +331,7 @@ class Stack:
                     "ADMIN_PORT": self.admin_port,
                     "LISTEN_PORT": self.listen_port,
                     "WASM": wasm,
-                    "DYNAMIC_MODULE": DYNAMIC_MODULE,
+                    "DYNAMIC_MODULE": dynamic_module,
                     "PLUGIN_CONFIG": json.dumps(cfg),
                     "PRECHECK_CONFIG": json.dumps(precheck_config(cfg)),
                     "AWS_PORT": aws_port,

@@ -261,3 +261,35 @@ def test_invalid_plugin_configuration_is_refused_at_load(bad, line, tmp_path):
     assert r.returncode != 0, out[-2000:]
     assert line in out, out[-2000:]
     assert "validate-token" not in out
+
+
+def test_a_panicking_hook_is_answered_500_and_envoy_keeps_serving():
+    """The test-only build panics in the request headers hook on a marked request: the panic
+    is caught at the hook (panic = "unwind"), the request is answered 500 InternalError and
+    not forwarded, and Envoy goes on signing."""
+    from harness import PANIC_TEST_DYNAMIC_MODULE
+
+    if not PANIC_TEST_DYNAMIC_MODULE.exists():
+        raise RuntimeError(f"{PANIC_TEST_DYNAMIC_MODULE} is missing: run `make dynamic-module-panic-test`")
+    s = Stack(host="native", dynamic_module=PANIC_TEST_DYNAMIC_MODULE, concurrency=1)
+    try:
+        creds = s.moto.create_user_key("panic-user")
+        s.bao.put_grant("grant-panic", creds)
+        before = s.upstream_requests()
+        status, _, body = s.raw(
+            "GET", "http://sts.us-east-1.amazonaws.com/",
+            headers={"x-grant-id": "grant-panic", "x-grant-sigv4-panic-test": "1"},
+        )
+        assert status == 500, body
+        assert json.loads(body) == {
+            "error": "InternalError",
+            "message": "the request could not be signed: the filter failed unexpectedly",
+        }
+        assert s.upstream_requests() == before
+        assert "a panic was caught in request_headers" in s.envoy.proc.log_text()
+        assert s.envoy.proc.popen.poll() is None
+        ident = s.client("sts", "grant-panic").get_caller_identity()
+        assert ident["Arn"].endswith(":user/panic-user")
+    finally:
+        s.stop()
+        s.cleanup()

@@ -281,6 +281,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
                 );
                 return HEADERS_STOP_ITERATION;
             };
+            #[cfg(feature = "panic-test")]
+            panic_test(&headers);
             let step = f
                 .request
                 .request_headers(&headers, end_of_stream, now_secs(), &mut || caller(stream));
@@ -296,16 +298,25 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     )
 }
 
-/// SHA-256 of the request body as Envoy holds it now: what was buffered, then what just
-/// arrived (unless it is the buffered body itself, handed on by a filter in front).
-fn hash_request_body(stream: Stream) -> Option<String> {
+/// Test-only (feature `panic-test`): panic on a marked request.
+#[cfg(feature = "panic-test")]
+#[allow(clippy::panic)]
+fn panic_test(headers: &[(String, Vec<u8>)]) {
+    if headers.iter().any(|(k, _)| k == "x-grant-sigv4-panic-test") {
+        panic!("panic-test: the request headers hook panics on purpose");
+    }
+}
+
+/// SHA-256 of the request body as Envoy holds it now: what was buffered, then, from the body
+/// hook (`in_body_hook`), what just arrived (unless it is the buffered body itself, handed on
+/// by a filter in front).
+fn hash_request_body(stream: Stream, in_body_hook: bool) -> Option<String> {
     let mut h = Sha256::new();
-    let received_is_buffered = stream.received_is_buffered_request_body();
+    let with_received = in_body_hook && !stream.received_is_buffered_request_body();
     if !stream.for_each_body_chunk(Body::BufferedRequest, |c| h.update(c)) {
         return None;
     }
-    if !received_is_buffered && !stream.for_each_body_chunk(Body::ReceivedRequest, |c| h.update(c))
-    {
+    if with_received && !stream.for_each_body_chunk(Body::ReceivedRequest, |c| h.update(c)) {
         return None;
     }
     let digest = h.finalize();
@@ -366,7 +377,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
                 return BODY_STOP_AND_BUFFER;
             }
             let cfg = config_of(f);
-            let step = match hash_request_body(stream) {
+            let step = match hash_request_body(stream, true) {
                 Some(hex) => f
                     .request
                     .body_complete(hex, now_secs(), &mut || caller(stream)),
@@ -409,20 +420,33 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
             let Some(f) = (unsafe { filter(filter_ptr) }) else {
                 return TRAILERS_CONTINUE;
             };
-            if f.request.needs_body_hash() {
-                // A body ended by trailers: signed bodies never carry them (aws-chunked
-                // trailers are S3's, which streams unsigned).
-                reply(
-                    stream,
-                    f,
-                    &LocalError::new(
-                        grant_sigv4::errors::ErrorCode::BadRequest,
-                        "a body with trailers cannot be hashed and signed",
-                    ),
-                );
+            if f.replied {
                 return TRAILERS_STOP;
             }
-            if f.request.finished() || f.replied {
+            if f.request.needs_body_hash() {
+                // Trailers end the body: all of it is buffered now (trailers are not signed).
+                let cfg = config_of(f);
+                let Some(hex) = hash_request_body(stream, false) else {
+                    reply(
+                        stream,
+                        f,
+                        &LocalError::internal("the request body could not be read"),
+                    );
+                    return TRAILERS_STOP;
+                };
+                let step = f
+                    .request
+                    .body_complete(hex, now_secs(), &mut || caller(stream));
+                return match apply(stream, &cfg, f, step) {
+                    Next::Continue => TRAILERS_CONTINUE,
+                    Next::Wait => TRAILERS_STOP,
+                    Next::Reply(e) => {
+                        reply(stream, f, &e);
+                        TRAILERS_STOP
+                    }
+                };
+            }
+            if f.request.finished() {
                 TRAILERS_CONTINUE
             } else {
                 TRAILERS_STOP
