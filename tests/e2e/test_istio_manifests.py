@@ -215,7 +215,7 @@ def test_istio_filter_chain_signs_through_moto():
         listen, admin = free_port(), free_port()
         # The sidecar's environment carries the Vault token (vault.token_env).
         envoy = Envoy(logdir, yaml.safe_dump(istio_like_envoy_config(cfg, listen, admin, moto.port, bao.port)),
-                      env={cfg["vault"]["token_env"]: bao.token})
+                      env={cfg["vault"]["token_env"]: bao.filter_token})
         procs.append(envoy)
         envoy.wait_ready(admin)
 
