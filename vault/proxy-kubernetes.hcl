@@ -1,11 +1,13 @@
-# OpenBao Proxy (or Vault Proxy) as a container beside the Istio sidecar (istio/vault-proxy.yaml
-# holds the same text in a ConfigMap): it logs in with the pod's service account token
-# (Kubernetes auth method, role grant-sigv4), renews, logs in again when renewal ends, and adds
-# its token to every request of the filter (use_auto_auth_token = "force").
+# OpenBao Proxy (or Vault Proxy) as a container beside the Istio sidecar
+# (istio/kubernetes/vault-proxy.yaml holds the same text in a ConfigMap): it logs in with the
+# pod's service account token (Kubernetes auth method, role grant-sigv4), renews, logs in again
+# when renewal ends, and adds its token to every request of the filter
+# (use_auto_auth_token = "force"). It speaks plain HTTP to Vault's Service: the pod's sidecar
+# originates TLS to Vault and checks its certificate (istio/vault.yaml), as for the apps' AWS
+# calls.
 
 vault {
-  address = "https://vault.vault.svc.cluster.local:8200"
-  ca_cert = "/vault/ca/ca.crt"
+  address = "http://vault.vault.svc.cluster.local:8200"
 }
 
 auto_auth {
