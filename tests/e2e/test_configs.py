@@ -76,6 +76,9 @@ def test_dynamic_module_config_validates(config, tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode == 0 and "OK" in out, out[-3000:]
     assert "grant-sigv4 configured (dynamic module): grant header" in out, out[-3000:]
+    if config.name == "dynamic-module.yaml":
+        # Production holds no Vault secret: a local Vault/OpenBao Proxy adds its token.
+        assert "vault auth proxy" in out
     # No body hasher and no precheck in front: the module is the first filter, the only signer.
     from test_dynamic_module import http_filters
 

@@ -293,3 +293,25 @@ def test_a_panicking_hook_is_answered_500_and_envoy_keeps_serving():
     finally:
         s.stop()
         s.cleanup()
+
+
+def test_through_the_openbao_proxy_the_module_sends_no_token():
+    """vault.auth.method proxy (the production default): the real OpenBao Proxy adds its own
+    token; the module holds none and sends none."""
+    s = Stack(host="native", vault_proxy={}, concurrency=1)
+    try:
+        assert "vault auth proxy" in s.envoy.proc.log_text()
+        assert "token" not in s.plugin_config["vault"] and "token_env" not in s.plugin_config["vault"]
+        creds = s.moto.create_user_key("proxied-user")
+        s.bao.put_grant("grant-proxied", creds)
+        ident = s.client("sts", "grant-proxied").get_caller_identity()
+        assert ident["Arn"].endswith(":user/proxied-user")
+        # A proxy that cannot be reached is named in the reply.
+        s.bao_proxy.stop()
+        status, _, body = s.raw("GET", "http://sts.us-east-1.amazonaws.com/", headers={"x-grant-id": "grant-other"})
+        assert status == 503, body
+        doc = json.loads(body)
+        assert doc["error"] == "VaultUnavailable" and "through the Vault/OpenBao Proxy (cluster vault)" in doc["message"]
+    finally:
+        s.stop()
+        s.cleanup()

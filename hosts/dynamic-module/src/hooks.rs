@@ -8,7 +8,7 @@
 
 use crate::envoy::{self, Attribute, Body, EnvoyBuffer, EnvoyHeader, HeaderMap, LogLevel, Stream};
 use crate::interim_engine::{Next, Request, Step};
-use grant_sigv4::config::Config;
+use grant_sigv4::config::{AuthMethod, Config};
 use grant_sigv4::errors::LocalError;
 use grant_sigv4::policy::{self, Caller};
 use grant_sigv4::vault;
@@ -135,14 +135,19 @@ fn apply(stream: Stream, cfg: &Config, f: &mut Filter, step: Step) -> Next {
         }
     }
     if let Some(read) = &step.read {
-        let headers: [(&str, &[u8]); 5] = [
+        let all: [(&str, &[u8]); 5] = [
             (":method", b"GET"),
             (":path", read.path.as_bytes()),
             (":authority", cfg.vault.authority.as_bytes()),
-            ("x-vault-token", cfg.vault.token.as_bytes()),
             ("accept", b"application/json"),
+            ("x-vault-token", cfg.vault.token.as_bytes()),
         ];
-        match stream.http_callout(&cfg.vault.cluster, &headers, cfg.vault.timeout_ms) {
+        // Behind a Vault or OpenBao Proxy the module holds no token and sends none.
+        let headers = match cfg.vault.auth {
+            AuthMethod::Token => &all[..],
+            AuthMethod::Proxy => &all[..4],
+        };
+        match stream.http_callout(&cfg.vault.cluster, headers, cfg.vault.timeout_ms) {
             Ok(id) => f.callout = Some(id),
             Err(code) => {
                 log(LogLevel::Warn, || {
@@ -183,9 +188,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
                     LogLevel::Info,
                     &format!(
                         "grant-sigv4 configured (dynamic module): grant header {}, vault cluster {}, \
-                         cache ttl {}s, max body {} bytes",
+                         vault auth {}, cache ttl {}s, max body {} bytes",
                         cfg.grant_header,
                         cfg.vault.cluster,
+                        cfg.vault.auth.as_str(),
                         cfg.cache.ttl_seconds,
                         cfg.max_body_bytes
                     ),

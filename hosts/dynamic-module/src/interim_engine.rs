@@ -17,7 +17,7 @@
 
 use grant_sigv4::aws_response::{self, KeyVerdict};
 use grant_sigv4::cache::CachedGrant;
-use grant_sigv4::config::{Config, VaultConfig};
+use grant_sigv4::config::{AuthMethod, Config, VaultConfig};
 use grant_sigv4::errors::{ErrorCode, LocalError};
 use grant_sigv4::policy::{Caller, Policy};
 use grant_sigv4::request::{self, Edits, Plan};
@@ -127,9 +127,20 @@ pub struct Request {
     finished: bool,
 }
 
-fn vault_error(e: &VaultError) -> LocalError {
+/// The local reply for a vault failure (the wasm filter's wording, proxy case included).
+fn vault_error(cfg: &Config, e: &VaultError) -> LocalError {
     match e {
         VaultError::NotFound => LocalError::grant_not_found(),
+        // Behind a proxy, the reply names it: that is where the operator looks first.
+        VaultError::Unavailable(why) if cfg.vault.auth == AuthMethod::Proxy => LocalError::new(
+            ErrorCode::VaultUnavailable,
+            format!(
+                "the credential store could not be read through the Vault/OpenBao Proxy \
+                     (cluster {}): {}",
+                cfg.vault.cluster,
+                why.replace("the filter's token", "the proxy's token")
+            ),
+        ),
         VaultError::Unavailable(why) => LocalError::vault_unavailable(why),
         VaultError::BadRecord(why) => LocalError::new(
             ErrorCode::GrantRecordInvalid,
@@ -289,10 +300,10 @@ impl Request {
                 // The vault is down: a key still usable is served.
                 match with_grants(|m| m.get(&key).filter(|g| now < g.usable_until).cloned()) {
                     Some(g) => g,
-                    None => return self.refuse(vault_error(&e)),
+                    None => return self.refuse(vault_error(&self.cfg, &e)),
                 }
             }
-            Err(e) => return self.refuse(vault_error(&e)),
+            Err(e) => return self.refuse(vault_error(&self.cfg, &e)),
         };
         self.grant = Some(grant);
         self.sign_if_ready(now, caller)
