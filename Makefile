@@ -99,7 +99,7 @@ bench: setup wasm
 	$(PY) bench/run.py
 
 # Instructions per request under valgrind (deterministic; for comparing builds).
-bench-instructions: setup wasm
+bench-instructions: setup wasm dynamic-module
 	$(PY) bench/instructions.py
 
 # The filter's own work in V8 behind a mock host: host calls, time and instructions per GET,

@@ -7,7 +7,9 @@ executes (its C++ code, V8's JIT-compiled wasm, libc), the same for the same bin
 requests whatever else the machine does. This runs each Envoy of `make bench` under callgrind,
 sends a warm-up and then a counted run of GET requests (wrk, 4 connections), and prints the
 instructions per request of (a) no signing, (b) the native signer, (c) grant-sigv4 as shipped
-(envoy/local.yaml), and (c) − (a), (b) − (a).
+(envoy/local.yaml), (d) grant-sigv4 as a native dynamic module (envoy/dynamic-module-local.yaml),
+and each one's difference with (a). (d)'s access log has no audit record (the module does not
+write one yet), which (c)'s does.
 
 Instructions are not time: a cache miss costs more than an add, and under valgrind the native
 signer's SHA-256 cannot use the CPU's SHA extensions (so (b) counts more instructions than it
@@ -15,7 +17,8 @@ runs natively). Use it to compare builds of grant-sigv4 with each other; use `ma
 the verdict on time.
 
 Environment: BENCH_IR_SECONDS (8): length of the counted run; BENCH_IR_WASM: another .wasm
-for (c) (default: the built one); BENCH_IR_CONFIGS (a,b,c).
+for (c) (default: the built one); BENCH_IR_MODULE: another .so for (d); BENCH_IR_CONFIGS
+(a,b,c,d).
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ import run as bench  # noqa: E402
 
 SECONDS = int(os.environ.get("BENCH_IR_SECONDS", "8"))
 WASM = Path(os.environ.get("BENCH_IR_WASM", str(harness.WASM)))
-CONFIGS = os.environ.get("BENCH_IR_CONFIGS", "a,b,c").split(",")
+MODULE = Path(os.environ.get("BENCH_IR_MODULE", str(harness.DYNAMIC_MODULE)))
+CONFIGS = os.environ.get("BENCH_IR_CONFIGS", "a,b,c,d").split(",")
 
 
 def envoy_binary() -> str:
@@ -78,7 +82,7 @@ def count(name: str, template: str, values: dict, logdir: Path, envoy: str) -> f
         harness.wait_until(lambda: harness.http_get(f"http://127.0.0.1:{admin}/ready")[0] == 200,
                            f"{name} /ready", timeout=300, proc=proc)
         script = logdir / f"{name}.lua"
-        bench.wrk_script(script, "GET", grant=(name == "c"))
+        bench.wrk_script(script, "GET", grant=(name in ("c", "d")))
         wrk_requests(port, script, 3, check=False)  # warm-up: JIT, connection pools, the grant cache
 
         def dump() -> int:
@@ -128,6 +132,8 @@ def main():
             "b": (proxy, {"SIGNING_FILTER": bench.NATIVE_FILTER.format(unsigned="true")}),
             "c": (local, {"WASM": WASM, "VAULT_PORT": bao.port, "PLUGIN_CONFIG": json.dumps(plugin),
                           "PRECHECK_CONFIG": json.dumps(harness.precheck_config(plugin))}),
+            "d": (harness.ENVOY_DYNAMIC_MODULE_LOCAL.read_text(),
+                  {"DYNAMIC_MODULE": MODULE, "VAULT_PORT": bao.port, "PLUGIN_CONFIG": json.dumps(plugin)}),
         }
         ir = {}
         for name in CONFIGS:
@@ -136,7 +142,7 @@ def main():
             print(f"  {name}: {ir[name]:,.0f} instructions per GET", flush=True)
         print()
         print(f"Instructions per GET (callgrind, {SECONDS} s counted run; (c) = {WASM.name}, "
-              f"{WASM.stat().st_size:,} bytes):")
+              f"{WASM.stat().st_size:,} bytes; (d) = {MODULE.name}, {MODULE.stat().st_size:,} bytes):")
         for name in CONFIGS:
             added = f" ({ir[name] - ir['a']:+,.0f} over (a))" if name != "a" and "a" in ir else ""
             print(f"  ({name}) {ir[name]:>10,.0f}{added}")
