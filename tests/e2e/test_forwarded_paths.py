@@ -95,7 +95,8 @@ def start(config: str, template_text: str | None = None, create_bucket: bool = T
     elif config == "local-retry":
         kw = {"envoy_config": ENVOY_LOCAL_RETRY, "plugin_overrides": {"upstream_filter": True}}
     else:
-        kw = {"envoy_config": istio_template(), "token_via_env": True}
+        # The WasmPlugin's pluginConfig reads grants through the pod's OpenBao Proxy.
+        kw = {"envoy_config": istio_template(), "vault_proxy": {}}
     if template_text is not None:
         path = Path(tempfile.mkdtemp(prefix="grant-sigv4-cfg-")) / "envoy.yaml"
         path.write_text(template_text)
