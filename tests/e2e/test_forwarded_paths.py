@@ -94,6 +94,9 @@ def start(config: str, template_text: str | None = None, create_bucket: bool = T
         kw = {"envoy_config": ENVOY_LOCAL}
     elif config == "local-retry":
         kw = {"envoy_config": ENVOY_LOCAL_RETRY, "plugin_overrides": {"upstream_filter": True}}
+    elif config == "dynamic-module":
+        # The native host: envoy/dynamic-module-local.yaml.
+        kw = {"host": "native"}
     else:
         # The WasmPlugin's pluginConfig reads grants through the pod's OpenBao Proxy.
         kw = {"envoy_config": istio_template(), "vault_proxy": {}}
@@ -119,7 +122,7 @@ def signature_refused(status: int, body: bytes) -> bool:
     return status == 403 and b"SignatureDoesNotMatch" in body
 
 
-@pytest.fixture(scope="module", params=["local", "local-retry", "istio"])
+@pytest.fixture(scope="module", params=["local", "local-retry", "istio", "dynamic-module"])
 def stack(request):
     s = start(request.param)
     yield s
