@@ -561,8 +561,10 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
                 return Err(bad_request(
                     "ChunkSignedPayloadUnsupported",
                     "per-chunk signed uploads (x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD) \
-                     cannot be re-signed by a proxy: configure the client to send unsigned payloads \
-                     (boto3: signature_version=UNSIGNED; AWS SDKs: request_checksum_calculation=when_required)",
+                     cannot be re-signed by a proxy: send the body with its SHA-256 or unsigned \
+                     (boto3, the AWS CLI and the AWS SDK for JavaScript v3 do so for http:// \
+                     endpoints; AWS SDK for Java 2.x: S3Configuration chunkedEncodingEnabled(false), \
+                     1.x: disableChunkedEncoding())",
                 ));
             } else {
                 return Err(bad_request(
