@@ -2,6 +2,7 @@
 // id is the grant id, an http:// endpoint per service, and a connection to Envoy. Envoy runs
 // with "grant_from_access_key_id": true; moto verifies every signature.
 import assert from "node:assert/strict";
+import { Readable } from "node:stream";
 import { test } from "node:test";
 
 import { CreateTableCommand, DynamoDBClient, GetItemCommand, PutItemCommand } from "@aws-sdk/client-dynamodb";
@@ -40,10 +41,22 @@ test("placeholder key: S3 put, list, get with the SDK's default checksums", asyn
   const s3 = new S3Client({ ...common, endpoint: "http://s3.us-east-1.amazonaws.com", forcePathStyle: true });
   await s3.send(new CreateBucketCommand({ Bucket: "ts-placeholder" }));
   await s3.send(new PutObjectCommand({ Bucket: "ts-placeholder", Key: "k.txt", Body: "from the js sdk" }));
+  // A stream body: the SDK sends it aws-chunked with a CRC32 trailer
+  // (STREAMING-UNSIGNED-PAYLOAD-TRAILER), which the filter signs as it is.
+  await s3.send(
+    new PutObjectCommand({
+      Bucket: "ts-placeholder",
+      Key: "streamed.txt",
+      Body: Readable.from([Buffer.from("streamed "), Buffer.from("body")]),
+      ContentLength: 13,
+    }),
+  );
+  const streamed = await s3.send(new GetObjectCommand({ Bucket: "ts-placeholder", Key: "streamed.txt" }));
+  assert.equal(await streamed.Body!.transformToString(), "streamed body");
   const big = Buffer.alloc(3 * 1024 * 1024, 7);
   await s3.send(new PutObjectCommand({ Bucket: "ts-placeholder", Key: "big.bin", Body: big }));
   const listed = await s3.send(new ListObjectsV2Command({ Bucket: "ts-placeholder" }));
-  assert.deepEqual(listed.Contents?.map((o) => o.Key).sort(), ["big.bin", "k.txt"]);
+  assert.deepEqual(listed.Contents?.map((o) => o.Key).sort(), ["big.bin", "k.txt", "streamed.txt"]);
   const got = await s3.send(new GetObjectCommand({ Bucket: "ts-placeholder", Key: "k.txt" }));
   assert.equal(await got.Body!.transformToString(), "from the js sdk");
   const gotBig = await s3.send(new GetObjectCommand({ Bucket: "ts-placeholder", Key: "big.bin" }));
