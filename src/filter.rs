@@ -21,7 +21,7 @@ use crate::audit::{self, AuditRecord};
 use crate::aws_response::{self, KeyVerdict};
 use crate::cache::{Begin, CachedGrant, GrantCache, Inflight, Lookup, RetryStash};
 use crate::config::{Config, Mode};
-use crate::errors::LocalError;
+use crate::errors::{ErrorCode, LocalError};
 use crate::hostcalls::{self, Buffer, Map};
 use crate::metrics::{Counter, Metrics};
 use crate::policy::{self, Caller, Policy};
@@ -57,7 +57,7 @@ struct Fetch {
     grant: String,
     stage: Stage,
     /// When the callout started (ms), for the latency histogram.
-    started_ms: u64,
+    started_ms: Option<u64>,
 }
 
 /// Filter state key of the audit record (`%FILTER_STATE(wasm.grant_sigv4_audit:PLAIN)%`).
@@ -197,7 +197,7 @@ fn dispatch(cfg: &Config, path: &str) -> Result<u32, String> {
 
 fn start_fetch(cfg: &Config, fetch: &mut Fetch, metrics: &mut Metrics) -> Result<u32, String> {
     metrics.inc(Counter::VaultCallouts);
-    fetch.started_ms = hostcalls::now_ms().unwrap_or(0);
+    fetch.started_ms = hostcalls::now_ms().ok();
     let path = match &fetch.stage {
         Stage::Record => vault::grant_path(&cfg.vault, &fetch.grant),
         Stage::Dynamic { source, .. } => vault::dynamic_path(source),
@@ -230,8 +230,7 @@ fn vault_error(e: &VaultError) -> LocalError {
         VaultError::NotFound => LocalError::grant_not_found(),
         VaultError::Unavailable(why) => LocalError::vault_unavailable(why),
         VaultError::BadRecord(why) => LocalError::new(
-            502,
-            "GrantRecordInvalid",
+            ErrorCode::GrantRecordInvalid,
             format!("the stored record for this grant is not usable: {why}"),
         ),
     }
@@ -254,10 +253,10 @@ fn current_caller() -> Caller {
 
 /// Answer the request now in effect locally with a JSON error.
 fn reply(e: &LocalError) {
-    debug!("local reply {} {}", e.status, e.code);
+    debug!("local reply {} {}", e.status(), e.code);
     let body = e.body();
     if let Err(s) = hostcalls::send_local_response(
-        e.status,
+        e.status(),
         &[("content-type", b"application/json")],
         body.as_bytes(),
     ) {
@@ -280,7 +279,7 @@ impl Worker {
     /// Answer the request now in effect (context `ctx`), planned as `plan`, locally, and
     /// account for it.
     fn refuse_planned(&mut self, ctx: u32, e: &LocalError, plan: &Plan) {
-        self.decided_from_plan(ctx, plan, e.code, Some(e.status));
+        self.decided_from_plan(ctx, plan, e.code.as_str(), Some(e.status()));
         self.refuse(ctx, e);
     }
 
@@ -300,12 +299,12 @@ impl Worker {
     /// Answer the request now in effect (context `ctx`) locally, and account for it.
     fn refuse(&mut self, ctx: u32, e: &LocalError) {
         self.metrics.error(e.code);
-        if e.code == "GrantPolicyDenied" {
+        if e.code == ErrorCode::GrantPolicyDenied {
             self.metrics.inc(Counter::PolicyDenials);
         }
         if let Some(mut a) = self.audits.remove(&ctx) {
             a.record.outcome = e.code.to_string();
-            a.record.status = Some(e.status);
+            a.record.status = Some(e.status());
             decided(&mut a);
             if a.log {
                 log_audit(&mut a, None);
@@ -375,7 +374,7 @@ impl Worker {
     ) -> Step {
         if let Some(ms) = hostcalls::now_ms()
             .ok()
-            .and_then(|t| t.checked_sub(fetch.started_ms))
+            .and_then(|t| t.checked_sub(fetch.started_ms?))
         {
             self.metrics.callout_latency(ms);
         }
@@ -395,7 +394,7 @@ impl Worker {
                                 source,
                                 policy: rec.policy,
                             },
-                            started_ms: 0,
+                            started_ms: None,
                         })
                     }
                 },
@@ -478,8 +477,12 @@ impl Root {
             return;
         };
         let (status, body) = callout_answer(body_size);
-        let now = hostcalls::now_secs().unwrap_or(0);
         let grant = fetch.grant.clone();
+        let Ok(now) = hostcalls::now_secs() else {
+            warn!("background refresh dropped: Envoy did not give the current time");
+            w.cache.refresh_failed(&grant);
+            return;
+        };
         match w.step(&cfg, fetch, status, &body, now) {
             Step::Next(mut next) => match start_fetch(&cfg, &mut next, &mut w.metrics) {
                 Ok(t) => {
@@ -556,7 +559,10 @@ impl Root {
         let Some(cfg) = w.config.clone() else {
             return;
         };
-        let now = hostcalls::now_secs().unwrap_or(0);
+        let Ok(now) = hostcalls::now_secs() else {
+            warn!("no background refresh: Envoy did not give the current time");
+            return;
+        };
         for grant in w.cache.due_for_refresh(now) {
             // Another worker may have refreshed it already.
             if let Some(g) = shared_lookup(&grant, now).filter(|g| now < g.refresh_at) {
@@ -566,7 +572,7 @@ impl Root {
             let mut fetch = Fetch {
                 grant: grant.clone(),
                 stage: Stage::Record,
-                started_ms: 0,
+                started_ms: None,
             };
             match start_fetch(&cfg, &mut fetch, &mut w.metrics) {
                 Ok(token) => {
@@ -655,8 +661,13 @@ impl Signer {
             return;
         };
         let (status, body) = callout_answer(body_size);
-        let now = hostcalls::now_secs().unwrap_or(0);
         let grant = fetch.grant.clone();
+        let Ok(now) = hostcalls::now_secs() else {
+            // Never sign with a made-up date: the waiting requests are refused.
+            let e = LocalError::internal("Envoy did not give the current time");
+            self.release(&grant, &Err(e), 0);
+            return;
+        };
         let step = self
             .worker
             .borrow_mut()
@@ -716,10 +727,13 @@ impl Signer {
     }
 
     fn on_http_request_headers(&self, end_of_stream: bool) -> Action {
-        let start_ms = hostcalls::now_ms().unwrap_or(0);
         let Some(cfg) = self.worker.borrow().config.clone() else {
             reply(&LocalError::internal("the filter is not configured"));
             return Action::Pause;
+        };
+        // Never sign with a made-up date (a 1970 signature): no clock, no signature.
+        let Ok(start_ms) = hostcalls::now_ms() else {
+            return self.refuse(&LocalError::internal("Envoy did not give the current time"));
         };
         // A record is started with the request only for the log line (which needs its start
         // time); for the filter state alone, what is known is written when the outcome is
@@ -835,7 +849,7 @@ impl Signer {
             let mut fetch = Fetch {
                 grant: grant.clone(),
                 stage: Stage::Record,
-                started_ms: 0,
+                started_ms: None,
             };
             let started = start_fetch(&cfg, &mut fetch, &mut w.metrics);
             match started {
@@ -886,7 +900,10 @@ impl Signer {
             let Some(cfg) = w.config.clone() else {
                 return;
             };
-            let now = hostcalls::now_secs().unwrap_or(0);
+            let Ok(now) = hostcalls::now_secs() else {
+                warn!("AWS refused a grant's key, but Envoy did not give the current time: it stays cached");
+                return;
+            };
             if w.cache
                 .invalidate(&grant, fetched_at, now, cfg.cache.min_refetch_seconds)
             {

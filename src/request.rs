@@ -7,7 +7,7 @@
 use crate::audit::Decision;
 use crate::aws_host::{self, AwsEndpoint, HostError};
 use crate::config::{Config, S3Payload};
-use crate::errors::LocalError;
+use crate::errors::{ErrorCode, LocalError};
 use crate::policy::{Caller, Policy};
 use crate::sigv4::{self, SigningInput, SigningKeyCache, UriRules};
 use crate::vault::{self, Credentials};
@@ -78,7 +78,7 @@ struct ClientScope<'a> {
 }
 
 fn bad_authorization(message: impl Into<String>) -> LocalError {
-    LocalError::new(400, "BadAuthorization", message)
+    LocalError::new(ErrorCode::BadAuthorization, message)
 }
 
 /// `<id>/<yyyymmdd>/<region>/<service>/aws4_request`.
@@ -155,8 +155,8 @@ fn client_scope<'a>(
             });
     }
     if authorization_count > 1 {
-        return Err(bad_request(
-            "GrantAmbiguous",
+        return Err(LocalError::new(
+            ErrorCode::GrantAmbiguous,
             format!(
                 "the request has {authorization_count} Authorization headers: send exactly one"
             ),
@@ -164,8 +164,7 @@ fn client_scope<'a>(
     }
     match authorization {
         None => Err(LocalError::new(
-            401,
-            "GrantMissing",
+            ErrorCode::GrantMissing,
             format!(
                 "the request has no {grant_header} header and no SigV4 Authorization header \
                  ({CREDENTIAL_FORM}): add the grant id of the AWS credential to use, as the \
@@ -241,10 +240,6 @@ pub struct Edits {
     pub set: Vec<(String, String)>,
 }
 
-fn bad_request(code: &'static str, message: impl Into<String>) -> LocalError {
-    LocalError::new(400, code, message)
-}
-
 fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -271,8 +266,12 @@ fn is_signed_header(name: &str) -> bool {
 }
 
 fn header_str<'a>(name: &str, value: &'a [u8]) -> Result<&'a str, LocalError> {
-    std::str::from_utf8(value)
-        .map_err(|_| bad_request("BadHeader", format!("header {name} is not valid UTF-8")))
+    std::str::from_utf8(value).map_err(|_| {
+        LocalError::new(
+            ErrorCode::BadHeader,
+            format!("header {name} is not valid UTF-8"),
+        )
+    })
 }
 
 fn host_error(e: HostError) -> LocalError {
@@ -284,8 +283,7 @@ fn host_error(e: HostError) -> LocalError {
             LocalError::not_aws_endpoint(&format!("the host {} is not usable", clip(&h)))
         }
         HostError::NotSigV4(h) => LocalError::new(
-            400,
-            "NotSigV4",
+            ErrorCode::NotSigV4,
             format!(
                 "{} is an AWS endpoint that is not signed with SigV4 (SigV4A, bearer token or \
                  SigV2), which this filter does not produce",
@@ -293,8 +291,7 @@ fn host_error(e: HostError) -> LocalError {
             ),
         ),
         HostError::RegionUnknown(h) => LocalError::new(
-            400,
-            "RegionUnknown",
+            ErrorCode::RegionUnknown,
             format!(
                 "the signing region of {} is not in its name: add a host_overrides entry for it",
                 clip(&h)
@@ -315,8 +312,8 @@ fn override_value<'a>(name: &str, v: Option<&'a [u8]>) -> Result<Option<&'a str>
     let Some(v) = v else { return Ok(None) };
     match std::str::from_utf8(v) {
         Ok(s) if crate::config::is_scope_part(s) => Ok(Some(s)),
-        _ => Err(bad_request(
-            "BadOverride",
+        _ => Err(LocalError::new(
+            ErrorCode::BadOverride,
             format!("{name} must be lowercase letters, digits and '-'"),
         )),
     }
@@ -334,8 +331,8 @@ fn resolve_endpoint(
     let service_override = override_value(SERVICE_OVERRIDE_HEADER, service_override)?;
     let region_override = override_value(REGION_OVERRIDE_HEADER, region_override)?;
     if (service_override.is_some() || region_override.is_some()) && !cfg.request_overrides {
-        return Err(bad_request(
-            "OverrideNotAllowed",
+        return Err(LocalError::new(
+            ErrorCode::OverrideNotAllowed,
             "x-grant-service / x-grant-region are not enabled (plugin configuration \
              request_overrides)",
         ));
@@ -451,8 +448,8 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
 
     let (grant_id, scope) = match (grant, grant_count) {
         (_, n) if n > 1 => {
-            return Err(bad_request(
-                "GrantAmbiguous",
+            return Err(LocalError::new(
+                ErrorCode::GrantAmbiguous,
                 format!(
                     "the request has {n} {} headers: send exactly one",
                     cfg.grant_header
@@ -460,7 +457,8 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
             ))
         }
         (Some(g), _) => (
-            vault::validate_grant_id(g).map_err(|e| bad_request("GrantInvalid", e.describe()))?,
+            vault::validate_grant_id(g)
+                .map_err(|e| LocalError::new(ErrorCode::GrantInvalid, e.describe()))?,
             None,
         ),
         (None, _) if cfg.grant_from_access_key_id => {
@@ -471,8 +469,8 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
                 authorization_count,
             )?;
             let id = vault::validate_grant_id(scope.grant.as_bytes()).map_err(|e| {
-                bad_request(
-                    "GrantInvalid",
+                LocalError::new(
+                    ErrorCode::GrantInvalid,
                     format!("the access key id, taken as the grant id: {}", e.describe()),
                 )
             })?;
@@ -483,29 +481,31 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
 
     let reason = audit_reason(reason)?;
     let context = audit_context(context)?;
-    let method = method.ok_or_else(|| bad_request("BadRequest", "the request has no :method"))?;
+    let method = method
+        .ok_or_else(|| LocalError::new(ErrorCode::BadRequest, "the request has no :method"))?;
     if !sigv4::is_token(method) {
-        return Err(bad_request(
-            "BadRequest",
+        return Err(LocalError::new(
+            ErrorCode::BadRequest,
             "the request method is not a valid HTTP token",
         ));
     }
-    let path = path.ok_or_else(|| bad_request("BadRequest", "the request has no :path"))?;
+    let path =
+        path.ok_or_else(|| LocalError::new(ErrorCode::BadRequest, "the request has no :path"))?;
     if !path.starts_with('/') {
-        return Err(bad_request(
-            "BadRequest",
+        return Err(LocalError::new(
+            ErrorCode::BadRequest,
             "the request path must start with '/' (CONNECT and asterisk-form are not signed)",
         ));
     }
     if query_has_presign_param(path) {
-        return Err(bad_request(
-            "QuerySignatureNotAllowed",
+        return Err(LocalError::new(
+            ErrorCode::QuerySignatureNotAllowed,
             "the query string already carries SigV4 parameters (X-Amz-Signature, X-Amz-Credential, ...): \
              send the request without them and the filter signs it",
         ));
     }
-    let authority =
-        authority.ok_or_else(|| bad_request("BadRequest", "the request has no :authority"))?;
+    let authority = authority
+        .ok_or_else(|| LocalError::new(ErrorCode::BadRequest, "the request has no :authority"))?;
     let endpoint = resolve_endpoint(
         cfg,
         authority,
@@ -515,8 +515,8 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
     )?;
     if let Some(sc) = &scope {
         if sc.service != endpoint.signing_name || sc.region != endpoint.region {
-            return Err(bad_request(
-                "CredentialScopeMismatch",
+            return Err(LocalError::new(
+                ErrorCode::CredentialScopeMismatch,
                 format!(
                     "the client signed for service {} in region {}, but {} is service {} in \
                      region {}: configure the client's region (or endpoint) to match",
@@ -537,14 +537,16 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
             std::str::from_utf8(v)
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or_else(|| bad_request("BadRequest", "content-length is not a number"))?,
+                .ok_or_else(|| {
+                    LocalError::new(ErrorCode::BadRequest, "content-length is not a number")
+                })?,
         ),
     };
     let has_body = !end_of_stream && (chunked || length != Some(0));
 
     if content_sha_count > 1 {
-        return Err(bad_request(
-            "BadContentSha256",
+        return Err(LocalError::new(
+            ErrorCode::BadContentSha256,
             "the request has more than one x-amz-content-sha256 header",
         ));
     }
@@ -558,8 +560,8 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
             } else if v.starts_with(STREAMING_SIGNED_PREFIX)
                 || v.starts_with(STREAMING_ECDSA_PREFIX)
             {
-                return Err(bad_request(
-                    "ChunkSignedPayloadUnsupported",
+                return Err(LocalError::new(
+                    ErrorCode::ChunkSignedPayloadUnsupported,
                     "per-chunk signed uploads (x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD) \
                      cannot be re-signed by a proxy: send the body with its SHA-256 or unsigned \
                      (boto3, the AWS CLI and the AWS SDK for JavaScript v3 do so for http:// \
@@ -567,8 +569,8 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
                      1.x: disableChunkedEncoding())",
                 ));
             } else {
-                return Err(bad_request(
-                    "BadContentSha256",
+                return Err(LocalError::new(
+                    ErrorCode::BadContentSha256,
                     "x-amz-content-sha256 must be 64 hex digits (or, for S3, UNSIGNED-PAYLOAD or \
                      STREAMING-UNSIGNED-PAYLOAD-TRAILER)",
                 ));
@@ -583,8 +585,7 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
     if !s3 || cfg.s3_payload == S3Payload::Signed {
         if let Some(n) = length.filter(|&n| n > cfg.max_body_bytes) {
             return Err(LocalError::new(
-                413,
-                "BodyTooLarge",
+                ErrorCode::BodyTooLarge,
                 format!(
                     "the body is {n} bytes, more than max_body_bytes ({})",
                     cfg.max_body_bytes
@@ -638,8 +639,8 @@ fn audit_reason(v: Option<&[u8]>) -> Result<Option<String>, LocalError> {
         Ok(s) if s.len() <= MAX_REASON_BYTES && !s.chars().any(char::is_control) => {
             Ok(Some(s.to_string()))
         }
-        _ => Err(bad_request(
-            "BadAuditReason",
+        _ => Err(LocalError::new(
+            ErrorCode::BadAuditReason,
             "x-grant-reason must be at most 1 KiB of UTF-8 text without control characters",
         )),
     }
@@ -648,8 +649,8 @@ fn audit_reason(v: Option<&[u8]>) -> Result<Option<String>, LocalError> {
 fn audit_context(v: Option<&[u8]>) -> Result<Option<serde_json::Value>, LocalError> {
     let Some(v) = v else { return Ok(None) };
     let bad = || {
-        bad_request(
-            "BadAuditContext",
+        LocalError::new(
+            ErrorCode::BadAuditContext,
             "x-grant-context must be a JSON object of at most 4 KiB",
         )
     };
@@ -674,8 +675,7 @@ pub fn authorize(plan: &Plan, policy: &Policy, caller: &Caller) -> Result<(), Lo
         )
         .map_err(|d| {
             LocalError::new(
-                403,
-                "GrantPolicyDenied",
+                ErrorCode::GrantPolicyDenied,
                 format!("refused by the grant's {} rule: {}", d.rule, d.detail),
             )
         })
@@ -714,11 +714,12 @@ pub fn sign(
         uri_rules: plan.uri_rules,
     };
     let signed = sigv4::sign(&input, &creds.access_key_id, &key).map_err(|e| match e {
-        sigv4::SigV4Error::BadPath(why) => {
-            bad_request("BadRequest", format!("the path cannot be signed: {why}"))
-        }
-        sigv4::SigV4Error::BadHeader(name) => bad_request(
-            "BadHeader",
+        sigv4::SigV4Error::BadPath(why) => LocalError::new(
+            ErrorCode::BadRequest,
+            format!("the path cannot be signed: {why}"),
+        ),
+        sigv4::SigV4Error::BadHeader(name) => LocalError::new(
+            ErrorCode::BadHeader,
             format!("header {name} has a value that cannot be signed"),
         ),
         sigv4::SigV4Error::BadDate => LocalError::internal("the clock gave an unusable date"),
@@ -804,21 +805,21 @@ mod tests {
             (":path", "/"),
             (":authority", "sts.us-east-1.amazonaws.com"),
         ]);
-        assert_eq!(code(no_grant, true).code, "GrantMissing");
+        assert_eq!(code(no_grant, true).code, ErrorCode::GrantMissing);
         assert_eq!(
             code(base(&[("x-grant-id", "g2")]), true).code,
-            "GrantAmbiguous"
+            ErrorCode::GrantAmbiguous
         );
         let mut bad = base(&[]);
         bad[4].1 = b"../x".to_vec();
-        assert_eq!(code(bad, true).code, "GrantInvalid");
+        assert_eq!(code(bad, true).code, ErrorCode::GrantInvalid);
         let mut host = base(&[]);
         host[2].1 = b"example.com".to_vec();
         let e = code(host, true);
-        assert_eq!((e.status, e.code), (403, "NotAwsEndpoint"));
+        assert_eq!((e.status(), e.code), (403, ErrorCode::NotAwsEndpoint));
         assert_eq!(
             code(base(&[("content-length", "5")]), false).code,
-            "PayloadHashRequired"
+            ErrorCode::PayloadHashRequired
         );
         assert_eq!(
             code(
@@ -828,16 +829,19 @@ mod tests {
                 ]),
                 false
             )
-            .status,
+            .status(),
             413
         );
         assert_eq!(
             code(base(&[("x-amz-content-sha256", "nope")]), false).code,
-            "BadContentSha256"
+            ErrorCode::BadContentSha256
         );
         let mut presigned = base(&[]);
         presigned[1].1 = b"/?X-Amz-Signature=abc".to_vec();
-        assert_eq!(code(presigned, true).code, "QuerySignatureNotAllowed");
+        assert_eq!(
+            code(presigned, true).code,
+            ErrorCode::QuerySignatureNotAllowed
+        );
     }
 
     #[test]
@@ -847,7 +851,7 @@ mod tests {
         assert_eq!(
             precheck_request(&c, &base(&[("content-length", "5000")]), false)
                 .unwrap_err()
-                .status,
+                .status(),
             413
         );
         let no_grant = hdrs(&[
@@ -857,7 +861,7 @@ mod tests {
         ]);
         assert_eq!(
             precheck_request(&c, &no_grant, false).unwrap_err().code,
-            "GrantMissing"
+            ErrorCode::GrantMissing
         );
     }
 
@@ -885,11 +889,11 @@ mod tests {
         h[2].1 = b"other.example.com".to_vec();
         assert_eq!(
             plan_request(&c, &h, true).unwrap_err().code,
-            "NotAwsEndpoint"
+            ErrorCode::NotAwsEndpoint
         );
         // request-level overrides are off by default
         let e = plan_request(&c, &base(&[("x-grant-region", "eu-west-1")]), true).unwrap_err();
-        assert_eq!(e.code, "OverrideNotAllowed");
+        assert_eq!(e.code, ErrorCode::OverrideNotAllowed);
         let on = Config::parse(br#"{"vault": {"token": "t"}, "request_overrides": true}"#).unwrap();
         let p = plan_request(
             &on,
@@ -904,13 +908,13 @@ mod tests {
         assert!(p.strip.iter().any(|s| s == "x-grant-region"));
         assert!(p.signed.iter().all(|(n, _)| !n.starts_with("x-grant")));
         let e = plan_request(&on, &base(&[("x-grant-region", "EU WEST")]), true).unwrap_err();
-        assert_eq!(e.code, "BadOverride");
+        assert_eq!(e.code, ErrorCode::BadOverride);
         // overrides never make a non-AWS host signable
         let mut h = base(&[("x-grant-region", "us-east-1")]);
         h[2].1 = b"evil.example".to_vec();
         assert_eq!(
             plan_request(&on, &h, true).unwrap_err().code,
-            "NotAwsEndpoint"
+            ErrorCode::NotAwsEndpoint
         );
     }
 
@@ -937,10 +941,10 @@ mod tests {
             &format!("{{\"a\":\"{}\"}}", "x".repeat(5000)),
         ] {
             let e = plan_request(&cfg(), &base(&[("x-grant-context", bad)]), true).unwrap_err();
-            assert_eq!(e.code, "BadAuditContext", "{bad}");
+            assert_eq!(e.code, ErrorCode::BadAuditContext, "{bad}");
         }
         let e = plan_request(&cfg(), &base(&[("x-grant-reason", "a\u{7}b")]), true).unwrap_err();
-        assert_eq!(e.code, "BadAuditReason");
+        assert_eq!(e.code, ErrorCode::BadAuditReason);
     }
 
     #[test]
@@ -951,7 +955,7 @@ mod tests {
             ..Policy::default()
         };
         let e = authorize(&p, &policy, &Caller::default()).unwrap_err();
-        assert_eq!((e.status, e.code), (403, "GrantPolicyDenied"));
+        assert_eq!((e.status(), e.code), (403, ErrorCode::GrantPolicyDenied));
         assert!(e.message.contains("allowed_services"), "{}", e.message);
         assert!(authorize(&p, &Policy::default(), &Caller::default()).is_ok());
     }
@@ -960,11 +964,14 @@ mod tests {
     fn sigv4a_and_unknown_region_hosts_are_explained() {
         let mut h = base(&[]);
         h[2].1 = b"mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com".to_vec();
-        assert_eq!(plan_request(&cfg(), &h, true).unwrap_err().code, "NotSigV4");
+        assert_eq!(
+            plan_request(&cfg(), &h, true).unwrap_err().code,
+            ErrorCode::NotSigV4
+        );
         h[2].1 = b"bucket.s3-accelerate.amazonaws.com".to_vec();
         assert_eq!(
             plan_request(&cfg(), &h, true).unwrap_err().code,
-            "RegionUnknown"
+            ErrorCode::RegionUnknown
         );
     }
 
@@ -994,7 +1001,7 @@ mod tests {
         ));
         assert_eq!(
             plan_request(&cfg(), &h, false).unwrap_err().code,
-            "ChunkSignedPayloadUnsupported"
+            ErrorCode::ChunkSignedPayloadUnsupported
         );
     }
 
@@ -1158,7 +1165,7 @@ mod tests {
         let mut lost = after.clone();
         lost.pop();
         let e = plan_request(&c, &lost, true).unwrap_err();
-        assert_eq!(e.code, "CredentialScopeMismatch");
+        assert_eq!(e.code, ErrorCode::CredentialScopeMismatch);
     }
 
     #[test]
@@ -1181,7 +1188,7 @@ mod tests {
         let h = sdk("g1/20260101/us-east-1/sts/aws4_request", &[]);
         assert_eq!(
             plan_request(&cfg(), &h, true).unwrap_err().code,
-            "GrantMissing"
+            ErrorCode::GrantMissing
         );
     }
 
@@ -1191,7 +1198,10 @@ mod tests {
         let code = |h: Vec<(String, Vec<u8>)>| plan_request(&c, &h, true).unwrap_err();
         // Scope of another region or service: both named.
         let e = code(sdk("g1/20260101/eu-west-1/sts/aws4_request", &[]));
-        assert_eq!((e.status, e.code), (400, "CredentialScopeMismatch"));
+        assert_eq!(
+            (e.status(), e.code),
+            (400, ErrorCode::CredentialScopeMismatch)
+        );
         for part in [
             "sts",
             "eu-west-1",
@@ -1201,14 +1211,14 @@ mod tests {
             assert!(e.message.contains(part), "{part}: {}", e.message);
         }
         let e = code(sdk("g1/20260101/us-east-1/s3/aws4_request", &[]));
-        assert_eq!(e.code, "CredentialScopeMismatch");
+        assert_eq!(e.code, ErrorCode::CredentialScopeMismatch);
         assert!(e.message.contains("service s3"), "{}", e.message);
         // The grant id is validated like the header's.
         let e = code(sdk("../20260101/us-east-1/sts/aws4_request", &[]));
-        assert_eq!(e.code, "GrantInvalid");
+        assert_eq!(e.code, ErrorCode::GrantInvalid);
         assert!(e.message.contains("access key id"), "{}", e.message);
         let long = format!("{}/20260101/us-east-1/sts/aws4_request", "a".repeat(200));
-        assert_eq!(code(sdk(&long, &[])).code, "GrantInvalid");
+        assert_eq!(code(sdk(&long, &[])).code, ErrorCode::GrantInvalid);
         // Malformed credentials and other schemes.
         for bad in [
             "g1/20260101/us-east-1/sts",
@@ -1218,32 +1228,36 @@ mod tests {
             "",
         ] {
             let e = code(sdk(bad, &[]));
-            assert_eq!((e.status, e.code), (400, "BadAuthorization"), "{bad}");
+            assert_eq!(
+                (e.status(), e.code),
+                (400, ErrorCode::BadAuthorization),
+                "{bad}"
+            );
         }
         let mut h = sdk("g1/20260101/us-east-1/sts/aws4_request", &[]);
         h[6].1 = b"AWS4-ECDSA-P256-SHA256 Credential=g1/20260101/sts/aws4_request".to_vec();
         let e = code(h.clone());
-        assert_eq!(e.code, "BadAuthorization");
+        assert_eq!(e.code, ErrorCode::BadAuthorization);
         assert!(e.message.contains("SigV4A"), "{}", e.message);
         h[6].1 = b"AWS AKIDEXAMPLE:c2ln".to_vec();
-        assert_eq!(code(h.clone()).code, "BadAuthorization");
+        assert_eq!(code(h.clone()).code, ErrorCode::BadAuthorization);
         h[6].1 = vec![0xff];
-        assert_eq!(code(h.clone()).code, "BadHeader");
+        assert_eq!(code(h.clone()).code, ErrorCode::BadHeader);
         // No Authorization at all: GrantMissing names both ways.
         h.remove(6);
         let e = code(h);
-        assert_eq!((e.status, e.code), (401, "GrantMissing"));
+        assert_eq!((e.status(), e.code), (401, ErrorCode::GrantMissing));
         assert!(e.message.contains("x-grant-id") && e.message.contains("Credential="));
         // Two of them.
         let mut h = sdk("g1/20260101/us-east-1/sts/aws4_request", &[]);
         h.push(h[6].clone());
-        assert_eq!(code(h).code, "GrantAmbiguous");
+        assert_eq!(code(h).code, ErrorCode::GrantAmbiguous);
         // A hand-off header that is not a credential scope.
         let h = sdk(
             "g1/20260101/us-east-1/sts/aws4_request",
             &[(CREDENTIAL_HEADER, "g1")],
         );
-        assert_eq!(code(h).code, "BadAuthorization");
+        assert_eq!(code(h).code, ErrorCode::BadAuthorization);
     }
 
     #[test]
@@ -1266,7 +1280,7 @@ mod tests {
             STREAMING_UNSIGNED_TRAILER
         );
         let e = s3("STREAMING-AWS4-HMAC-SHA256-PAYLOAD").unwrap_err();
-        assert_eq!(e.code, "ChunkSignedPayloadUnsupported");
+        assert_eq!(e.code, ErrorCode::ChunkSignedPayloadUnsupported);
     }
 
     #[test]
