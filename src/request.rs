@@ -563,7 +563,7 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
                 return Err(LocalError::new(
                     ErrorCode::ChunkSignedPayloadUnsupported,
                     "per-chunk signed uploads (x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD) \
-                     cannot be re-signed by a proxy: send the body with its SHA-256 or unsigned \
+                     cannot be re-signed by a proxy: send the body with its SHA-256 or as UNSIGNED-PAYLOAD \
                      (boto3, the AWS CLI and the AWS SDK for JavaScript v3 do so for http:// \
                      endpoints; AWS SDK for Java 2.x: S3Configuration chunkedEncodingEnabled(false), \
                      1.x: disableChunkedEncoding())",
