@@ -404,7 +404,6 @@ export async function request(method: string, url: string | URL, options: Reques
 /** What {@link awsClient} needs of an SDK v3 client (any `@aws-sdk/client-*`). */
 export interface SdkClient {
   config: {
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
     endpointProvider?: (params: any, context?: any) => { url: URL | string };
   };
   middlewareStack: {
