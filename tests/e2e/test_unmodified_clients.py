@@ -180,6 +180,46 @@ def test_chunk_signed_uploads_are_refused_with_the_setting_to_change(stack):
     assert "chunkedEncodingEnabled" in doc["message"], doc["message"]
 
 
+def test_forwarded_requests_carry_nothing_of_the_placeholder():
+    """With an echo server as AWS: what the filter forwards for a boto3 client with a
+    placeholder key and session token, on the hashed route (DynamoDB POST: precheck, body
+    hasher, signing) and the direct one (S3 GET)."""
+    from echo import Echo
+
+    echo = Echo()
+    s = None
+    try:
+        s = Stack(aws_port=echo.port, plugin_overrides={"grant_from_access_key_id": True})
+        key = {"access_key_id": "AKIAECHOEXAMPLE00001", "secret_access_key": "echo-secret-value"}
+        s.bao.put_grant(GRANT, key)
+        import boto3
+        from botocore.config import Config
+
+        def client(service):
+            return boto3.client(service, region_name="us-east-1", aws_access_key_id=GRANT,
+                                aws_secret_access_key="unused", aws_session_token="placeholder-token",
+                                endpoint_url=f"http://{service}.us-east-1.amazonaws.com",
+                                config=Config(proxies={"http": s.proxy}, retries={"max_attempts": 1},
+                                              s3={"addressing_style": "path"}))
+
+        client("dynamodb").list_tables()
+        client("s3").get_object(Bucket="b", Key="k")
+        assert len(echo.requests) == 2
+        for req, scope in zip(echo.requests, ("us-east-1/dynamodb/", "us-east-1/s3/")):
+            h = {k.lower(): v for k, v in req["headers"].items()}
+            auth = h["authorization"]
+            assert auth.startswith("AWS4-HMAC-SHA256 Credential=AKIAECHOEXAMPLE00001/") and scope in auth, auth
+            assert GRANT not in str(req["headers"]), req["headers"]
+            assert "placeholder-token" not in str(req["headers"])
+            assert "x-amz-security-token" not in h and "x-grant-sigv4-credential" not in h
+            assert not any(k.startswith("x-grant") for k in h)
+    finally:
+        if s is not None:
+            s.stop()
+            s.cleanup()
+        echo.stop()
+
+
 def test_off_by_default():
     s = Stack()
     try:
