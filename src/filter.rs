@@ -20,7 +20,7 @@ use crate::abi::{Action, IdMap};
 use crate::audit::{self, AuditRecord};
 use crate::aws_response::{self, KeyVerdict};
 use crate::cache::{Begin, CachedGrant, GrantCache, Inflight, Lookup, RetryStash};
-use crate::config::{Config, Mode};
+use crate::config::{AuthMethod, Config, Mode};
 use crate::errors::{ErrorCode, LocalError};
 use crate::hostcalls::{self, Buffer, Map};
 use crate::metrics::{Counter, Metrics};
@@ -183,15 +183,20 @@ fn shared_forget(grant: &str, fetched_at: u64) {
 
 /// Start a vault read. The answer goes to the context that is running now.
 fn dispatch(cfg: &Config, path: &str) -> Result<u32, String> {
-    let headers: [(&str, &[u8]); 5] = [
+    let all: [(&str, &[u8]); 5] = [
         (":method", b"GET"),
         (":path", path.as_bytes()),
         (":authority", cfg.vault.authority.as_bytes()),
-        ("x-vault-token", cfg.vault.token.as_bytes()),
         ("accept", b"application/json"),
+        ("x-vault-token", cfg.vault.token.as_bytes()),
     ];
+    // Behind a Vault or OpenBao Proxy the filter holds no token and sends none.
+    let headers = match cfg.vault.auth {
+        AuthMethod::Token => &all[..],
+        AuthMethod::Proxy => &all[..4],
+    };
     let timeout_ms = u32::try_from(cfg.vault.timeout_ms).unwrap_or(u32::MAX);
-    hostcalls::dispatch_http_call(&cfg.vault.cluster, &headers, timeout_ms)
+    hostcalls::dispatch_http_call(&cfg.vault.cluster, headers, timeout_ms)
         .map_err(|s| format!("status {s}"))
 }
 
@@ -225,9 +230,19 @@ fn callout_answer(body_size: usize) -> (Option<u32>, Vec<u8>) {
     (status, body)
 }
 
-fn vault_error(e: &VaultError) -> LocalError {
+fn vault_error(cfg: &Config, e: &VaultError) -> LocalError {
     match e {
         VaultError::NotFound => LocalError::grant_not_found(),
+        // Behind a proxy, the reply names it: that is where the operator looks first.
+        VaultError::Unavailable(why) if cfg.vault.auth == AuthMethod::Proxy => LocalError::new(
+            ErrorCode::VaultUnavailable,
+            format!(
+                "the credential store could not be read through the Vault/OpenBao Proxy \
+                     (cluster {}): {}",
+                cfg.vault.cluster,
+                why.replace("the filter's token", "the proxy's token")
+            ),
+        ),
         VaultError::Unavailable(why) => LocalError::vault_unavailable(why),
         VaultError::BadRecord(why) => LocalError::new(
             ErrorCode::GrantRecordInvalid,
@@ -416,7 +431,7 @@ impl Worker {
             Err(VaultError::NotFound) => {
                 self.cache
                     .remember_not_found(&grant, now.saturating_add(cfg.cache.negative_ttl_seconds));
-                Err(vault_error(&VaultError::NotFound))
+                Err(vault_error(cfg, &VaultError::NotFound))
             }
             Err(e @ VaultError::Unavailable(_)) => match self.cache.lookup(&grant, now) {
                 // The vault is down: serve the stale key while it is usable.
@@ -428,12 +443,12 @@ impl Worker {
                 }
                 _ => {
                     warn!("vault read for a grant failed: {e:?}");
-                    Err(vault_error(&e))
+                    Err(vault_error(cfg, &e))
                 }
             },
             Err(e) => {
                 warn!("vault read for a grant failed: {e:?}");
-                Err(vault_error(&e))
+                Err(vault_error(cfg, &e))
             }
         };
         Step::Done { outcome, fresh }
@@ -525,8 +540,8 @@ impl Root {
                 match cfg.mode {
                     Mode::Sign => {
                         info!(
-                            "grant-sigv4 configured: grant header {}, vault cluster {}, cache ttl {}s",
-                            cfg.grant_header, cfg.vault.cluster, cfg.cache.ttl_seconds
+                            "grant-sigv4 configured: grant header {}, vault cluster {}, vault auth {}, cache ttl {}s",
+                            cfg.grant_header, cfg.vault.cluster, cfg.vault.auth.as_str(), cfg.cache.ttl_seconds
                         );
                     }
                     Mode::Precheck => info!(
