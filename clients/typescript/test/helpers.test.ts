@@ -67,6 +67,8 @@ test("awsClient: S3 put, list and get; request() streams a 3 MiB download", asyn
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
   await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "a b/c.txt", Body: "hello ts" }));
   assert.ok(seen.some((h) => h["x-amz-content-sha256"] === sha256("hello ts")), "PutObject carried the body's SHA-256");
+  // Checksums only where required: no CRC32 on PutObject.
+  assert.ok(seen.every((h) => !Object.keys(h).some((k) => k.startsWith("x-amz-checksum-"))), JSON.stringify(seen));
   await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "big.bin", Body: BLOB }));
   const listed = await s3.send(new ListObjectsV2Command({ Bucket: BUCKET }));
   assert.deepEqual(listed.Contents?.map((o) => o.Key).sort(), ["a b/c.txt", "big.bin"]);
