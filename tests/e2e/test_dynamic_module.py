@@ -315,3 +315,38 @@ def test_through_the_openbao_proxy_the_module_sends_no_token():
     finally:
         s.stop()
         s.cleanup()
+
+
+def test_unmodified_boto3_with_the_grant_as_access_key_id():
+    """grant_from_access_key_id: boto3 signs with the grant id as its access key id and a
+    placeholder secret; the module takes the grant from that signature (no hand-off header:
+    nothing sits between the client and the module), hashes the DynamoDB bodies and re-signs."""
+    import boto3
+    from botocore.config import Config
+
+    s = Stack(host="native", plugin_overrides={"grant_from_access_key_id": True}, concurrency=1)
+    try:
+        creds = s.moto.create_user_key("unmodified-native-user")
+        s.bao.put_grant("GRANTNATIVE0000001", creds)
+
+        def client(service):
+            return boto3.session.Session().client(
+                service, region_name="us-east-1", aws_access_key_id="GRANTNATIVE0000001",
+                aws_secret_access_key="unused", endpoint_url=f"http://{service}.us-east-1.amazonaws.com",
+                config=Config(proxies={"http": s.proxy}, retries={"max_attempts": 1}),
+            )
+
+        assert client("sts").get_caller_identity()["Arn"].endswith(":user/unmodified-native-user")
+        ddb = client("dynamodb")
+        ddb.create_table(
+            TableName="native-unmodified",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        ddb.put_item(TableName="native-unmodified", Item={"id": {"S": "1"}, "v": {"S": "héllo"}})
+        got = ddb.get_item(TableName="native-unmodified", Key={"id": {"S": "1"}})["Item"]
+        assert got["v"]["S"] == "héllo"
+    finally:
+        s.stop()
+        s.cleanup()
