@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 WASM := target/wasm32-wasip1/release/grant_sigv4.wasm
 CARGO_JOBS ?= 2
 
-.PHONY: all setup rust-target venv wasm wasm-crash-test test unit lint e2e demo bench bench-instructions bench-vm endpoints-table clean
+.PHONY: all setup rust-target venv wasm wasm-crash-test test unit lint e2e demo bench bench-instructions bench-vm endpoints-table host-corpus clean
 
 all: wasm
 
@@ -39,8 +39,18 @@ lint:
 	cargo clippy --workspace --all-targets -j $(CARGO_JOBS) -- -D warnings
 	cargo clippy -p grant-sigv4 --lib --target wasm32-wasip1 -j $(CARGO_JOBS) -- -D warnings
 
-unit:
+unit: host-corpus
 	cargo test --workspace -j $(CARGO_JOBS)
+
+# Every host botocore resolves (all services, partitions, variants and endpoint rules), with
+# the signing name and region it signs with, generated from the pinned botocore for
+# tests/aws_hosts.rs (about 40 s of CPU); the same run fails when src/endpoints_table.rs is
+# not what that botocore gives.
+HOST_CORPUS := target/aws-hosts/hosts.jsonl
+host-corpus: $(HOST_CORPUS)
+
+$(HOST_CORPUS): $(VENV)/.stamp scripts/gen_endpoints_table.py src/endpoints_table.rs
+	$(PY) scripts/gen_endpoints_table.py --check --corpus $@
 
 e2e: setup wasm-crash-test wasm
 	$(PY) -m pytest -q tests/e2e
@@ -53,9 +63,9 @@ test: setup lint unit wasm-crash-test wasm
 demo: setup wasm
 	$(PY) scripts/demo.py
 
-# Regenerate src/endpoints_table.rs from botocore's data files.
+# Regenerate src/endpoints_table.rs (and the host corpus) from botocore's data files.
 endpoints-table: venv
-	$(PY) scripts/gen_endpoints_table.py
+	$(PY) scripts/gen_endpoints_table.py --corpus $(HOST_CORPUS)
 	cargo fmt --all
 
 clean:
