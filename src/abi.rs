@@ -171,6 +171,8 @@ mod exports {
     #[no_mangle]
     pub extern "C" fn _initialize() {
         #[cfg(target_os = "wasi")]
+        // SAFETY: called once, by the host, before any other export runs: the constructors
+        // have not run yet, as wasi-libc's reactor start requires.
         unsafe {
             __wasm_call_ctors();
         }

@@ -20,8 +20,8 @@ use crate::abi::{Action, IdMap};
 use crate::audit::{self, AuditRecord};
 use crate::aws_response::{self, KeyVerdict};
 use crate::cache::{Begin, CachedGrant, GrantCache, Inflight, Lookup, RetryStash};
-use crate::config::{Config, Mode};
-use crate::errors::LocalError;
+use crate::config::{AuthMethod, Config, Mode};
+use crate::errors::{ErrorCode, LocalError};
 use crate::hostcalls::{self, Buffer, Map};
 use crate::metrics::{Counter, Metrics};
 use crate::policy::{self, Caller, Policy};
@@ -57,7 +57,7 @@ struct Fetch {
     grant: String,
     stage: Stage,
     /// When the callout started (ms), for the latency histogram.
-    started_ms: u64,
+    started_ms: Option<u64>,
 }
 
 /// Filter state key of the audit record (`%FILTER_STATE(wasm.grant_sigv4_audit:PLAIN)%`).
@@ -183,21 +183,26 @@ fn shared_forget(grant: &str, fetched_at: u64) {
 
 /// Start a vault read. The answer goes to the context that is running now.
 fn dispatch(cfg: &Config, path: &str) -> Result<u32, String> {
-    let headers: [(&str, &[u8]); 5] = [
+    let all: [(&str, &[u8]); 5] = [
         (":method", b"GET"),
         (":path", path.as_bytes()),
         (":authority", cfg.vault.authority.as_bytes()),
-        ("x-vault-token", cfg.vault.token.as_bytes()),
         ("accept", b"application/json"),
+        ("x-vault-token", cfg.vault.token.as_bytes()),
     ];
+    // Behind a Vault or OpenBao Proxy the filter holds no token and sends none.
+    let headers = match cfg.vault.auth {
+        AuthMethod::Token => &all[..],
+        AuthMethod::Proxy => &all[..4],
+    };
     let timeout_ms = u32::try_from(cfg.vault.timeout_ms).unwrap_or(u32::MAX);
-    hostcalls::dispatch_http_call(&cfg.vault.cluster, &headers, timeout_ms)
+    hostcalls::dispatch_http_call(&cfg.vault.cluster, headers, timeout_ms)
         .map_err(|s| format!("status {s}"))
 }
 
 fn start_fetch(cfg: &Config, fetch: &mut Fetch, metrics: &mut Metrics) -> Result<u32, String> {
     metrics.inc(Counter::VaultCallouts);
-    fetch.started_ms = hostcalls::now_ms().unwrap_or(0);
+    fetch.started_ms = hostcalls::now_ms().ok();
     let path = match &fetch.stage {
         Stage::Record => vault::grant_path(&cfg.vault, &fetch.grant),
         Stage::Dynamic { source, .. } => vault::dynamic_path(source),
@@ -225,13 +230,22 @@ fn callout_answer(body_size: usize) -> (Option<u32>, Vec<u8>) {
     (status, body)
 }
 
-fn vault_error(e: &VaultError) -> LocalError {
+fn vault_error(cfg: &Config, e: &VaultError) -> LocalError {
     match e {
         VaultError::NotFound => LocalError::grant_not_found(),
+        // Behind a proxy, the reply names it: that is where the operator looks first.
+        VaultError::Unavailable(why) if cfg.vault.auth == AuthMethod::Proxy => LocalError::new(
+            ErrorCode::VaultUnavailable,
+            format!(
+                "the credential store could not be read through the Vault/OpenBao Proxy \
+                     (cluster {}): {}",
+                cfg.vault.cluster,
+                why.replace("the filter's token", "the proxy's token")
+            ),
+        ),
         VaultError::Unavailable(why) => LocalError::vault_unavailable(why),
         VaultError::BadRecord(why) => LocalError::new(
-            502,
-            "GrantRecordInvalid",
+            ErrorCode::GrantRecordInvalid,
             format!("the stored record for this grant is not usable: {why}"),
         ),
     }
@@ -254,10 +268,10 @@ fn current_caller() -> Caller {
 
 /// Answer the request now in effect locally with a JSON error.
 fn reply(e: &LocalError) {
-    debug!("local reply {} {}", e.status, e.code);
+    debug!("local reply {} {}", e.status(), e.code);
     let body = e.body();
     if let Err(s) = hostcalls::send_local_response(
-        e.status,
+        e.status(),
         &[("content-type", b"application/json")],
         body.as_bytes(),
     ) {
@@ -280,7 +294,7 @@ impl Worker {
     /// Answer the request now in effect (context `ctx`), planned as `plan`, locally, and
     /// account for it.
     fn refuse_planned(&mut self, ctx: u32, e: &LocalError, plan: &Plan) {
-        self.decided_from_plan(ctx, plan, e.code, Some(e.status));
+        self.decided_from_plan(ctx, plan, e.code.as_str(), Some(e.status()));
         self.refuse(ctx, e);
     }
 
@@ -300,12 +314,12 @@ impl Worker {
     /// Answer the request now in effect (context `ctx`) locally, and account for it.
     fn refuse(&mut self, ctx: u32, e: &LocalError) {
         self.metrics.error(e.code);
-        if e.code == "GrantPolicyDenied" {
+        if e.code == ErrorCode::GrantPolicyDenied {
             self.metrics.inc(Counter::PolicyDenials);
         }
         if let Some(mut a) = self.audits.remove(&ctx) {
             a.record.outcome = e.code.to_string();
-            a.record.status = Some(e.status);
+            a.record.status = Some(e.status());
             decided(&mut a);
             if a.log {
                 log_audit(&mut a, None);
@@ -375,7 +389,7 @@ impl Worker {
     ) -> Step {
         if let Some(ms) = hostcalls::now_ms()
             .ok()
-            .and_then(|t| t.checked_sub(fetch.started_ms))
+            .and_then(|t| t.checked_sub(fetch.started_ms?))
         {
             self.metrics.callout_latency(ms);
         }
@@ -395,7 +409,7 @@ impl Worker {
                                 source,
                                 policy: rec.policy,
                             },
-                            started_ms: 0,
+                            started_ms: None,
                         })
                     }
                 },
@@ -417,7 +431,7 @@ impl Worker {
             Err(VaultError::NotFound) => {
                 self.cache
                     .remember_not_found(&grant, now.saturating_add(cfg.cache.negative_ttl_seconds));
-                Err(vault_error(&VaultError::NotFound))
+                Err(vault_error(cfg, &VaultError::NotFound))
             }
             Err(e @ VaultError::Unavailable(_)) => match self.cache.lookup(&grant, now) {
                 // The vault is down: serve the stale key while it is usable.
@@ -429,12 +443,12 @@ impl Worker {
                 }
                 _ => {
                     warn!("vault read for a grant failed: {e:?}");
-                    Err(vault_error(&e))
+                    Err(vault_error(cfg, &e))
                 }
             },
             Err(e) => {
                 warn!("vault read for a grant failed: {e:?}");
-                Err(vault_error(&e))
+                Err(vault_error(cfg, &e))
             }
         };
         Step::Done { outcome, fresh }
@@ -478,8 +492,12 @@ impl Root {
             return;
         };
         let (status, body) = callout_answer(body_size);
-        let now = hostcalls::now_secs().unwrap_or(0);
         let grant = fetch.grant.clone();
+        let Ok(now) = hostcalls::now_secs() else {
+            warn!("background refresh dropped: Envoy did not give the current time");
+            w.cache.refresh_failed(&grant);
+            return;
+        };
         match w.step(&cfg, fetch, status, &body, now) {
             Step::Next(mut next) => match start_fetch(&cfg, &mut next, &mut w.metrics) {
                 Ok(t) => {
@@ -522,8 +540,8 @@ impl Root {
                 match cfg.mode {
                     Mode::Sign => {
                         info!(
-                            "grant-sigv4 configured: grant header {}, vault cluster {}, cache ttl {}s",
-                            cfg.grant_header, cfg.vault.cluster, cfg.cache.ttl_seconds
+                            "grant-sigv4 configured: grant header {}, vault cluster {}, vault auth {}, cache ttl {}s",
+                            cfg.grant_header, cfg.vault.cluster, cfg.vault.auth.as_str(), cfg.cache.ttl_seconds
                         );
                     }
                     Mode::Precheck => info!(
@@ -556,7 +574,10 @@ impl Root {
         let Some(cfg) = w.config.clone() else {
             return;
         };
-        let now = hostcalls::now_secs().unwrap_or(0);
+        let Ok(now) = hostcalls::now_secs() else {
+            warn!("no background refresh: Envoy did not give the current time");
+            return;
+        };
         for grant in w.cache.due_for_refresh(now) {
             // Another worker may have refreshed it already.
             if let Some(g) = shared_lookup(&grant, now).filter(|g| now < g.refresh_at) {
@@ -566,7 +587,7 @@ impl Root {
             let mut fetch = Fetch {
                 grant: grant.clone(),
                 stage: Stage::Record,
-                started_ms: 0,
+                started_ms: None,
             };
             match start_fetch(&cfg, &mut fetch, &mut w.metrics) {
                 Ok(token) => {
@@ -655,8 +676,13 @@ impl Signer {
             return;
         };
         let (status, body) = callout_answer(body_size);
-        let now = hostcalls::now_secs().unwrap_or(0);
         let grant = fetch.grant.clone();
+        let Ok(now) = hostcalls::now_secs() else {
+            // Never sign with a made-up date: the waiting requests are refused.
+            let e = LocalError::internal("Envoy did not give the current time");
+            self.release(&grant, &Err(e), 0);
+            return;
+        };
         let step = self
             .worker
             .borrow_mut()
@@ -716,10 +742,13 @@ impl Signer {
     }
 
     fn on_http_request_headers(&self, end_of_stream: bool) -> Action {
-        let start_ms = hostcalls::now_ms().unwrap_or(0);
         let Some(cfg) = self.worker.borrow().config.clone() else {
             reply(&LocalError::internal("the filter is not configured"));
             return Action::Pause;
+        };
+        // Never sign with a made-up date (a 1970 signature): no clock, no signature.
+        let Ok(start_ms) = hostcalls::now_ms() else {
+            return self.refuse(&LocalError::internal("Envoy did not give the current time"));
         };
         // A record is started with the request only for the log line (which needs its start
         // time); for the filter state alone, what is known is written when the outcome is
@@ -821,7 +850,7 @@ impl Signer {
             let mut fetch = Fetch {
                 grant: grant.clone(),
                 stage: Stage::Record,
-                started_ms: 0,
+                started_ms: None,
             };
             let started = start_fetch(&cfg, &mut fetch, &mut w.metrics);
             match started {
@@ -872,7 +901,10 @@ impl Signer {
             let Some(cfg) = w.config.clone() else {
                 return;
             };
-            let now = hostcalls::now_secs().unwrap_or(0);
+            let Ok(now) = hostcalls::now_secs() else {
+                warn!("AWS refused a grant's key, but Envoy did not give the current time: it stays cached");
+                return;
+            };
             if w.cache
                 .invalidate(&grant, fetched_at, now, cfg.cache.min_refetch_seconds)
             {

@@ -172,6 +172,10 @@ mod ffi {
 }
 
 /// Take ownership of a buffer the host allocated through the SDK's allocator.
+///
+/// # Safety
+/// `data` is null, or points to `size` initialized bytes of a `Vec<u8>` allocation of
+/// capacity `size` made by [`crate::abi`]'s `proxy_on_memory_allocate`, which nothing else owns.
 #[cfg(target_arch = "wasm32")]
 unsafe fn take(data: *mut u8, size: usize) -> Vec<u8> {
     if data.is_null() {
@@ -206,7 +210,12 @@ pub fn get_map(map: Map) -> Result<RawMap, Status> {
     {
         let mut data: *mut u8 = std::ptr::null_mut();
         let mut size = 0usize;
+        // SAFETY: the host writes through the out-pointers, which point to live locals of this
+        // frame; no Rust reference aliases them.
         let status = unsafe { ffi::proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
+        // SAFETY: `data`/`size` are what the host just returned: null, or a buffer it allocated
+        // with this module's `proxy_on_memory_allocate` (a `Vec<u8>` of capacity `size`), owned by
+        // nobody else.
         let bytes = unsafe { take(data, size) };
         check(status)?;
         Ok(RawMap(bytes))
@@ -224,6 +233,8 @@ pub fn get_value(map: Map, key: &str) -> Result<Option<Vec<u8>>, Status> {
     {
         let mut data: *mut u8 = std::ptr::null_mut();
         let mut size = 0usize;
+        // SAFETY: `key` is a live &str read by the host; the host writes through the out-pointers,
+        // which point to live locals of this frame; no Rust reference aliases them.
         let status = unsafe {
             ffi::proxy_get_header_map_value(
                 map as u32,
@@ -233,6 +244,9 @@ pub fn get_value(map: Map, key: &str) -> Result<Option<Vec<u8>>, Status> {
                 &mut size,
             )
         };
+        // SAFETY: `data`/`size` are what the host just returned: null, or a buffer it allocated
+        // with this module's `proxy_on_memory_allocate` (a `Vec<u8>` of capacity `size`), owned by
+        // nobody else.
         let bytes = unsafe { take(data, size) };
         match status {
             OK => Ok(Some(bytes)),
@@ -252,6 +266,7 @@ pub fn log_level() -> Result<u32, Status> {
     #[cfg(target_arch = "wasm32")]
     {
         let mut level = 0u32;
+        // SAFETY: `level` is a live local; the host writes one u32 into it.
         unsafe { check(ffi::proxy_get_log_level(&mut level))? };
         Ok(level)
     }
@@ -262,6 +277,7 @@ pub fn log_level() -> Result<u32, Status> {
 /// Ask for `on_tick` every `ms` milliseconds on this root context.
 pub fn set_tick_period_ms(ms: u32) -> Result<(), Status> {
     #[cfg(target_arch = "wasm32")]
+    // SAFETY: a plain value call with no pointers.
     unsafe {
         check(ffi::proxy_set_tick_period_milliseconds(ms))
     }
@@ -275,6 +291,8 @@ pub fn set_tick_period_ms(ms: u32) -> Result<(), Status> {
 /// Set (replace or add) one header.
 pub fn replace(map: Map, key: &str, value: &[u8]) -> Result<(), Status> {
     #[cfg(target_arch = "wasm32")]
+    // SAFETY: pointers and lengths come from live borrowed slices/strs that outlive the call; the
+    // host only reads them.
     unsafe {
         check(ffi::proxy_replace_header_map_value(
             map as u32,
@@ -294,6 +312,8 @@ pub fn replace(map: Map, key: &str, value: &[u8]) -> Result<(), Status> {
 /// Remove every value of one header.
 pub fn remove(map: Map, key: &str) -> Result<(), Status> {
     #[cfg(target_arch = "wasm32")]
+    // SAFETY: pointers and lengths come from live borrowed slices/strs that outlive the call; the
+    // host only reads them.
     unsafe {
         check(ffi::proxy_remove_header_map_value(
             map as u32,
@@ -315,7 +335,12 @@ pub fn get_buffer(buffer: Buffer, max: usize) -> Result<Vec<u8>, Status> {
         let mut data: *mut u8 = std::ptr::null_mut();
         let mut size = 0usize;
         let status =
+            // SAFETY: the host writes through the out-pointers, which point to live locals of this
+            // frame; no Rust reference aliases them.
             unsafe { ffi::proxy_get_buffer_bytes(buffer as u32, 0, max, &mut data, &mut size) };
+        // SAFETY: `data`/`size` are what the host just returned: null, or a buffer it allocated
+        // with this module's `proxy_on_memory_allocate` (a `Vec<u8>` of capacity `size`), owned by
+        // nobody else.
         let bytes = unsafe { take(data, size) };
         match status {
             OK => Ok(bytes),
@@ -334,6 +359,7 @@ pub fn get_buffer(buffer: Buffer, max: usize) -> Result<Vec<u8>, Status> {
 /// Let a paused request go on.
 pub fn resume_request() -> Result<(), Status> {
     #[cfg(target_arch = "wasm32")]
+    // SAFETY: a plain value call with no pointers.
     unsafe {
         check(ffi::proxy_continue_stream(0))
     }
@@ -349,6 +375,8 @@ pub fn send_local_response(
 ) -> Result<(), Status> {
     let headers = serialize_pairs(headers);
     #[cfg(target_arch = "wasm32")]
+    // SAFETY: pointers and lengths come from live borrowed slices/strs that outlive the call; the
+    // host only reads them.
     unsafe {
         let details = b"grant_sigv4_local_reply";
         check(ffi::proxy_send_local_response(
@@ -372,6 +400,7 @@ pub fn send_local_response(
 /// Make later host calls act on another context of this VM (a request paused elsewhere).
 pub fn set_effective_context(context_id: u32) -> Result<(), Status> {
     #[cfg(target_arch = "wasm32")]
+    // SAFETY: a plain value call with no pointers.
     unsafe {
         check(ffi::proxy_set_effective_context(context_id))
     }
@@ -394,9 +423,14 @@ pub fn get_shared(key: &str) -> Result<(Option<Vec<u8>>, u32), Status> {
         let mut data: *mut u8 = std::ptr::null_mut();
         let mut size = 0usize;
         let mut cas = 0u32;
+        // SAFETY: `key` is a live &str read by the host; the host writes through the out-pointers,
+        // which point to live locals of this frame; no Rust reference aliases them.
         let status = unsafe {
             ffi::proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas)
         };
+        // SAFETY: `data`/`size` are what the host just returned: null, or a buffer it allocated
+        // with this module's `proxy_on_memory_allocate` (a `Vec<u8>` of capacity `size`), owned by
+        // nobody else.
         let bytes = unsafe { take(data, size) };
         match status {
             OK => Ok((Some(bytes), cas)),
@@ -415,6 +449,8 @@ pub fn get_shared(key: &str) -> Result<(Option<Vec<u8>>, u32), Status> {
 /// has not changed since it was read with that token (else `Err(CAS_MISMATCH)`).
 pub fn set_shared(key: &str, value: &[u8], cas: u32) -> Result<(), Status> {
     #[cfg(target_arch = "wasm32")]
+    // SAFETY: pointers and lengths come from live borrowed slices/strs that outlive the call; the
+    // host only reads them.
     unsafe {
         check(ffi::proxy_set_shared_data(
             key.as_ptr(),
@@ -444,7 +480,12 @@ pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
     {
         let mut data: *mut u8 = std::ptr::null_mut();
         let mut size = 0usize;
+        // SAFETY: `p` is a live buffer read by the host; the host writes through the out-pointers,
+        // which point to live locals of this frame; no Rust reference aliases them.
         let status = unsafe { ffi::proxy_get_property(p.as_ptr(), p.len(), &mut data, &mut size) };
+        // SAFETY: `data`/`size` are what the host just returned: null, or a buffer it allocated
+        // with this module's `proxy_on_memory_allocate` (a `Vec<u8>` of capacity `size`), owned by
+        // nobody else.
         let bytes = unsafe { take(data, size) };
         match status {
             OK => Ok(Some(bytes)),
@@ -463,6 +504,8 @@ pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
 /// state as `wasm.<path>`, which access logs print with `%FILTER_STATE(wasm.<path>:PLAIN)%`).
 pub fn set_property(path: &str, value: &[u8]) -> Result<(), Status> {
     #[cfg(target_arch = "wasm32")]
+    // SAFETY: pointers and lengths come from live borrowed slices/strs that outlive the call; the
+    // host only reads them.
     unsafe {
         check(ffi::proxy_set_property(
             path.as_ptr(),
@@ -491,6 +534,7 @@ pub fn define_metric(kind: MetricKind, name: &str) -> Result<u32, Status> {
     #[cfg(target_arch = "wasm32")]
     {
         let mut id = 0u32;
+        // SAFETY: `name` is a live &str read by the host; the host writes the id into a live local.
         unsafe {
             check(ffi::proxy_define_metric(
                 kind as u32,
@@ -510,6 +554,7 @@ pub fn define_metric(kind: MetricKind, name: &str) -> Result<u32, Status> {
 
 pub fn increment_metric(id: u32, by: i64) -> Result<(), Status> {
     #[cfg(target_arch = "wasm32")]
+    // SAFETY: a plain value call with no pointers.
     unsafe {
         check(ffi::proxy_increment_metric(id, by))
     }
@@ -522,6 +567,7 @@ pub fn increment_metric(id: u32, by: i64) -> Result<(), Status> {
 
 pub fn record_metric(id: u32, value: u64) -> Result<(), Status> {
     #[cfg(target_arch = "wasm32")]
+    // SAFETY: a plain value call with no pointers.
     unsafe {
         check(ffi::proxy_record_metric(id, value))
     }
@@ -537,6 +583,7 @@ pub fn now_ms() -> Result<u64, Status> {
     #[cfg(target_arch = "wasm32")]
     {
         let mut t = 0u64;
+        // SAFETY: `t` is a live local; the host writes one u64 into it.
         unsafe { check(ffi::proxy_get_current_time_nanoseconds(&mut t))? };
         Ok(t / 1_000_000)
     }
@@ -554,6 +601,7 @@ pub fn now_secs() -> Result<u64, Status> {
     #[cfg(target_arch = "wasm32")]
     {
         let mut t = 0u64;
+        // SAFETY: `t` is a live local; the host writes one u64 into it.
         unsafe { check(ffi::proxy_get_current_time_nanoseconds(&mut t))? };
         Ok(t / 1_000_000_000)
     }
@@ -577,6 +625,8 @@ pub fn dispatch_http_call(
     {
         let serialized = serialize_pairs(headers);
         let mut token = 0u32;
+        // SAFETY: pointers and lengths come from live borrowed slices/strs that outlive the call;
+        // the host only reads them. The token out-pointer is a live local.
         let status = unsafe {
             ffi::proxy_http_call(
                 cluster.as_ptr(),
@@ -604,6 +654,7 @@ pub fn dispatch_http_call(
 pub fn log(level: u32, message: &str) -> Result<(), Status> {
     #[cfg(target_arch = "wasm32")]
     {
+        // SAFETY: `message` is a live &str the host only reads during the call.
         check(unsafe { ffi::proxy_log(level, message.as_ptr(), message.len()) })
     }
     #[cfg(not(target_arch = "wasm32"))]

@@ -1,6 +1,7 @@
 //! The filter's metrics, through the proxy-wasm metrics API. Envoy shows them in /stats
-//! and /stats/prometheus under the names below (see the README's metrics reference).
+//! and /stats/prometheus under the names below (see docs/audit-and-metrics.md).
 
+use crate::errors::ErrorCode;
 use crate::hostcalls::{self, MetricKind};
 use std::collections::HashMap;
 
@@ -51,7 +52,7 @@ pub struct Metrics {
     ids: Vec<Option<u32>>,
     pending: Vec<i64>,
     callout_ms: Option<u32>,
-    errors: HashMap<&'static str, (Option<u32>, i64)>,
+    errors: HashMap<ErrorCode, (Option<u32>, i64)>,
 }
 
 impl Metrics {
@@ -82,7 +83,7 @@ impl Metrics {
     }
 
     /// Count a local reply by its error code (`grant_sigv4.local_errors.<Code>`).
-    pub fn error(&mut self, code: &'static str) {
+    pub fn error(&mut self, code: ErrorCode) {
         let entry = self.errors.entry(code).or_insert_with(|| {
             let name = format!("grant_sigv4.local_errors.{code}");
             (hostcalls::define_metric(MetricKind::Counter, &name).ok(), 0)

@@ -47,6 +47,19 @@ def test_config_validates(config, tmp_path):
     assert r.returncode == 0 and "OK" in out, out[-3000:]
     assert "grant-sigv4 configured: grant header" in out, "the signing configuration was not accepted"
     assert "grant-sigv4 configured: precheck" in out, "the precheck configuration was not accepted"
+    if config.name == "envoy.yaml":
+        # Production holds no Vault secret: a local Vault/OpenBao Proxy adds its token.
+        assert "vault auth proxy" in out
+
+
+def test_proxy_method_with_a_token_fails_start_naming_the_key(tmp_path):
+    cfg = plugin_config("t")
+    cfg["vault"]["auth"] = {"method": "proxy"}
+    text = render((ROOT / "envoy" / "local.yaml").read_text(), {**PLACEHOLDERS, "PLUGIN_CONFIG": json.dumps(cfg)})
+    r = validate(text, tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out[-2000:]
+    assert 'key "vault.token": must not be set with vault.auth.method "proxy"' in out, out[-2000:]
 
 
 def test_missing_token_environment_fails_start(tmp_path):

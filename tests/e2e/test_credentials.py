@@ -110,7 +110,7 @@ class AwsEngine:
         h.wfile.write(body)
 
     def issue(self, h):
-        if self.bao is None or h.headers.get("x-vault-token") != self.bao.token:
+        if self.bao is None or h.headers.get("x-vault-token") != self.bao.filter_token:
             return self._send(h, 403, b'{"errors":["permission denied"]}')
         role = h.path.rsplit("/", 1)[-1]
         if role != "app":
