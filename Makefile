@@ -40,7 +40,7 @@ lint:
 	cargo clippy -p grant-sigv4 --lib --target wasm32-wasip1 -j $(CARGO_JOBS) -- -D warnings
 
 unit: host-corpus
-	cargo test --workspace -j $(CARGO_JOBS)
+	GRANT_SIGV4_HOST_CORPUS=$(CURDIR)/$(HOST_CORPUS) cargo test --workspace -j $(CARGO_JOBS)
 
 # Every host botocore resolves (all services, partitions, variants and endpoint rules), with
 # the signing name and region it signs with, generated from the pinned botocore for

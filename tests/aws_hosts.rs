@@ -15,7 +15,8 @@ use serde_json::Value;
 const KNOWN: &[(&str, &str)] = &[];
 
 /// The host corpus `make host-corpus` generates from the pinned botocore (every service and
-/// partition; see `tests/data/aws-hosts/README.md`).
+/// partition; see `tests/data/aws-hosts/README.md`). `make unit` names it in
+/// `GRANT_SIGV4_HOST_CORPUS`; a plain `cargo test` looks in `target/aws-hosts/`.
 fn corpus_path() -> PathBuf {
     match std::env::var_os("GRANT_SIGV4_HOST_CORPUS") {
         Some(p) => PathBuf::from(p),
