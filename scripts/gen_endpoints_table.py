@@ -981,8 +981,9 @@ def main():
             sys.exit("global wildcard of a region alone: " + h)
 
     if opts.check:
-        check = os.path.join(os.path.dirname(os.path.abspath(opts.corpus or OUT)),
-                             "endpoints_table.rs.check")
+        check_dir = os.path.dirname(os.path.abspath(opts.corpus or OUT))
+        os.makedirs(check_dir, exist_ok=True)
+        check = os.path.join(check_dir, "endpoints_table.rs.check")
         write(check, prefix_rows, not_v4_rows, global_rows, wild_rows, suffix_rows)
         with open(check) as a, open(OUT) as b:
             same = a.read() == b.read()
