@@ -267,8 +267,7 @@ class Leaf:
     def __init__(self):
         self.params = {}   # name -> dict of constraints
         self.arns = {}     # var -> {"param": P, "fields": {field: constraint dict}}
-        self.vars = {}     # var -> ("arn", var) | ("field", arnvar, field) | ("substr", P, s, e, rev)
-                           #        | ("partition",) | ("url",) | ("other",)
+        self.vars = {}     # assigned name -> what it holds (see analyse_leaf's target())
         self.regions = set()
         self.needs_endpoint = False
         self.partition_conds = []   # (attribute, value, negated) on aws.partition results
@@ -326,8 +325,10 @@ def analyse_leaf(conds, params):
     leaf = Leaf()
 
     def target(a):
-        """What a condition's argument denotes: ("param", P) | ("field", arnvar, field) |
-        ("substr", i) | ("var", v) | None (partition results and other values we do not set)."""
+        """What a condition's argument denotes: ("param", P), ("field", arnvar, field),
+        ("elem", P) (an element of a string-array parameter), ("pattr", attribute) (of a
+        partition result), ("substr", P, start, stop, reversed), ("arn", var), ("other",) (a
+        value the generator does not set), or None (a literal)."""
         if _is_ref(a):
             r = a["ref"]
             if r in params:
@@ -408,12 +409,12 @@ def analyse_leaf(conds, params):
                     c2["neq"].add(b)
                 else:
                     c2["eq"] = b
-            elif t[0] == "field":
+            elif t[0] == "field" and not template:
                 f = leaf.arns[t[1]]["fields"].setdefault(t[2], {})
-                if not template:
-                    f.setdefault("neq" if neg else "eq", set() if neg else b)
-                    if neg:
-                        f["neq"].add(b)
+                if neg:
+                    f.setdefault("neq", set()).add(b)
+                else:
+                    f.setdefault("eq", b)
             elif t[0] == "pattr" and not template:
                 leaf.partition_conds.append((t[1], b, neg))
             elif t[0] == "substr" and not neg:
@@ -500,7 +501,7 @@ def substring_value(constraints, minlen):
     return "".join(chars)
 
 
-def leaf_params(leaf, params, meta, statics_values, literals):
+def leaf_params(leaf, params, statics_values, literals):
     """Parameter sets for one leaf, ARN values left as ("ARN", spec) to fill per region.
     A parameter the rules only need set takes each value the service model's operations give
     it (staticContextParams), else a placeholder."""
@@ -760,7 +761,7 @@ def main():
         for (conds, rule), obj in zip(paths, rule_objects):
             try:
                 leaf = analyse_leaf(conds, params)
-                pl, variants = leaf_params(leaf, params, meta, statics_values, literals)
+                pl, variants = leaf_params(leaf, params, statics_values, literals)
             except RuleError as e:
                 sys.exit("%s: %s" % (svc, e))
             if leaf.needs_endpoint:
