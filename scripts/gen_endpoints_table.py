@@ -133,8 +133,6 @@ def _recording_evaluate(self, scope_vars, rule_lib):
     return out
 
 
-EndpointRule.evaluate = _recording_evaluate
-
 
 def endpoint_rules(rules):
     """botocore's endpoint rule objects, in the order of leaf_paths."""
@@ -673,6 +671,7 @@ def main():
                     help="fail when the table differs from the committed src/endpoints_table.rs "
                          "(nothing is written there)")
     opts = ap.parse_args()
+    EndpointRule.evaluate = _recording_evaluate  # which endpoint rules gave an endpoint
     data_dir = os.path.join(os.path.dirname(botocore.__file__), "data")
     session = botocore.session.get_session()
     loader = session.get_component("data_loader")
