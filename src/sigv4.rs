@@ -588,6 +588,40 @@ fn push_reencoded(
 // Canonical URI
 // ---------------------------------------------------------------------------------------------
 
+/// The path (without its query) to forward an S3 request with, when the one received is not
+/// already the canonical URI that is signed for it: a lower-case escape (`%2f`), an escaped
+/// unreserved byte (`%7E`), a raw byte that needs an escape (`!`, `\\`). Each becomes the
+/// other spelling of the same byte, so the request names the same key, and what AWS
+/// receives is byte for byte what was signed. `None` when `path` is canonical already (what
+/// the AWS SDKs send); a malformed escape is [`SigV4Error::BadPath`].
+pub fn s3_forwarded_path(path: &str) -> Result<Option<String>, SigV4Error> {
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    let canonical = loop {
+        match bytes.get(i) {
+            None => break true,
+            Some(&b) if is_unreserved(b) || b == b'/' => i += 1,
+            Some(b'%') => {
+                let upper = |j: usize| match bytes.get(j) {
+                    Some(&h @ (b'0'..=b'9' | b'A'..=b'F')) => hex_val(h),
+                    _ => None,
+                };
+                match (upper(i + 1), upper(i + 2)) {
+                    (Some(hi), Some(lo)) if !is_unreserved((hi << 4) | lo) => i += 3,
+                    _ => break false,
+                }
+            }
+            Some(_) => break false,
+        }
+    };
+    if canonical {
+        return Ok(None);
+    }
+    let mut out = String::with_capacity(path.len() + 8);
+    push_canonical_uri(&mut out, path, UriRules::S3)?;
+    Ok(Some(out))
+}
+
 /// Append the canonical URI of `path` (without the query).
 fn push_canonical_uri(out: &mut String, path: &str, rules: UriRules) -> Result<(), SigV4Error> {
     if !path.starts_with('/') {
@@ -1430,6 +1464,44 @@ mod tests {
         assert!(matches!(s("/%zz"), Err(SigV4Error::BadPath(_))));
         assert!(matches!(s("/%4"), Err(SigV4Error::BadPath(_))));
         assert!(matches!(s("/%"), Err(SigV4Error::BadPath(_))));
+    }
+
+    #[test]
+    fn s3_forwarded_path_is_the_signed_uri_when_it_differs() {
+        let f = |p| s3_forwarded_path(p).unwrap();
+        for same in [
+            "/",
+            "//leading-slash-key",
+            "/a//b/./../c",
+            "/a%2Fb",
+            "/a%20b%21",
+            "/~k-_.",
+            "/%E1%88%B4",
+        ] {
+            assert_eq!(f(same), None, "{same}");
+            assert_eq!(uri(same, UriRules::S3).unwrap(), same);
+        }
+        for (sent, forwarded) in [
+            ("/a%2fb", "/a%2Fb"),
+            ("/%7Ek", "/~k"),
+            ("/%41", "/A"),
+            ("/a\\b", "/a%5Cb"),
+            ("/a!b", "/a%21b"),
+            ("/k+", "/k%2B"),
+            ("/\u{1234}", "/%E1%88%B4"),
+        ] {
+            assert_eq!(f(sent).as_deref(), Some(forwarded), "{sent}");
+            assert_eq!(uri(sent, UriRules::S3).unwrap(), forwarded);
+            assert_eq!(f(forwarded), None, "{forwarded} is canonical");
+        }
+        assert!(matches!(
+            s3_forwarded_path("/%zz"),
+            Err(SigV4Error::BadPath(_))
+        ));
+        assert!(matches!(
+            s3_forwarded_path("/%4"),
+            Err(SigV4Error::BadPath(_))
+        ));
     }
 
     #[test]

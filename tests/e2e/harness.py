@@ -262,7 +262,9 @@ class Moto:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.proc = Proc(
             "moto",
-            [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+            # moto_server, keeping a request target that starts with "//" (moto_keep_path.py).
+            [str(VENV_BIN / "python"), str(Path(__file__).with_name("moto_keep_path.py")), "-H", "127.0.0.1",
+             "-p", str(self.port)],
             logdir,
             env={"INITIAL_NO_AUTH_ACTION_COUNT": str(no_auth), "AWS_DEFAULT_REGION": "us-east-1"},
         )

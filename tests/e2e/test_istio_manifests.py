@@ -127,8 +127,11 @@ def test_wasmplugin_shape():
     assert se["spec"]["hosts"] == ["grant-sigv4-vault-proxy.local"]
     assert se["spec"]["ports"][0]["number"] == 8100 and se["spec"]["endpoints"] == [{"address": "127.0.0.1"}]
     assert dr["spec"]["trafficPolicy"]["tls"]["mode"] == "DISABLE"
-    ef = load_docs(ISTIO / "body-hasher-envoyfilter.yaml")[0]["spec"]
-    assert ef["workloadSelector"]["labels"] == {"aws-egress": "enabled"}
+    for name in ("body-hasher-envoyfilter.yaml", "path-options-envoyfilter.yaml"):
+        ef = load_docs(ISTIO / name)[0]["spec"]
+        assert ef["workloadSelector"]["labels"] == {"aws-egress": "enabled"}, name
+    assert path_options() == {"normalize_path": False, "merge_slashes": False,
+                              "path_with_escaped_slashes_action": "KEEP_UNCHANGED"}
 
 
 def test_vault_proxy_container_runs_the_shipped_proxy_config():
@@ -164,9 +167,20 @@ def test_generator_output_is_what_is_shipped():
         assert r.returncode == 2 and bad in r.stderr
 
 
-def istio_like_envoy_config(plugin_config, listen_port, admin_port, aws_port, vault_port):
+def path_options():
+    """The HCM path options that istio/path-options-envoyfilter.yaml merges into the sidecar's
+    outbound port-80 connection manager."""
+    [patch] = load_docs(ISTIO / "path-options-envoyfilter.yaml")[0]["spec"]["configPatches"]
+    assert patch["applyTo"] == "NETWORK_FILTER" and patch["patch"]["operation"] == "MERGE"
+    assert patch["match"]["context"] == "SIDECAR_OUTBOUND" and patch["match"]["listener"]["portNumber"] == 80
+    return {k: v for k, v in patch["patch"]["value"]["typed_config"].items() if k != "@type"}
+
+
+def istio_like_envoy_config(plugin_config, listen_port, admin_port, aws_port, vault_port, route_extra=None):
     """What the sidecar gets from istio/: the EnvoyFilter's hasher first, the WasmPlugin's filter
-    (pluginConfig as a JSON string), the router; the vault cluster named as Istio names it."""
+    (pluginConfig as a JSON string), the router, the path options merged into the connection
+    manager; the vault cluster named as Istio names it. ``route_extra``: more route options
+    (as a VirtualService would add)."""
     ef = load_docs(ISTIO / "body-hasher-envoyfilter.yaml")[0]["spec"]["configPatches"]
     hasher = next(p for p in ef if p["applyTo"] == "HTTP_FILTER")["patch"]["value"]
     listener_merge = next(p for p in ef if p["applyTo"] == "LISTENER")["patch"]["value"]
@@ -192,9 +206,10 @@ def istio_like_envoy_config(plugin_config, listen_port, admin_port, aws_port, va
            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
            "http_protocol_options": {"allow_absolute_url": True},
            "route_config": {"name": "80", "virtual_hosts": [{"name": "aws", "domains": ["*"], "routes": [
-               {"match": {"prefix": "/"}, "route": {"cluster": "aws", "timeout": "30s"}}]}]},
+               {"match": {"prefix": "/"}, "route": {"cluster": "aws", "timeout": "30s", **(route_extra or {})}}]}]},
            "http_filters": [hasher, wasm, {"name": "envoy.filters.http.router", "typed_config": {
-               "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}
+               "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+           **path_options()}
     listener = {"name": "0.0.0.0_80", "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen_port}},
                 "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
                                                 "typed_config": hcm}]}], **listener_merge}
