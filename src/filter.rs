@@ -783,7 +783,20 @@ impl Signer {
         }
         if cfg.mode == Mode::Precheck {
             return match request::precheck_request(&cfg, &headers, end_of_stream) {
-                Ok(()) => Action::Continue,
+                Ok(None) => Action::Continue,
+                // The grant is named by the client's own signature, which the body hasher
+                // behind this instance replaces: hand its credential scope on.
+                Ok(Some((name, value))) => {
+                    match hostcalls::replace(Map::RequestHeaders, name, value.as_bytes()) {
+                        Ok(()) => Action::Continue,
+                        Err(_) => {
+                            self.start_audit(&cfg, start_ms);
+                            self.refuse(&LocalError::internal(
+                                "the client's credential scope could not be handed on",
+                            ))
+                        }
+                    }
+                }
                 Err(e) => {
                     self.start_audit(&cfg, start_ms);
                     self.refuse(&e)
@@ -810,6 +823,7 @@ impl Signer {
         if let Some(a) = w.audits.get_mut(&self.id) {
             let r = &mut a.record;
             r.grant_id = Some(plan.grant_id.clone());
+            r.grant_from = Some(plan.grant_from.as_str());
             r.service = Some(plan.endpoint.signing_name.clone());
             r.region = Some(plan.endpoint.region.clone());
             r.method = Some(plan.method.clone());
