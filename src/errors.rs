@@ -26,7 +26,7 @@ impl LocalError {
 
     /// The JSON body of the local reply.
     pub fn body(&self) -> String {
-        let mut j = crate::audit::JsonWriter::default();
+        let mut j = crate::json::JsonWriter::default();
         j.begin();
         j.str("error", self.code);
         j.str("message", &self.message);

@@ -2,10 +2,10 @@
 //! endpoint it goes to, the payload hash to sign, the headers to strip and to sign — or the
 //! local error to answer. Then, given the grant's credential, the header edits that sign it.
 //!
-//! No proxy-wasm types here: the glue hands in the header map and applies the edits.
+//! No host types here: the engine hands in the header map and the host applies the edits.
 
 use crate::audit::Decision;
-use crate::aws_host::{self, AwsEndpoint, HostError};
+use crate::aws_host::{self, AuthorityMemo, AwsEndpoint, HostError};
 use crate::config::{Config, S3Payload};
 use crate::errors::LocalError;
 use crate::policy::{Caller, Policy};
@@ -173,7 +173,7 @@ fn clip(s: &str) -> &str {
 fn override_value<'a>(name: &str, v: Option<&'a [u8]>) -> Result<Option<&'a str>, LocalError> {
     let Some(v) = v else { return Ok(None) };
     match std::str::from_utf8(v) {
-        Ok(s) if crate::config::is_scope_part(s) => Ok(Some(s)),
+        Ok(s) if crate::config::is_signing_name_or_region(s) => Ok(Some(s)),
         _ => Err(bad_request(
             "BadOverride",
             format!("{name} must be lowercase letters, digits and '-'"),
@@ -185,6 +185,7 @@ fn override_value<'a>(name: &str, v: Option<&'a [u8]>) -> Result<Option<&'a str>
 /// host name, then (when enabled) from the request's override headers.
 fn resolve_endpoint(
     cfg: &Config,
+    authorities: &mut AuthorityMemo,
     authority: &str,
     scheme: &str,
     service_override: Option<&[u8]>,
@@ -200,7 +201,7 @@ fn resolve_endpoint(
         ));
     }
     let mut endpoint = if cfg.host_overrides.is_empty() {
-        aws_host::parse_authority(authority, scheme).map_err(host_error)?
+        authorities.parse(authority, scheme).map_err(host_error)?
     } else {
         let (lower, host) = aws_host::split_authority(authority, scheme).map_err(host_error)?;
         match cfg.host_overrides.get(&lower) {
@@ -209,7 +210,7 @@ fn resolve_endpoint(
                 region: o.region.clone(),
                 host,
             },
-            None => aws_host::parse_authority(authority, scheme).map_err(host_error)?,
+            None => authorities.parse(authority, scheme).map_err(host_error)?,
         }
     };
     if let Some(s) = service_override {
@@ -231,7 +232,23 @@ pub fn plan_request<N: AsRef<str>, V: AsRef<[u8]>>(
     headers: &[(N, V)],
     end_of_stream: bool,
 ) -> Result<Plan, LocalError> {
-    plan(cfg, headers, end_of_stream, false)
+    plan(
+        cfg,
+        &mut AuthorityMemo::new(),
+        headers,
+        end_of_stream,
+        false,
+    )
+}
+
+/// [`plan_request`] with the plugin instance's memo of resolved authorities.
+pub fn plan_request_memoized<N: AsRef<str>, V: AsRef<[u8]>>(
+    cfg: &Config,
+    authorities: &mut AuthorityMemo,
+    headers: &[(N, V)],
+    end_of_stream: bool,
+) -> Result<Plan, LocalError> {
+    plan(cfg, authorities, headers, end_of_stream, false)
 }
 
 /// The checks that can be made before a body is buffered and hashed in front of the signing
@@ -243,11 +260,22 @@ pub fn precheck_request<N: AsRef<str>, V: AsRef<[u8]>>(
     headers: &[(N, V)],
     end_of_stream: bool,
 ) -> Result<(), LocalError> {
-    plan(cfg, headers, end_of_stream, true).map(|_| ())
+    plan(cfg, &mut AuthorityMemo::new(), headers, end_of_stream, true).map(|_| ())
+}
+
+/// [`precheck_request`] with the plugin instance's memo of resolved authorities.
+pub fn precheck_request_memoized<N: AsRef<str>, V: AsRef<[u8]>>(
+    cfg: &Config,
+    authorities: &mut AuthorityMemo,
+    headers: &[(N, V)],
+    end_of_stream: bool,
+) -> Result<(), LocalError> {
+    plan(cfg, authorities, headers, end_of_stream, true).map(|_| ())
 }
 
 fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
     cfg: &Config,
+    authorities: &mut AuthorityMemo,
     headers: &[(N, V)],
     end_of_stream: bool,
     hash_comes_later: bool,
@@ -337,6 +365,7 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
         authority.ok_or_else(|| bad_request("BadRequest", "the request has no :authority"))?;
     let endpoint = resolve_endpoint(
         cfg,
+        authorities,
         authority,
         scheme.unwrap_or("http"),
         service_override,

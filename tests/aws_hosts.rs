@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use grant_sigv4::aws_host::{has_aws_suffix, parse_authority, AwsEndpoint, HostError};
+use grant_sigv4_core::aws_host::{has_aws_suffix, parse_authority, AwsEndpoint, HostError};
 use proptest::prelude::*;
 use serde_json::Value;
 
