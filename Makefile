@@ -4,9 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 WASM := target/wasm32-wasip1/release/grant_sigv4.wasm
-CARGO_JOBS ?= 2
+CARGO_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all setup rust-target venv wasm wasm-crash-test test unit lint e2e demo bench bench-instructions bench-vm endpoints-table clean
+.PHONY: self-contained all setup rust-target venv wasm wasm-crash-test test unit lint e2e demo bench bench-instructions bench-vm endpoints-table clean
 
 all: wasm
 
@@ -45,8 +45,15 @@ unit:
 e2e: setup wasm-crash-test wasm
 	$(PY) -m pytest -q tests/e2e
 
+# The repository tests itself: no file may refer to a folder beside the clone. (The pattern is
+# spelled so that it does not match this rule.)
+self-contained:
+	@if grep -rnI --exclude-dir=.git --exclude-dir=target --exclude-dir=.venv \
+		--exclude-dir=node_modules -e '\.\./shar[e]d' . ; then \
+		echo "these lines refer to a folder outside the repository"; exit 1; fi
+
 # All tests: native unit and property tests, lints, then the real Envoy + OpenBao + moto.
-test: setup lint unit wasm-crash-test wasm
+test: self-contained setup lint unit wasm-crash-test wasm
 	$(PY) -m pytest -q tests/e2e
 
 # Start OpenBao, moto and Envoy locally, store a key under a grant and show signed calls.

@@ -25,7 +25,7 @@ const wasmPath = args[0];
 const flag = (f) => args.includes(f);
 const option = (f, d) => (args.includes(f) ? Number(args[args.indexOf(f) + 1]) : d);
 if (!wasmPath) {
-  console.error('usage: node bench/vm.mjs MODULE.wasm [--profile] [--instructions] [--requests N]');
+  console.error('usage: node bench/vm.mjs MODULE.wasm [--profile] [--instructions] [--requests N] [--no-clock]');
   process.exit(2);
 }
 
@@ -73,6 +73,9 @@ export async function drive(path, n, timed) {
   const calls = {};
   const count = (name) => { calls[name] = (calls[name] || 0) + 1; };
   let pendingToken = 0;
+  // --no-clock: the host cannot tell the time (the call fails); the filter must refuse locally.
+  const noClock = flag('--no-clock');
+  const replies = [];
   const env = {
     proxy_get_header_map_pairs(map, pPtr, pSize) { count('get_header_map_pairs'); give(map === 0 ? request : serialize([[':status', '200']]), pPtr, pSize); return 0; },
     proxy_replace_header_map_value() { count('replace_header_map_value'); return 0; },
@@ -95,11 +98,20 @@ export async function drive(path, n, timed) {
       return 1;
     },
     proxy_continue_stream() { count('continue_stream'); return 0; },
-    proxy_send_local_response() { throw new Error('the filter answered locally'); },
+    proxy_send_local_response(status, d, ds, b, bs) {
+      if (!noClock) throw new Error('the filter answered locally');
+      replies.push({ status, body: td.decode(u8().slice(b, b + bs)) });
+      return 0;
+    },
     proxy_set_effective_context() { return 0; },
     proxy_get_shared_data() { count('get_shared_data'); return 1; },
     proxy_set_shared_data() { count('set_shared_data'); return 0; },
-    proxy_get_current_time_nanoseconds(p) { count('get_current_time'); dv().setBigUint64(p, now, true); return 0; },
+    proxy_get_current_time_nanoseconds(p) {
+      count('get_current_time');
+      if (noClock) return 2; // BadArgument: no time
+      dv().setBigUint64(p, now, true);
+      return 0;
+    },
     proxy_log() { count('log'); return 0; },
     proxy_http_call(up, us, h, hs, b, bs, t, ts, timeout, pTok) { count('http_call'); pendingToken = 77; dv().setUint32(pTok, 77, true); return 0; },
   };
@@ -113,6 +125,12 @@ export async function drive(path, n, timed) {
   e.proxy_on_vm_start(ROOT, 0);
   if (!e.proxy_on_configure(ROOT, config.length)) throw new Error('the module refused its configuration');
   let ctx = 2;
+  if (noClock) {
+    e.proxy_on_context_create(ctx, ROOT);
+    const action = e.proxy_on_request_headers(ctx, REQUEST.length, 1);
+    e.proxy_on_delete(ctx);
+    return { action, replies, calls };
+  }
   const one = () => {
     e.proxy_on_context_create(ctx, ROOT);
     if (e.proxy_on_request_headers(ctx, REQUEST.length, 1) !== 0 && !pendingToken) throw new Error('request paused');
@@ -136,7 +154,11 @@ export async function drive(path, n, timed) {
 const self = fileURLToPath(import.meta.url);
 const NODE = [process.execPath, '--no-liftoff', '--no-warnings'];
 
-if (args.includes('--child')) {
+if (flag('--no-clock')) {
+  const r = await drive(wasmPath, 1, false);
+  const written = (r.calls.replace_header_map_value || 0) + (r.calls.remove_header_map_value || 0);
+  console.log(`no clock: action ${r.action}, header writes ${written}, local replies ${JSON.stringify(r.replies)}`);
+} else if (args.includes('--child')) {
   await drive(wasmPath, option('--requests', 0), false);
 } else {
   const n = option('--requests', 20000);

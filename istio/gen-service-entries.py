@@ -5,7 +5,7 @@ Applications in the mesh call ``http://HOST`` (port 80, plain HTTP, unsigned, wi
 ``x-grant-id``); the sidecar's grant-sigv4 WasmPlugin signs, and each generated pair turns the
 request into TLS to ``HOST:443`` (ServiceEntry port 80 with ``targetPort: 443``, DestinationRule
 ``tls.mode: SIMPLE`` with SNI and SAN set to the host). Istio's ``resolution: DNS`` cannot
-serve a wildcard host, so every host is listed (see docs/adoption-notes.md for DYNAMIC_DNS).
+serve a wildcard host, so every host is listed (see docs/istio.md for DYNAMIC_DNS).
 
     istio/gen-service-entries.py sts.us-east-1.amazonaws.com s3.eu-west-1.amazonaws.com
     istio/gen-service-entries.py -s sts -s s3 -s dynamodb -r us-east-1 -r eu-west-1 \\

@@ -1,34 +1,181 @@
 //! Local error replies: every refusal is answered by the filter itself with a short JSON body
 //! `{"error": CODE, "message": ...}` and nothing is forwarded upstream.
 //!
+//! [`ErrorCode`] is the one place that gives each code its HTTP status and its wire name.
 //! Messages name the cause and the fix, never a secret: no access key secret, session token,
 //! Vault token or signature is ever put into a message.
+
+/// The stable, machine-readable code of a local reply, with its HTTP status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorCode {
+    /// 401: the request has no grant header.
+    GrantMissing,
+    /// 400: the grant id is not well formed.
+    GrantInvalid,
+    /// 400: more than one grant header.
+    GrantAmbiguous,
+    /// 403: no credential is stored for the grant id.
+    GrantNotFound,
+    /// 403: the grant's policy refuses the request.
+    GrantPolicyDenied,
+    /// 502: the stored grant record cannot be used.
+    GrantRecordInvalid,
+    /// 503: the credential store could not be read (retryable).
+    VaultUnavailable,
+    /// 403: the host is not an AWS endpoint that the filter signs.
+    NotAwsEndpoint,
+    /// 400: an AWS endpoint that is not signed with SigV4.
+    NotSigV4,
+    /// 400: the signing region is not in the host name.
+    RegionUnknown,
+    /// 400: a body whose SHA-256 is unknown.
+    PayloadHashRequired,
+    /// 400: a per-chunk signed upload, which a proxy cannot re-sign.
+    ChunkSignedPayloadUnsupported,
+    /// 400: a malformed or repeated `x-amz-content-sha256`.
+    BadContentSha256,
+    /// 413: a body over `max_body_bytes`.
+    BodyTooLarge,
+    /// 400: the query already carries SigV4 parameters.
+    QuerySignatureNotAllowed,
+    /// 400: a request that cannot be signed (method, path, authority, content-length).
+    BadRequest,
+    /// 400: a header value that is not valid UTF-8 or cannot be signed.
+    BadHeader,
+    /// 400: an `x-grant-service` / `x-grant-region` value that is not a scope part.
+    BadOverride,
+    /// 400: override headers sent while `request_overrides` is off.
+    OverrideNotAllowed,
+    /// 400: a malformed `x-grant-context`.
+    BadAuditContext,
+    /// 400: a malformed `x-grant-reason`.
+    BadAuditReason,
+    /// 500: the filter could not sign (no clock, no configuration, a failed header write).
+    InternalError,
+}
+
+impl ErrorCode {
+    /// Every code, in declaration order.
+    pub const ALL: [ErrorCode; 22] = [
+        ErrorCode::GrantMissing,
+        ErrorCode::GrantInvalid,
+        ErrorCode::GrantAmbiguous,
+        ErrorCode::GrantNotFound,
+        ErrorCode::GrantPolicyDenied,
+        ErrorCode::GrantRecordInvalid,
+        ErrorCode::VaultUnavailable,
+        ErrorCode::NotAwsEndpoint,
+        ErrorCode::NotSigV4,
+        ErrorCode::RegionUnknown,
+        ErrorCode::PayloadHashRequired,
+        ErrorCode::ChunkSignedPayloadUnsupported,
+        ErrorCode::BadContentSha256,
+        ErrorCode::BodyTooLarge,
+        ErrorCode::QuerySignatureNotAllowed,
+        ErrorCode::BadRequest,
+        ErrorCode::BadHeader,
+        ErrorCode::BadOverride,
+        ErrorCode::OverrideNotAllowed,
+        ErrorCode::BadAuditContext,
+        ErrorCode::BadAuditReason,
+        ErrorCode::InternalError,
+    ];
+
+    /// The HTTP status of a local reply with this code.
+    pub const fn status(self) -> u32 {
+        match self {
+            ErrorCode::GrantMissing => 401,
+            ErrorCode::GrantNotFound | ErrorCode::GrantPolicyDenied | ErrorCode::NotAwsEndpoint => {
+                403
+            }
+            ErrorCode::BodyTooLarge => 413,
+            ErrorCode::InternalError => 500,
+            ErrorCode::GrantRecordInvalid => 502,
+            ErrorCode::VaultUnavailable => 503,
+            ErrorCode::GrantInvalid
+            | ErrorCode::GrantAmbiguous
+            | ErrorCode::NotSigV4
+            | ErrorCode::RegionUnknown
+            | ErrorCode::PayloadHashRequired
+            | ErrorCode::ChunkSignedPayloadUnsupported
+            | ErrorCode::BadContentSha256
+            | ErrorCode::QuerySignatureNotAllowed
+            | ErrorCode::BadRequest
+            | ErrorCode::BadHeader
+            | ErrorCode::BadOverride
+            | ErrorCode::OverrideNotAllowed
+            | ErrorCode::BadAuditContext
+            | ErrorCode::BadAuditReason => 400,
+        }
+    }
+
+    /// The name on the wire (`"error"` of the reply body, audit outcome, metric suffix).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::GrantMissing => "GrantMissing",
+            ErrorCode::GrantInvalid => "GrantInvalid",
+            ErrorCode::GrantAmbiguous => "GrantAmbiguous",
+            ErrorCode::GrantNotFound => "GrantNotFound",
+            ErrorCode::GrantPolicyDenied => "GrantPolicyDenied",
+            ErrorCode::GrantRecordInvalid => "GrantRecordInvalid",
+            ErrorCode::VaultUnavailable => "VaultUnavailable",
+            ErrorCode::NotAwsEndpoint => "NotAwsEndpoint",
+            ErrorCode::NotSigV4 => "NotSigV4",
+            ErrorCode::RegionUnknown => "RegionUnknown",
+            ErrorCode::PayloadHashRequired => "PayloadHashRequired",
+            ErrorCode::ChunkSignedPayloadUnsupported => "ChunkSignedPayloadUnsupported",
+            ErrorCode::BadContentSha256 => "BadContentSha256",
+            ErrorCode::BodyTooLarge => "BodyTooLarge",
+            ErrorCode::QuerySignatureNotAllowed => "QuerySignatureNotAllowed",
+            ErrorCode::BadRequest => "BadRequest",
+            ErrorCode::BadHeader => "BadHeader",
+            ErrorCode::BadOverride => "BadOverride",
+            ErrorCode::OverrideNotAllowed => "OverrideNotAllowed",
+            ErrorCode::BadAuditContext => "BadAuditContext",
+            ErrorCode::BadAuditReason => "BadAuditReason",
+            ErrorCode::InternalError => "InternalError",
+        }
+    }
+
+    /// Retryable codes: the same request may succeed later.
+    pub const fn retryable(self) -> bool {
+        matches!(self, ErrorCode::VaultUnavailable)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A refusal answered locally.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalError {
-    /// HTTP status of the local reply.
-    pub status: u32,
-    /// Stable machine-readable code, e.g. `GrantMissing`.
-    pub code: &'static str,
+    /// Stable machine-readable code, e.g. [`ErrorCode::GrantMissing`].
+    pub code: ErrorCode,
     /// One sentence for a human: what is wrong and how to fix it.
     pub message: String,
 }
 
 impl LocalError {
-    pub fn new(status: u32, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         LocalError {
-            status,
             code,
             message: message.into(),
         }
+    }
+
+    /// HTTP status of the local reply.
+    pub fn status(&self) -> u32 {
+        self.code.status()
     }
 
     /// The JSON body of the local reply.
     pub fn body(&self) -> String {
         let mut j = crate::json::JsonWriter::default();
         j.begin();
-        j.str("error", self.code);
+        j.str("error", self.code.as_str());
         j.str("message", &self.message);
         j.end();
         j.out
@@ -36,8 +183,7 @@ impl LocalError {
 
     pub fn grant_missing(header: &str) -> Self {
         Self::new(
-            401,
-            "GrantMissing",
+            ErrorCode::GrantMissing,
             format!(
                 "the request has no {header} header: add the grant id of the AWS credential to use"
             ),
@@ -46,28 +192,28 @@ impl LocalError {
 
     pub fn grant_not_found() -> Self {
         Self::new(
-            403,
-            "GrantNotFound",
+            ErrorCode::GrantNotFound,
             "no AWS credential is stored for this grant id",
         )
     }
 
     pub fn vault_unavailable(why: &str) -> Self {
         Self::new(
-            503,
-            "VaultUnavailable",
+            ErrorCode::VaultUnavailable,
             format!("the credential store could not be read: {why}"),
         )
     }
 
     pub fn not_aws_endpoint(why: &str) -> Self {
-        Self::new(403, "NotAwsEndpoint", format!("refusing to sign: {why}"))
+        Self::new(
+            ErrorCode::NotAwsEndpoint,
+            format!("refusing to sign: {why}"),
+        )
     }
 
     pub fn payload_hash_required() -> Self {
         Self::new(
-            400,
-            "PayloadHashRequired",
+            ErrorCode::PayloadHashRequired,
             "this request has a body whose SHA-256 is unknown: send x-amz-content-sha256 with the \
              hex SHA-256 of the body, or route it through the body-hashing filter placed in front \
              of this one",
@@ -76,8 +222,7 @@ impl LocalError {
 
     pub fn internal(why: &str) -> Self {
         Self::new(
-            500,
-            "InternalError",
+            ErrorCode::InternalError,
             format!("the request could not be signed: {why}"),
         )
     }
@@ -93,7 +238,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&e.body()).unwrap();
         assert_eq!(v["error"], "GrantMissing");
         assert!(v["message"].as_str().unwrap().contains("x-grant-id"));
-        assert_eq!(e.status, 401);
+        assert_eq!(e.status(), 401);
     }
 
     #[test]
@@ -114,14 +259,27 @@ mod tests {
         for e in [
             LocalError::grant_missing("x-grant-id"),
             LocalError::internal("\u{1}\"\\\n é"),
-            LocalError::new(400, "X", ""),
+            LocalError::new(ErrorCode::BadRequest, ""),
         ] {
             let derived = serde_json::to_string(&Body {
-                error: e.code,
+                error: e.code.as_str(),
                 message: &e.message,
             })
             .unwrap();
             assert_eq!(e.body(), derived);
         }
+    }
+
+    /// Wire names are unique and are the variant names; statuses are HTTP error statuses.
+    #[test]
+    fn codes_have_unique_names_and_error_statuses() {
+        let mut names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        for c in ErrorCode::ALL {
+            assert_eq!(format!("{c:?}"), c.as_str());
+            assert!((400..600).contains(&c.status()), "{c}");
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
     }
 }

@@ -1,7 +1,8 @@
 //! The filter's metrics, defined and written through the host. Envoy shows them in /stats
-//! and /stats/prometheus under the names below (see the README's metrics reference).
+//! and /stats/prometheus under the names below (see docs/audit-and-metrics.md).
 
 use crate::engine::Host;
+use crate::errors::ErrorCode;
 use std::collections::HashMap;
 
 /// Kinds of metrics.
@@ -59,7 +60,7 @@ pub struct Metrics {
     ids: Vec<Option<u32>>,
     pending: Vec<i64>,
     callout_ms: Option<u32>,
-    errors: HashMap<&'static str, (Option<u32>, i64)>,
+    errors: HashMap<ErrorCode, (Option<u32>, i64)>,
 }
 
 impl Metrics {
@@ -86,7 +87,7 @@ impl Metrics {
     }
 
     /// Count a local reply by its error code (`grant_sigv4.local_errors.<Code>`).
-    pub fn error(&mut self, host: &mut impl Host, code: &'static str) {
+    pub fn error(&mut self, host: &mut impl Host, code: ErrorCode) {
         let entry = self.errors.entry(code).or_insert_with(|| {
             let name = format!("grant_sigv4.local_errors.{code}");
             (host.define_metric(MetricKind::Counter, &name), 0)
@@ -124,7 +125,8 @@ impl Metrics {
             .and_then(|i| self.pending.get(i).copied());
         let error = name
             .strip_prefix("grant_sigv4.local_errors.")
-            .and_then(|code| self.errors.get(code))
+            .and_then(|code| self.errors.iter().find(|(c, _)| c.as_str() == code))
+            .map(|(_, e)| e)
             .map(|(_, n)| *n);
         counter.or(error).unwrap_or(0)
     }

@@ -7,7 +7,7 @@
 use crate::audit::Decision;
 use crate::aws_host::{self, AuthorityMemo, AwsEndpoint, HostError};
 use crate::config::{Config, S3Payload};
-use crate::errors::LocalError;
+use crate::errors::{ErrorCode, LocalError};
 use crate::policy::{Caller, Policy};
 use crate::sigv4::{self, SigningInput, SigningKeyCache, UriRules};
 use crate::vault::{self, Credentials};
@@ -100,10 +100,6 @@ pub struct Edits {
     pub set: Vec<(String, String)>,
 }
 
-fn bad_request(code: &'static str, message: impl Into<String>) -> LocalError {
-    LocalError::new(400, code, message)
-}
-
 fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -130,8 +126,12 @@ fn is_signed_header(name: &str) -> bool {
 }
 
 fn header_str<'a>(name: &str, value: &'a [u8]) -> Result<&'a str, LocalError> {
-    std::str::from_utf8(value)
-        .map_err(|_| bad_request("BadHeader", format!("header {name} is not valid UTF-8")))
+    std::str::from_utf8(value).map_err(|_| {
+        LocalError::new(
+            ErrorCode::BadHeader,
+            format!("header {name} is not valid UTF-8"),
+        )
+    })
 }
 
 fn host_error(e: HostError) -> LocalError {
@@ -143,8 +143,7 @@ fn host_error(e: HostError) -> LocalError {
             LocalError::not_aws_endpoint(&format!("the host {} is not usable", clip(&h)))
         }
         HostError::NotSigV4(h) => LocalError::new(
-            400,
-            "NotSigV4",
+            ErrorCode::NotSigV4,
             format!(
                 "{} is an AWS endpoint that is not signed with SigV4 (SigV4A, bearer token or \
                  SigV2), which this filter does not produce",
@@ -152,8 +151,7 @@ fn host_error(e: HostError) -> LocalError {
             ),
         ),
         HostError::RegionUnknown(h) => LocalError::new(
-            400,
-            "RegionUnknown",
+            ErrorCode::RegionUnknown,
             format!(
                 "the signing region of {} is not in its name: add a host_overrides entry for it",
                 clip(&h)
@@ -174,8 +172,8 @@ fn override_value<'a>(name: &str, v: Option<&'a [u8]>) -> Result<Option<&'a str>
     let Some(v) = v else { return Ok(None) };
     match std::str::from_utf8(v) {
         Ok(s) if crate::config::is_signing_name_or_region(s) => Ok(Some(s)),
-        _ => Err(bad_request(
-            "BadOverride",
+        _ => Err(LocalError::new(
+            ErrorCode::BadOverride,
             format!("{name} must be lowercase letters, digits and '-'"),
         )),
     }
@@ -194,8 +192,8 @@ fn resolve_endpoint(
     let service_override = override_value(SERVICE_OVERRIDE_HEADER, service_override)?;
     let region_override = override_value(REGION_OVERRIDE_HEADER, region_override)?;
     if (service_override.is_some() || region_override.is_some()) && !cfg.request_overrides {
-        return Err(bad_request(
-            "OverrideNotAllowed",
+        return Err(LocalError::new(
+            ErrorCode::OverrideNotAllowed,
             "x-grant-service / x-grant-region are not enabled (plugin configuration \
              request_overrides)",
         ));
@@ -324,8 +322,8 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
 
     let grant_raw = match (grant, grant_count) {
         (_, n) if n > 1 => {
-            return Err(bad_request(
-                "GrantAmbiguous",
+            return Err(LocalError::new(
+                ErrorCode::GrantAmbiguous,
                 format!(
                     "the request has {n} {} headers: send exactly one",
                     cfg.grant_header
@@ -336,33 +334,35 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
         (None, _) => return Err(LocalError::grant_missing(&cfg.grant_header)),
     };
     let grant_id = vault::validate_grant_id(grant_raw)
-        .map_err(|e| bad_request("GrantInvalid", e.describe()))?;
+        .map_err(|e| LocalError::new(ErrorCode::GrantInvalid, e.describe()))?;
 
     let reason = audit_reason(reason)?;
     let context = audit_context(context)?;
-    let method = method.ok_or_else(|| bad_request("BadRequest", "the request has no :method"))?;
+    let method = method
+        .ok_or_else(|| LocalError::new(ErrorCode::BadRequest, "the request has no :method"))?;
     if !sigv4::is_token(method) {
-        return Err(bad_request(
-            "BadRequest",
+        return Err(LocalError::new(
+            ErrorCode::BadRequest,
             "the request method is not a valid HTTP token",
         ));
     }
-    let path = path.ok_or_else(|| bad_request("BadRequest", "the request has no :path"))?;
+    let path =
+        path.ok_or_else(|| LocalError::new(ErrorCode::BadRequest, "the request has no :path"))?;
     if !path.starts_with('/') {
-        return Err(bad_request(
-            "BadRequest",
+        return Err(LocalError::new(
+            ErrorCode::BadRequest,
             "the request path must start with '/' (CONNECT and asterisk-form are not signed)",
         ));
     }
     if query_has_presign_param(path) {
-        return Err(bad_request(
-            "QuerySignatureNotAllowed",
+        return Err(LocalError::new(
+            ErrorCode::QuerySignatureNotAllowed,
             "the query string already carries SigV4 parameters (X-Amz-Signature, X-Amz-Credential, ...): \
              send the request without them and the filter signs it",
         ));
     }
-    let authority =
-        authority.ok_or_else(|| bad_request("BadRequest", "the request has no :authority"))?;
+    let authority = authority
+        .ok_or_else(|| LocalError::new(ErrorCode::BadRequest, "the request has no :authority"))?;
     let endpoint = resolve_endpoint(
         cfg,
         authorities,
@@ -379,14 +379,16 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
             std::str::from_utf8(v)
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or_else(|| bad_request("BadRequest", "content-length is not a number"))?,
+                .ok_or_else(|| {
+                    LocalError::new(ErrorCode::BadRequest, "content-length is not a number")
+                })?,
         ),
     };
     let has_body = !end_of_stream && (chunked || length != Some(0));
 
     if content_sha_count > 1 {
-        return Err(bad_request(
-            "BadContentSha256",
+        return Err(LocalError::new(
+            ErrorCode::BadContentSha256,
             "the request has more than one x-amz-content-sha256 header",
         ));
     }
@@ -400,15 +402,15 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
             } else if v.starts_with(STREAMING_SIGNED_PREFIX)
                 || v.starts_with(STREAMING_ECDSA_PREFIX)
             {
-                return Err(bad_request(
-                    "ChunkSignedPayloadUnsupported",
+                return Err(LocalError::new(
+                    ErrorCode::ChunkSignedPayloadUnsupported,
                     "per-chunk signed uploads (x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD) \
                      cannot be re-signed by a proxy: configure the client to send unsigned payloads \
                      (boto3: signature_version=UNSIGNED; AWS SDKs: request_checksum_calculation=when_required)",
                 ));
             } else {
-                return Err(bad_request(
-                    "BadContentSha256",
+                return Err(LocalError::new(
+                    ErrorCode::BadContentSha256,
                     "x-amz-content-sha256 must be 64 hex digits (or, for S3, UNSIGNED-PAYLOAD or \
                      STREAMING-UNSIGNED-PAYLOAD-TRAILER)",
                 ));
@@ -423,8 +425,7 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
     if !s3 || cfg.s3_payload == S3Payload::Signed {
         if let Some(n) = length.filter(|&n| n > cfg.max_body_bytes) {
             return Err(LocalError::new(
-                413,
-                "BodyTooLarge",
+                ErrorCode::BodyTooLarge,
                 format!(
                     "the body is {n} bytes, more than max_body_bytes ({})",
                     cfg.max_body_bytes
@@ -470,8 +471,8 @@ fn audit_reason(v: Option<&[u8]>) -> Result<Option<String>, LocalError> {
         Ok(s) if s.len() <= MAX_REASON_BYTES && !s.chars().any(char::is_control) => {
             Ok(Some(s.to_string()))
         }
-        _ => Err(bad_request(
-            "BadAuditReason",
+        _ => Err(LocalError::new(
+            ErrorCode::BadAuditReason,
             "x-grant-reason must be at most 1 KiB of UTF-8 text without control characters",
         )),
     }
@@ -480,8 +481,8 @@ fn audit_reason(v: Option<&[u8]>) -> Result<Option<String>, LocalError> {
 fn audit_context(v: Option<&[u8]>) -> Result<Option<serde_json::Value>, LocalError> {
     let Some(v) = v else { return Ok(None) };
     let bad = || {
-        bad_request(
-            "BadAuditContext",
+        LocalError::new(
+            ErrorCode::BadAuditContext,
             "x-grant-context must be a JSON object of at most 4 KiB",
         )
     };
@@ -506,8 +507,7 @@ pub fn authorize(plan: &Plan, policy: &Policy, caller: &Caller) -> Result<(), Lo
         )
         .map_err(|d| {
             LocalError::new(
-                403,
-                "GrantPolicyDenied",
+                ErrorCode::GrantPolicyDenied,
                 format!("refused by the grant's {} rule: {}", d.rule, d.detail),
             )
         })
@@ -546,11 +546,12 @@ pub fn sign(
         uri_rules: plan.uri_rules,
     };
     let signed = sigv4::sign(&input, &creds.access_key_id, &key).map_err(|e| match e {
-        sigv4::SigV4Error::BadPath(why) => {
-            bad_request("BadRequest", format!("the path cannot be signed: {why}"))
-        }
-        sigv4::SigV4Error::BadHeader(name) => bad_request(
-            "BadHeader",
+        sigv4::SigV4Error::BadPath(why) => LocalError::new(
+            ErrorCode::BadRequest,
+            format!("the path cannot be signed: {why}"),
+        ),
+        sigv4::SigV4Error::BadHeader(name) => LocalError::new(
+            ErrorCode::BadHeader,
             format!("header {name} has a value that cannot be signed"),
         ),
         sigv4::SigV4Error::BadDate => LocalError::internal("the clock gave an unusable date"),
@@ -636,21 +637,21 @@ mod tests {
             (":path", "/"),
             (":authority", "sts.us-east-1.amazonaws.com"),
         ]);
-        assert_eq!(code(no_grant, true).code, "GrantMissing");
+        assert_eq!(code(no_grant, true).code, ErrorCode::GrantMissing);
         assert_eq!(
             code(base(&[("x-grant-id", "g2")]), true).code,
-            "GrantAmbiguous"
+            ErrorCode::GrantAmbiguous
         );
         let mut bad = base(&[]);
         bad[4].1 = b"../x".to_vec();
-        assert_eq!(code(bad, true).code, "GrantInvalid");
+        assert_eq!(code(bad, true).code, ErrorCode::GrantInvalid);
         let mut host = base(&[]);
         host[2].1 = b"example.com".to_vec();
         let e = code(host, true);
-        assert_eq!((e.status, e.code), (403, "NotAwsEndpoint"));
+        assert_eq!((e.status(), e.code), (403, ErrorCode::NotAwsEndpoint));
         assert_eq!(
             code(base(&[("content-length", "5")]), false).code,
-            "PayloadHashRequired"
+            ErrorCode::PayloadHashRequired
         );
         assert_eq!(
             code(
@@ -660,16 +661,19 @@ mod tests {
                 ]),
                 false
             )
-            .status,
+            .status(),
             413
         );
         assert_eq!(
             code(base(&[("x-amz-content-sha256", "nope")]), false).code,
-            "BadContentSha256"
+            ErrorCode::BadContentSha256
         );
         let mut presigned = base(&[]);
         presigned[1].1 = b"/?X-Amz-Signature=abc".to_vec();
-        assert_eq!(code(presigned, true).code, "QuerySignatureNotAllowed");
+        assert_eq!(
+            code(presigned, true).code,
+            ErrorCode::QuerySignatureNotAllowed
+        );
     }
 
     #[test]
@@ -679,7 +683,7 @@ mod tests {
         assert_eq!(
             precheck_request(&c, &base(&[("content-length", "5000")]), false)
                 .unwrap_err()
-                .status,
+                .status(),
             413
         );
         let no_grant = hdrs(&[
@@ -689,7 +693,7 @@ mod tests {
         ]);
         assert_eq!(
             precheck_request(&c, &no_grant, false).unwrap_err().code,
-            "GrantMissing"
+            ErrorCode::GrantMissing
         );
     }
 
@@ -717,11 +721,11 @@ mod tests {
         h[2].1 = b"other.example.com".to_vec();
         assert_eq!(
             plan_request(&c, &h, true).unwrap_err().code,
-            "NotAwsEndpoint"
+            ErrorCode::NotAwsEndpoint
         );
         // request-level overrides are off by default
         let e = plan_request(&c, &base(&[("x-grant-region", "eu-west-1")]), true).unwrap_err();
-        assert_eq!(e.code, "OverrideNotAllowed");
+        assert_eq!(e.code, ErrorCode::OverrideNotAllowed);
         let on = Config::parse(br#"{"vault": {"token": "t"}, "request_overrides": true}"#).unwrap();
         let p = plan_request(
             &on,
@@ -736,13 +740,13 @@ mod tests {
         assert!(p.strip.iter().any(|s| s == "x-grant-region"));
         assert!(p.signed.iter().all(|(n, _)| !n.starts_with("x-grant")));
         let e = plan_request(&on, &base(&[("x-grant-region", "EU WEST")]), true).unwrap_err();
-        assert_eq!(e.code, "BadOverride");
+        assert_eq!(e.code, ErrorCode::BadOverride);
         // overrides never make a non-AWS host signable
         let mut h = base(&[("x-grant-region", "us-east-1")]);
         h[2].1 = b"evil.example".to_vec();
         assert_eq!(
             plan_request(&on, &h, true).unwrap_err().code,
-            "NotAwsEndpoint"
+            ErrorCode::NotAwsEndpoint
         );
     }
 
@@ -769,10 +773,10 @@ mod tests {
             &format!("{{\"a\":\"{}\"}}", "x".repeat(5000)),
         ] {
             let e = plan_request(&cfg(), &base(&[("x-grant-context", bad)]), true).unwrap_err();
-            assert_eq!(e.code, "BadAuditContext", "{bad}");
+            assert_eq!(e.code, ErrorCode::BadAuditContext, "{bad}");
         }
         let e = plan_request(&cfg(), &base(&[("x-grant-reason", "a\u{7}b")]), true).unwrap_err();
-        assert_eq!(e.code, "BadAuditReason");
+        assert_eq!(e.code, ErrorCode::BadAuditReason);
     }
 
     #[test]
@@ -783,7 +787,7 @@ mod tests {
             ..Policy::default()
         };
         let e = authorize(&p, &policy, &Caller::default()).unwrap_err();
-        assert_eq!((e.status, e.code), (403, "GrantPolicyDenied"));
+        assert_eq!((e.status(), e.code), (403, ErrorCode::GrantPolicyDenied));
         assert!(e.message.contains("allowed_services"), "{}", e.message);
         assert!(authorize(&p, &Policy::default(), &Caller::default()).is_ok());
     }
@@ -792,11 +796,14 @@ mod tests {
     fn sigv4a_and_unknown_region_hosts_are_explained() {
         let mut h = base(&[]);
         h[2].1 = b"mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com".to_vec();
-        assert_eq!(plan_request(&cfg(), &h, true).unwrap_err().code, "NotSigV4");
+        assert_eq!(
+            plan_request(&cfg(), &h, true).unwrap_err().code,
+            ErrorCode::NotSigV4
+        );
         h[2].1 = b"bucket.s3-accelerate.amazonaws.com".to_vec();
         assert_eq!(
             plan_request(&cfg(), &h, true).unwrap_err().code,
-            "RegionUnknown"
+            ErrorCode::RegionUnknown
         );
     }
 
@@ -826,7 +833,7 @@ mod tests {
         ));
         assert_eq!(
             plan_request(&cfg(), &h, false).unwrap_err().code,
-            "ChunkSignedPayloadUnsupported"
+            ErrorCode::ChunkSignedPayloadUnsupported
         );
     }
 

@@ -1,4 +1,4 @@
-//! Runs every case of AWS's SigV4 test suites (`../shared/sigv4-test-suite/`, three copies:
+//! Runs every case of AWS's SigV4 test suites (`tests/data/sigv4-test-suite/`, three copies:
 //! classic botocore, aws-c-auth, smithy-rs) through `grant_sigv4_core::sigv4` and compares the
 //! canonical request, the string to sign, the signature and the `Authorization` value byte for
 //! byte.
@@ -74,7 +74,7 @@ const AKID: &str = "AKIDEXAMPLE";
 const SUITE_DATE: &str = "20150830T123600Z";
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/sigv4-test-suite")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sigv4-test-suite")
 }
 
 fn wildcard(pattern: &str, text: &str) -> bool {

@@ -35,7 +35,7 @@ use crate::audit;
 use crate::aws_host::AuthorityMemo;
 use crate::aws_response::{self, KeyVerdict};
 use crate::config::{Config, Mode};
-use crate::errors::LocalError;
+use crate::errors::{ErrorCode, LocalError};
 use crate::grant_cache::{CachedGrant, GrantCache, Lookup};
 use crate::metrics::{Counter, Metrics};
 use crate::policy::Caller;
@@ -169,9 +169,13 @@ impl Engine {
         headers: &[(&str, &[u8])],
         end_of_stream: bool,
     ) -> Action {
-        let start_ms = host.now_ms().unwrap_or(0);
         let Some(cfg) = self.config.clone() else {
             host.send_local_reply(id, &LocalError::internal("the filter is not configured"));
+            return Action::Pause;
+        };
+        // Never sign with a made-up date (a 1970 signature): no clock, no signature.
+        let Some(start_ms) = host.now_ms() else {
+            self.refuse(host, id, &no_clock());
             return Action::Pause;
         };
         // A record is started with the request only for the log line (which needs its start
@@ -291,7 +295,8 @@ impl Engine {
     pub fn on_request_headers_unreadable(&mut self, host: &mut impl Host, id: RequestId) -> Action {
         warn!("could not read request headers");
         if let Some(cfg) = self.config.clone() {
-            self.start_audit(&cfg, id, host.now_ms().unwrap_or(0));
+            let start_ms = host.now_ms().unwrap_or(0);
+            self.start_audit(&cfg, id, start_ms);
         }
         self.refuse(
             host,
@@ -322,14 +327,19 @@ impl Engine {
             host.callout_body(body_size)
         };
         let now_ms = host.now_ms();
-        if let Some(ms) = now_ms.and_then(|t| t.checked_sub(call.started_ms)) {
+        if let Some(ms) = now_ms.and_then(|t| t.checked_sub(call.started_ms?)) {
             self.metrics.callout_latency(host, ms);
         }
-        let now = now_ms.unwrap_or(0) / 1000;
+        let grant = call.grant;
+        let Some(now) = now_ms.map(|t| t / 1000) else {
+            // Never sign with a made-up date: the waiting requests are refused.
+            warn!("vault answer dropped: Envoy did not give the current time");
+            self.finish_fetch(host, &grant, Err(no_clock()), true, 0);
+            return;
+        };
         if !matches!(status, Some(200) | Some(404)) {
             self.metrics.inc(Counter::VaultFailures);
         }
-        let grant = call.grant;
         let fetched = match vault_fetch::digest(&cfg, call.stage, status, &body, now) {
             Answer::Next(stage) => match self.start_callout(host, &cfg, &grant, stage) {
                 Ok(()) => return,
@@ -405,7 +415,10 @@ impl Engine {
         let Some(cfg) = self.config.clone() else {
             return;
         };
-        let now = host.now_ms().unwrap_or(0) / 1000;
+        let Some(now) = host.now_ms().map(|t| t / 1000) else {
+            warn!("AWS refused a grant's key, but Envoy did not give the current time: it stays cached");
+            return;
+        };
         if self
             .cache
             .invalidate(&grant, fetched_at, now, cfg.cache.min_refetch_seconds)
@@ -442,7 +455,10 @@ impl Engine {
         let Some(cfg) = self.config.clone() else {
             return;
         };
-        let now = host.now_ms().unwrap_or(0) / 1000;
+        let Some(now) = host.now_ms().map(|t| t / 1000) else {
+            warn!("no background refresh: Envoy did not give the current time");
+            return;
+        };
         for grant in self.cache.due_for_refresh(now) {
             if self.fetches.contains_key(&grant) {
                 // A request's fetch is under way: it brings the new key.
@@ -487,7 +503,7 @@ impl Engine {
             ("accept", b"application/json"),
         ];
         let timeout_ms = u32::try_from(cfg.vault.timeout_ms).unwrap_or(u32::MAX);
-        let started_ms = host.now_ms().unwrap_or(0);
+        let started_ms = host.now_ms();
         let token = host.start_callout(&cfg.vault.cluster, &headers, timeout_ms)?;
         self.callouts.insert(
             token,
@@ -523,7 +539,7 @@ impl Engine {
                 _ => {
                     debug!(
                         "background refresh failed: {:?}",
-                        outcome.as_ref().err().map(|e| e.code)
+                        outcome.as_ref().err().map(|e| e.code.as_str())
                     );
                     self.cache.refresh_failed(grant);
                 }
@@ -641,7 +657,7 @@ impl Engine {
     fn refuse_planned(&mut self, host: &mut impl Host, id: RequestId, e: &LocalError, plan: &Plan) {
         let has_audit = self.requests.get(&id).is_some_and(|s| s.audit.is_some());
         if !has_audit {
-            self.decided_from_plan(host, id, plan, e.code, Some(e.status));
+            self.decided_from_plan(host, id, plan, e.code.as_str(), Some(e.status()));
         }
         self.refuse(host, id, e);
     }
@@ -668,20 +684,25 @@ impl Engine {
     /// Answer request `id` locally, and account for it.
     fn refuse(&mut self, host: &mut impl Host, id: RequestId, e: &LocalError) {
         self.metrics.error(host, e.code);
-        if e.code == "GrantPolicyDenied" {
+        if e.code == ErrorCode::GrantPolicyDenied {
             self.metrics.inc(Counter::PolicyDenials);
         }
         if let Some(mut a) = self.requests.get_mut(&id).and_then(|s| s.audit.take()) {
             a.record.outcome = e.code.to_string();
-            a.record.status = Some(e.status);
+            a.record.status = Some(e.status());
             a.decided(host, id);
             if a.log {
                 a.write_log(host, id, false);
             }
         }
-        debug!("local reply {} {}", e.status, e.code);
+        debug!("local reply {} {}", e.status(), e.code);
         host.send_local_reply(id, e);
     }
+}
+
+/// The refusal of a request when the host's clock cannot be read.
+fn no_clock() -> LocalError {
+    LocalError::internal("Envoy did not give the current time")
 }
 
 /// The grant as another worker stored it, if it is still fresh.

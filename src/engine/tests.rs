@@ -69,7 +69,7 @@ impl Host for FakeHost {
     }
     fn send_local_reply(&mut self, id: RequestId, error: &LocalError) {
         self.effects
-            .push(Effect::Replied(id, error.status, error.code));
+            .push(Effect::Replied(id, error.status(), error.code.as_str()));
     }
     fn set_filter_state(&mut self, id: RequestId, _name: &str, value: &[u8]) {
         let v = String::from_utf8_lossy(value).into_owned();

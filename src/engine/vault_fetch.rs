@@ -2,7 +2,7 @@
 //! the AWS secrets engine), and what each answer means.
 
 use crate::config::{Config, VaultConfig};
-use crate::errors::LocalError;
+use crate::errors::{ErrorCode, LocalError};
 use crate::grant_cache::CachedGrant;
 use crate::policy::Policy;
 use crate::vault::{self, DynamicSource, Source, VaultError};
@@ -25,7 +25,7 @@ pub(super) struct Callout {
     pub grant: String,
     pub stage: Stage,
     /// When it started (ms), for the latency histogram.
-    pub started_ms: u64,
+    pub started_ms: Option<u64>,
 }
 
 /// One fetch of a grant under way (single flight: at most one per grant and plugin instance).
@@ -88,8 +88,7 @@ pub(super) fn vault_error(e: &VaultError) -> LocalError {
         VaultError::NotFound => LocalError::grant_not_found(),
         VaultError::Unavailable(why) => LocalError::vault_unavailable(why),
         VaultError::BadRecord(why) => LocalError::new(
-            502,
-            "GrantRecordInvalid",
+            ErrorCode::GrantRecordInvalid,
             format!("the stored record for this grant is not usable: {why}"),
         ),
     }

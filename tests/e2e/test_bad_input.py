@@ -24,7 +24,7 @@ the URL and drops the Host header. ``GET http://sts.us-east-1.amazonaws.com/`` w
 ``GET http://evil.example/`` with ``Host: sts.us-east-1.amazonaws.com`` is refused as a
 non-AWS host (row ``absolute-evil-url-aws-host``). Nothing is ever signed for evil.example.
 
-The table in docs/bad-input-table.md lists the same rows, in the same order.
+The table in docs/errors.md lists the same rows, in the same order.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""docker-compose.yml (Docker is not run here): its structure, the files it uses, and the Envoy
+"""docker-compose.yml (validated, not run by make test): its structure, the files it uses, and the Envoy
 config it renders — the same template and rendering as the tests — accepted by Envoy."""
 
 import importlib.util

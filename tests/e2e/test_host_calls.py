@@ -1,7 +1,7 @@
 """The host calls a signed GET costs Envoy, held to their number.
 
 Each proxy-wasm host call is a trip across the wasm boundary, the largest part of what the
-filter costs Envoy per request (README, Benchmarks). `bench/vm.mjs` drives the built module
+filter costs Envoy per request (docs/performance.md). `bench/vm.mjs` drives the built module
 behind a mock host through the callbacks Envoy calls for a GET whose grant is cached, and
 counts the host calls per request; a change that adds one fails here, on purpose.
 """
@@ -39,3 +39,19 @@ def test_a_cached_get_costs_eight_host_calls():
     line = next(l for l in out.stdout.splitlines() if l.startswith("host calls per request: "))
     calls = {name: float(n) for name, n in re.findall(r"(\w+) ([\d.]+)", line.split(": ", 1)[1])}
     assert calls == EXPECTED, line
+
+
+def test_no_clock_means_no_signature():
+    """A host that cannot tell the time gets a local 500, never a request signed in 1970."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed (bench/vm.mjs runs the module in its V8)")
+    out = subprocess.run(
+        [node, "--no-warnings", str(ROOT / "bench" / "vm.mjs"), str(WASM), "--no-clock"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    line = next(l for l in out.stdout.splitlines() if l.startswith("no clock: "))
+    assert "action 1," in line, line  # paused: not forwarded
+    assert "header writes 0," in line, line
+    assert '"status":500' in line and "InternalError" in line and "current time" in line, line

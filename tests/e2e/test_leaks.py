@@ -215,7 +215,7 @@ def test_tokens_never_in_envoy_trace_log(leaky, which):
 
 def test_inline_token_is_visible_in_config_dump():
     """The default (inline ``vault.token``) puts the token into Envoy's /config_dump: this backs
-    the README's advice to use ``vault.token_env``."""
+    the advice of docs/security.md to use ``vault.token_env``."""
     echo = Echo()
     s = None
     try:

@@ -95,7 +95,7 @@ impl Host for WasmHost {
         }
         let body = error.body();
         let headers: [(&str, &[u8]); 1] = [("content-type", b"application/json")];
-        if let Err(s) = hostcalls::send_local_response(error.status, &headers, body.as_bytes()) {
+        if let Err(s) = hostcalls::send_local_response(error.status(), &headers, body.as_bytes()) {
             warn!("could not send local reply {} (status {s})", error.code);
         }
     }
@@ -137,10 +137,7 @@ impl Host for WasmHost {
     }
 
     fn get_shared(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
-        match hostcalls::get_shared(key) {
-            Ok((Some(bytes), cas)) => Some((bytes, cas)),
-            _ => None,
-        }
+        hostcalls::get_shared(key).ok().flatten()
     }
 
     fn set_shared(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), String> {
