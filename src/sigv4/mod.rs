@@ -42,7 +42,7 @@ pub use date::format_amz_date;
 pub use encoding::sha256_hex;
 pub use error::SigV4Error;
 pub use signing_key::{
-    derive_signing_key, SigningKey, SigningKeyCache, SIGNING_KEY_CACHE_CAPACITY,
+    derive_signing_key, FirstBlockMemo, SigningKey, SigningKeyCache, SIGNING_KEY_CACHE_CAPACITY,
 };
 
 use canonical_request::build_canonical_request;
@@ -93,6 +93,16 @@ pub fn sign(
     access_key_id: &str,
     signing_key: &SigningKey,
 ) -> Result<Signed, SigV4Error> {
+    sign_memoized(input, access_key_id, signing_key, None)
+}
+
+/// [`sign`], with the key's first-block memo from [`SigningKeyCache::get_with_memo`].
+pub fn sign_memoized(
+    input: &SigningInput<'_>,
+    access_key_id: &str,
+    signing_key: &SigningKey,
+    memo: Option<&mut FirstBlockMemo>,
+) -> Result<Signed, SigV4Error> {
     let date = date_of(input.amz_date)?;
     if !is_scope_part(input.region) || !is_scope_part(input.service) {
         return Err(SigV4Error::BadHeader("host".to_owned()));
@@ -138,10 +148,11 @@ pub fn sign(
     authorization.push_str(signed_headers);
     authorization.push_str(", Signature=");
     let signature_start = authorization.len();
-    push_hex32(
-        &mut authorization,
-        &signing_key.mac(string_to_sign.as_bytes()),
-    );
+    let signature = match memo {
+        Some(memo) => signing_key.mac_memoized(string_to_sign.as_bytes(), memo),
+        None => signing_key.mac(string_to_sign.as_bytes()),
+    };
+    push_hex32(&mut authorization, &signature);
     let signature = authorization
         .get(signature_start..)
         .unwrap_or("")
@@ -298,7 +309,7 @@ mod tests {
         );
     }
 
-    /// HMAC-SHA256 by the `hmac` crate, the reference for [`HmacKey`].
+    /// HMAC-SHA256 of one contiguous key, the reference for the signing key's keyed state.
     fn reference_hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
         use hmac::digest::KeyInit;
         use hmac::{Hmac, Mac};
@@ -309,17 +320,17 @@ mod tests {
 
     #[test]
     fn hmac_long_keys_are_hashed() {
-        // A secret longer than the HMAC block goes through the hash-first path.
-        let long = "x".repeat(200);
-        let mine = HmacKey::new(&[b"AWS4", long.as_bytes()]).mac(b"20150830");
+        // A secret longer than the stack buffer goes through the allocating path.
+        let long = "x".repeat(300);
+        let mine = mac_with(&keyed(&[b"AWS4", long.as_bytes()]), b"20150830");
         assert_eq!(
             mine,
             reference_hmac(format!("AWS4{long}").as_bytes(), b"20150830")
         );
-        // Exactly 64 bytes of key and 65, and short keys.
-        for n in [0usize, 1, 28, 59, 60, 61] {
+        // Keys around the HMAC block (64 bytes) and the stack buffer (256), and short keys.
+        for n in [0usize, 1, 28, 59, 60, 61, 200, 251, 252, 253] {
             let s = "k".repeat(n);
-            let a = HmacKey::new(&[b"AWS4", s.as_bytes()]).mac(b"d");
+            let a = mac_with(&keyed(&[b"AWS4", s.as_bytes()]), b"d");
             assert_eq!(
                 a,
                 reference_hmac(format!("AWS4{s}").as_bytes(), b"d"),
@@ -329,8 +340,9 @@ mod tests {
     }
 
     #[test]
-    fn first_block_state_is_reused_only_for_the_same_first_block() {
+    fn signatures_of_messages_sharing_a_first_block_are_each_right() {
         let key = SigningKey::from_bytes(&[0x5a; 32]);
+        let mut memo = FirstBlockMemo::default();
         // Messages that share their first 64 bytes, then one that differs only in byte 63
         // (the cached state must not serve it), then the first again, in an order that
         // replaces the cached block each time.
@@ -353,6 +365,8 @@ mod tests {
             &a[..63].to_vec(),
         ] {
             assert_eq!(key.mac(data), reference_hmac(&[0x5a; 32], data));
+            let memoized = key.mac_memoized(data, &mut memo);
+            assert_eq!(memoized, reference_hmac(&[0x5a; 32], data));
         }
     }
 

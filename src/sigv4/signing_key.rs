@@ -1,86 +1,54 @@
 //! The SigV4 signing key: derived from the secret, date, region and service with chained
 //! HMACs, kept with its keyed HMAC state, and cached per inputs.
 
-use sha2::{Digest, Sha256};
+use hmac::digest::KeyInit;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use std::fmt;
 use std::hint::black_box;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// How many signing keys a [`SigningKeyCache`] holds before it is cleared.
 pub const SIGNING_KEY_CACHE_CAPACITY: usize = 64;
 
-/// HMAC-SHA256 with its key set: the SHA-256 states after the inner (`key ^ ipad`) and outer
-/// (`key ^ opad`) key blocks. Each MAC clones them, so a reused key costs no key-block
-/// compressions. Overwritten with the initial SHA-256 state when dropped.
-pub(super) struct HmacKey {
-    inner: Sha256,
-    outer: Sha256,
+/// HMAC-SHA256 (the `hmac` crate) keyed with the concatenation of `parts`. The keyed state
+/// is `Clone`: a signing key keeps it, so each signature clones it and pays no key-block
+/// compressions.
+pub(super) fn keyed(parts: &[&[u8]]) -> HmacSha256 {
+    // "AWS4" + secret: at most 4 + 128 bytes (vault::Credentials), copied to the stack and
+    // overwritten; a longer secret is hashed first by HMAC itself.
+    let mut buf = [0u8; 256];
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mac = if total <= buf.len() {
+        let mut at = 0;
+        for p in parts {
+            if let Some(dst) = buf.get_mut(at..at + p.len()) {
+                dst.copy_from_slice(p);
+            }
+            at += p.len();
+        }
+        <HmacSha256 as KeyInit>::new_from_slice(buf.get(..total).unwrap_or(&[]))
+    } else {
+        let mut long = parts.concat();
+        let mac = <HmacSha256 as KeyInit>::new_from_slice(&long);
+        long.fill(0);
+        black_box(&mut long);
+        mac
+    };
+    buf = [0; 256];
+    black_box(&mut buf);
+    // HMAC takes a key of any length: this cannot fail.
+    mac.unwrap_or_else(|_| <HmacSha256 as KeyInit>::new(&Default::default()))
 }
 
-impl HmacKey {
-    /// The HMAC key that is the concatenation of `parts`.
-    ///
-    /// HMAC pads a key up to the block size (64 bytes) with zeros and first hashes a longer
-    /// key, so this is exactly HMAC and needs no allocation (for `"AWS4" + secret`).
-    pub(super) fn new(parts: &[&[u8]]) -> Self {
-        let mut block = [0u8; 64];
-        let total: usize = parts.iter().map(|p| p.len()).sum();
-        if total > block.len() {
-            let mut h = Sha256::new();
-            for p in parts {
-                h.update(p);
-            }
-            for (dst, src) in block.iter_mut().zip(h.finalize().iter()) {
-                *dst = *src;
-            }
-        } else {
-            let mut dst = block.iter_mut();
-            for p in parts {
-                // `p` first: `zip` must not pull (and lose) a block byte once `p` is exhausted.
-                for (s, d) in p.iter().zip(dst.by_ref()) {
-                    *d = *s;
-                }
-            }
-        }
-        let mut pad = [0u8; 64];
-        for (p, k) in pad.iter_mut().zip(block.iter()) {
-            *p = k ^ 0x36;
-        }
-        let mut inner = Sha256::new();
-        inner.update(pad);
-        for (p, k) in pad.iter_mut().zip(block.iter()) {
-            *p = k ^ 0x5c;
-        }
-        let mut outer = Sha256::new();
-        outer.update(pad);
-        pad = [0; 64];
-        block = [0; 64];
-        black_box((&mut pad, &mut block));
-        HmacKey { inner, outer }
-    }
-
-    /// HMAC-SHA256 of `data`.
-    pub(super) fn mac(&self, data: &[u8]) -> [u8; 32] {
-        let mut inner = self.inner.clone();
-        inner.update(data);
-        self.finish(inner)
-    }
-
-    /// The HMAC whose keyed inner hash `inner` has absorbed the whole message.
-    fn finish(&self, inner: Sha256) -> [u8; 32] {
-        let mut outer = self.outer.clone();
-        outer.update(inner.finalize());
-        outer.finalize().into()
-    }
+/// HMAC-SHA256 of `data` with the keyed state `key`.
+pub(super) fn mac_with(key: &HmacSha256, data: &[u8]) -> [u8; 32] {
+    let mut m = key.clone();
+    m.update(data);
+    m.finalize().into_bytes().into()
 }
 
-impl Drop for HmacKey {
-    fn drop(&mut self) {
-        self.inner = Sha256::new();
-        self.outer = Sha256::new();
-        black_box(self);
-    }
-}
+type HmacSha256 = Hmac<Sha256>;
 
 /// A SigV4 signing key, ready to sign with: the 32 key bytes and the keyed HMAC state.
 ///
@@ -91,24 +59,15 @@ pub struct SigningKey(Arc<KeyMaterial>);
 
 pub(super) struct KeyMaterial {
     bytes: [u8; 32],
-    hmac: HmacKey,
-    /// The keyed inner hash after the first 64 bytes of the last message signed, with those
-    /// bytes. A string to sign starts with the algorithm, the time to the second and the
-    /// scope: the requests of one second under one key share that block, so each of them
-    /// after the first saves one SHA-256 compression.
-    first_block: Mutex<Option<([u8; 64], Sha256)>>,
+    hmac: HmacSha256,
 }
 
 impl Drop for KeyMaterial {
     fn drop(&mut self) {
         self.bytes = [0; 32];
-        black_box(&mut self.bytes);
-        if let Ok(cached) = self.first_block.get_mut() {
-            if let Some((_, state)) = cached.as_mut() {
-                *state = Sha256::new();
-            }
-            *cached = None;
-        }
+        // The keyed state is overwritten in place with that of an all-zero key.
+        self.hmac = <HmacSha256 as KeyInit>::new(&Default::default());
+        black_box(self);
     }
 }
 
@@ -117,8 +76,7 @@ impl SigningKey {
     pub fn from_bytes(bytes: &[u8; 32]) -> Self {
         SigningKey(Arc::new(KeyMaterial {
             bytes: *bytes,
-            hmac: HmacKey::new(&[bytes]),
-            first_block: Mutex::new(None),
+            hmac: keyed(&[bytes]),
         }))
     }
 
@@ -138,28 +96,44 @@ impl SigningKey {
 
     /// HMAC-SHA256 of `data` with this key.
     pub(super) fn mac(&self, data: &[u8]) -> [u8; 32] {
-        let hmac = &self.0.hmac;
+        mac_with(&self.0.hmac, data)
+    }
+
+    /// [`mac`](Self::mac), reusing (and updating) `memo`'s keyed state after the first 64
+    /// bytes when `data` starts with the same block.
+    pub(super) fn mac_memoized(&self, data: &[u8], memo: &mut FirstBlockMemo) -> [u8; 32] {
         let Some((head, tail)) = data.split_first_chunk::<64>() else {
-            return hmac.mac(data);
+            return self.mac(data);
         };
-        let absorb_head = || {
-            let mut state = hmac.inner.clone();
-            state.update(head);
-            state
+        let mut m = match &memo.0 {
+            Some((h, m)) if h == head => m.clone(),
+            _ => {
+                let mut m = self.0.hmac.clone();
+                m.update(head);
+                memo.0 = Some((*head, m.clone()));
+                m
+            }
         };
-        let mut inner = match self.0.first_block.lock() {
-            Ok(mut cached) => match cached.as_ref() {
-                Some((h, state)) if h == head => state.clone(),
-                _ => {
-                    let state = absorb_head();
-                    *cached = Some((*head, state.clone()));
-                    state
-                }
-            },
-            Err(_) => absorb_head(),
-        };
-        inner.update(tail);
-        hmac.finish(inner)
+        m.update(tail);
+        m.finalize().into_bytes().into()
+    }
+}
+
+/// A signing key's keyed HMAC state after the first 64 bytes of the last message it signed,
+/// with those bytes. A string to sign starts with the algorithm, the time to the second and
+/// the scope: the requests of one second under one key share that block, so each of them
+/// after the first saves one SHA-256 compression (3.4k instructions per GET in the wasm
+/// module). Kept beside the key in a [`SigningKeyCache`]; wiped when dropped.
+#[derive(Default)]
+pub struct FirstBlockMemo(Option<([u8; 64], HmacSha256)>);
+
+impl Drop for FirstBlockMemo {
+    fn drop(&mut self) {
+        if let Some((block, m)) = self.0.as_mut() {
+            *block = [0; 64];
+            *m = <HmacSha256 as KeyInit>::new(&Default::default());
+        }
+        black_box(self);
     }
 }
 
@@ -179,10 +153,10 @@ impl fmt::Debug for SigningKey {
 ///
 /// `kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request")`.
 pub fn derive_signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
-    let mut key = HmacKey::new(&[b"AWS4", secret.as_bytes()]).mac(date.as_bytes());
+    let mut key = mac_with(&keyed(&[b"AWS4", secret.as_bytes()]), date.as_bytes());
     for part in [region.as_bytes(), service.as_bytes(), b"aws4_request"] {
         // Each intermediate key is overwritten by the next one.
-        key = HmacKey::new(&[&key]).mac(part);
+        key = mac_with(&keyed(&[&key]), part);
     }
     key
 }
@@ -194,6 +168,7 @@ pub(super) struct CacheEntry {
     /// Lengths of date, region and service in `id`.
     lens: [usize; 3],
     key: SigningKey,
+    memo: FirstBlockMemo,
 }
 
 impl CacheEntry {
@@ -263,30 +238,49 @@ impl SigningKeyCache {
 
     /// The signing key for these inputs, derived once and then reused.
     pub fn get(&mut self, secret: &str, date: &str, region: &str, service: &str) -> SigningKey {
-        if let Some(e) = self
+        self.get_with_memo(secret, date, region, service).0
+    }
+
+    /// [`get`](Self::get), with the key's first-block memo.
+    pub fn get_with_memo(
+        &mut self,
+        secret: &str,
+        date: &str,
+        region: &str,
+        service: &str,
+    ) -> (SigningKey, Option<&mut FirstBlockMemo>) {
+        let found = self
             .entries
             .iter()
-            .find(|e| e.is_for(secret, date, region, service))
-        {
-            return e.key.clone();
+            .position(|e| e.is_for(secret, date, region, service));
+        let i = match found {
+            Some(i) => i,
+            None => {
+                if self.entries.len() >= SIGNING_KEY_CACHE_CAPACITY {
+                    self.clear();
+                }
+                if self.entries.capacity() == 0 {
+                    self.entries.reserve_exact(8);
+                }
+                // Exactly sized: the secret is never left behind by a reallocation.
+                let mut id =
+                    Vec::with_capacity(date.len() + region.len() + service.len() + secret.len());
+                for part in [date, region, service, secret] {
+                    id.extend_from_slice(part.as_bytes());
+                }
+                self.entries.push(CacheEntry {
+                    id,
+                    lens: [date.len(), region.len(), service.len()],
+                    key: SigningKey::derive(secret, date, region, service),
+                    memo: FirstBlockMemo::default(),
+                });
+                self.entries.len() - 1
+            }
+        };
+        match self.entries.get_mut(i) {
+            Some(e) => (e.key.clone(), Some(&mut e.memo)),
+            // Not reached: `i` is an index of `entries`.
+            None => (SigningKey::derive(secret, date, region, service), None),
         }
-        if self.entries.len() >= SIGNING_KEY_CACHE_CAPACITY {
-            self.clear();
-        }
-        if self.entries.capacity() == 0 {
-            self.entries.reserve_exact(8);
-        }
-        // Exactly sized: the secret is never left behind by a reallocation.
-        let mut id = Vec::with_capacity(date.len() + region.len() + service.len() + secret.len());
-        for part in [date, region, service, secret] {
-            id.extend_from_slice(part.as_bytes());
-        }
-        let key = SigningKey::derive(secret, date, region, service);
-        self.entries.push(CacheEntry {
-            id,
-            lens: [date.len(), region.len(), service.len()],
-            key: key.clone(),
-        });
-        key
     }
 }
