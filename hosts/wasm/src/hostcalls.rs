@@ -2,7 +2,6 @@
 //! do not expect (for example a header write on a stream that has already ended), and a panic
 //! kills the wasm VM for every request on that worker. These return `Err(status)` instead.
 
-use crate::pairs::serialize_pairs;
 use std::ptr::null_mut;
 
 /// Proxy-wasm status codes.
@@ -27,96 +26,35 @@ pub enum Buffer {
     PluginConfiguration = 7,
 }
 
-/// Kinds of metrics of the ABI.
-#[derive(Clone, Copy)]
-#[repr(u32)]
-pub enum MetricKind {
-    Counter = 0,
-    Histogram = 2,
-}
-
-mod ffi {
+/// The ABI's imports, one per line.
+#[rustfmt::skip]
+pub mod ffi {
     #[link(wasm_import_module = "env")]
     extern "C" {
         pub fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
-        pub fn proxy_replace_header_map_value(
-            map: u32,
-            key: *const u8,
-            key_size: usize,
-            value: *const u8,
-            value_size: usize,
-        ) -> u32;
+        pub fn proxy_replace_header_map_value(map: u32, key: *const u8, key_size: usize, value: *const u8, value_size: usize) -> u32;
         pub fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
-        pub fn proxy_get_header_map_value(
-            map: u32,
-            key: *const u8,
-            key_size: usize,
-            value: *mut *mut u8,
-            value_size: *mut usize,
-        ) -> u32;
+        pub fn proxy_get_header_map_value(map: u32, key: *const u8, key_size: usize, value: *mut *mut u8, value_size: *mut usize) -> u32;
         pub fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
         pub fn proxy_get_log_level(level: *mut u32) -> u32;
         pub fn proxy_set_property(path: *const u8, size: usize, v: *const u8, vs: usize) -> u32;
-        pub fn proxy_get_property(
-            path: *const u8,
-            path_size: usize,
-            value: *mut *mut u8,
-            value_size: *mut usize,
-        ) -> u32;
+        pub fn proxy_get_property(path: *const u8, path_size: usize, value: *mut *mut u8, value_size: *mut usize) -> u32;
         pub fn proxy_define_metric(kind: u32, name: *const u8, size: usize, id: *mut u32) -> u32;
         pub fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
         pub fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
-        pub fn proxy_get_buffer_bytes(
-            buffer: u32,
-            start: usize,
-            max: usize,
-            data: *mut *mut u8,
-            size: *mut usize,
-        ) -> u32;
+        pub fn proxy_get_buffer_bytes(buffer: u32, start: usize, max: usize, data: *mut *mut u8, size: *mut usize) -> u32;
         pub fn proxy_continue_stream(stream: u32) -> u32;
-        pub fn proxy_send_local_response(
-            status: u32,
-            details: *const u8,
-            details_size: usize,
-            body: *const u8,
-            body_size: usize,
-            headers: *const u8,
-            headers_size: usize,
-            grpc_status: i32,
-        ) -> u32;
+        pub fn proxy_send_local_response(status: u32, details: *const u8, details_size: usize, body: *const u8, body_size: usize, headers: *const u8, headers_size: usize, grpc_status: i32) -> u32;
         pub fn proxy_set_effective_context(context_id: u32) -> u32;
-        pub fn proxy_get_shared_data(
-            key: *const u8,
-            key_size: usize,
-            value: *mut *mut u8,
-            value_size: *mut usize,
-            cas: *mut u32,
-        ) -> u32;
-        pub fn proxy_set_shared_data(
-            key: *const u8,
-            key_size: usize,
-            value: *const u8,
-            value_size: usize,
-            cas: u32,
-        ) -> u32;
+        pub fn proxy_get_shared_data(key: *const u8, key_size: usize, value: *mut *mut u8, value_size: *mut usize, cas: *mut u32) -> u32;
+        pub fn proxy_set_shared_data(key: *const u8, key_size: usize, value: *const u8, value_size: usize, cas: u32) -> u32;
         pub fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
         pub fn proxy_log(level: u32, message: *const u8, message_size: usize) -> u32;
-        pub fn proxy_http_call(
-            upstream: *const u8,
-            upstream_size: usize,
-            headers: *const u8,
-            headers_size: usize,
-            body: *const u8,
-            body_size: usize,
-            trailers: *const u8,
-            trailers_size: usize,
-            timeout_ms: u32,
-            token: *mut u32,
-        ) -> u32;
+        pub fn proxy_http_call(upstream: *const u8, upstream_size: usize, headers: *const u8, headers_size: usize, body: *const u8, body_size: usize, trailers: *const u8, trailers_size: usize, timeout_ms: u32, token: *mut u32) -> u32;
     }
 }
 
-fn check(status: Status) -> Result<(), Status> {
+pub fn check(status: Status) -> Result<(), Status> {
     if status == OK {
         Ok(())
     } else {
@@ -126,7 +64,7 @@ fn check(status: Status) -> Result<(), Status> {
 
 /// Make a call that returns a host-allocated buffer through two out-pointers; returns the
 /// call's status and the buffer (empty when the host returned none).
-fn with_buffer(call: impl FnOnce(*mut *mut u8, *mut usize) -> Status) -> (Status, Vec<u8>) {
+pub fn with_buffer(call: impl FnOnce(*mut *mut u8, *mut usize) -> Status) -> (Status, Vec<u8>) {
     let mut data: *mut u8 = null_mut();
     let mut size = 0usize;
     let status = call(&mut data, &mut size);
@@ -140,7 +78,7 @@ fn with_buffer(call: impl FnOnce(*mut *mut u8, *mut usize) -> Status) -> (Status
 }
 
 /// A status of found (`Some`) or not found (`None`), or an error.
-fn found(status: Status, bytes: Vec<u8>) -> Result<Option<Vec<u8>>, Status> {
+pub fn found(status: Status, bytes: Vec<u8>) -> Result<Option<Vec<u8>>, Status> {
     match status {
         OK => Ok(Some(bytes)),
         NOT_FOUND => Ok(None),
@@ -167,15 +105,6 @@ pub fn get_map(map: HeaderMap) -> Result<RawMap, Status> {
     check(status).map(|()| RawMap(bytes))
 }
 
-/// One header's value; `None` when absent.
-pub fn get_value(map: HeaderMap, key: &str) -> Result<Option<Vec<u8>>, Status> {
-    let (k, kl) = (key.as_ptr(), key.len());
-    // SAFETY: see `get_map`.
-    let (status, bytes) =
-        with_buffer(|d, s| unsafe { ffi::proxy_get_header_map_value(map as u32, k, kl, d, s) });
-    found(status, bytes)
-}
-
 /// Up to `max` bytes of a buffer (empty when there is none).
 pub fn get_buffer(buffer: Buffer, max: usize) -> Result<Vec<u8>, Status> {
     // SAFETY: see `get_map`.
@@ -184,37 +113,8 @@ pub fn get_buffer(buffer: Buffer, max: usize) -> Result<Vec<u8>, Status> {
     found(status, bytes).map(Option::unwrap_or_default)
 }
 
-/// A property of the current stream by its path (parts separated by NUL, e.g.
-/// `b"source\0address"`); `None` when absent.
-pub fn get_property(path: &[u8]) -> Result<Option<Vec<u8>>, Status> {
-    let (p, pl) = (path.as_ptr(), path.len());
-    // SAFETY: see `get_map`.
-    let (status, bytes) = with_buffer(|d, s| unsafe { ffi::proxy_get_property(p, pl, d, s) });
-    found(status, bytes)
-}
-
-/// A value of Envoy's shared data (shared by every worker VM of the plugin's vm_id) and
-/// its compare-and-set token; `None` when the key is absent.
-pub fn get_shared(key: &str) -> Result<Option<(Vec<u8>, u32)>, Status> {
-    let (k, kl) = (key.as_ptr(), key.len());
-    let mut cas = 0u32;
-    let c: *mut u32 = &mut cas;
-    // SAFETY: see `get_map`; `c` points to a live local too.
-    let (status, bytes) = with_buffer(|d, s| unsafe { ffi::proxy_get_shared_data(k, kl, d, s, c) });
-    found(status, bytes).map(|v| v.map(|v| (v, cas)))
-}
-
 // For every call below: pointers and lengths come from live borrowed slices and strs that
 // outlive the call, which the host only reads; out-pointers point to live locals.
-
-/// Set a shared-data value; `cas` 0 writes unconditionally, otherwise only if the value
-/// has not changed since it was read with that token.
-pub fn set_shared(key: &str, value: &[u8], cas: u32) -> Result<(), Status> {
-    // SAFETY: see above.
-    check(unsafe {
-        ffi::proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
-    })
-}
 
 /// The level of Envoy's `wasm` logger: 0 trace, 1 debug, 2 info, 3 warn, 4 error, 5 critical.
 pub fn log_level() -> Result<u32, Status> {
@@ -223,111 +123,10 @@ pub fn log_level() -> Result<u32, Status> {
     check(unsafe { ffi::proxy_get_log_level(&mut level) }).map(|()| level)
 }
 
-/// Ask for `on_tick` every `ms` milliseconds on this root context.
-pub fn set_tick_period_ms(ms: u32) -> Result<(), Status> {
-    // SAFETY: a plain value call with no pointers.
-    check(unsafe { ffi::proxy_set_tick_period_milliseconds(ms) })
-}
-
-/// Set (replace or add) one header.
-pub fn replace(map: HeaderMap, key: &str, value: &[u8]) -> Result<(), Status> {
-    let (k, kl, v, vl) = (key.as_ptr(), key.len(), value.as_ptr(), value.len());
-    // SAFETY: see above.
-    check(unsafe { ffi::proxy_replace_header_map_value(map as u32, k, kl, v, vl) })
-}
-
-/// Remove every value of one header.
-pub fn remove(map: HeaderMap, key: &str) -> Result<(), Status> {
-    // SAFETY: see above.
-    check(unsafe { ffi::proxy_remove_header_map_value(map as u32, key.as_ptr(), key.len()) })
-}
-
-/// Let the paused request now in effect go on.
-pub fn resume_request() -> Result<(), Status> {
-    // SAFETY: a plain value call with no pointers.
-    check(unsafe { ffi::proxy_continue_stream(0) })
-}
-
-/// Answer the current request locally.
-pub fn send_local_response(
-    status: u32,
-    headers: &[(&str, &[u8])],
-    body: &[u8],
-) -> Result<(), Status> {
-    let headers = serialize_pairs(headers);
-    let details = b"grant_sigv4_local_reply";
-    let (d, dl, b, bl) = (details.as_ptr(), details.len(), body.as_ptr(), body.len());
-    // SAFETY: see above.
-    check(unsafe {
-        ffi::proxy_send_local_response(status, d, dl, b, bl, headers.as_ptr(), headers.len(), -1)
-    })
-}
-
 /// Make later host calls act on another context of this VM (a request paused elsewhere).
 pub fn set_effective_context(context_id: u32) -> Result<(), Status> {
     // SAFETY: a plain value call with no pointers.
     check(unsafe { ffi::proxy_set_effective_context(context_id) })
-}
-
-/// Set a property of the current stream; `path` is one name (Envoy stores it in the filter
-/// state as `wasm.<path>`, which access logs print with `%FILTER_STATE(wasm.<path>:PLAIN)%`).
-pub fn set_property(path: &str, value: &[u8]) -> Result<(), Status> {
-    let (p, pl, v, vl) = (path.as_ptr(), path.len(), value.as_ptr(), value.len());
-    // SAFETY: see above.
-    check(unsafe { ffi::proxy_set_property(p, pl, v, vl) })
-}
-
-/// Define (or find) a metric by name.
-pub fn define_metric(kind: MetricKind, name: &str) -> Result<u32, Status> {
-    let mut id = 0u32;
-    // SAFETY: see above.
-    check(unsafe { ffi::proxy_define_metric(kind as u32, name.as_ptr(), name.len(), &mut id) })
-        .map(|()| id)
-}
-
-pub fn increment_metric(id: u32, by: i64) -> Result<(), Status> {
-    // SAFETY: a plain value call with no pointers.
-    check(unsafe { ffi::proxy_increment_metric(id, by) })
-}
-
-pub fn record_metric(id: u32, value: u64) -> Result<(), Status> {
-    // SAFETY: a plain value call with no pointers.
-    check(unsafe { ffi::proxy_record_metric(id, value) })
-}
-
-/// Milliseconds since the Unix epoch, from the host's clock.
-pub fn now_ms() -> Result<u64, Status> {
-    let mut t = 0u64;
-    // SAFETY: see above.
-    check(unsafe { ffi::proxy_get_current_time_nanoseconds(&mut t) }).map(|()| t / 1_000_000)
-}
-
-/// Start an HTTP call to `cluster` (headers only, no body); its answer arrives in
-/// `proxy_on_http_call_response` with the returned token.
-pub fn dispatch_http_call(
-    cluster: &str,
-    headers: &[(&str, &[u8])],
-    timeout_ms: u32,
-) -> Result<u32, Status> {
-    let h = serialize_pairs(headers);
-    let mut token = 0u32;
-    let (c, cl, n) = (cluster.as_ptr(), cluster.len(), std::ptr::null());
-    // SAFETY: see above.
-    check(unsafe {
-        ffi::proxy_http_call(
-            c,
-            cl,
-            h.as_ptr(),
-            h.len(),
-            n,
-            0,
-            n,
-            0,
-            timeout_ms,
-            &mut token,
-        )
-    })
-    .map(|()| token)
 }
 
 /// Write a line to Envoy's `wasm` logger (levels: 0 trace .. 4 error, 5 critical).
