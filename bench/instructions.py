@@ -122,7 +122,7 @@ def main():
         local = harness.ENVOY_LOCAL.read_text()
         common = {"AWS_PORT": upstream.listen_port, "ACCESS_LOG": bench.access_log_block(local)}
         proxy = (bench.BENCH / "proxy.yaml").read_text()
-        plugin = harness.plugin_config(bao.token)
+        plugin = harness.plugin_config(bao.filter_token)
         configs = {
             "a": (proxy, {"SIGNING_FILTER": ""}),
             "b": (proxy, {"SIGNING_FILTER": bench.NATIVE_FILTER.format(unsigned="true")}),

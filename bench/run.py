@@ -368,7 +368,7 @@ def main():
         start("b_hash", proxy_tpl, {"SIGNING_FILTER": NATIVE_FILTER.format(unsigned="false")})
         # envoy/local.yaml as shipped, filled in the way tests/e2e/harness.py's Stack fills it.
         shipped_tpl = harness.ENVOY_LOCAL.read_text()
-        plugin_cfg = harness.plugin_config(bao.token)
+        plugin_cfg = harness.plugin_config(bao.filter_token)
         shipped = {"WASM": wasm, "VAULT_PORT": bao.port, "PLUGIN_CONFIG": json.dumps(plugin_cfg)}
         if hasattr(harness, "precheck_config"):
             shipped["PRECHECK_CONFIG"] = json.dumps(harness.precheck_config(plugin_cfg))

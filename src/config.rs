@@ -35,13 +35,35 @@ pub enum Mode {
     Precheck,
 }
 
+/// How the filter authenticates its callouts to the vault (`vault.auth.method`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// A Vault token (`vault.token` or `vault.token_env`), sent as `X-Vault-Token`.
+    Token,
+    /// No token: the vault cluster is a local Vault or OpenBao Proxy that authenticates
+    /// itself and adds its own token (`api_proxy { use_auto_auth_token = "force" }`).
+    Proxy,
+}
+
+impl AuthMethod {
+    /// The name in the configuration and in the start-up log line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Token => "token",
+            AuthMethod::Proxy => "proxy",
+        }
+    }
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct VaultConfig {
     /// Envoy cluster that reaches the vault.
     pub cluster: String,
     /// `:authority` of the callout.
     pub authority: String,
-    /// Vault token, sent as `X-Vault-Token` on the callout only. Either given inline
+    /// How callouts are authenticated.
+    pub auth: AuthMethod,
+    /// Vault token (method `token` only; empty with `proxy`), sent as `X-Vault-Token` on the callout only. Either given inline
     /// (`token`, visible in Envoy's /config_dump) or read at start from an environment
     /// variable of the VM (`token_env`; see [`Config::resolve_token`]).
     pub token: String,
@@ -60,6 +82,7 @@ impl fmt::Debug for VaultConfig {
         f.debug_struct("VaultConfig")
             .field("cluster", &self.cluster)
             .field("authority", &self.authority)
+            .field("auth", &self.auth)
             .field("token", &"<redacted>")
             .field("token_env", &self.token_env)
             .field("kv_mount", &self.kv_mount)
@@ -404,7 +427,36 @@ impl Config {
                 ))
             }
         };
+        let auth = match v.get("auth") {
+            None => AuthMethod::Token,
+            Some(av) => {
+                let mut a = Obj::new("vault.auth", av)?;
+                let method = match a.string("method", None)?.as_str() {
+                    "token" => AuthMethod::Token,
+                    "proxy" => AuthMethod::Proxy,
+                    _ => return Err(err("vault.auth.method", "must be \"token\" or \"proxy\"")),
+                };
+                a.finish()?;
+                method
+            }
+        };
+        if auth == AuthMethod::Proxy {
+            if let Some(key) = [
+                ("vault.token", inline.is_some()),
+                ("vault.token_env", token_env.is_some()),
+            ]
+            .into_iter()
+            .find_map(|(k, set)| set.then_some(k))
+            {
+                return Err(err(
+                    key,
+                    "must not be set with vault.auth.method \"proxy\": the proxy adds its own \
+                     token, and the filter sends none",
+                ));
+            }
+        }
         let token = match (inline, &token_env, mode) {
+            _ if auth == AuthMethod::Proxy => String::new(),
             (Some(_), Some(_), _) => {
                 return Err(err(
                     "vault.token",
@@ -502,6 +554,7 @@ impl Config {
             vault: VaultConfig {
                 cluster,
                 authority,
+                auth,
                 token,
                 token_env,
                 kv_mount,
@@ -664,6 +717,47 @@ mod tests {
         assert_eq!(c.max_body_bytes, 10);
         assert_eq!(parse(r#"{"mode": "both"}"#).unwrap_err().key, "mode");
         assert_eq!(parse(r#"{"mode": "sign"}"#).unwrap_err().key, "vault");
+    }
+
+    #[test]
+    fn proxy_auth_sends_no_token_and_refuses_one() {
+        let c = parse(r#"{"vault": {"auth": {"method": "proxy"}}}"#).unwrap();
+        assert_eq!(c.vault.auth, AuthMethod::Proxy);
+        assert_eq!(c.vault.token, "");
+        let t = parse(r#"{"vault": {"token": "t", "auth": {"method": "token"}}}"#).unwrap();
+        assert_eq!(
+            (t.vault.auth, t.vault.token.as_str()),
+            (AuthMethod::Token, "t")
+        );
+        for (json, key) in [
+            (
+                r#"{"vault": {"auth": {"method": "proxy"}, "token": "t"}}"#,
+                "vault.token",
+            ),
+            (
+                r#"{"vault": {"auth": {"method": "proxy"}, "token_env": "X"}}"#,
+                "vault.token_env",
+            ),
+            (
+                r#"{"vault": {"auth": {"method": "approle2"}}}"#,
+                "vault.auth.method",
+            ),
+            (r#"{"vault": {"auth": {}}}"#, "vault.auth.method"),
+            (
+                r#"{"vault": {"auth": {"method": "proxy", "x": 1}}}"#,
+                "vault.auth.x",
+            ),
+            (r#"{"vault": {"auth": {"method": "token"}}}"#, "vault.token"),
+        ] {
+            let e = parse(json).unwrap_err();
+            assert_eq!(e.key, key, "{json}: {}", e.problem);
+        }
+        let e = parse(r#"{"vault": {"auth": {"method": "proxy"}, "token": "t"}}"#).unwrap_err();
+        assert!(
+            e.problem.contains("the proxy adds its own token"),
+            "{}",
+            e.problem
+        );
     }
 
     #[test]

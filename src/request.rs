@@ -69,6 +69,9 @@ pub struct Plan {
     pub strip: Vec<String>,
     /// New `:authority` when the one received is not the canonical host that is signed.
     pub new_authority: Option<String>,
+    /// New `:path` (S3) when the one received is not spelled as the canonical URI that is
+    /// signed; `path` is then this one.
+    pub new_path: Option<String>,
     /// Audit reason and context (a JSON object) sent by the client.
     pub reason: Option<String>,
     pub context: Option<serde_json::Value>,
@@ -372,6 +375,7 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
         region_override,
     )?;
     let s3 = aws_host::is_s3_family(&endpoint.signing_name);
+    let new_path = if s3 { s3_forwarded_path(path)? } else { None };
 
     let length = match content_length {
         None => None,
@@ -452,7 +456,8 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
     Ok(Plan {
         grant_id: grant_id.to_string(),
         method: method.to_string(),
-        path: path.to_string(),
+        path: new_path.clone().unwrap_or_else(|| path.to_string()),
+        new_path,
         uri_rules: if s3 { UriRules::S3 } else { UriRules::Default },
         endpoint,
         payload_hash,
@@ -463,6 +468,31 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
         reason,
         context,
     })
+}
+
+/// S3 reads the path as it is sent, so the path that leaves Envoy is the one that is signed:
+/// a path that is not already spelled canonically (`%7e`, `%2f`, a raw `!`) is forwarded as
+/// its canonical URI, which names the same key. The query is kept as sent (AWS sorts and
+/// re-encodes it, as the signature does).
+fn s3_forwarded_path(path_and_query: &str) -> Result<Option<String>, LocalError> {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    let forwarded = sigv4::s3_forwarded_path(path).map_err(|e| match e {
+        sigv4::SigV4Error::BadPath(why) => LocalError::new(
+            ErrorCode::BadRequest,
+            format!("the path cannot be signed: {why}"),
+        ),
+        _ => LocalError::new(ErrorCode::BadRequest, "the path cannot be signed"),
+    })?;
+    Ok(forwarded.map(|mut p| {
+        if let Some(q) = query {
+            p.push('?');
+            p.push_str(q);
+        }
+        p
+    }))
 }
 
 fn audit_reason(v: Option<&[u8]>) -> Result<Option<String>, LocalError> {
@@ -572,6 +602,9 @@ pub fn sign(
     }
     if let Some(a) = &plan.new_authority {
         set.push((":authority".to_string(), a.clone()));
+    }
+    if let Some(p) = &plan.new_path {
+        set.push((":path".to_string(), p.clone()));
     }
     Ok(Edits {
         remove: plan.strip.clone(),
@@ -836,6 +869,40 @@ mod tests {
             plan_request(&cfg(), &h, false).unwrap_err().code,
             ErrorCode::ChunkSignedPayloadUnsupported
         );
+    }
+
+    #[test]
+    fn an_s3_path_leaves_spelled_as_it_is_signed() {
+        let s3 = |path: &str| {
+            let mut h = base(&[]);
+            h[1].1 = path.as_bytes().to_vec();
+            h[2].1 = b"bkt.s3.us-east-1.amazonaws.com".to_vec();
+            h
+        };
+        let mut keys = SigningKeyCache::default();
+        for (sent, forwarded) in [
+            ("/a%2fb?x=%7e&y", Some("/a%2Fb?x=%7e&y")),
+            ("/%7Ek", Some("/~k")),
+            ("/a\\b", Some("/a%5Cb")),
+            ("//leading-slash-key", None),
+            ("/a/../b//c?list-type=2", None),
+        ] {
+            let p = plan_request(&cfg(), &s3(sent), true).unwrap();
+            assert_eq!(p.new_path.as_deref(), forwarded, "{sent}");
+            assert_eq!(p.path, forwarded.unwrap_or(sent));
+            let e = sign(&p, &creds(), 1_440_938_160, &mut keys).unwrap();
+            let set: Vec<_> = e.set.iter().filter(|(n, _)| n == ":path").collect();
+            assert_eq!(set.len(), usize::from(forwarded.is_some()));
+        }
+        assert_eq!(
+            plan_request(&cfg(), &s3("/%zz"), true).unwrap_err().code,
+            ErrorCode::BadRequest
+        );
+        // Other services read the path by the SigV4 rules (normalized, encoded again): it is
+        // forwarded as sent.
+        let mut h = base(&[]);
+        h[1].1 = b"/a/%7e/../?Action=X".to_vec();
+        assert_eq!(plan_request(&cfg(), &h, true).unwrap().new_path, None);
     }
 
     #[test]

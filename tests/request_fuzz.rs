@@ -710,6 +710,19 @@ fn check_forwarded(
     prop_assert_eq!(count(":authority"), 1);
     let authority = out.iter().find(|(n, _)| n == ":authority").map(|(_, v)| v);
     prop_assert_eq!(authority, Some(&plan.endpoint.host.as_bytes().to_vec()));
+    // The path that leaves is the path that was signed; for S3, spelled canonically.
+    prop_assert_eq!(count(":path"), 1);
+    let path = out.iter().find(|(n, _)| n == ":path").map(|(_, v)| v);
+    prop_assert_eq!(path, Some(&plan.path.as_bytes().to_vec()));
+    if plan.uri_rules == UriRules::S3 {
+        let p = plan.path.split('?').next().unwrap_or("");
+        prop_assert_eq!(
+            sigv4::s3_forwarded_path(p),
+            Ok(None),
+            "{} is not canonical",
+            p
+        );
+    }
     // Each signed client header reaches AWS with exactly the values that were signed.
     for (name, _) in plan.signed.iter().skip(1) {
         let sent: Vec<&Vec<u8>> = out
@@ -774,9 +787,13 @@ fn check_edits(
         set(":authority"),
         plan.new_authority.iter().collect::<Vec<_>>()
     );
+    prop_assert_eq!(set(":path"), plan.new_path.iter().collect::<Vec<_>>());
     prop_assert_eq!(
         edits.set.len(),
-        2 + usize::from(rewrite) + set("x-amz-security-token").len() + set(":authority").len()
+        2 + usize::from(rewrite)
+            + set("x-amz-security-token").len()
+            + set(":authority").len()
+            + set(":path").len()
     );
 
     let auth = set("authorization");

@@ -34,7 +34,7 @@ pub use request_audit::AUDIT_FILTER_STATE;
 use crate::audit;
 use crate::aws_host::AuthorityMemo;
 use crate::aws_response::{self, KeyVerdict};
-use crate::config::{Config, Mode};
+use crate::config::{AuthMethod, Config, Mode};
 use crate::errors::{ErrorCode, LocalError};
 use crate::grant_cache::{CachedGrant, GrantCache, Lookup};
 use crate::metrics::{Counter, Metrics};
@@ -133,8 +133,11 @@ impl Engine {
             Ok(cfg) => {
                 match cfg.mode {
                     Mode::Sign => info!(
-                        "grant-sigv4 configured: grant header {}, vault cluster {}, cache ttl {}s",
-                        cfg.grant_header, cfg.vault.cluster, cfg.cache.ttl_seconds
+                        "grant-sigv4 configured: grant header {}, vault cluster {}, vault auth {}, cache ttl {}s",
+                        cfg.grant_header,
+                        cfg.vault.cluster,
+                        cfg.vault.auth.as_str(),
+                        cfg.cache.ttl_seconds
                     ),
                     Mode::Precheck => info!(
                         "grant-sigv4 configured: precheck, grant header {}, max body {} bytes",
@@ -362,7 +365,7 @@ impl Engine {
             Err(VaultError::NotFound) => {
                 self.cache
                     .remember_not_found(&grant, now.saturating_add(cfg.cache.negative_ttl_seconds));
-                Err(vault_fetch::vault_error(&VaultError::NotFound))
+                Err(vault_fetch::vault_error(&cfg, &VaultError::NotFound))
             }
             Err(e @ VaultError::Unavailable(_)) => match self.cache.lookup(&grant, now) {
                 // The vault is down: serve the stale key while it is usable.
@@ -374,12 +377,12 @@ impl Engine {
                 }
                 _ => {
                     warn!("vault read for a grant failed: {e:?}");
-                    Err(vault_fetch::vault_error(&e))
+                    Err(vault_fetch::vault_error(&cfg, &e))
                 }
             },
             Err(e) => {
                 warn!("vault read for a grant failed: {e:?}");
-                Err(vault_fetch::vault_error(&e))
+                Err(vault_fetch::vault_error(&cfg, &e))
             }
         };
         self.finish_fetch(host, &grant, outcome, fresh, now);
@@ -495,16 +498,21 @@ impl Engine {
     ) -> Result<(), String> {
         self.metrics.inc(Counter::VaultCallouts);
         let path = vault_fetch::path(&cfg.vault, grant, &stage);
-        let headers: [(&str, &[u8]); 5] = [
+        let all: [(&str, &[u8]); 5] = [
             (":method", b"GET"),
             (":path", path.as_bytes()),
             (":authority", cfg.vault.authority.as_bytes()),
-            ("x-vault-token", cfg.vault.token.as_bytes()),
             ("accept", b"application/json"),
+            ("x-vault-token", cfg.vault.token.as_bytes()),
         ];
+        // Behind a Vault or OpenBao Proxy the filter holds no token and sends none.
+        let headers = match cfg.vault.auth {
+            AuthMethod::Token => &all[..],
+            AuthMethod::Proxy => &all[..4],
+        };
         let timeout_ms = u32::try_from(cfg.vault.timeout_ms).unwrap_or(u32::MAX);
         let started_ms = host.now_ms();
-        let token = host.start_callout(&cfg.vault.cluster, &headers, timeout_ms)?;
+        let token = host.start_callout(&cfg.vault.cluster, headers, timeout_ms)?;
         self.callouts.insert(
             token,
             Callout {

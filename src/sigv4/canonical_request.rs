@@ -45,6 +45,40 @@ pub struct SigningInput<'a> {
 // Canonical URI
 // ---------------------------------------------------------------------------------------------
 
+/// The path (without its query) to forward an S3 request with, when the one received is not
+/// already the canonical URI that is signed for it: a lower-case escape (`%2f`), an escaped
+/// unreserved byte (`%7E`), a raw byte that needs an escape (`!`, `\\`). Each becomes the
+/// other spelling of the same byte, so the request names the same key, and what AWS
+/// receives is byte for byte what was signed. `None` when `path` is canonical already (what
+/// the AWS SDKs send); a malformed escape is [`SigV4Error::BadPath`].
+pub fn s3_forwarded_path(path: &str) -> Result<Option<String>, SigV4Error> {
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    let canonical = loop {
+        match bytes.get(i) {
+            None => break true,
+            Some(&b) if is_unreserved(b) || b == b'/' => i += 1,
+            Some(b'%') => {
+                let upper = |j: usize| match bytes.get(j) {
+                    Some(&h @ (b'0'..=b'9' | b'A'..=b'F')) => hex_val(h),
+                    _ => None,
+                };
+                match (upper(i + 1), upper(i + 2)) {
+                    (Some(hi), Some(lo)) if !is_unreserved((hi << 4) | lo) => i += 3,
+                    _ => break false,
+                }
+            }
+            Some(_) => break false,
+        }
+    };
+    if canonical {
+        return Ok(None);
+    }
+    let mut out = String::with_capacity(path.len() + 8);
+    push_canonical_uri(&mut out, path, UriRules::S3)?;
+    Ok(Some(out))
+}
+
 /// Append the canonical URI of `path` (without the query).
 pub(super) fn push_canonical_uri(
     out: &mut String,

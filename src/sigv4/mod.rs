@@ -37,7 +37,7 @@ mod encoding;
 mod error;
 mod signing_key;
 
-pub use canonical_request::{is_token, SigningInput, UriRules};
+pub use canonical_request::{is_token, s3_forwarded_path, SigningInput, UriRules};
 pub use date::format_amz_date;
 pub use encoding::sha256_hex;
 pub use error::SigV4Error;
@@ -458,6 +458,44 @@ mod tests {
         assert!(matches!(s("/%zz"), Err(SigV4Error::BadPath(_))));
         assert!(matches!(s("/%4"), Err(SigV4Error::BadPath(_))));
         assert!(matches!(s("/%"), Err(SigV4Error::BadPath(_))));
+    }
+
+    #[test]
+    fn s3_forwarded_path_is_the_signed_uri_when_it_differs() {
+        let f = |p| s3_forwarded_path(p).unwrap();
+        for same in [
+            "/",
+            "//leading-slash-key",
+            "/a//b/./../c",
+            "/a%2Fb",
+            "/a%20b%21",
+            "/~k-_.",
+            "/%E1%88%B4",
+        ] {
+            assert_eq!(f(same), None, "{same}");
+            assert_eq!(uri(same, UriRules::S3).unwrap(), same);
+        }
+        for (sent, forwarded) in [
+            ("/a%2fb", "/a%2Fb"),
+            ("/%7Ek", "/~k"),
+            ("/%41", "/A"),
+            ("/a\\b", "/a%5Cb"),
+            ("/a!b", "/a%21b"),
+            ("/k+", "/k%2B"),
+            ("/\u{1234}", "/%E1%88%B4"),
+        ] {
+            assert_eq!(f(sent).as_deref(), Some(forwarded), "{sent}");
+            assert_eq!(uri(sent, UriRules::S3).unwrap(), forwarded);
+            assert_eq!(f(forwarded), None, "{forwarded} is canonical");
+        }
+        assert!(matches!(
+            s3_forwarded_path("/%zz"),
+            Err(SigV4Error::BadPath(_))
+        ));
+        assert!(matches!(
+            s3_forwarded_path("/%4"),
+            Err(SigV4Error::BadPath(_))
+        ));
     }
 
     #[test]

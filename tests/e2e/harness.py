@@ -30,6 +30,9 @@ CRASH_TEST_WASM = ROOT / "target" / "grant_sigv4_crash_test.wasm"
 ENVOY_LOCAL = ROOT / "envoy" / "local.yaml"
 ENVOY_LOCAL_RETRY = ROOT / "envoy" / "local-retry.yaml"
 TOKEN_ENV = "GRANT_SIGV4_VAULT_TOKEN"
+# The least-privilege Vault policies shipped for the filter and for grantctl.
+VAULT_POLICIES = ROOT / "vault" / "policies"
+FILTER_POLICY = "grant-sigv4-filter"
 
 
 def free_port() -> int:
@@ -115,6 +118,9 @@ class Proc:
 
 
 class OpenBao:
+    """``bao server -dev``. ``token`` is the root token, for set-up only; the filter gets
+    ``filter_token``, bound to the shipped least-privilege policy (``vault/policies``)."""
+
     def __init__(self, logdir: Path):
         self.port = free_port()
         self.token = "root-" + secrets.token_hex(12)
@@ -140,6 +146,20 @@ class OpenBao:
         wait_until(
             lambda: self.request("GET", "/v1/sys/mounts/secret")[0] == 200, "OpenBao KV mount", proc=self.proc
         )
+        for name in (FILTER_POLICY, "grantctl"):
+            self.write_policy(name, (VAULT_POLICIES / f"{name}.hcl").read_text())
+        self.filter_token = self.create_token([FILTER_POLICY])
+
+    def write_policy(self, name: str, hcl: str):
+        status, body = self.request("PUT", f"/v1/sys/policies/acl/{name}", {"policy": hcl})
+        assert status in (200, 204), (status, body)
+
+    def create_token(self, policies: list[str], **params) -> str:
+        """A new token with ``policies`` (and OpenBao's ``default`` policy: lookup-self,
+        renew-self)."""
+        status, body = self.request("POST", "/v1/auth/token/create", {"policies": policies, **params})
+        assert status == 200, (status, body)
+        return body["auth"]["client_token"]
 
     def request(self, method: str, path: str, body: dict | None = None):
         data = json.dumps(body).encode() if body is not None else None
@@ -163,6 +183,77 @@ class OpenBao:
         self.proc.stop()
 
 
+class BaoProxy:
+    """The real OpenBao Proxy (``bao proxy``) in front of ``bao``: AppRole auto-auth and
+    ``api_proxy { use_auto_auth_token = "force" }``, so that its clients need no token. Its
+    current token is also written to a file sink (``token()``), for the tests only."""
+
+    ROLE = "grant-sigv4"
+
+    def __init__(self, logdir: Path, bao: "OpenBao", token_ttl: str = "1h", token_max_ttl: str = "4h",
+                 port: int | None = None):
+        self.bao = bao
+        self.logdir = logdir
+        self.port = port or free_port()
+        self.addr = f"http://127.0.0.1:{self.port}"
+        status, body = bao.request("GET", "/v1/sys/auth")
+        if "approle/" not in (body.get("data", body) if isinstance(body, dict) else {}):
+            status, body = bao.request("POST", "/v1/sys/auth/approle", {"type": "approle"})
+            assert status in (200, 204), (status, body)
+        status, body = bao.request("POST", f"/v1/auth/approle/role/{self.ROLE}", {
+            "token_policies": [FILTER_POLICY], "token_ttl": token_ttl, "token_max_ttl": token_max_ttl,
+        })
+        assert status in (200, 204), (status, body)
+        status, body = bao.request("GET", f"/v1/auth/approle/role/{self.ROLE}/role-id")
+        assert status == 200, (status, body)
+        self.role_id_file = logdir / "approle-role-id"
+        self.role_id_file.write_text(body["data"]["role_id"])
+        status, body = bao.request("POST", f"/v1/auth/approle/role/{self.ROLE}/secret-id", {})
+        assert status == 200, (status, body)
+        self.secret_id = body["data"]["secret_id"]
+        self.secret_id_file = logdir / "approle-secret-id"
+        self.secret_id_file.write_text(self.secret_id)
+        self.sink = logdir / "bao-proxy-token"
+        self.config_path = logdir / f"bao-proxy-{self.port}.hcl"
+        self.config_path.write_text(proxy_config(bao.addr, self.role_id_file, self.secret_id_file, self.sink,
+                                                 f"127.0.0.1:{self.port}"))
+        self.start()
+
+    def start(self):
+        self.proc = Proc(f"bao-proxy-{self.port}", [str(VENV_BIN / "bao"), "proxy", f"-config={self.config_path}"],
+                         self.logdir, env={"HOME": str(self.logdir)})
+        # Ready once it answers and has logged in (the sink holds its token).
+        wait_until(lambda: http_get(f"{self.addr}/v1/sys/health")[0] == 200, "OpenBao Proxy", proc=self.proc)
+        wait_until(lambda: self.sink.exists() and self.sink.read_text().strip(), "OpenBao Proxy auto-auth",
+                   proc=self.proc)
+
+    def token(self) -> str:
+        return self.sink.read_text().strip()
+
+    def stop(self):
+        self.proc.stop()
+
+
+PROXY_HCL = ROOT / "vault" / "proxy-approle.hcl"
+
+
+def proxy_config(bao_addr: str, role_id_file: Path, secret_id_file: Path, sink: Path, listen: str) -> str:
+    """The shipped ``vault/proxy-approle.hcl`` pointed at the local OpenBao, plus a file sink
+    that shows the tests the proxy's current token."""
+    text = PROXY_HCL.read_text()
+    for old, new in [
+        ('"https://vault.internal.example:8200"', json.dumps(bao_addr)),
+        ('  ca_cert = "/etc/ssl/certs/ca-certificates.crt"\n', ""),
+        ('"/etc/grant-sigv4/role-id"', json.dumps(str(role_id_file))),
+        ('"/etc/grant-sigv4/secret-id"', json.dumps(str(secret_id_file))),
+        ('"127.0.0.1:8100"', json.dumps(listen)),
+        ("auto_auth {\n", "auto_auth {\n" + f"  sink \"file\" {{ config = {{ path = {json.dumps(str(sink))} }} }}\n"),
+    ]:
+        assert old in text, f"{PROXY_HCL} has changed: no {old!r}"
+        text = text.replace(old, new, 1)
+    return text
+
+
 class Moto:
     """moto's server; it verifies SigV4 on every request after ``no_auth`` AWS actions."""
 
@@ -171,7 +262,9 @@ class Moto:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.proc = Proc(
             "moto",
-            [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+            # moto_server, keeping a request target that starts with "//" (moto_keep_path.py).
+            [str(VENV_BIN / "python"), str(Path(__file__).with_name("moto_keep_path.py")), "-H", "127.0.0.1",
+             "-p", str(self.port)],
             logdir,
             env={"INITIAL_NO_AUTH_ACTION_COUNT": str(no_auth), "AWS_DEFAULT_REGION": "us-east-1"},
         )
@@ -285,14 +378,23 @@ class Stack:
 
     def __init__(self, no_auth: int = Moto.SETUP_CALLS, plugin_overrides: dict | None = None, vault_port: int | None = None,
                  log_level: str = "info", concurrency: int = 2, aws_port: int | None = None,
-                 envoy_config: Path = ENVOY_LOCAL, token_via_env: bool = False, wasm: Path = WASM):
+                 envoy_config: Path = ENVOY_LOCAL, token_via_env: bool = False, wasm: Path = WASM,
+                 vault_proxy: dict | None = None):
         """``aws_port``: send AWS traffic to this local port instead of starting moto.
-        ``vault_port``: point the vault cluster elsewhere (OpenBao is started anyway)."""
+        ``vault_port``: point the vault cluster elsewhere (OpenBao is started anyway).
+        ``vault_proxy``: put the real OpenBao Proxy (``BaoProxy``, with these keyword
+        arguments) between Envoy and OpenBao; the filter then holds no token
+        (``vault.auth.method`` ``proxy``)."""
         self.logdir = Path(tempfile.mkdtemp(prefix="grant-sigv4-"))
         self.procs = []
         try:
             self.bao = OpenBao(self.logdir)
             self.procs.append(self.bao)
+            self.bao_proxy = None
+            if vault_proxy is not None:
+                self.bao_proxy = BaoProxy(self.logdir, self.bao, **vault_proxy)
+                self.procs.append(self.bao_proxy)
+                vault_port = self.bao_proxy.port
             self.moto = None
             if aws_port is None:
                 self.moto = Moto(self.logdir, no_auth)
@@ -300,13 +402,16 @@ class Stack:
                 aws_port = self.moto.port
             self.listen_port = free_port()
             self.admin_port = free_port()
-            cfg = plugin_config(self.bao.token, **(plugin_overrides or {}))
+            cfg = plugin_config(self.bao.filter_token, **(plugin_overrides or {}))
             envoy_env = {}
-            if token_via_env:
+            if vault_proxy is not None:
+                del cfg["vault"]["token"]
+                cfg["vault"]["auth"] = {"method": "proxy"}
+            elif token_via_env:
                 # The token reaches the VM through Envoy's environment, not the config.
                 del cfg["vault"]["token"]
                 cfg["vault"]["token_env"] = TOKEN_ENV
-                envoy_env[TOKEN_ENV] = self.bao.token
+                envoy_env[TOKEN_ENV] = self.bao.filter_token
             self.plugin_config = cfg
             text = render(
                 envoy_config.read_text(),

@@ -237,6 +237,11 @@ ROWS = [
     Row("presigned-query", "moto_stack", f"http://{STS}/?Action=GetCallerIdentity&X-Amz-Signature=abc", 400,
         "QuerySignatureNotAllowed", "already carries SigV4 parameters",
         case="`X-Amz-Signature` in the query (presigned URL)"),
+    # --- header values -------------------------------------------------------------------------
+    Row("signed-header-not-utf8", "moto_stack", STS_GET, 400, "BadHeader",
+        "header x-amz-meta-note has a value that cannot be signed",
+        case="a signed header whose value is not UTF-8 (`x-amz-meta-note: caf\\xe9`, Latin-1)",
+        grant="g-bad-header", record={}, vault_calls=1, headers=[("x-amz-meta-note", b"caf\xe9")]),
     # --- audit and override headers --------------------------------------------------------------
     Row("context-not-json", "moto_stack", STS_GET, 400, "BadAuditContext", "must be a JSON object",
         case="`x-grant-context: {job` (not JSON)", headers=[("x-grant-context", "{job")]),
@@ -244,6 +249,10 @@ ROWS = [
         case="`x-grant-context: [1]` (JSON, not an object)", headers=[("x-grant-context", "[1]")]),
     Row("reason-control-char", "moto_stack", STS_GET, 400, "BadAuditReason", "without control characters",
         case="`x-grant-reason` with a control character (tab)", headers=[("x-grant-reason", "nightly\texport")]),
+    Row("region-override-malformed", "moto_stack", STS_GET, 400, "BadOverride",
+        "x-grant-region must be lowercase letters, digits and '-'",
+        case="`x-grant-region: EU_WEST_1` (not lowercase letters, digits and `-`)",
+        headers=[("x-grant-region", "EU_WEST_1")]),
     Row("region-override-off", "moto_stack", STS_GET, 400, "OverrideNotAllowed", "request_overrides",
         case="`x-grant-region` while `request_overrides` is off", headers=[("x-grant-region", "eu-west-1")]),
     # --- grant policy, one denial per rule, and controls -----------------------------------------

@@ -47,6 +47,45 @@ def test_config_validates(config, tmp_path):
     assert r.returncode == 0 and "OK" in out, out[-3000:]
     assert "grant-sigv4 configured: grant header" in out, "the signing configuration was not accepted"
     assert "grant-sigv4 configured: precheck" in out, "the precheck configuration was not accepted"
+    if config.name == "envoy.yaml":
+        # Production holds no Vault secret: a local Vault/OpenBao Proxy adds its token.
+        assert "vault auth proxy" in out
+
+
+def test_proxy_method_with_a_token_fails_start_naming_the_key(tmp_path):
+    cfg = plugin_config("t")
+    cfg["vault"]["auth"] = {"method": "proxy"}
+    text = render((ROOT / "envoy" / "local.yaml").read_text(), {**PLACEHOLDERS, "PLUGIN_CONFIG": json.dumps(cfg)})
+    r = validate(text, tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out[-2000:]
+    assert 'key "vault.token": must not be set with vault.auth.method "proxy"' in out, out[-2000:]
+
+
+PATH_OPTIONS = {"normalize_path": False, "merge_slashes": False, "path_with_escaped_slashes_action": "KEEP_UNCHANGED"}
+
+
+def connection_managers(node):
+    if isinstance(node, dict):
+        if node.get("name") == "envoy.filters.network.http_connection_manager":
+            yield node["typed_config"]
+        for v in node.values():
+            yield from connection_managers(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from connection_managers(v)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_config_sets_the_path_options_explicitly(config):
+    """The path leaves Envoy as the client sent it (test_forwarded_paths.py runs the chains of
+    local.yaml and local-retry.yaml; envoy.yaml, which needs the real AWS, has the same options)."""
+    import yaml
+
+    hcms = list(connection_managers(yaml.safe_load(render(config.read_text(), PLACEHOLDERS))))
+    assert hcms
+    for hcm in hcms:
+        assert {k: hcm.get(k) for k in PATH_OPTIONS} == PATH_OPTIONS, hcm["stat_prefix"]
 
 
 def test_missing_token_environment_fails_start(tmp_path):

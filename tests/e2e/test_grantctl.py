@@ -582,3 +582,32 @@ def test_top_level_help_and_no_command(run):
     assert r.returncode == 2 and "Usage:" in r.stderr
     r = run("frobnicate")
     assert r.returncode == 2 and "unknown command" in r.stderr
+
+
+# --- least privilege ------------------------------------------------------------------------
+
+
+def test_the_shipped_grantctl_policy_is_enough_and_the_filters_is_not(run, bao, aws_engine):
+    """``vault/policies/grantctl.hcl`` covers every command; the filter's policy writes nothing."""
+    env = {"VAULT_TOKEN": bao.create_token(["grantctl"])}
+    grant = create_static(run_as(run, env))
+    dyn = run("create", "--aws-role", "r1", env=env)
+    assert dyn.returncode == 0, dyn.stderr
+    for args in (["show", grant], ["policy", grant, "--allow-services", "s3"], ["list"],
+                 ["rotate", grant, "--access-key-id", AKID, "--secret-access-key-stdin"]):
+        r = run(*args, env=env, stdin=SECRET + "\n")
+        assert r.returncode == 0, (args, r.stderr)
+    assert grant in run("list", env=env).stdout
+    r = run("revoke", grant, env=env)
+    assert r.returncode == 0, r.stderr
+    assert kv(bao, grant)[0] == 404
+    # The filter's token (read only) cannot create a grant: grantctl says the vault refused it.
+    r = run("create", "--access-key-id", AKID, "--secret-access-key-stdin",
+            env={"VAULT_TOKEN": bao.filter_token}, stdin=SECRET + "\n")
+    assert r.returncode != 0
+    assert "403" in r.stderr or "permission" in r.stderr.lower(), r.stderr
+    assert bao.filter_token not in r.stdout + r.stderr
+
+
+def run_as(run, env):
+    return lambda *args, **kw: run(*args, env={**env, **kw.pop("env", {})}, **kw)

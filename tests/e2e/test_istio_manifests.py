@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ISTIO = ROOT / "istio"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import VENV_BIN, WASM, Envoy, Moto, OpenBao, free_port  # noqa: E402
+from harness import VENV_BIN, WASM, BaoProxy, Envoy, Moto, OpenBao, free_port  # noqa: E402
 
 try:
     import jsonschema
@@ -29,7 +29,8 @@ Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def manifest_files():
-    return sorted(p for p in ISTIO.rglob("*.yaml") if "schemas" not in p.parts)
+    """Istio objects (validated against the CRDs); istio/kubernetes/ holds core Kubernetes ones."""
+    return sorted(p for p in ISTIO.rglob("*.yaml") if not {"schemas", "kubernetes"} & set(p.parts))
 
 
 def load_docs(path):
@@ -118,9 +119,35 @@ def test_wasmplugin_shape():
     assert wasm["match"] == [{"mode": "CLIENT", "ports": [{"number": 80}]}]
     assert wasm["failStrategy"] == "FAIL_CLOSE"
     assert wasm["selector"]["matchLabels"] == {"aws-egress": "enabled"}
-    assert wasm["pluginConfig"]["vault"]["cluster"] == "outbound|8200||vault.vault.svc.cluster.local"
-    ef = load_docs(ISTIO / "body-hasher-envoyfilter.yaml")[0]["spec"]
-    assert ef["workloadSelector"]["labels"] == {"aws-egress": "enabled"}
+    # No Vault secret in the sidecar: the pod's OpenBao Proxy, through its ServiceEntry's cluster.
+    assert wasm["pluginConfig"]["vault"]["cluster"] == "outbound|8100||grant-sigv4-vault-proxy.local"
+    assert wasm["pluginConfig"]["vault"]["auth"] == {"method": "proxy"}
+    assert "vmConfig" not in wasm and "token" not in json.dumps(wasm["pluginConfig"])
+    se, dr = load_docs(ISTIO / "vault-proxy.yaml")
+    assert se["spec"]["hosts"] == ["grant-sigv4-vault-proxy.local"]
+    assert se["spec"]["ports"][0]["number"] == 8100 and se["spec"]["endpoints"] == [{"address": "127.0.0.1"}]
+    assert dr["spec"]["trafficPolicy"]["tls"]["mode"] == "DISABLE"
+    for name in ("body-hasher-envoyfilter.yaml", "path-options-envoyfilter.yaml"):
+        ef = load_docs(ISTIO / name)[0]["spec"]
+        assert ef["workloadSelector"]["labels"] == {"aws-egress": "enabled"}, name
+    assert path_options() == {"normalize_path": False, "merge_slashes": False,
+                              "path_with_escaped_slashes_action": "KEEP_UNCHANGED"}
+
+
+def test_vault_proxy_container_runs_the_shipped_proxy_config():
+    (cm,) = load_docs(ISTIO / "kubernetes" / "vault-proxy.yaml")
+    assert cm["kind"] == "ConfigMap"
+    assert cm["data"]["proxy.hcl"] == (ROOT / "vault" / "proxy-kubernetes.hcl").read_text()
+    hcl = cm["data"]["proxy.hcl"]
+    assert 'use_auto_auth_token = "force"' in hcl and 'address     = "127.0.0.1:8100"' in hcl
+    assert 'method "kubernetes"' in hcl
+    (patch,) = load_docs(ISTIO / "kubernetes" / "vault-proxy-patch.yaml")
+    pod = patch["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["args"] == ["proxy", "-config=/etc/grant-sigv4/proxy.hcl"]
+    assert c["volumeMounts"][0]["mountPath"] == "/etc/grant-sigv4"
+    assert pod["volumes"][0]["configMap"]["name"] == cm["metadata"]["name"]
+    assert patch["spec"]["template"]["metadata"]["labels"] == {"aws-egress": "enabled"}
 
 
 def run_gen(*args):
@@ -140,9 +167,20 @@ def test_generator_output_is_what_is_shipped():
         assert r.returncode == 2 and bad in r.stderr
 
 
-def istio_like_envoy_config(plugin_config, listen_port, admin_port, aws_port, vault_port):
+def path_options():
+    """The HCM path options that istio/path-options-envoyfilter.yaml merges into the sidecar's
+    outbound port-80 connection manager."""
+    [patch] = load_docs(ISTIO / "path-options-envoyfilter.yaml")[0]["spec"]["configPatches"]
+    assert patch["applyTo"] == "NETWORK_FILTER" and patch["patch"]["operation"] == "MERGE"
+    assert patch["match"]["context"] == "SIDECAR_OUTBOUND" and patch["match"]["listener"]["portNumber"] == 80
+    return {k: v for k, v in patch["patch"]["value"]["typed_config"].items() if k != "@type"}
+
+
+def istio_like_envoy_config(plugin_config, listen_port, admin_port, aws_port, vault_port, route_extra=None):
     """What the sidecar gets from istio/: the EnvoyFilter's hasher first, the WasmPlugin's filter
-    (pluginConfig as a JSON string), the router; the vault cluster named as Istio names it."""
+    (pluginConfig as a JSON string), the router, the path options merged into the connection
+    manager; the vault cluster named as Istio names it. ``route_extra``: more route options
+    (as a VirtualService would add)."""
     ef = load_docs(ISTIO / "body-hasher-envoyfilter.yaml")[0]["spec"]["configPatches"]
     hasher = next(p for p in ef if p["applyTo"] == "HTTP_FILTER")["patch"]["value"]
     listener_merge = next(p for p in ef if p["applyTo"] == "LISTENER")["patch"]["value"]
@@ -168,9 +206,10 @@ def istio_like_envoy_config(plugin_config, listen_port, admin_port, aws_port, va
            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
            "http_protocol_options": {"allow_absolute_url": True},
            "route_config": {"name": "80", "virtual_hosts": [{"name": "aws", "domains": ["*"], "routes": [
-               {"match": {"prefix": "/"}, "route": {"cluster": "aws", "timeout": "30s"}}]}]},
+               {"match": {"prefix": "/"}, "route": {"cluster": "aws", "timeout": "30s", **(route_extra or {})}}]}]},
            "http_filters": [hasher, wasm, {"name": "envoy.filters.http.router", "typed_config": {
-               "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}
+               "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+           **path_options()}
     listener = {"name": "0.0.0.0_80", "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen_port}},
                 "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
                                                 "typed_config": hcm}]}], **listener_merge}
@@ -183,7 +222,7 @@ def test_istio_filter_pieces_validate_in_envoy(tmp_path):
     cfg = load_docs(ISTIO / "wasmplugin.yaml")[0]["spec"]["pluginConfig"]
     path = tmp_path / "istio-like.yaml"
     path.write_text(yaml.safe_dump(istio_like_envoy_config(cfg, 1, 2, 3, 4)))
-    env = {**os.environ, cfg["vault"]["token_env"]: "validate-token"}  # the sidecar's environment
+    env = dict(os.environ)
     r = subprocess.run([str(VENV_BIN / "envoy"), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id",
                         "--log-level", "warn"], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -211,11 +250,12 @@ def test_istio_filter_chain_signs_through_moto():
         moto = Moto(logdir, Moto.SETUP_CALLS)
         procs.append(moto)
         bao.put_grant("istio-grant", moto.create_user_key("istio-user"))
+        # The pod's OpenBao Proxy (AppRole here; the Kubernetes auth method needs a cluster).
+        proxy = BaoProxy(logdir, bao)
+        procs.append(proxy)
         cfg = load_docs(ISTIO / "wasmplugin.yaml")[0]["spec"]["pluginConfig"]
         listen, admin = free_port(), free_port()
-        # The sidecar's environment carries the Vault token (vault.token_env).
-        envoy = Envoy(logdir, yaml.safe_dump(istio_like_envoy_config(cfg, listen, admin, moto.port, bao.port)),
-                      env={cfg["vault"]["token_env"]: bao.token})
+        envoy = Envoy(logdir, yaml.safe_dump(istio_like_envoy_config(cfg, listen, admin, moto.port, proxy.port)))
         procs.append(envoy)
         envoy.wait_ready(admin)
 
@@ -237,7 +277,7 @@ def test_istio_filter_chain_signs_through_moto():
         s3.create_bucket(Bucket="istio-b")
         s3.put_object(Bucket="istio-b", Key="k", Body=b"x" * 100_000)
         assert s3.get_object(Bucket="istio-b", Key="k")["Body"].read() == b"x" * 100_000
-        assert envoy.counter("cluster.outbound|8200||vault.vault.svc.cluster.local.upstream_rq_total") >= 1
+        assert envoy.counter("cluster.outbound|8100||grant-sigv4-vault-proxy.local.upstream_rq_total") >= 1
     finally:
         for p in reversed(procs):
             try:

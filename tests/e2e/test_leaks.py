@@ -156,7 +156,7 @@ def test_session_token_only_in_x_amz_security_token(leaky):
 
 
 def test_vault_token_only_on_the_vault_callout(leaky):
-    token = leaky.bao.token
+    token = leaky.bao.filter_token
     assert token not in json.dumps(leaky.plugin_config)
     for path, text in leaky.admin_outputs.items():
         assert token not in text, f"vault token in admin {path}"
@@ -175,7 +175,7 @@ def test_filter_log_lines_hold_no_secret(leaky):
     """What the filter itself logs (``wasm log ...`` lines, every level up to trace)."""
     own = [line for line in leaky.log.splitlines() if "wasm log" in line]
     assert any("local reply" in line for line in own), "debug lines of the filter expected"
-    for value in (SECRET, SESSION, leaky.bao.token):
+    for value in (SECRET, SESSION, leaky.bao.filter_token, leaky.bao.token):
         assert not [line for line in own if value in line]
 
 
@@ -193,7 +193,7 @@ def log_entries(log: str) -> list[str]:
 @pytest.mark.parametrize("which", ["session-token", "vault-token"])
 def test_tokens_in_envoy_log_only_in_the_routers_header_dumps(leaky, which):
     """Where the tokens do show up in the trace log: only in Envoy's router header dumps."""
-    value = SESSION if which == "session-token" else leaky.bao.token
+    value = SESSION if which == "session-token" else leaky.bao.filter_token
     entries = log_entries(leaky.log)
     dumps = [e for e in entries if "router decoding headers:" in e.split("\n", 1)[0]]
     assert any(value in e for e in dumps)
@@ -209,7 +209,7 @@ def test_tokens_in_envoy_log_only_in_the_routers_header_dumps(leaky, which):
 )
 @pytest.mark.parametrize("which", ["session-token", "vault-token"])
 def test_tokens_never_in_envoy_trace_log(leaky, which):
-    value = SESSION if which == "session-token" else leaky.bao.token
+    value = SESSION if which == "session-token" else leaky.bao.filter_token
     assert value not in leaky.log
 
 
@@ -220,10 +220,10 @@ def test_inline_token_is_visible_in_config_dump():
     s = None
     try:
         s = Stack(aws_port=echo.port, concurrency=1)
-        assert s.plugin_config["vault"]["token"] == s.bao.token
+        assert s.plugin_config["vault"]["token"] == s.bao.filter_token
         status, body = http_get(s.envoy.admin + "/config_dump")
         assert status == 200
-        assert s.bao.token in body.decode()
+        assert s.bao.filter_token in body.decode()
     finally:
         if s is not None:
             s.stop()
