@@ -16,9 +16,9 @@
 //! - [`aws_response`]: whether an AWS answer refused the key it was signed with.
 //! - [`audit`]: the audit record of a request.
 //! - [`errors`]: local error replies.
-//! - [`metrics`]: the filter's counters.
 //! - [`json`]: JSON writing and reading helpers.
-//! - [`engine`]: the per-plugin-instance state machine: events in, effects out.
+//! - [`engine`]: the per-plugin-instance state machine: events in, effects out; its
+//!   metrics.
 
 pub mod audit;
 pub mod aws_host;
@@ -29,7 +29,6 @@ pub mod engine;
 pub mod errors;
 pub mod grant_cache;
 pub mod json;
-pub mod metrics;
 pub mod policy;
 pub mod request;
 pub mod retry_stash;

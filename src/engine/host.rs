@@ -6,7 +6,6 @@
 //! being handled, and back at the end of the event.
 
 use crate::errors::LocalError;
-use crate::metrics::MetricKind;
 use crate::request::Edits;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -23,6 +22,13 @@ pub enum Action {
     Continue,
     /// Stop until the engine resumes the request or has answered it locally.
     Pause,
+}
+
+/// Kinds of metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Histogram,
 }
 
 /// A stream property the engine reads.

@@ -22,13 +22,14 @@
 //! [`Engine::on_request_done`].
 
 mod host;
+mod metrics;
 mod request_audit;
 mod vault_fetch;
 
 #[cfg(test)]
 mod tests;
 
-pub use host::{Action, CalloutToken, Host, IdHasher, IdMap, Property, RequestId};
+pub use host::{Action, CalloutToken, Host, IdHasher, IdMap, MetricKind, Property, RequestId};
 pub use request_audit::AUDIT_FILTER_STATE;
 
 use crate::audit;
@@ -37,7 +38,6 @@ use crate::aws_response::{self, KeyVerdict};
 use crate::config::{AuthMethod, Config, Mode};
 use crate::errors::{ErrorCode, LocalError};
 use crate::grant_cache::{CachedGrant, GrantCache, Lookup};
-use crate::metrics::{Counter, Metrics};
 use crate::policy::Caller;
 use crate::request::{self, Plan};
 use crate::retry_stash::RetryStash;
@@ -45,6 +45,7 @@ use crate::shared_grant;
 use crate::sigv4::SigningKeyCache;
 use crate::vault::{self, VaultError};
 use log::{debug, error, info, warn};
+use metrics::{Counter, Metrics};
 use request_audit::{caller_of, status_of, Audit};
 use std::cell::RefCell;
 use std::collections::HashMap;

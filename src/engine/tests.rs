@@ -1,7 +1,6 @@
 //! The engine as event sequences, with a fake host and a fake clock.
 
 use super::*;
-use crate::metrics::MetricKind;
 use crate::request::Edits;
 use std::collections::HashMap;
 

@@ -11,9 +11,8 @@
 use crate::hostcalls::{check, ffi, found, with_buffer, HeaderMap};
 use crate::hostcalls::{set_effective_context, Buffer, Status};
 use crate::pairs::serialize_pairs;
-use grant_sigv4_core::engine::{CalloutToken, Host, Property, RequestId};
+use grant_sigv4_core::engine::{CalloutToken, Host, MetricKind, Property, RequestId};
 use grant_sigv4_core::errors::LocalError;
-use grant_sigv4_core::metrics::MetricKind;
 use grant_sigv4_core::request::Edits;
 use log::{debug, warn};
 

@@ -35,30 +35,31 @@ mod exports {
     use std::cell::RefCell;
     use std::rc::Rc;
 
-    type Shared = Rc<RefCell<Engine>>;
+    /// A plugin instance's engine, shared by its root context and its requests.
+    type EngineRef = Rc<RefCell<Engine>>;
 
     /// The plugin instances of this VM (one per root context) and the requests under way.
     #[derive(Default)]
     struct Vm {
-        roots: Vec<(u32, Shared)>,
+        roots: Vec<(u32, EngineRef)>,
         /// Request context id -> the engine of the root it belongs to.
-        requests: IdMap<Shared>,
-        /// Shared by the plugin instances of this VM (precheck and signing instances).
+        requests: IdMap<EngineRef>,
+        /// EngineRef by the plugin instances of this VM (precheck and signing instances).
         retries: Rc<RefCell<RetryStash>>,
         /// Requests that ended while their engine was busy (a host call of the engine made
         /// Envoy call back): told to the engine once it is free.
-        ended_while_busy: Vec<(u32, Shared)>,
+        ended_while_busy: Vec<(u32, EngineRef)>,
     }
 
     thread_local! {
         static VM: RefCell<Vm> = RefCell::new(Vm::default());
     }
 
-    fn engine_of_request(id: u32) -> Option<Shared> {
+    fn engine_of_request(id: u32) -> Option<EngineRef> {
         VM.with(|vm| vm.try_borrow().ok()?.requests.get(&id).cloned())
     }
 
-    fn engine_of_root(id: u32) -> Option<Shared> {
+    fn engine_of_root(id: u32) -> Option<EngineRef> {
         VM.with(|vm| {
             let vm = vm.try_borrow().ok()?;
             vm.roots
@@ -71,7 +72,7 @@ mod exports {
     /// Run one event on `engine` for context `current`; `None` when the engine is busy (the
     /// event re-entered the module from one of its host calls).
     fn run<T>(
-        engine: &Shared,
+        engine: &EngineRef,
         current: u32,
         f: impl FnOnce(&mut Engine, &mut WasmHost) -> T,
     ) -> Option<T> {
@@ -82,7 +83,7 @@ mod exports {
             host.finish();
             out
         };
-        let ended: Vec<(u32, Shared)> = VM.with(|vm| {
+        let ended: Vec<(u32, EngineRef)> = VM.with(|vm| {
             vm.try_borrow_mut()
                 .map(|mut vm| std::mem::take(&mut vm.ended_while_busy))
                 .unwrap_or_default()

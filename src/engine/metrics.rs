@@ -1,16 +1,9 @@
 //! The filter's metrics, defined and written through the host. Envoy shows them in /stats
 //! and /stats/prometheus under the names below (see docs/audit-and-metrics.md).
 
-use crate::engine::Host;
+use super::host::{Host, MetricKind};
 use crate::errors::ErrorCode;
 use std::collections::HashMap;
-
-/// Kinds of metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MetricKind {
-    Counter,
-    Histogram,
-}
 
 /// Counters, by index into [`Metrics::ids`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
