@@ -33,13 +33,17 @@ struct FakeHost {
     /// Response headers of the request whose response-headers event runs.
     response: Vec<(&'static str, String)>,
     peer_address: Option<String>,
+    /// The clock is broken.
+    no_clock: bool,
+    /// Names of the headers of the last callout started.
+    callout_headers: Vec<String>,
     /// Another worker changes a shared value right after each read of it.
     race_after_read: bool,
 }
 
 impl Host for FakeHost {
     fn now_ms(&mut self) -> Option<u64> {
-        Some(self.now_ms)
+        (!self.no_clock).then_some(self.now_ms)
     }
     fn property(&mut self, _id: RequestId, property: Property) -> Option<Vec<u8>> {
         match property {
@@ -90,6 +94,7 @@ impl Host for FakeHost {
             return Err("no such cluster".into());
         }
         self.next_token += 1;
+        self.callout_headers = headers.iter().map(|(k, _)| k.to_string()).collect();
         let path = headers
             .iter()
             .find(|(k, _)| *k == ":path")
@@ -164,6 +169,8 @@ impl Worker {
             response: Vec::new(),
             peer_address: Some("10.0.0.7:5000".into()),
             race_after_read: false,
+            no_clock: false,
+            callout_headers: Vec::new(),
         };
         let mut engine = Engine::new(Rc::default());
         assert!(engine.on_configure(&mut host, cfg.as_bytes(), |_| None));
@@ -718,4 +725,84 @@ fn upstream_retries_carry_the_grant_of_their_first_attempt() {
         w.effects().as_slice(),
         [Effect::Replied(4, 401, "GrantMissing")]
     ));
+}
+
+#[test]
+fn behind_a_vault_proxy_no_token_is_sent() {
+    let mut w = Worker::new(&new_shared());
+    w.get(1, "g");
+    assert!(w
+        .host
+        .callout_headers
+        .contains(&"x-vault-token".to_string()));
+    let proxy = r#"{"vault": {"auth": {"method": "proxy"}}}"#;
+    let mut p = Worker::with_config(&new_shared(), proxy);
+    p.get(1, "g");
+    assert_eq!(Worker::callouts(&p.effects()).len(), 1);
+    assert_eq!(
+        p.host.callout_headers,
+        vec![":method", ":path", ":authority", "accept"]
+    );
+    p.answer(1, 503, "{}");
+    let e = p.effects();
+    assert_eq!(e, vec![Effect::Replied(1, 503, "VaultUnavailable")]);
+}
+
+#[test]
+fn without_a_clock_nothing_is_signed() {
+    let mut w = Worker::new(&new_shared());
+    warm(&mut w, 1, KEY_A);
+    w.host.no_clock = true;
+    assert_eq!(w.get(2, "g"), Action::Pause);
+    assert_eq!(w.effects(), vec![Effect::Replied(2, 500, "InternalError")]);
+    // A vault answer that arrives without a clock refuses its waiters.
+    w.host.no_clock = false;
+    w.get(3, "h");
+    let t = Worker::callouts(&w.effects())[0];
+    w.host.no_clock = true;
+    w.answer(t, 200, &record(KEY_B));
+    assert_eq!(w.effects(), vec![Effect::Replied(3, 500, "InternalError")]);
+    w.tick();
+    assert!(w.effects().is_empty());
+}
+
+#[test]
+fn the_tick_leaves_a_grant_to_the_request_fetch_under_way() {
+    let mut w = Worker::new(&new_shared());
+    warm(&mut w, 1, KEY_A);
+    w.get(2, "g");
+    w.effects();
+    // Past the TTL a request fetches; the tick that finds the grant due starts nothing.
+    w.advance(300);
+    w.get(3, "g");
+    let t = Worker::callouts(&w.effects())[0];
+    w.tick();
+    assert!(w.effects().is_empty());
+    w.answer(t, 200, &record(KEY_B));
+    assert!(w.effects().contains(&signed(3, KEY_B)));
+    // The new key is refreshed ahead of its own expiry.
+    w.get(4, "g");
+    w.effects();
+    w.advance(240);
+    w.tick();
+    assert_eq!(Worker::callouts(&w.effects()).len(), 1);
+}
+
+#[test]
+fn a_waiting_request_that_goes_away_is_not_resumed() {
+    let mut w = Worker::new(&new_shared());
+    w.get(1, "g");
+    w.get(2, "g");
+    let t = Worker::callouts(&w.effects())[0];
+    w.done(2);
+    w.answer(t, 200, &record(KEY_A));
+    let e = w.effects();
+    assert!(e.contains(&Effect::Resumed(1)));
+    assert!(
+        !e.iter()
+            .any(|x| matches!(x, Effect::Signed(2, _) | Effect::Resumed(2))),
+        "{e:?}"
+    );
+    w.done(1);
+    assert_eq!(w.engine.requests_tracked(), 0);
 }
