@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 WASM := target/wasm32-wasip1/release/grant_sigv4.wasm
 CARGO_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: self-contained all setup rust-target venv wasm wasm-crash-test test unit lint e2e demo bench bench-instructions bench-vm endpoints-table clean
+.PHONY: self-contained all setup rust-target venv ts-client wasm wasm-crash-test test unit lint e2e demo bench bench-instructions bench-vm endpoints-table clean
 
 all: wasm
 
@@ -22,6 +22,16 @@ $(VENV)/.stamp: requirements.txt
 	touch $@
 
 venv: $(VENV)/.stamp
+
+# The TypeScript client package and its tests (npm ci from the committed lockfile, then tsc).
+TS_CLIENT := clients/typescript
+$(TS_CLIENT)/node_modules/.stamp: $(TS_CLIENT)/package-lock.json $(TS_CLIENT)/package.json
+	@command -v npm >/dev/null || { echo "the TypeScript client needs Node.js >= 20 and npm on the PATH"; exit 1; }
+	cd $(TS_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+ts-client: $(TS_CLIENT)/node_modules/.stamp
+	cd $(TS_CLIENT) && npm run --silent build
 
 wasm: rust-target
 	cargo build --release --target wasm32-wasip1 -p grant-sigv4 -j $(CARGO_JOBS)
@@ -42,7 +52,7 @@ lint:
 unit:
 	cargo test --workspace -j $(CARGO_JOBS)
 
-e2e: setup wasm-crash-test wasm
+e2e: setup ts-client wasm-crash-test wasm
 	$(PY) -m pytest -q tests/e2e
 
 # The repository tests itself: no file may refer to a folder beside the clone. (The pattern is
@@ -53,7 +63,7 @@ self-contained:
 		echo "these lines refer to a folder outside the repository"; exit 1; fi
 
 # All tests: native unit and property tests, lints, then the real Envoy + OpenBao + moto.
-test: self-contained setup lint unit wasm-crash-test wasm
+test: self-contained setup lint unit ts-client wasm-crash-test wasm
 	$(PY) -m pytest -q tests/e2e
 
 # Start OpenBao, moto and Envoy locally, store a key under a grant and show signed calls.
@@ -67,7 +77,7 @@ endpoints-table: venv
 
 clean:
 	cargo clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(TS_CLIENT)/node_modules $(TS_CLIENT)/dist
 
 # Measure what the filter costs Envoy next to no signing and the native signer (wrk, about 3 minutes).
 bench: setup wasm

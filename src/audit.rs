@@ -10,6 +10,9 @@ pub struct AuditRecord {
     /// RFC 3339 UTC time the request arrived.
     pub time: String,
     pub grant_id: Option<String>,
+    /// Where the grant id came from: `header` (the grant header) or `access_key_id` (the
+    /// client's own SigV4 `Authorization`, `grant_from_access_key_id`).
+    pub grant_from: Option<&'static str>,
     /// The caller's mTLS identity (URI SAN), where Envoy knows it.
     pub principal: Option<String>,
     /// The caller's address.
@@ -38,6 +41,7 @@ impl AuditRecord {
         j.begin();
         j.str("time", &self.time);
         j.opt_str("grant_id", self.grant_id.as_deref());
+        j.opt_str("grant_from", self.grant_from);
         j.opt_str("principal", self.principal.as_deref());
         j.opt_str("source", self.source.as_deref());
         j.opt_str("service", self.service.as_deref());
@@ -69,6 +73,7 @@ impl AuditRecord {
     pub fn decision_json(&self) -> String {
         Decision {
             grant_id: self.grant_id.as_deref(),
+            grant_from: self.grant_from,
             service: self.service.as_deref(),
             region: self.region.as_deref(),
             method: self.method.as_deref(),
@@ -85,10 +90,11 @@ impl AuditRecord {
 
 /// What only the filter knows of a request, for the filter state that the access log prints
 /// next to what Envoy knows itself (time, caller, AWS's status and request id, duration):
-/// grant, service, region, method, path, reason, context, outcome, and the status of a local
+/// grant and where it came from, service, region, method, path, reason, context, outcome, and the status of a local
 /// reply. Fields not known are left out.
 pub struct Decision<'a> {
     pub grant_id: Option<&'a str>,
+    pub grant_from: Option<&'a str>,
     pub service: Option<&'a str>,
     pub region: Option<&'a str>,
     pub method: Option<&'a str>,
@@ -108,6 +114,7 @@ impl Decision<'_> {
         j.begin();
         for (k, v) in [
             ("grant_id", self.grant_id),
+            ("grant_from", self.grant_from),
             ("service", self.service),
             ("region", self.region),
             ("method", self.method),
@@ -248,6 +255,7 @@ mod tests {
         // Straight from a request's path: query values dropped, and escaped.
         let d = Decision {
             grant_id: Some("g\"2"),
+            grant_from: Some("access_key_id"),
             service: None,
             region: None,
             method: Some("GET"),
@@ -260,7 +268,7 @@ mod tests {
         };
         assert_eq!(
             d.to_json(),
-            r#"{"grant_id":"g\"2","method":"GET","path":"/b?list-type=&prefix=","outcome":"signed"}"#
+            r#"{"grant_id":"g\"2","grant_from":"access_key_id","method":"GET","path":"/b?list-type=&prefix=","outcome":"signed"}"#
         );
     }
 
@@ -312,6 +320,7 @@ mod tests {
         let full = AuditRecord {
             time: rfc3339_ms(1),
             grant_id: Some(nasty.into()),
+            grant_from: Some("header"),
             principal: Some("spiffe://x".into()),
             source: Some("10.0.0.1".into()),
             service: Some("s3".into()),
@@ -338,6 +347,7 @@ mod tests {
     struct Derived<'a> {
         time: &'a String,
         grant_id: &'a Option<String>,
+        grant_from: &'a Option<&'static str>,
         principal: &'a Option<String>,
         source: &'a Option<String>,
         service: &'a Option<String>,
@@ -357,6 +367,7 @@ mod tests {
             Derived {
                 time: &r.time,
                 grant_id: &r.grant_id,
+                grant_from: &r.grant_from,
                 principal: &r.principal,
                 source: &r.source,
                 service: &r.service,

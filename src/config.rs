@@ -8,7 +8,7 @@
 //!            "kv_mount": "secret", "path_prefix": "aws/grants/", "timeout_ms": 2000},
 //!  "cache": {"ttl_seconds": 300, "max_stale_seconds": 900, "negative_ttl_seconds": 10,
 //!            "refresh_ahead_seconds": 60, "min_refetch_seconds": 5},
-//!  "s3_payload": "unsigned",
+//!  "s3_payload": "unsigned", "grant_from_access_key_id": false,
 //!  "max_body_bytes": 8388608}
 //! ```
 
@@ -142,6 +142,11 @@ pub struct Config {
     /// Whether clients may set the signing name and region of an AWS host with the
     /// `x-grant-service` / `x-grant-region` headers.
     pub request_overrides: bool,
+    /// Whether a request without the grant header may name its grant as the access key id
+    /// of a SigV4 `Authorization` the client made with a placeholder secret
+    /// (`Credential=<grant id>/<date>/<region>/<service>/aws4_request`): unmodified AWS SDKs
+    /// and CLIs then work with `AWS_ACCESS_KEY_ID=<grant id>`.
+    pub grant_from_access_key_id: bool,
     /// Set when the filter runs as an upstream filter of the AWS cluster (once per attempt,
     /// so that a retry is signed again): the grant of a request is kept for its retries.
     pub upstream_filter: bool,
@@ -534,6 +539,7 @@ impl Config {
         let max_body_bytes = top.uint("max_body_bytes", DEFAULT_MAX_BODY_BYTES, 0, 1 << 32)?;
         let host_overrides = parse_host_overrides(top.get("host_overrides"))?;
         let request_overrides = top.boolean("request_overrides")?;
+        let grant_from_access_key_id = top.boolean("grant_from_access_key_id")?;
         let upstream_filter = top.boolean("upstream_filter")?;
         let audit = match top.get("audit") {
             None => AuditConfig::default(),
@@ -566,6 +572,7 @@ impl Config {
             max_body_bytes,
             host_overrides,
             request_overrides,
+            grant_from_access_key_id,
             upstream_filter,
             audit,
         })
@@ -603,6 +610,15 @@ mod tests {
         let c = parse(r#"{"vault": {"token": "t"}}"#).unwrap();
         assert_eq!(c.vault.cluster, "vault");
         assert_eq!(c.grant_header, "x-grant-id");
+        assert!(!c.grant_from_access_key_id);
+    }
+
+    #[test]
+    fn grant_from_access_key_id_is_a_boolean() {
+        let c = parse(r#"{"vault": {"token": "t"}, "grant_from_access_key_id": true}"#).unwrap();
+        assert!(c.grant_from_access_key_id);
+        let e = parse(r#"{"vault": {"token": "t"}, "grant_from_access_key_id": 1}"#).unwrap_err();
+        assert_eq!(e.key, "grant_from_access_key_id");
     }
 
     #[test]

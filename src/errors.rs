@@ -50,13 +50,19 @@ pub enum ErrorCode {
     BadAuditContext,
     /// 400: a malformed `x-grant-reason`.
     BadAuditReason,
+    /// 400: with `grant_from_access_key_id`, an `Authorization` that is not a SigV4
+    /// `Credential=<grant id>/<date>/<region>/<service>/aws4_request`.
+    BadAuthorization,
+    /// 400: with `grant_from_access_key_id`, the client's credential scope names another
+    /// service or region than the host.
+    CredentialScopeMismatch,
     /// 500: the filter could not sign (no clock, no configuration, a failed header write).
     InternalError,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::GrantMissing,
         ErrorCode::GrantInvalid,
         ErrorCode::GrantAmbiguous,
@@ -78,6 +84,8 @@ impl ErrorCode {
         ErrorCode::OverrideNotAllowed,
         ErrorCode::BadAuditContext,
         ErrorCode::BadAuditReason,
+        ErrorCode::BadAuthorization,
+        ErrorCode::CredentialScopeMismatch,
         ErrorCode::InternalError,
     ];
 
@@ -105,7 +113,9 @@ impl ErrorCode {
             | ErrorCode::BadOverride
             | ErrorCode::OverrideNotAllowed
             | ErrorCode::BadAuditContext
-            | ErrorCode::BadAuditReason => 400,
+            | ErrorCode::BadAuditReason
+            | ErrorCode::BadAuthorization
+            | ErrorCode::CredentialScopeMismatch => 400,
         }
     }
 
@@ -133,6 +143,8 @@ impl ErrorCode {
             ErrorCode::OverrideNotAllowed => "OverrideNotAllowed",
             ErrorCode::BadAuditContext => "BadAuditContext",
             ErrorCode::BadAuditReason => "BadAuditReason",
+            ErrorCode::BadAuthorization => "BadAuthorization",
+            ErrorCode::CredentialScopeMismatch => "CredentialScopeMismatch",
             ErrorCode::InternalError => "InternalError",
         }
     }

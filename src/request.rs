@@ -19,8 +19,9 @@ const STREAMING_ECDSA_PREFIX: &str = "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD";
 
 /// Client-sent headers that the filter always removes before forwarding: the filter sets its
 /// own values where they are needed, and the override headers are for the filter only.
-pub const DROPPED_HEADERS: [&str; 7] = [
+pub const DROPPED_HEADERS: [&str; 8] = [
     "authorization",
+    CREDENTIAL_HEADER,
     "x-amz-date",
     "x-amz-security-token",
     SERVICE_OVERRIDE_HEADER,
@@ -40,6 +41,139 @@ const MAX_CONTEXT_BYTES: usize = 4096;
 pub const SERVICE_OVERRIDE_HEADER: &str = "x-grant-service";
 /// Request-level override of the signing region (when `request_overrides` is enabled).
 pub const REGION_OVERRIDE_HEADER: &str = "x-grant-region";
+
+/// The credential scope `<grant id>/<date>/<region>/<service>/aws4_request` of a client's
+/// placeholder signature, as the precheck instance read it from `Authorization` before the
+/// body hasher in front of the signing instance replaced that header (when
+/// `grant_from_access_key_id` is on). A client setting it itself gains nothing: it is
+/// checked exactly like the `Authorization` it stands for, and always removed.
+pub const CREDENTIAL_HEADER: &str = "x-grant-sigv4-credential";
+
+/// Where the grant id of a request came from (for the audit record).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantFrom {
+    /// The grant header (`x-grant-id`).
+    Header,
+    /// The access key id of the client's own SigV4 `Authorization`
+    /// (`grant_from_access_key_id`).
+    AccessKeyId,
+}
+
+impl GrantFrom {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantFrom::Header => "header",
+            GrantFrom::AccessKeyId => "access_key_id",
+        }
+    }
+}
+
+/// The credential scope of a client's placeholder signature.
+struct ClientScope<'a> {
+    /// `<grant id>/<date>/<region>/<service>/aws4_request`.
+    credential: &'a str,
+    grant: &'a str,
+    region: &'a str,
+    service: &'a str,
+}
+
+fn bad_authorization(message: impl Into<String>) -> LocalError {
+    LocalError::new(ErrorCode::BadAuthorization, message)
+}
+
+/// `<id>/<yyyymmdd>/<region>/<service>/aws4_request`.
+fn parse_credential(v: &str) -> Option<ClientScope<'_>> {
+    let mut parts = v.split('/');
+    let (grant, date, region, service, term) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if parts.next().is_some()
+        || term != "aws4_request"
+        || date.len() != 8
+        || !date.bytes().all(|b| b.is_ascii_digit())
+        || !crate::config::is_signing_name_or_region(region)
+        || !crate::config::is_signing_name_or_region(service)
+    {
+        return None;
+    }
+    Some(ClientScope {
+        credential: v,
+        grant,
+        region,
+        service,
+    })
+}
+
+const CREDENTIAL_FORM: &str = "Credential=<grant id>/<date>/<region>/<service>/aws4_request";
+
+/// The credential scope of `Authorization: AWS4-HMAC-SHA256 Credential=..., SignedHeaders=...,
+/// Signature=...`.
+fn scope_from_authorization(v: &str) -> Result<ClientScope<'_>, LocalError> {
+    let v = v.trim();
+    let (scheme, params) = v.split_once([' ', '\t']).unwrap_or((v, ""));
+    if scheme != sigv4::ALGORITHM {
+        return Err(bad_authorization(format!(
+            "the Authorization header is not a SigV4 signature ({}): sign with \
+             AWS4-HMAC-SHA256 using the grant id as the access key id, or send the grant id \
+             in the grant header",
+            if scheme.starts_with("AWS4-ECDSA") {
+                "SigV4A"
+            } else {
+                "another scheme"
+            }
+        )));
+    }
+    params
+        .split(',')
+        .find_map(|p| p.trim().strip_prefix("Credential="))
+        .and_then(|c| parse_credential(c.trim()))
+        .ok_or_else(|| {
+            bad_authorization(format!("the Authorization header has no {CREDENTIAL_FORM}"))
+        })
+}
+
+/// The grant named by the client's own signature (`grant_from_access_key_id`): from the
+/// precheck's hand-off header when present, else from `Authorization`.
+fn client_scope<'a>(
+    grant_header: &str,
+    handoff: Option<&'a [u8]>,
+    authorization: Option<&'a [u8]>,
+    authorization_count: usize,
+) -> Result<ClientScope<'a>, LocalError> {
+    if let Some(h) = handoff {
+        return std::str::from_utf8(h)
+            .ok()
+            .and_then(|c| parse_credential(c.trim()))
+            .ok_or_else(|| {
+                bad_authorization(format!(
+                    "{CREDENTIAL_HEADER} must be <grant id>/<date>/<region>/<service>/aws4_request"
+                ))
+            });
+    }
+    if authorization_count > 1 {
+        return Err(LocalError::new(
+            ErrorCode::GrantAmbiguous,
+            format!(
+                "the request has {authorization_count} Authorization headers: send exactly one"
+            ),
+        ));
+    }
+    match authorization {
+        None => Err(LocalError::new(
+            ErrorCode::GrantMissing,
+            format!(
+                "the request has no {grant_header} header and no SigV4 Authorization header \
+                 ({CREDENTIAL_FORM}): add the grant id of the AWS credential to use, as the \
+                 header or as the client's access key id"
+            ),
+        )),
+        Some(a) => scope_from_authorization(header_str("authorization", a)?),
+    }
+}
 
 /// Query parameters of a presigned URL: a request carrying them already claims a signature.
 const PRESIGN_PARAMS: [&str; 6] = [
@@ -75,6 +209,11 @@ pub struct Plan {
     /// Audit reason and context (a JSON object) sent by the client.
     pub reason: Option<String>,
     pub context: Option<serde_json::Value>,
+    /// Where the grant id came from.
+    pub grant_from: GrantFrom,
+    /// The client credential scope read from `Authorization` (not from the hand-off header),
+    /// for the precheck instance to hand to the signing one.
+    pub client_credential: Option<String>,
 }
 
 impl Plan {
@@ -83,6 +222,7 @@ impl Plan {
     pub fn decision<'a>(&'a self, outcome: &'a str, status: Option<u32>) -> Decision<'a> {
         Decision {
             grant_id: Some(&self.grant_id),
+            grant_from: Some(self.grant_from.as_str()),
             service: Some(&self.endpoint.signing_name),
             region: Some(&self.endpoint.region),
             method: Some(&self.method),
@@ -256,12 +396,17 @@ pub fn plan_request_memoized<N: AsRef<str>, V: AsRef<[u8]>>(
 /// filter (grant header, host, content length, payload hash tokens), for the `precheck`
 /// instance placed before the body hasher: a request that will be refused anyway is refused
 /// with its own error before its body is buffered.
+///
+/// On success, the header to set, if any: when the grant comes from the client's own
+/// `Authorization` (`grant_from_access_key_id`), its credential scope is handed to the
+/// signing instance in [`CREDENTIAL_HEADER`], since the body hasher between the two replaces
+/// `Authorization` with its own.
 pub fn precheck_request<N: AsRef<str>, V: AsRef<[u8]>>(
     cfg: &Config,
     headers: &[(N, V)],
     end_of_stream: bool,
-) -> Result<(), LocalError> {
-    plan(cfg, &mut AuthorityMemo::new(), headers, end_of_stream, true).map(|_| ())
+) -> Result<Option<(&'static str, String)>, LocalError> {
+    precheck_request_memoized(cfg, &mut AuthorityMemo::new(), headers, end_of_stream)
 }
 
 /// [`precheck_request`] with the plugin instance's memo of resolved authorities.
@@ -270,8 +415,9 @@ pub fn precheck_request_memoized<N: AsRef<str>, V: AsRef<[u8]>>(
     authorities: &mut AuthorityMemo,
     headers: &[(N, V)],
     end_of_stream: bool,
-) -> Result<(), LocalError> {
-    plan(cfg, authorities, headers, end_of_stream, true).map(|_| ())
+) -> Result<Option<(&'static str, String)>, LocalError> {
+    plan(cfg, authorities, headers, end_of_stream, true)
+        .map(|p| p.client_credential.map(|c| (CREDENTIAL_HEADER, c)))
 }
 
 fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
@@ -294,6 +440,9 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
     let mut reason: Option<&[u8]> = None;
     let mut context: Option<&[u8]> = None;
     let mut region_override: Option<&[u8]> = None;
+    let mut authorization: Option<&[u8]> = None;
+    let mut authorization_count = 0usize;
+    let mut handoff: Option<&[u8]> = None;
     let mut chunked = false;
     let mut signed: Vec<(String, Vec<u8>)> = Vec::with_capacity(8);
 
@@ -310,6 +459,11 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
             REASON_HEADER => reason = Some(value),
             CONTEXT_HEADER => context = Some(value),
             REGION_OVERRIDE_HEADER => region_override = Some(value),
+            "authorization" => {
+                authorization = Some(value);
+                authorization_count += 1;
+            }
+            CREDENTIAL_HEADER => handoff = Some(value),
             "x-amz-content-sha256" => {
                 content_sha = Some(value);
                 content_sha_count += 1;
@@ -323,7 +477,7 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
         }
     }
 
-    let grant_raw = match (grant, grant_count) {
+    let (grant_id, scope) = match (grant, grant_count) {
         (_, n) if n > 1 => {
             return Err(LocalError::new(
                 ErrorCode::GrantAmbiguous,
@@ -333,11 +487,28 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
                 ),
             ))
         }
-        (Some(g), _) => g,
+        (Some(g), _) => (
+            vault::validate_grant_id(g)
+                .map_err(|e| LocalError::new(ErrorCode::GrantInvalid, e.describe()))?,
+            None,
+        ),
+        (None, _) if cfg.grant_from_access_key_id => {
+            let scope = client_scope(
+                &cfg.grant_header,
+                handoff,
+                authorization,
+                authorization_count,
+            )?;
+            let id = vault::validate_grant_id(scope.grant.as_bytes()).map_err(|e| {
+                LocalError::new(
+                    ErrorCode::GrantInvalid,
+                    format!("the access key id, taken as the grant id: {}", e.describe()),
+                )
+            })?;
+            (id, Some(scope))
+        }
         (None, _) => return Err(LocalError::grant_missing(&cfg.grant_header)),
     };
-    let grant_id = vault::validate_grant_id(grant_raw)
-        .map_err(|e| LocalError::new(ErrorCode::GrantInvalid, e.describe()))?;
 
     let reason = audit_reason(reason)?;
     let context = audit_context(context)?;
@@ -374,6 +545,22 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
         service_override,
         region_override,
     )?;
+    if let Some(sc) = &scope {
+        if sc.service != endpoint.signing_name || sc.region != endpoint.region {
+            return Err(LocalError::new(
+                ErrorCode::CredentialScopeMismatch,
+                format!(
+                    "the client signed for service {} in region {}, but {} is service {} in \
+                     region {}: configure the client's region (or endpoint) to match",
+                    sc.service,
+                    sc.region,
+                    clip(&endpoint.host),
+                    endpoint.signing_name,
+                    endpoint.region
+                ),
+            ));
+        }
+    }
     let s3 = aws_host::is_s3_family(&endpoint.signing_name);
     let new_path = if s3 { s3_forwarded_path(path)? } else { None };
 
@@ -409,8 +596,10 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
                 return Err(LocalError::new(
                     ErrorCode::ChunkSignedPayloadUnsupported,
                     "per-chunk signed uploads (x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD) \
-                     cannot be re-signed by a proxy: configure the client to send unsigned payloads \
-                     (boto3: signature_version=UNSIGNED; AWS SDKs: request_checksum_calculation=when_required)",
+                     cannot be re-signed by a proxy: send the body with its SHA-256 or as UNSIGNED-PAYLOAD \
+                     (boto3, the AWS CLI and the AWS SDK for JavaScript v3 do so for http:// \
+                     endpoints; AWS SDK for Java 2.x: S3Configuration chunkedEncodingEnabled(false), \
+                     1.x: disableChunkedEncoding())",
                 ));
             } else {
                 return Err(LocalError::new(
@@ -467,6 +656,14 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
         new_authority,
         reason,
         context,
+        grant_from: if scope.is_some() {
+            GrantFrom::AccessKeyId
+        } else {
+            GrantFrom::Header
+        },
+        client_credential: scope
+            .filter(|_| handoff.is_none())
+            .map(|sc| sc.credential.to_string()),
     })
 }
 
@@ -993,6 +1190,194 @@ mod tests {
             .any(|(n, v)| n == "x-amz-security-token" && v == "TOKEN123"));
         let auth = &e.set[0].1;
         assert!(auth.contains("x-amz-date;x-amz-security-token"), "{auth}");
+    }
+
+    fn from_key() -> Config {
+        Config::parse(br#"{"vault": {"token": "t"}, "grant_from_access_key_id": true}"#).unwrap()
+    }
+
+    /// A request as an unmodified SDK sends it with the grant id as its access key id.
+    fn sdk(credential: &str, extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential={credential}, SignedHeaders=host;x-amz-date, \
+             Signature=0123abcd"
+        );
+        let mut h = vec![
+            (":method", "GET"),
+            (":path", "/?Action=GetCallerIdentity&Version=2011-06-15"),
+            (":authority", "sts.us-east-1.amazonaws.com"),
+            (":scheme", "http"),
+            ("x-amz-date", "20260101T000000Z"),
+            ("x-amz-security-token", "placeholder"),
+            ("authorization", auth.as_str()),
+        ];
+        h.extend_from_slice(extra);
+        hdrs(&h)
+    }
+
+    #[test]
+    fn grant_from_the_access_key_id() {
+        let c = from_key();
+        let h = sdk("team-a.prod/20260101/us-east-1/sts/aws4_request", &[]);
+        let p = plan_request(&c, &h, true).unwrap();
+        assert_eq!(p.grant_id, "team-a.prod");
+        assert_eq!(p.grant_from, GrantFrom::AccessKeyId);
+        assert_eq!(
+            p.client_credential.as_deref(),
+            Some("team-a.prod/20260101/us-east-1/sts/aws4_request")
+        );
+        for dropped in ["authorization", "x-amz-date", "x-amz-security-token"] {
+            assert!(p.strip.iter().any(|s| s == dropped), "{dropped}");
+            assert!(p.signed.iter().all(|(n, _)| n != dropped));
+        }
+        // Signed again with the grant's key: the placeholder signature is gone.
+        let e = sign(&p, &creds(), 1_767_225_600, &mut SigningKeyCache::default()).unwrap();
+        let auth = &e.set[0].1;
+        assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE00000000/20260101/"));
+        assert!(!auth.contains("0123abcd"));
+        let d = p.decision("signed", None).to_json();
+        assert!(d.contains(r#""grant_from":"access_key_id""#), "{d}");
+        // The precheck hands the scope on to the signing instance (the body hasher between
+        // them replaces Authorization); the signing instance takes it from there.
+        let (name, value) = precheck_request(&c, &h, true).unwrap().unwrap();
+        assert_eq!(name, CREDENTIAL_HEADER);
+        let mut after: Vec<(String, Vec<u8>)> = h
+            .iter()
+            .filter(|(n, _)| n != "authorization")
+            .cloned()
+            .collect();
+        after.push((
+            "authorization".into(),
+            b"AWS4-HMAC-SHA256 Credential=BODYHASHONLYDUMMY/20260101/us-east-1/body-hash-only/aws4_request, SignedHeaders=host, Signature=00".to_vec(),
+        ));
+        after.push((name.to_string(), value.into_bytes()));
+        let q = plan_request(&c, &after, true).unwrap();
+        assert_eq!(
+            (q.grant_id.as_str(), q.grant_from),
+            ("team-a.prod", GrantFrom::AccessKeyId)
+        );
+        assert_eq!(q.client_credential, None);
+        assert!(q.strip.iter().any(|s| s == CREDENTIAL_HEADER));
+        // Without the hand-off, the hasher's own credential is refused by its scope.
+        let mut lost = after.clone();
+        lost.pop();
+        let e = plan_request(&c, &lost, true).unwrap_err();
+        assert_eq!(e.code, ErrorCode::CredentialScopeMismatch);
+    }
+
+    #[test]
+    fn the_grant_header_wins_over_the_access_key_id() {
+        let h = sdk(
+            "other/20260101/us-east-1/sts/aws4_request",
+            &[("x-grant-id", "g1")],
+        );
+        for c in [cfg(), from_key()] {
+            let p = plan_request(&c, &h, true).unwrap();
+            assert_eq!(
+                (p.grant_id.as_str(), p.grant_from),
+                ("g1", GrantFrom::Header)
+            );
+            assert_eq!(p.client_credential, None);
+            assert!(p.strip.iter().any(|s| s == "authorization"));
+            assert_eq!(precheck_request(&c, &h, true).unwrap(), None);
+        }
+        // Off by default: the access key id names no grant.
+        let h = sdk("g1/20260101/us-east-1/sts/aws4_request", &[]);
+        assert_eq!(
+            plan_request(&cfg(), &h, true).unwrap_err().code,
+            ErrorCode::GrantMissing
+        );
+    }
+
+    #[test]
+    fn access_key_id_refusals_name_the_cause() {
+        let c = from_key();
+        let code = |h: Vec<(String, Vec<u8>)>| plan_request(&c, &h, true).unwrap_err();
+        // Scope of another region or service: both named.
+        let e = code(sdk("g1/20260101/eu-west-1/sts/aws4_request", &[]));
+        assert_eq!(
+            (e.status(), e.code),
+            (400, ErrorCode::CredentialScopeMismatch)
+        );
+        for part in [
+            "sts",
+            "eu-west-1",
+            "us-east-1",
+            "sts.us-east-1.amazonaws.com",
+        ] {
+            assert!(e.message.contains(part), "{part}: {}", e.message);
+        }
+        let e = code(sdk("g1/20260101/us-east-1/s3/aws4_request", &[]));
+        assert_eq!(e.code, ErrorCode::CredentialScopeMismatch);
+        assert!(e.message.contains("service s3"), "{}", e.message);
+        // The grant id is validated like the header's.
+        let e = code(sdk("../20260101/us-east-1/sts/aws4_request", &[]));
+        assert_eq!(e.code, ErrorCode::GrantInvalid);
+        assert!(e.message.contains("access key id"), "{}", e.message);
+        let long = format!("{}/20260101/us-east-1/sts/aws4_request", "a".repeat(200));
+        assert_eq!(code(sdk(&long, &[])).code, ErrorCode::GrantInvalid);
+        // Malformed credentials and other schemes.
+        for bad in [
+            "g1/20260101/us-east-1/sts",
+            "g1/2026-01-01/us-east-1/sts/aws4_request",
+            "g1/20260101/US-EAST-1/sts/aws4_request",
+            "g1/20260101/us-east-1/sts/aws4_request/x",
+            "",
+        ] {
+            let e = code(sdk(bad, &[]));
+            assert_eq!(
+                (e.status(), e.code),
+                (400, ErrorCode::BadAuthorization),
+                "{bad}"
+            );
+        }
+        let mut h = sdk("g1/20260101/us-east-1/sts/aws4_request", &[]);
+        h[6].1 = b"AWS4-ECDSA-P256-SHA256 Credential=g1/20260101/sts/aws4_request".to_vec();
+        let e = code(h.clone());
+        assert_eq!(e.code, ErrorCode::BadAuthorization);
+        assert!(e.message.contains("SigV4A"), "{}", e.message);
+        h[6].1 = b"AWS AKIDEXAMPLE:c2ln".to_vec();
+        assert_eq!(code(h.clone()).code, ErrorCode::BadAuthorization);
+        h[6].1 = vec![0xff];
+        assert_eq!(code(h.clone()).code, ErrorCode::BadHeader);
+        // No Authorization at all: GrantMissing names both ways.
+        h.remove(6);
+        let e = code(h);
+        assert_eq!((e.status(), e.code), (401, ErrorCode::GrantMissing));
+        assert!(e.message.contains("x-grant-id") && e.message.contains("Credential="));
+        // Two of them.
+        let mut h = sdk("g1/20260101/us-east-1/sts/aws4_request", &[]);
+        h.push(h[6].clone());
+        assert_eq!(code(h).code, ErrorCode::GrantAmbiguous);
+        // A hand-off header that is not a credential scope.
+        let h = sdk(
+            "g1/20260101/us-east-1/sts/aws4_request",
+            &[(CREDENTIAL_HEADER, "g1")],
+        );
+        assert_eq!(code(h).code, ErrorCode::BadAuthorization);
+    }
+
+    #[test]
+    fn access_key_id_with_s3_payload_tokens() {
+        let c = from_key();
+        let s3 = |token: &str| {
+            let mut h = sdk(
+                "g1/20260101/us-east-1/s3/aws4_request",
+                &[("x-amz-content-sha256", token), ("content-length", "10")],
+            );
+            h[0].1 = b"PUT".to_vec();
+            h[1].1 = b"/bucket/key".to_vec();
+            h[2].1 = b"s3.us-east-1.amazonaws.com".to_vec();
+            plan_request(&c, &h, false)
+        };
+        let hash = "ab".repeat(32);
+        assert_eq!(s3(&hash).unwrap().payload_hash, hash);
+        assert_eq!(
+            s3(STREAMING_UNSIGNED_TRAILER).unwrap().payload_hash,
+            STREAMING_UNSIGNED_TRAILER
+        );
+        let e = s3("STREAMING-AWS4-HMAC-SHA256-PAYLOAD").unwrap_err();
+        assert_eq!(e.code, ErrorCode::ChunkSignedPayloadUnsupported);
     }
 
     #[test]

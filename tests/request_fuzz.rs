@@ -31,7 +31,7 @@ use grant_sigv4_core::config::{self, Config};
 use grant_sigv4_core::errors::{ErrorCode, LocalError};
 use grant_sigv4_core::grant_cache::CachedGrant;
 use grant_sigv4_core::policy::{Caller, Cidr, Policy};
-use grant_sigv4_core::request::{self, Plan};
+use grant_sigv4_core::request::{self, GrantFrom, Plan};
 use grant_sigv4_core::shared_grant;
 use grant_sigv4_core::sigv4::{self, SigningKeyCache, UriRules};
 use grant_sigv4_core::vault::{self, Credentials, DynamicKind, GrantRecord, Source, VaultError};
@@ -119,7 +119,7 @@ impl Reach {
 const SECRET_MARK: &str = "SeCrEt";
 const TOKEN_MARK: &str = "ToKeN";
 
-const CONFIG_JSON: [&str; 8] = [
+const CONFIG_JSON: [&str; 10] = [
     r#"{"vault": {"token": "t"}}"#,
     r#"{"vault": {"token": "t"}, "s3_payload": "signed"}"#,
     r#"{"vault": {"token": "t"}, "request_overrides": true}"#,
@@ -132,7 +132,11 @@ const CONFIG_JSON: [&str; 8] = [
     r#"{"mode": "precheck", "max_body_bytes": 1000}"#,
     r#"{"vault": {"token": "t"}, "grant_header": "x-custom-grant", "request_overrides": true,
         "host_overrides": {"api.example.com": {"service": "execute-api", "region": "eu-west-1"}}}"#,
+    r#"{"vault": {"token": "t"}, "grant_from_access_key_id": true}"#,
+    r#"{"mode": "precheck", "grant_from_access_key_id": true, "max_body_bytes": 1000}"#,
 ];
+/// The configuration that takes the grant from the client's access key id.
+const CFG_FROM_KEY: usize = 8;
 
 static CONFIGS: LazyLock<Vec<Config>> = LazyLock::new(|| {
     CONFIG_JSON
@@ -142,8 +146,9 @@ static CONFIGS: LazyLock<Vec<Config>> = LazyLock::new(|| {
 });
 
 /// Headers the filter consumes and must never forward.
-const FILTER_ONLY: [&str; 7] = [
+const FILTER_ONLY: [&str; 8] = [
     "authorization",
+    "x-grant-sigv4-credential",
     "x-amz-date",
     "x-amz-security-token",
     "x-grant-service",
@@ -172,6 +177,7 @@ const REAL_NAMES: &[&str] = &[
     "x-grant-reason",
     "x-grant-context",
     "authorization",
+    "x-grant-sigv4-credential",
     "content-type",
     "content-md5",
     "host",
@@ -242,6 +248,13 @@ const REAL_VALUES: &[&str] = &[
     "nightly export",
     "application/json",
     "AWS4-HMAC-SHA256 Credential=x",
+    "AWS4-HMAC-SHA256 Credential=grant-1/20260101/us-east-1/sts/aws4_request, SignedHeaders=host;x-amz-date, Signature=00",
+    "AWS4-HMAC-SHA256 Credential=g1/20260101/eu-west-1/s3/aws4_request,SignedHeaders=host,Signature=0",
+    "AWS4-HMAC-SHA256 Credential=../20260101/us-east-1/sts/aws4_request, Signature=0",
+    "AWS4-ECDSA-P256-SHA256 Credential=g1/20260101/s3/aws4_request, Signature=0",
+    "AWS AKIDEXAMPLE:c2lnbmF0dXJl",
+    "grant-1/20260101/us-west-2/dynamodb/aws4_request",
+    "grant-1/20260101/us-east-1/sts/aws4_request",
     "",
 ];
 
@@ -424,6 +437,38 @@ fn template(i: usize, grant_header: &str) -> (Headers, bool) {
             ]),
             false,
         ),
+        // An unmodified SDK signing with the grant id as its access key id: DynamoDB POST
+        // after the body hasher (its hash set, its own Authorization, the precheck's hand-off)
+        7 => (
+            hdrs(&[
+                (":method", "POST"),
+                (":path", "/"),
+                (":authority", "dynamodb.us-west-2.amazonaws.com"),
+                (":scheme", "http"),
+                ("content-type", "application/x-amz-json-1.0"),
+                ("x-amz-target", "DynamoDB_20120810.ListTables"),
+                ("content-length", "2"),
+                ("x-amz-content-sha256", &json_hash),
+                ("x-amz-date", "20260101T000000Z"),
+                ("authorization", "AWS4-HMAC-SHA256 Credential=BODYHASHONLYDUMMY/20260101/us-east-1/body-hash-only/aws4_request, SignedHeaders=host, Signature=00"),
+                ("x-grant-sigv4-credential", "grant-1/20260101/us-west-2/dynamodb/aws4_request"),
+            ]),
+            false,
+        ),
+        // ... and an S3 GET, virtual-hosted, with its placeholder signature and session token
+        8 => (
+            hdrs(&[
+                (":method", "GET"),
+                (":path", "/key?versionId=3"),
+                (":authority", "bucket.s3.eu-west-1.amazonaws.com"),
+                (":scheme", "http"),
+                ("x-amz-content-sha256", sigv4::EMPTY_SHA256),
+                ("x-amz-date", "20260101T000000Z"),
+                ("x-amz-security-token", "placeholder-token"),
+                ("authorization", "AWS4-HMAC-SHA256 Credential=grant-1/20260101/eu-west-1/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=0123"),
+            ]),
+            true,
+        ),
         // S3 GET, upper-case authority with the default port, chunked request
         _ => (
             hdrs(&[
@@ -437,10 +482,12 @@ fn template(i: usize, grant_header: &str) -> (Headers, bool) {
             true,
         ),
     };
-    h.insert(4, (grant_header.to_string(), b"grant-1".to_vec()));
+    if !(7..=8).contains(&i) {
+        h.insert(4, (grant_header.to_string(), b"grant-1".to_vec()));
+    }
     (h, eos)
 }
-const TEMPLATES: usize = 7;
+const TEMPLATES: usize = 9;
 
 #[derive(Clone, Debug)]
 enum Mutation {
@@ -578,6 +625,14 @@ fn check_plan(cfg: &Config, headers: &Headers, plan: &Plan) -> TestCaseResult {
         plan.endpoint.signing_name
     );
     prop_assert!(vault::validate_grant_id(plan.grant_id.as_bytes()).is_ok());
+    // The grant header wins; the access key id names the grant only when allowed.
+    let has_grant_header = headers.iter().any(|(n, _)| *n == cfg.grant_header);
+    match plan.grant_from {
+        GrantFrom::Header => prop_assert!(has_grant_header),
+        GrantFrom::AccessKeyId => {
+            prop_assert!(cfg.grant_from_access_key_id && !has_grant_header)
+        }
+    }
     prop_assert!(!plan.method.is_empty());
     prop_assert!(plan.path.starts_with('/'));
 
@@ -867,6 +922,49 @@ fn check_edits(
     Ok(envoy_like)
 }
 
+/// The precheck hands the client's credential scope on only when the grant came from the
+/// client's own `Authorization`; after the body hasher replaced that header, the signing
+/// instance plans the same grant, endpoint and hash from the hand-off.
+fn check_handoff(
+    cfg: &Config,
+    headers: &Headers,
+    eos: bool,
+    plan: &Plan,
+    name: &str,
+    value: &str,
+) -> TestCaseResult {
+    prop_assert_eq!(name, request::CREDENTIAL_HEADER);
+    prop_assert_eq!(plan.grant_from, GrantFrom::AccessKeyId);
+    prop_assert!(
+        value.starts_with(&format!("{}/", plan.grant_id)),
+        "{}",
+        value
+    );
+    prop_assert!(!value.contains(','), "{}", value);
+    let mut after: Headers = headers
+        .iter()
+        .filter(|(n, _)| n != "authorization" && n != request::CREDENTIAL_HEADER)
+        .cloned()
+        .collect();
+    after.push((
+        "authorization".into(),
+        b"AWS4-HMAC-SHA256 Credential=BODYHASHONLYDUMMY/20260101/us-east-1/body-hash-only/aws4_request, SignedHeaders=host, Signature=00".to_vec(),
+    ));
+    after.push((name.to_string(), value.as_bytes().to_vec()));
+    let signing = Config {
+        mode: config::Mode::Sign,
+        ..cfg.clone()
+    };
+    let again = request::plan_request(&signing, &after, eos).map_err(|e| {
+        TestCaseError::fail(format!("planned before the hasher, refused after: {e:?}"))
+    })?;
+    prop_assert_eq!(&again.grant_id, &plan.grant_id);
+    prop_assert_eq!(again.grant_from, GrantFrom::AccessKeyId);
+    prop_assert_eq!(&again.endpoint, &plan.endpoint);
+    prop_assert_eq!(&again.client_credential, &None);
+    Ok(())
+}
+
 /// The whole request path for one input; returns how far it got.
 fn check_request(
     c: &RequestCase,
@@ -883,8 +981,8 @@ fn check_request(
     // The precheck makes the same decisions, except that an unknown body hash is left to
     // the body hasher (which may still end in BodyTooLarge).
     match (&planned, &prechecked) {
-        (Ok(_), Ok(())) => {}
-        (Err(p), Ok(())) => prop_assert_eq!(p.code, ErrorCode::PayloadHashRequired),
+        (Ok(_), Ok(_)) => {}
+        (Err(p), Ok(_)) => prop_assert_eq!(p.code, ErrorCode::PayloadHashRequired),
         (Err(p), Err(q)) if p.code == ErrorCode::PayloadHashRequired => {
             prop_assert_eq!(q.code, ErrorCode::BodyTooLarge)
         }
@@ -893,6 +991,9 @@ fn check_request(
     }
     if let Err(q) = &prechecked {
         check_local_error(q, &forbidden)?;
+    }
+    if let (Ok(plan), Ok(Some((name, value)))) = (&planned, &prechecked) {
+        check_handoff(cfg, headers, eos, plan, name, value)?;
     }
 
     let plan = match planned {
@@ -1111,6 +1212,9 @@ fn templates_sign() {
         (5, 2),
         (6, 0),
         (4, 7),
+        (7, CFG_FROM_KEY),
+        (8, CFG_FROM_KEY),
+        (0, CFG_FROM_KEY),
     ] {
         let (headers, eos) = template(t, &CONFIGS[cfg].grant_header);
         let case = RequestCase {

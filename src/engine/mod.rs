@@ -39,7 +39,7 @@ use crate::config::{AuthMethod, Config, Mode};
 use crate::errors::{ErrorCode, LocalError};
 use crate::grant_cache::{CachedGrant, GrantCache, Lookup};
 use crate::policy::Caller;
-use crate::request::{self, Plan};
+use crate::request::{self, Edits, Plan};
 use crate::retry_stash::RetryStash;
 use crate::shared_grant;
 use crate::sigv4::SigningKeyCache;
@@ -212,7 +212,22 @@ impl Engine {
                 headers,
                 end_of_stream,
             ) {
-                Ok(()) => Action::Continue,
+                Ok(None) => Action::Continue,
+                // The grant is named by the client's own signature, which the body hasher
+                // behind this instance replaces: hand its credential scope on.
+                Ok(Some((name, value))) => {
+                    let edits = Edits {
+                        remove: Vec::new(),
+                        set: vec![(name.to_string(), value)],
+                    };
+                    if host.edit_request_headers(id, &edits).is_ok() {
+                        return Action::Continue;
+                    }
+                    self.start_audit(&cfg, id, start_ms);
+                    let e = "the client's credential scope could not be handed on";
+                    self.refuse(host, id, &LocalError::internal(e));
+                    Action::Pause
+                }
                 Err(e) => {
                     self.start_audit(&cfg, id, start_ms);
                     self.refuse(host, id, &e);
@@ -244,6 +259,7 @@ impl Engine {
         if let Some(a) = self.requests.get_mut(&id).and_then(|s| s.audit.as_mut()) {
             let r = &mut a.record;
             r.grant_id = Some(plan.grant_id.clone());
+            r.grant_from = Some(plan.grant_from.as_str());
             r.service = Some(plan.endpoint.signing_name.clone());
             r.region = Some(plan.endpoint.region.clone());
             r.method = Some(plan.method.clone());
