@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 WASM := target/wasm32-wasip1/release/grant_sigv4.wasm
 CARGO_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: self-contained all setup rust-target venv ts-client wasm wasm-crash-test test unit lint e2e demo bench bench-instructions bench-vm endpoints-table clean
+.PHONY: self-contained all setup rust-target venv ts-client wasm wasm-crash-test test unit lint e2e demo bench bench-instructions bench-vm endpoints-table host-corpus clean
 
 all: wasm
 
@@ -49,8 +49,18 @@ lint:
 	cargo clippy --workspace --all-targets -j $(CARGO_JOBS) -- -D warnings
 	cargo clippy -p grant-sigv4 --lib --target wasm32-wasip1 -j $(CARGO_JOBS) -- -D warnings
 
-unit:
-	cargo test --workspace -j $(CARGO_JOBS)
+unit: host-corpus
+	GRANT_SIGV4_HOST_CORPUS=$(CURDIR)/$(HOST_CORPUS) cargo test --workspace -j $(CARGO_JOBS)
+
+# Every host botocore resolves (all services, partitions, variants and endpoint rules), with
+# the signing name and region it signs with, generated from the pinned botocore for
+# tests/aws_hosts.rs (about 40 s of CPU); the same run fails when src/endpoints_table.rs is
+# not what that botocore gives.
+HOST_CORPUS := target/aws-hosts/hosts.jsonl
+host-corpus: $(HOST_CORPUS)
+
+$(HOST_CORPUS): $(VENV)/.stamp scripts/gen_endpoints_table.py src/endpoints_table.rs
+	$(PY) scripts/gen_endpoints_table.py --check --corpus $@
 
 e2e: setup ts-client wasm-crash-test wasm
 	$(PY) -m pytest -q tests/e2e
@@ -70,9 +80,9 @@ test: self-contained setup lint unit ts-client wasm-crash-test wasm
 demo: setup wasm
 	$(PY) scripts/demo.py
 
-# Regenerate src/endpoints_table.rs from botocore's data files.
+# Regenerate src/endpoints_table.rs (and the host corpus) from botocore's data files.
 endpoints-table: venv
-	$(PY) scripts/gen_endpoints_table.py
+	$(PY) scripts/gen_endpoints_table.py --corpus $(HOST_CORPUS)
 	cargo fmt --all
 
 clean:

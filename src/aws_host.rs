@@ -3,7 +3,9 @@
 //! This is a security boundary: a host is accepted only when its name ends with the DNS suffix
 //! of an AWS partition (`amazonaws.com`, `amazonaws.com.cn`, `api.aws`, `on.aws`, ... — the
 //! list in the generated `endpoints_table`, from botocore's `partitions.json` and rule sets).
-//! Everything else is [`HostError::NotAws`].
+//! Everything else is [`HostError::NotAws`]. The sign-in domains (`aws.amazon.com`,
+//! `amazonaws.cn`, `amazonaws-eusc.eu`, ...) are host-only suffixes: their suffix has no
+//! region prefixes, so only the exact hosts of the table are accepted under them.
 //!
 //! Strictness of the authority: no userinfo, no IP literal, ASCII letters, digits, `-` and `.`
 //! only, no empty label, labels of at most 63 characters not starting or ending with `-`, at
@@ -617,6 +619,100 @@ mod tests {
             pair("kms-fips.us-east-1.amazonaws.com"),
             p("kms", "us-east-1")
         );
+    }
+
+    #[test]
+    fn account_and_resource_forms() {
+        // Kinesis: the stream's account (from a StreamARN or the account id) and the
+        // operation type, in every partition suffix
+        for (host, region) in [
+            (
+                "123456789012.control-kinesis.eu-west-2.amazonaws.com",
+                "eu-west-2",
+            ),
+            (
+                "123456789012.data-kinesis-fips.sa-east-1.api.aws",
+                "sa-east-1",
+            ),
+            (
+                "123456789012.data-kinesis.cn-north-1.amazonaws.com.cn",
+                "cn-north-1",
+            ),
+            (
+                "123456789012.control-kinesis.cn-northwest-1.api.amazonwebservices.com.cn",
+                "cn-northwest-1",
+            ),
+            (
+                "123456789012.data-kinesis.eusc-de-east-1.amazonaws.eu",
+                "eusc-de-east-1",
+            ),
+            (
+                "123456789012.data-kinesis-fips.us-gov-west-1.amazonaws.com",
+                "us-gov-west-1",
+            ),
+            (
+                "myqueue.control-kinesis-queues.ap-south-2.amazonaws.com",
+                "ap-south-2",
+            ),
+            (
+                "myqueue.data-kinesis-queues-fips.us-east-1.api.aws",
+                "us-east-1",
+            ),
+            (
+                "abcdefghij0123456789.abc.data-kinesis.us-west-2.amazonaws.com",
+                "us-west-2",
+            ),
+        ] {
+            assert_eq!(pair(host), p("kinesis", region), "{host}");
+        }
+        // DynamoDB's account-based endpoints
+        assert_eq!(
+            pair("123456789012.ddb.us-east-1.amazonaws.com"),
+            p("dynamodb", "us-east-1")
+        );
+        assert_eq!(
+            pair("123456789012.ddb.eu-west-1.api.aws"),
+            p("dynamodb", "eu-west-1")
+        );
+        // sign-in endpoints of the smaller partitions
+        assert_eq!(
+            pair("cn-north-1.signin.amazonaws.cn"),
+            p("signin", "cn-north-1")
+        );
+        assert_eq!(
+            pair("eusc-de-east-1.signin.amazonaws-eusc.eu"),
+            p("signin", "eusc-de-east-1")
+        );
+        assert_eq!(
+            pair("us-east-1.signin.aws.amazon.com"),
+            p("signin", "us-east-1")
+        );
+    }
+
+    #[test]
+    fn host_only_suffixes_accept_their_hosts_alone() {
+        // the sign-in domains carry exact hosts only: no region forms, no customer labels
+        for bad in [
+            "sts.us-east-1.aws.amazon.com",
+            "s3.us-east-1.aws.amazon.com",
+            "x.us-east-1.signin.aws.amazon.com",
+            "console.aws.amazon.com",
+            "aws.amazon.com",
+            "amazon.com",
+            "sts.cn-north-1.amazonaws.cn",
+            "123456789012.control-kinesis.cn-north-1.amazonaws.cn",
+            "ddb.eusc-de-east-1.amazonaws-eusc.eu",
+            "us-east-1.signin.aws.amazon.com.evil.example",
+            "123456789012.control-kinesis.eu-west-2.amazonaws.com.evil.example",
+            "123456789012.control-kinesis.eu-west-2.evil-amazonaws.com",
+            "123456789012.ddb.us-east-1.amazonaws.co",
+        ] {
+            assert!(
+                matches!(parse_authority(bad, "https"), Err(HostError::NotAws(_))),
+                "{bad}: {:?}",
+                parse_authority(bad, "https")
+            );
+        }
     }
 
     #[test]

@@ -28,9 +28,15 @@ pub(crate) static SUFFIXES: &[(&str, &[&str])] = &[
     ("amazonaws-us-gov.com", &["us-gov"]),
     ("amazonwebservices.eu", &["eusc-de"]),
     ("api.aws.hci.ic.gov", &["us-isof"]),
+    ("csphome.hci.ic.gov", &[]),
+    ("amazonaws-eusc.eu", &[]),
+    ("sc2shome.sgov.gov", &[]),
     ("amazonaws.com.cn", &["cn"]),
+    ("csphome.adc-e.uk", &[]),
     ("api.aws.ic.gov", &["us-iso"]),
     ("api.aws.scloud", &["us-isob"]),
+    ("aws.amazon.com", &[]),
+    ("c2shome.ic.gov", &[]),
     ("cloud.adc-e.uk", &["eu-isoe"]),
     ("csp.hci.ic.gov", &["us-isof"]),
     (
@@ -40,6 +46,7 @@ pub(crate) static SUFFIXES: &[(&str, &[&str])] = &[
         ],
     ),
     ("sc2s.sgov.gov", &["us-isob"]),
+    ("amazonaws.cn", &[]),
     ("amazonaws.eu", &["eusc-de"]),
     ("c2s.ic.gov", &["us-iso"]),
     (
@@ -65,273 +72,328 @@ pub(crate) static SUFFIXES: &[(&str, &[&str])] = &[
 
 /// The strings of the tables below, each `S(offset, length)` into this text.
 pub(crate) static TEXT: &str = concat!(
-    "routes.geo-fips.aws-us-gov-global.us-govagent-registry-control.us-isof-south-1ag",
-    "ent-registry-control.cn-northwest-1agent-registry-control.eu-isoe-west-1agent-re",
-    "gistry-control.eusc-de-east-1agent-registry-control.us-isob-east-1agent-registry",
-    "-control.us-isob-west-1agent-registry-control.us-isof-east-1agent-registry-contr",
-    "ol.us-iso-east-1agent-registry-control.us-iso-west-1billingconductor-fips.ap-nor",
-    "theast-1billingconductor-fips.ap-northeast-2billingconductor-fips.ap-northeast-3",
-    "billingconductor-fips.ap-southeast-1billingconductor-fips.ap-southeast-2billingc",
-    "onductor-fips.ap-southeast-3billingconductor-fips.ap-southeast-4billingconductor",
-    "-fips.ap-southeast-5billingconductor-fips.ap-southeast-6billingconductor-fips.ap",
-    "-southeast-7routes.geo-fips.us-gov-east-1.us-govroutes.geo-fips.us-gov-west-1.us",
-    "-govlicense-manager-linux-subscriptionsroutes.geo.aws-us-gov-global.us-govbillin",
-    "gconductor-fips.ca-central-1billingconductor-fips.eu-central-1billingconductor-f",
-    "ips.eu-central-2billingconductor-fips.il-central-1billingconductor-fips.me-centr",
-    "al-1billingconductor-fips.mx-central-1license-manager-user-subscriptionspartnerc",
-    "entral-channel-fips.globalpartnercentral-channel-fips.us-govsavingsplans-fips.aw",
-    "s-iso-e-globalsavingsplans-fips.aws-iso-f-globaltraining-session-runtime.sagemak",
-    "eragent-registry-control.cn-north-1api.sustainability.ap-northeast-1api.sustaina",
-    "bility.ap-northeast-2api.sustainability.ap-northeast-3api.sustainability.ap-sout",
-    "heast-1api.sustainability.ap-southeast-2api.sustainability.ap-southeast-3api.sus",
-    "tainability.ap-southeast-4api.sustainability.ap-southeast-5api.sustainability.ap",
-    "-southeast-6api.sustainability.ap-southeast-7controlplane.payment-cryptographyin",
-    "ferencerouter-runtime.sagemakerbillingconductor-fips.af-south-1billingconductor-",
-    "fips.ap-south-1billingconductor-fips.ap-south-2billingconductor-fips.aws-globalb",
-    "illingconductor-fips.eu-north-1billingconductor-fips.eu-south-1billingconductor-",
-    "fips.eu-south-2billingconductor-fips.me-south-1importexport-fips.ap-northeast-1i",
-    "mportexport-fips.ap-northeast-2importexport-fips.ap-northeast-3importexport-fips",
-    ".ap-southeast-1importexport-fips.ap-southeast-2importexport-fips.ap-southeast-3i",
-    "mportexport-fips.ap-southeast-4importexport-fips.ap-southeast-5importexport-fips",
-    ".ap-southeast-6importexport-fips.ap-southeast-7savingsplans-fips.ap-northeast-1s",
-    "avingsplans-fips.ap-northeast-2savingsplans-fips.ap-northeast-3savingsplans-fips",
-    ".ap-southeast-1savingsplans-fips.ap-southeast-2savingsplans-fips.ap-southeast-3s",
-    "avingsplans-fips.ap-southeast-4savingsplans-fips.ap-southeast-5savingsplans-fips",
-    ".ap-southeast-6savingsplans-fips.ap-southeast-7savingsplans-fips.us-isof-east-1a",
-    "pi.sustainability.ca-central-1api.sustainability.eu-central-1api.sustainability.",
-    "eu-central-2api.sustainability.il-central-1api.sustainability.me-central-1api.su",
-    "stainability.mx-central-1arc-region-switch-control-planeaws-us-gov-global.neptun",
-    "e-graphbedrock-data-automation-runtimebillingconductor-fips.ap-east-1billingcond",
-    "uctor-fips.ap-east-2billingconductor-fips.ca-west-1billingconductor-fips.eu-west",
-    "-1billingconductor-fips.eu-west-2billingconductor-fips.eu-west-3billingconductor",
-    "-fips.me-west-1billingconductor-fips.sa-east-1billingconductor-fips.sa-west-1bil",
-    "lingconductor-fips.us-east-2billingconductor-fips.us-west-1billingconductor-fips",
-    ".us-west-2billingconductor.ap-northeast-1billingconductor.ap-northeast-2billingc",
-    "onductor.ap-northeast-3billingconductor.ap-southeast-1billingconductor.ap-southe",
-    "ast-2billingconductor.ap-southeast-3billingconductor.ap-southeast-4billingconduc",
-    "tor.ap-southeast-5billingconductor.ap-southeast-6billingconductor.ap-southeast-7",
-    "route53-recovery-control-configroutes.geo.us-gov-east-1.us-govroutes.geo.us-gov-",
-    "west-1.us-govagent-registry.us-isof-south-1aws-iso-b-global.neptune-graphaws-iso",
-    "-e-global.neptune-graphaws-iso-f-global.neptune-graphdataplane.payment-cryptogra",
-    "phyfeaturestore-runtime.sagemakerimportexport-fips.ca-central-1importexport-fips",
-    ".eu-central-1importexport-fips.eu-central-2importexport-fips.il-central-1importe",
-    "xport-fips.me-central-1importexport-fips.mx-central-1partnercentral-prm-fips.glo",
-    "balpartnercentral-prm-fips.us-govsavingsplans-fips.ca-central-1savingsplans-fips",
-    ".eu-central-1savingsplans-fips.eu-central-2savingsplans-fips.il-central-1savings",
-    "plans-fips.me-central-1savingsplans-fips.mx-central-1agent-registry.cn-northwest",
-    "-1agent-registry.eu-isoe-west-1agent-registry.eusc-de-east-1agent-registry.us-is",
-    "ob-east-1agent-registry.us-isob-west-1agent-registry.us-isof-east-1api.sustainab",
-    "ility.af-south-1api.sustainability.ap-south-1api.sustainability.ap-south-2api.su",
-    "stainability.aws-globalapi.sustainability.eu-north-1api.sustainability.eu-south-",
-    "1api.sustainability.eu-south-2api.sustainability.me-south-1aws-us-gov-global.sig",
-    "nin-fipsbillingconductor.ca-central-1billingconductor.eu-central-1billingconduct",
+    "billingconductor-fips.aws-us-gov-globalgreengrass-fips.dataplane-us-gov-east-1gr",
+    "eengrass-fips.dataplane-us-gov-west-1agent-registry-control.us-isof-south-1billi",
+    "ngconductor-fips.aws-iso-b-globalbillingconductor-fips.aws-iso-e-globalbillingco",
+    "nductor-fips.aws-iso-f-globalagent-registry-control.cn-northwest-1agent-registry",
+    "-control.eu-isoe-west-1agent-registry-control.eusc-de-east-1agent-registry-contr",
+    "ol.us-isob-east-1agent-registry-control.us-isob-west-1agent-registry-control.us-",
+    "isof-east-1agent-registry-control.us-iso-east-1agent-registry-control.us-iso-wes",
+    "t-1billingconductor-fips.ap-northeast-1billingconductor-fips.ap-northeast-2billi",
+    "ngconductor-fips.ap-northeast-3billingconductor-fips.ap-southeast-1billingconduc",
+    "tor-fips.ap-southeast-2billingconductor-fips.ap-southeast-3billingconductor-fips",
+    ".ap-southeast-4billingconductor-fips.ap-southeast-5billingconductor-fips.ap-sout",
+    "heast-6billingconductor-fips.ap-southeast-7billingconductor-fips.aws-iso-globalb",
+    "illingconductor-fips.us-isob-east-1billingconductor-fips.us-isob-west-1routes.ge",
+    "o-fips.us-gov-east-1.us-govroutes.geo-fips.us-gov-west-1.us-govbillingconductor-",
+    "fips.aws-cn-globalbillingconductor-fips.us-iso-east-1billingconductor-fips.us-is",
+    "o-west-1importexport-fips.aws-us-gov-globallicense-manager-linux-subscriptionssa",
+    "vingsplans-fips.aws-us-gov-globalbillingconductor-fips.ca-central-1billingconduc",
+    "tor-fips.eu-central-1billingconductor-fips.eu-central-2billingconductor-fips.il-",
+    "central-1billingconductor-fips.me-central-1billingconductor-fips.mx-central-1bil",
+    "lingconductor.aws-us-gov-globalgreengrass.dataplane-us-gov-east-1greengrass.data",
+    "plane-us-gov-west-1importexport-fips.aws-iso-b-globalimportexport-fips.aws-iso-e",
+    "-globalimportexport-fips.aws-iso-f-globallicense-manager-user-subscriptionspartn",
+    "ercentral-channel-fips.globalpartnercentral-channel-fips.us-govsavingsplans-fips",
+    ".aws-iso-b-globalsavingsplans-fips.aws-iso-e-globalsavingsplans-fips.aws-iso-f-g",
+    "lobaltraining-session-runtime.sagemakeragent-registry-control.cn-north-1api.sust",
+    "ainability.ap-northeast-1api.sustainability.ap-northeast-2api.sustainability.ap-",
+    "northeast-3api.sustainability.ap-southeast-1api.sustainability.ap-southeast-2api",
+    ".sustainability.ap-southeast-3api.sustainability.ap-southeast-4api.sustainabilit",
+    "y.ap-southeast-5api.sustainability.ap-southeast-6api.sustainability.ap-southeast",
+    "-7billingconductor.aws-iso-b-globalbillingconductor.aws-iso-e-globalbillingcondu",
+    "ctor.aws-iso-f-globalcontrolplane.payment-cryptographyinferencerouter-runtime.sa",
+    "gemakermturk-requester-sandbox.us-east-1billingconductor-fips.af-south-1billingc",
+    "onductor-fips.ap-south-1billingconductor-fips.ap-south-2billingconductor-fips.aw",
+    "s-globalbillingconductor-fips.eu-north-1billingconductor-fips.eu-south-1billingc",
+    "onductor-fips.eu-south-2billingconductor-fips.me-south-1importexport-fips.ap-nor",
+    "theast-1importexport-fips.ap-northeast-2importexport-fips.ap-northeast-3importex",
+    "port-fips.ap-southeast-1importexport-fips.ap-southeast-2importexport-fips.ap-sou",
+    "theast-3importexport-fips.ap-southeast-4importexport-fips.ap-southeast-5importex",
+    "port-fips.ap-southeast-6importexport-fips.ap-southeast-7importexport-fips.aws-is",
+    "o-globalimportexport-fips.us-isob-east-1importexport-fips.us-isob-west-1savingsp",
+    "lans-fips.ap-northeast-1savingsplans-fips.ap-northeast-2savingsplans-fips.ap-nor",
+    "theast-3savingsplans-fips.ap-southeast-1savingsplans-fips.ap-southeast-2savingsp",
+    "lans-fips.ap-southeast-3savingsplans-fips.ap-southeast-4savingsplans-fips.ap-sou",
+    "theast-5savingsplans-fips.ap-southeast-6savingsplans-fips.ap-southeast-7savingsp",
+    "lans-fips.aws-iso-globalsavingsplans-fips.us-isob-east-1savingsplans-fips.us-iso",
+    "b-west-1savingsplans-fips.us-isof-east-1api.sustainability.ca-central-1api.susta",
+    "inability.eu-central-1api.sustainability.eu-central-2api.sustainability.il-centr",
+    "al-1api.sustainability.me-central-1api.sustainability.mx-central-1arc-region-swi",
+    "tch-control-planebedrock-data-automation-runtimebillingconductor-fips.ap-east-1b",
+    "illingconductor-fips.ap-east-2billingconductor-fips.ca-west-1billingconductor-fi",
+    "ps.eu-west-1billingconductor-fips.eu-west-2billingconductor-fips.eu-west-3billin",
+    "gconductor-fips.me-west-1billingconductor-fips.sa-east-1billingconductor-fips.sa",
+    "-west-1billingconductor-fips.us-east-2billingconductor-fips.us-west-1billingcond",
+    "uctor-fips.us-west-2billingconductor.ap-northeast-1billingconductor.ap-northeast",
+    "-2billingconductor.ap-northeast-3billingconductor.ap-southeast-1billingconductor",
+    ".ap-southeast-2billingconductor.ap-southeast-3billingconductor.ap-southeast-4bil",
+    "lingconductor.ap-southeast-5billingconductor.ap-southeast-6billingconductor.ap-s",
+    "outheast-7billingconductor.aws-iso-globalbillingconductor.us-isob-east-1billingc",
+    "onductor.us-isob-west-1importexport-fips.aws-cn-globalimportexport-fips.us-iso-e",
+    "ast-1importexport-fips.us-iso-west-1route53-recovery-control-configroutes.geo.us",
+    "-gov-east-1.us-govroutes.geo.us-gov-west-1.us-govsavingsplans-fips.aws-cn-global",
+    "savingsplans-fips.us-iso-east-1savingsplans-fips.us-iso-west-1agent-registry.us-",
+    "isof-south-1billingconductor.aws-cn-globalbillingconductor.us-iso-east-1billingc",
+    "onductor.us-iso-west-1dataplane.payment-cryptographyfeaturestore-runtime.sagemak",
+    "erimportexport-fips.ca-central-1importexport-fips.eu-central-1importexport-fips.",
+    "eu-central-2importexport-fips.il-central-1importexport-fips.me-central-1importex",
+    "port-fips.mx-central-1importexport.aws-us-gov-globalpartnercentral-prm-fips.glob",
+    "alpartnercentral-prm-fips.us-govsavingsplans-fips.ca-central-1savingsplans-fips.",
+    "eu-central-1savingsplans-fips.eu-central-2savingsplans-fips.il-central-1savingsp",
+    "lans-fips.me-central-1savingsplans-fips.mx-central-1savingsplans.aws-us-gov-glob",
+    "alagent-registry.cn-northwest-1agent-registry.eu-isoe-west-1agent-registry.eusc-",
+    "de-east-1agent-registry.us-isob-east-1agent-registry.us-isob-west-1agent-registr",
+    "y.us-isof-east-1api.sustainability.af-south-1api.sustainability.ap-south-1api.su",
+    "stainability.ap-south-2api.sustainability.aws-globalapi.sustainability.eu-north-",
+    "1api.sustainability.eu-south-1api.sustainability.eu-south-2api.sustainability.me",
+    "-south-1billingconductor.ca-central-1billingconductor.eu-central-1billingconduct",
     "or.eu-central-2billingconductor.il-central-1billingconductor.me-central-1billing",
     "conductor.mx-central-1datatransformation.healthlakehealth-fips.aws-us-gov-global",
-    "partnercentral-channel.globalpartnercentral-channel.us-govsavingsplans.aws-iso-e",
-    "-globalsavingsplans.aws-iso-f-globalus-isof-south-1.neptune-graphagent-registry.",
-    "us-iso-east-1agent-registry.us-iso-west-1ap-northeast-1.neptune-graphap-northeas",
-    "t-2.neptune-graphap-northeast-3.neptune-graphap-southeast-1.neptune-graphap-sout",
-    "heast-2.neptune-graphap-southeast-3.neptune-graphap-southeast-4.neptune-graphap-",
-    "southeast-5.neptune-graphap-southeast-6.neptune-graphap-southeast-7.neptune-grap",
-    "hapi.sustainability.ap-east-1api.sustainability.ap-east-2api.sustainability.ca-w",
-    "est-1api.sustainability.eu-west-1api.sustainability.eu-west-2api.sustainability.",
-    "eu-west-3api.sustainability.me-west-1api.sustainability.sa-east-1api.sustainabil",
-    "ity.sa-west-1api.sustainability.us-east-2api.sustainability.us-west-1api.sustain",
-    "ability.us-west-2aws-iso-global.neptune-graphcn-northwest-1.neptune-grapheu-isoe",
-    "-west-1.neptune-grapheusc-de-east-1.neptune-graphimportexport-fips.af-south-1imp",
-    "ortexport-fips.ap-south-1importexport-fips.ap-south-2importexport-fips.aws-globa",
-    "limportexport-fips.eu-north-1importexport-fips.eu-south-1importexport-fips.eu-so",
-    "uth-2importexport-fips.me-south-1marketplacecommerceanalyticssavingsplans-fips.a",
-    "f-south-1savingsplans-fips.ap-south-1savingsplans-fips.ap-south-2savingsplans-fi",
-    "ps.aws-globalsavingsplans-fips.eu-north-1savingsplans-fips.eu-south-1savingsplan",
-    "s-fips.eu-south-2savingsplans-fips.me-south-1us-isob-east-1.neptune-graphus-isob",
-    "-west-1.neptune-graphus-isof-east-1.neptune-grapharc-recovery-control-configaws-",
-    "cn-global.neptune-graphbillingconductor.af-south-1billingconductor.ap-south-1bil",
-    "lingconductor.ap-south-2billingconductor.aws-globalbillingconductor.eu-north-1bi",
-    "llingconductor.eu-south-1billingconductor.eu-south-2billingconductor.me-south-1i",
-    "mportexport-fips.ap-east-1importexport-fips.ap-east-2importexport-fips.ca-west-1",
-    "importexport-fips.eu-west-1importexport-fips.eu-west-2importexport-fips.eu-west-",
-    "3importexport-fips.me-west-1importexport-fips.sa-east-1importexport-fips.sa-west",
-    "-1importexport-fips.us-east-2importexport-fips.us-west-1importexport-fips.us-wes",
-    "t-2importexport.ap-northeast-1importexport.ap-northeast-2importexport.ap-northea",
-    "st-3importexport.ap-southeast-1importexport.ap-southeast-2importexport.ap-southe",
-    "ast-3importexport.ap-southeast-4importexport.ap-southeast-5importexport.ap-south",
-    "east-6importexport.ap-southeast-7savingsplans-fips.ap-east-1savingsplans-fips.ap",
-    "-east-2savingsplans-fips.ca-west-1savingsplans-fips.eu-west-1savingsplans-fips.e",
-    "u-west-2savingsplans-fips.eu-west-3savingsplans-fips.me-west-1savingsplans-fips.",
-    "sa-east-1savingsplans-fips.sa-west-1savingsplans-fips.us-east-2savingsplans-fips",
-    ".us-west-1savingsplans-fips.us-west-2savingsplans.us-isof-east-1us-gov-east-1.ne",
-    "ptune-graphus-gov-west-1.neptune-graphus-iso-east-1.neptune-graphus-iso-west-1.n",
-    "eptune-graphapi.iotmanagedintegrationsbillingconductor.ap-east-1billingconductor",
-    ".ap-east-2billingconductor.ca-west-1billingconductor.eu-west-1billingconductor.e",
-    "u-west-2billingconductor.eu-west-3billingconductor.me-west-1billingconductor.sa-",
-    "east-1billingconductor.sa-west-1billingconductor.us-east-2billingconductor.us-we",
-    "st-1billingconductor.us-west-2ca-central-1.neptune-grapheu-central-1.neptune-gra",
-    "pheu-central-2.neptune-graphhealth-fips.ap-northeast-1health-fips.ap-northeast-2",
-    "health-fips.ap-northeast-3health-fips.ap-southeast-1health-fips.ap-southeast-2he",
-    "alth-fips.ap-southeast-3health-fips.ap-southeast-4health-fips.ap-southeast-5heal",
-    "th-fips.ap-southeast-6health-fips.ap-southeast-7il-central-1.neptune-graphme-cen",
-    "tral-1.neptune-graphmx-central-1.neptune-graphroute53-recovery-readinessservicec",
-    "atalog-appregistryshield-fips.ap-northeast-1shield-fips.ap-northeast-2shield-fip",
-    "s.ap-northeast-3shield-fips.ap-southeast-1shield-fips.ap-southeast-2shield-fips.",
-    "ap-southeast-3shield-fips.ap-southeast-4shield-fips.ap-southeast-5shield-fips.ap",
-    "-southeast-6shield-fips.ap-southeast-7sustainability-fips.globalsustainability-f",
-    "ips.us-govagent-registry.cn-north-1application-cost-profilerbedrock-agentcore-co",
-    "ntrolchime-fips.ap-northeast-1chime-fips.ap-northeast-2chime-fips.ap-northeast-3",
-    "chime-fips.ap-southeast-1chime-fips.ap-southeast-2chime-fips.ap-southeast-3chime",
-    "-fips.ap-southeast-4chime-fips.ap-southeast-5chime-fips.ap-southeast-6chime-fips",
-    ".ap-southeast-7gateway-runtime.sagemakerhealth-fips.aws-cn-globalimportexport.ca",
-    "-central-1importexport.eu-central-1importexport.eu-central-2importexport.il-cent",
-    "ral-1importexport.me-central-1importexport.mx-central-1migrationhub-orchestrator",
-    "partnercentral-prm.globalpartnercentral-prm.us-govus-gov-east-1.signin-fipsaf-so",
-    "uth-1.neptune-graphap-south-1.neptune-graphap-south-2.neptune-graphapi-fulfill.d",
-    "ataexchangeaws-global.neptune-graphcloudfront-keyvaluestorecn-north-1.neptune-gr",
-    "aphcodecatalyst-fips.globaleu-north-1.neptune-grapheu-south-1.neptune-grapheu-so",
-    "uth-2.neptune-graphhealth-fips.ca-central-1health-fips.eu-central-1health-fips.e",
-    "u-central-2health-fips.il-central-1health-fips.me-central-1health-fips.mx-centra",
-    "l-1health.aws-us-gov-globalme-south-1.neptune-graphnetwork-security-managerpartn",
-    "ercentral-marketingroute53-recovery-clustershield-fips.ca-central-1shield-fips.e",
-    "u-central-1shield-fips.eu-central-2shield-fips.il-central-1shield-fips.me-centra",
-    "l-1shield-fips.mx-central-1ap-east-1.neptune-graphap-east-2.neptune-graphapplica",
-    "tion-autoscalingbcm-recommended-actionsca-west-1.neptune-graphchime-fips.ca-cent",
-    "ral-1chime-fips.eu-central-1chime-fips.eu-central-2chime-fips.il-central-1chime-",
-    "fips.me-central-1chime-fips.mx-central-1entitlement-marketplaceentitlement.marke",
-    "tplaceeu-west-1.neptune-grapheu-west-2.neptune-grapheu-west-3.neptune-graphimpor",
-    "texport.af-south-1importexport.ap-south-1importexport.ap-south-2importexport.aws",
-    "-globalimportexport.eu-north-1importexport.eu-south-1importexport.eu-south-2impo",
-    "rtexport.me-south-1managedblockchain-queryme-west-1.neptune-graphpartnercentral-",
-    "benefitsruntime-medical-imagings3-accelerate.dualstacksa-east-1.neptune-graphsa-",
-    "west-1.neptune-graphus-east-1.neptune-graphus-east-2.neptune-graphus-west-1.nept",
-    "une-graphus-west-2.neptune-graphwaf-fips.ap-northeast-1waf-fips.ap-northeast-2wa",
-    "f-fips.ap-northeast-3waf-fips.ap-southeast-1waf-fips.ap-southeast-2waf-fips.ap-s",
-    "outheast-3waf-fips.ap-southeast-4waf-fips.ap-southeast-5waf-fips.ap-southeast-6w",
-    "af-fips.ap-southeast-7bcm-pricing-calculatorcloudfront-fips.globalcodestar-notif",
-    "icationsdeployment-marketplaceendpoints.email.globalendpoints.email.us-govhealth",
-    "-fips.af-south-1health-fips.ap-south-1health-fips.ap-south-2health-fips.aws-glob",
-    "alhealth-fips.cn-north-1health-fips.eu-north-1health-fips.eu-south-1health-fips.",
-    "eu-south-2health-fips.me-south-1importexport.ap-east-1importexport.ap-east-2impo",
-    "rtexport.ca-west-1importexport.eu-west-1importexport.eu-west-2importexport.eu-we",
-    "st-3importexport.me-west-1importexport.sa-east-1importexport.sa-west-1importexpo",
-    "rt.us-east-2importexport.us-west-1importexport.us-west-2metrics-fips.sagemakerno",
-    "tifications-contactspartnercentral-accountpartnercentral-sellingruntime-fips.sag",
-    "emakershield-fips.af-south-1shield-fips.ap-south-1shield-fips.ap-south-2shield-f",
-    "ips.aws-globalshield-fips.eu-north-1shield-fips.eu-south-1shield-fips.eu-south-2",
-    "shield-fips.me-south-1snow-device-managementstreaming.health-agentsubscribe.medi",
-    "aconverta2i-runtime.sagemakeragreement-marketplacebedrock-agent-runtimechime-fip",
-    "s.af-south-1chime-fips.ap-south-1chime-fips.ap-south-2chime-fips.aws-globalchime",
-    "-fips.eu-north-1chime-fips.eu-south-1chime-fips.eu-south-2chime-fips.me-south-1c",
-    "loudfront-kvs.globalcontrol-storage-omicscost-optimization-hubdata-servicediscov",
-    "erydiscovery-marketplacehealth-fips.ap-east-1health-fips.ap-east-2health-fips.ca",
-    "-west-1health-fips.eu-west-1health-fips.eu-west-2health-fips.eu-west-3health-fip",
-    "s.me-west-1health-fips.sa-east-1health-fips.sa-west-1health-fips.us-west-1health",
-    "-fips.us-west-2health.ap-northeast-1health.ap-northeast-2health.ap-northeast-3he",
-    "alth.ap-southeast-1health.ap-southeast-2health.ap-southeast-3health.ap-southeast",
-    "-4health.ap-southeast-5health.ap-southeast-6health.ap-southeast-7job-runtime.sag",
-    "emakermedia-pipelines-chimemigrationhub-strategyreporting-marketplaceroute53glob",
-    "alresolvershield-fips.ap-east-1shield-fips.ap-east-2shield-fips.ca-west-1shield-",
-    "fips.eu-west-1shield-fips.eu-west-2shield-fips.eu-west-3shield-fips.me-west-1shi",
-    "eld-fips.sa-east-1shield-fips.sa-west-1shield-fips.us-east-2shield-fips.us-west-",
-    "1shield-fips.us-west-2shield.ap-northeast-1shield.ap-northeast-2shield.ap-northe",
-    "ast-3shield.ap-southeast-1shield.ap-southeast-2shield.ap-southeast-3shield.ap-so",
-    "utheast-4shield.ap-southeast-5shield.ap-southeast-6shield.ap-southeast-7sustaina",
-    "bility.globalsustainability.us-govwaf-fips.ca-central-1waf-fips.eu-central-1waf-",
-    "fips.eu-central-2waf-fips.il-central-1waf-fips.me-central-1waf-fips.mx-central-1",
-    "wellarchitected-agentap-northeast-1.oauthap-northeast-2.oauthap-northeast-3.oaut",
-    "hap-southeast-1.oauthap-southeast-2.oauthap-southeast-3.oauthap-southeast-4.oaut",
-    "hap-southeast-5.oauthap-southeast-6.oauthap-southeast-7.oauthapi.iotdeviceadviso",
-    "rchime-fips.ap-east-1chime-fips.ap-east-2chime-fips.ca-west-1chime-fips.eu-west-",
-    "1chime-fips.eu-west-2chime-fips.eu-west-3chime-fips.me-west-1chime-fips.sa-east-",
-    "1chime-fips.sa-west-1chime-fips.us-east-2chime-fips.us-west-1chime-fips.us-west-",
-    "2chime.ap-northeast-1chime.ap-northeast-2chime.ap-northeast-3chime.ap-southeast-",
-    "1chime.ap-southeast-2chime.ap-southeast-3chime.ap-southeast-4chime.ap-southeast-",
-    "5chime.ap-southeast-6chime.ap-southeast-7codestar-connectionsec2-instance-connec",
-    "telasticloadbalancinghealth.aws-cn-globalmetering-marketplacemetering.marketplac",
-    "eruntime.health-agentsagemaker-geospatialus-gov-west-1.signinworkspaces-instance",
-    "sIoTSecuredTunnelingapplication-signalsapplicationinsightscatalog-marketplacecat",
-    "alog.marketplacecodecatalyst.globalelemental-inferencehealth.ca-central-1health.",
-    "eu-central-1health.eu-central-2health.il-central-1health.me-central-1health.mx-c",
-    "entral-1management.deadlinemigrationhub-configmonitor.iotsitewiseosm.us-isof-sou",
-    "th-1participant.connectpersonalize-runtimequery-lakeformationredshift-serverless",
-    "resource-explorer-2route53-fips.globalsavingsplans.globalscheduling.deadlineshie",
-    "ld.ca-central-1shield.eu-central-1shield.eu-central-2shield.il-central-1shield.m",
-    "e-central-1shield.mx-central-1sts-fips.aws-globaltimestream-influxdbverifiedperm",
-    "issionswaf-fips.af-south-1waf-fips.ap-south-1waf-fips.ap-south-2waf-fips.aws-glo",
-    "balwaf-fips.eu-north-1waf-fips.eu-south-1waf-fips.eu-south-2waf-fips.me-south-1w",
-    "orkmailmessageflowairflow-serverlessapi-fips.sagemakerca-central-1.oauthchime.ca",
-    "-central-1chime.eu-central-1chime.eu-central-2chime.il-central-1chime.me-central",
-    "-1chime.mx-central-1data-lakeformationend-user-messagingeu-central-1.oautheu-cen",
-    "tral-2.oauthil-central-1.oauthme-central-1.oauthmx-central-1.oauthnetworkflowmon",
-    "itorobservabilityadminosm.cn-northwest-1osm.eu-isoe-west-1osm.eusc-de-east-1osm.",
-    "us-isob-east-1osm.us-isob-west-1osm.us-isof-east-1pca-connector-sceppersonalize-",
-    "eventspricingplanmanagersms-voice.pinpointwaf-fips.ap-east-1waf-fips.ap-east-2wa",
-    "f-fips.ca-west-1waf-fips.eu-west-1waf-fips.eu-west-2waf-fips.eu-west-3waf-fips.m",
-    "e-west-1waf-fips.sa-east-1waf-fips.sa-west-1waf-fips.us-east-2waf-fips.us-west-1",
-    "waf-fips.us-west-2waf.ap-northeast-1waf.ap-northeast-2waf.ap-northeast-3waf.ap-s",
-    "outheast-1waf.ap-southeast-2waf.ap-southeast-3waf.ap-southeast-4waf.ap-southeast",
-    "-5waf.ap-southeast-6waf.ap-southeast-7api.iot-tunnelingapi.tunneling.iotautoscal",
-    "ing-planscassandra-streamscloudfront.globalcloudsearchdomaincodeguru-profilercod",
-    "eguru-reviewercodeguru-securitycomprehendmedicalcompute-optimizerconnect-campaig",
-    "nscp.geofencing.geodata.iottwinmakerelasticfilesystemglobalacceleratorhealth.af-",
-    "south-1health.ap-south-1health.ap-south-2health.aws-globalhealth.cn-north-1healt",
-    "h.eu-north-1health.eu-south-1health.eu-south-2health.me-south-1ingest.timestream",
+    "importexport.aws-iso-b-globalimportexport.aws-iso-e-globalimportexport.aws-iso-f",
+    "-globalpartnercentral-channel.globalpartnercentral-channel.us-govsavingsplans.aw",
+    "s-iso-b-globalsavingsplans.aws-iso-e-globalsavingsplans.aws-iso-f-globalshield-f",
+    "ips.aws-us-gov-globalus-isof-south-1.neptune-graphagent-registry.us-iso-east-1ag",
+    "ent-registry.us-iso-west-1ap-northeast-1.neptune-graphap-northeast-2.neptune-gra",
+    "phap-northeast-3.neptune-graphap-southeast-1.neptune-graphap-southeast-2.neptune",
+    "-graphap-southeast-3.neptune-graphap-southeast-4.neptune-graphap-southeast-5.nep",
+    "tune-graphap-southeast-6.neptune-graphap-southeast-7.neptune-graphapi.sustainabi",
+    "lity.ap-east-1api.sustainability.ap-east-2api.sustainability.ca-west-1api.sustai",
+    "nability.eu-west-1api.sustainability.eu-west-2api.sustainability.eu-west-3api.su",
+    "stainability.me-west-1api.sustainability.sa-east-1api.sustainability.sa-west-1ap",
+    "i.sustainability.us-east-2api.sustainability.us-west-1api.sustainability.us-west",
+    "-2chime-fips.aws-us-gov-globalcn-northwest-1.neptune-grapheu-isoe-west-1.neptune",
+    "-grapheusc-de-east-1.neptune-graphhealth-fips.aws-iso-b-globalhealth-fips.aws-is",
+    "o-e-globalhealth-fips.aws-iso-f-globalimportexport-fips.af-south-1importexport-f",
+    "ips.ap-south-1importexport-fips.ap-south-2importexport-fips.aws-globalimportexpo",
+    "rt-fips.eu-north-1importexport-fips.eu-south-1importexport-fips.eu-south-2import",
+    "export-fips.me-south-1marketplacecommerceanalyticsmturk-requester-fips.sandboxsa",
+    "vingsplans-fips.af-south-1savingsplans-fips.ap-south-1savingsplans-fips.ap-south",
+    "-2savingsplans-fips.aws-globalsavingsplans-fips.eu-north-1savingsplans-fips.eu-s",
+    "outh-1savingsplans-fips.eu-south-2savingsplans-fips.me-south-1shield-fips.aws-is",
+    "o-b-globalshield-fips.aws-iso-e-globalshield-fips.aws-iso-f-globalus-isob-east-1",
+    ".neptune-graphus-isob-west-1.neptune-graphus-isof-east-1.neptune-grapharc-recove",
+    "ry-control-configbillingconductor.af-south-1billingconductor.ap-south-1billingco",
+    "nductor.ap-south-2billingconductor.aws-globalbillingconductor.eu-north-1billingc",
+    "onductor.eu-south-1billingconductor.eu-south-2billingconductor.me-south-1chime-f",
+    "ips.aws-iso-b-globalchime-fips.aws-iso-e-globalchime-fips.aws-iso-f-globalimport",
+    "export-fips.ap-east-1importexport-fips.ap-east-2importexport-fips.ca-west-1impor",
+    "texport-fips.eu-west-1importexport-fips.eu-west-2importexport-fips.eu-west-3impo",
+    "rtexport-fips.me-west-1importexport-fips.sa-east-1importexport-fips.sa-west-1imp",
+    "ortexport-fips.us-east-1importexport-fips.us-east-2importexport-fips.us-west-1im",
+    "portexport-fips.us-west-2importexport.ap-northeast-1importexport.ap-northeast-2i",
+    "mportexport.ap-northeast-3importexport.ap-southeast-1importexport.ap-southeast-2",
+    "importexport.ap-southeast-3importexport.ap-southeast-4importexport.ap-southeast-",
+    "5importexport.ap-southeast-6importexport.ap-southeast-7importexport.aws-iso-glob",
+    "alimportexport.us-isob-east-1importexport.us-isob-west-1savingsplans-fips.ap-eas",
+    "t-1savingsplans-fips.ap-east-2savingsplans-fips.ca-west-1savingsplans-fips.eu-we",
+    "st-1savingsplans-fips.eu-west-2savingsplans-fips.eu-west-3savingsplans-fips.me-w",
+    "est-1savingsplans-fips.sa-east-1savingsplans-fips.sa-west-1savingsplans-fips.us-",
+    "east-2savingsplans-fips.us-west-1savingsplans-fips.us-west-2savingsplans.aws-iso",
+    "-globalsavingsplans.us-isob-east-1savingsplans.us-isob-west-1savingsplans.us-iso",
+    "f-east-1us-gov-east-1.neptune-graphus-gov-west-1.neptune-graphus-iso-east-1.nept",
+    "une-graphus-iso-west-1.neptune-graphapi.iotmanagedintegrationsbillingconductor.a",
+    "p-east-1billingconductor.ap-east-2billingconductor.ca-west-1billingconductor.eu-",
+    "west-1billingconductor.eu-west-2billingconductor.eu-west-3billingconductor.me-we",
+    "st-1billingconductor.sa-east-1billingconductor.sa-west-1billingconductor.us-east",
+    "-2billingconductor.us-west-1billingconductor.us-west-2ca-central-1.neptune-graph",
+    "eu-central-1.neptune-grapheu-central-2.neptune-graphhealth-fips.ap-northeast-1he",
+    "alth-fips.ap-northeast-2health-fips.ap-northeast-3health-fips.ap-southeast-1heal",
+    "th-fips.ap-southeast-2health-fips.ap-southeast-3health-fips.ap-southeast-4health",
+    "-fips.ap-southeast-5health-fips.ap-southeast-6health-fips.ap-southeast-7health-f",
+    "ips.aws-iso-globalhealth-fips.us-isob-east-1health-fips.us-isob-west-1il-central",
+    "-1.neptune-graphimportexport.aws-cn-globalimportexport.us-iso-east-1importexport",
+    ".us-iso-west-1me-central-1.neptune-graphmx-central-1.neptune-graphroute53-recove",
+    "ry-readinesssavingsplans.aws-cn-globalsavingsplans.us-iso-east-1savingsplans.us-",
+    "iso-west-1servicecatalog-appregistryshield-fips.ap-northeast-1shield-fips.ap-nor",
+    "theast-2shield-fips.ap-northeast-3shield-fips.ap-southeast-1shield-fips.ap-south",
+    "east-2shield-fips.ap-southeast-3shield-fips.ap-southeast-4shield-fips.ap-southea",
+    "st-5shield-fips.ap-southeast-6shield-fips.ap-southeast-7shield-fips.aws-iso-glob",
+    "alshield-fips.us-isob-east-1shield-fips.us-isob-west-1sustainability-fips.global",
+    "sustainability-fips.us-govwaf-fips.aws-us-gov-globalagent-registry.cn-north-1app",
+    "lication-cost-profilerbedrock-agentcore-controlchime-fips.ap-northeast-1chime-fi",
+    "ps.ap-northeast-2chime-fips.ap-northeast-3chime-fips.ap-southeast-1chime-fips.ap",
+    "-southeast-2chime-fips.ap-southeast-3chime-fips.ap-southeast-4chime-fips.ap-sout",
+    "heast-5chime-fips.ap-southeast-6chime-fips.ap-southeast-7chime-fips.aws-iso-glob",
+    "alchime-fips.us-isob-east-1chime-fips.us-isob-west-1gateway-runtime.sagemakerhea",
+    "lth-fips.aws-cn-globalhealth-fips.us-iso-east-1health-fips.us-iso-west-1importex",
+    "port.ca-central-1importexport.eu-central-1importexport.eu-central-2importexport.",
+    "il-central-1importexport.me-central-1importexport.mx-central-1migrationhub-orche",
+    "stratorpartnercentral-prm.globalpartnercentral-prm.us-govshield-fips.aws-cn-glob",
+    "alshield-fips.us-iso-east-1shield-fips.us-iso-west-1us-gov-east-1.signin-fipswaf",
+    "-fips.aws-iso-b-globalwaf-fips.aws-iso-e-globalwaf-fips.aws-iso-f-globalaf-south",
+    "-1.neptune-graphap-south-1.neptune-graphap-south-2.neptune-graphapi-fulfill.data",
+    "exchangechime-fips.aws-cn-globalchime-fips.us-iso-east-1chime-fips.us-iso-west-1",
+    "cloudfront-keyvaluestorecn-north-1.neptune-graphcodecatalyst-fips.globaleu-north",
+    "-1.neptune-grapheu-south-1.neptune-grapheu-south-2.neptune-graphhealth-fips.ca-c",
+    "entral-1health-fips.eu-central-1health-fips.eu-central-2health-fips.il-central-1",
+    "health-fips.me-central-1health-fips.mx-central-1health.aws-us-gov-globalme-south",
+    "-1.neptune-graphnetwork-security-managerpartnercentral-marketingroute53-recovery",
+    "-clustershield-fips.ca-central-1shield-fips.eu-central-1shield-fips.eu-central-2",
+    "shield-fips.il-central-1shield-fips.me-central-1shield-fips.mx-central-1shield.a",
+    "ws-us-gov-globalap-east-1.neptune-graphap-east-2.neptune-graphapplication-autosc",
+    "alingbcm-recommended-actionsca-west-1.neptune-graphchime-fips.ca-central-1chime-",
+    "fips.eu-central-1chime-fips.eu-central-2chime-fips.il-central-1chime-fips.me-cen",
+    "tral-1chime-fips.mx-central-1chime.aws-us-gov-globalentitlement-marketplaceentit",
+    "lement.marketplaceeu-west-1.neptune-grapheu-west-2.neptune-grapheu-west-3.neptun",
+    "e-graphhealth.aws-iso-b-globalhealth.aws-iso-e-globalhealth.aws-iso-f-globalimpo",
+    "rtexport.af-south-1importexport.ap-south-1importexport.ap-south-2importexport.aw",
+    "s-globalimportexport.eu-north-1importexport.eu-south-1importexport.eu-south-2imp",
+    "ortexport.me-south-1managedblockchain-queryme-west-1.neptune-graphmturk-requeste",
+    "r.sandboxpartnercentral-benefitsruntime-medical-imagings3-accelerate.dualstacksa",
+    "-east-1.neptune-graphsa-west-1.neptune-graphshield.aws-iso-b-globalshield.aws-is",
+    "o-e-globalshield.aws-iso-f-globalus-east-1.neptune-graphus-east-2.neptune-graphu",
+    "s-west-1.neptune-graphus-west-2.neptune-graphwaf-fips.ap-northeast-1waf-fips.ap-",
+    "northeast-2waf-fips.ap-northeast-3waf-fips.ap-southeast-1waf-fips.ap-southeast-2",
+    "waf-fips.ap-southeast-3waf-fips.ap-southeast-4waf-fips.ap-southeast-5waf-fips.ap",
+    "-southeast-6waf-fips.ap-southeast-7waf-fips.aws-iso-globalwaf-fips.us-isob-east-",
+    "1waf-fips.us-isob-west-1bcm-pricing-calculatorchime.aws-iso-b-globalchime.aws-is",
+    "o-e-globalchime.aws-iso-f-globalcloudfront-fips.globalcodestar-notificationscont",
+    "rol-kinesis-queuesdeployment-marketplaceendpoints.email.globalendpoints.email.us",
+    "-govhealth-fips.af-south-1health-fips.ap-south-1health-fips.ap-south-2health-fip",
+    "s.aws-globalhealth-fips.cn-north-1health-fips.eu-north-1health-fips.eu-south-1he",
+    "alth-fips.eu-south-2health-fips.me-south-1importexport.ap-east-1importexport.ap-",
+    "east-2importexport.ca-west-1importexport.eu-west-1importexport.eu-west-2importex",
+    "port.eu-west-3importexport.me-west-1importexport.sa-east-1importexport.sa-west-1",
+    "importexport.us-east-1importexport.us-east-2importexport.us-west-1importexport.u",
+    "s-west-2metrics-fips.sagemakernotifications-contactspartnercentral-accountpartne",
+    "rcentral-sellingruntime-fips.sagemakershield-fips.af-south-1shield-fips.ap-south",
+    "-1shield-fips.ap-south-2shield-fips.aws-globalshield-fips.eu-north-1shield-fips.",
+    "eu-south-1shield-fips.eu-south-2shield-fips.me-south-1snow-device-managementstre",
+    "aming.health-agentsubscribe.mediaconvertus-isof-south-1.signinwaf-fips.aws-cn-gl",
+    "obalwaf-fips.us-iso-east-1waf-fips.us-iso-west-1a2i-runtime.sagemakeragreement-m",
+    "arketplaceap-northeast-1.signinap-northeast-2.signinap-northeast-3.signinap-sout",
+    "heast-1.signinap-southeast-2.signinap-southeast-3.signinap-southeast-4.signinap-",
+    "southeast-5.signinap-southeast-6.signinap-southeast-7.signinbedrock-agent-runtim",
+    "echime-fips.af-south-1chime-fips.ap-south-1chime-fips.ap-south-2chime-fips.aws-g",
+    "lobalchime-fips.eu-north-1chime-fips.eu-south-1chime-fips.eu-south-2chime-fips.m",
+    "e-south-1cloudfront-kvs.globalcn-northwest-1.signincontrol-storage-omicscost-opt",
+    "imization-hubdata-servicediscoverydiscovery-marketplaceeu-isoe-west-1.signineusc",
+    "-de-east-1.signinhealth-fips.ap-east-1health-fips.ap-east-2health-fips.ca-west-1",
+    "health-fips.eu-west-1health-fips.eu-west-2health-fips.eu-west-3health-fips.me-we",
+    "st-1health-fips.sa-east-1health-fips.sa-west-1health-fips.us-west-1health-fips.u",
+    "s-west-2health.ap-northeast-1health.ap-northeast-2health.ap-northeast-3health.ap",
+    "-southeast-1health.ap-southeast-2health.ap-southeast-3health.ap-southeast-4healt",
+    "h.ap-southeast-5health.ap-southeast-6health.ap-southeast-7health.aws-iso-globalh",
+    "ealth.us-isob-east-1health.us-isob-west-1job-runtime.sagemakermedia-pipelines-ch",
+    "imemigrationhub-strategyreporting-marketplaceroute53globalresolvershield-fips.ap",
+    "-east-1shield-fips.ap-east-2shield-fips.ca-west-1shield-fips.eu-west-1shield-fip",
+    "s.eu-west-2shield-fips.eu-west-3shield-fips.me-west-1shield-fips.sa-east-1shield",
+    "-fips.sa-west-1shield-fips.us-east-2shield-fips.us-west-1shield-fips.us-west-2sh",
+    "ield.ap-northeast-1shield.ap-northeast-2shield.ap-northeast-3shield.ap-southeast",
+    "-1shield.ap-southeast-2shield.ap-southeast-3shield.ap-southeast-4shield.ap-south",
+    "east-5shield.ap-southeast-6shield.ap-southeast-7shield.aws-iso-globalshield.us-i",
+    "sob-east-1shield.us-isob-west-1sustainability.globalsustainability.us-govus-isob",
+    "-east-1.signinus-isob-west-1.signinus-isof-east-1.signinwaf-fips.ca-central-1waf",
+    "-fips.eu-central-1waf-fips.eu-central-2waf-fips.il-central-1waf-fips.me-central-",
+    "1waf-fips.mx-central-1waf.aws-us-gov-globalwellarchitected-agentap-northeast-1.o",
+    "authap-northeast-2.oauthap-northeast-3.oauthap-southeast-1.oauthap-southeast-2.o",
+    "authap-southeast-3.oauthap-southeast-4.oauthap-southeast-5.oauthap-southeast-6.o",
+    "authap-southeast-7.oauthapi.iotdeviceadvisorchime-fips.ap-east-1chime-fips.ap-ea",
+    "st-2chime-fips.ca-west-1chime-fips.eu-west-1chime-fips.eu-west-2chime-fips.eu-we",
+    "st-3chime-fips.me-west-1chime-fips.sa-east-1chime-fips.sa-west-1chime-fips.us-ea",
+    "st-2chime-fips.us-west-1chime-fips.us-west-2chime.ap-northeast-1chime.ap-northea",
+    "st-2chime.ap-northeast-3chime.ap-southeast-1chime.ap-southeast-2chime.ap-southea",
+    "st-3chime.ap-southeast-4chime.ap-southeast-5chime.ap-southeast-6chime.ap-southea",
+    "st-7chime.aws-iso-globalchime.us-isob-east-1chime.us-isob-west-1codestar-connect",
+    "ionsec2-instance-connectelasticloadbalancinghealth.aws-cn-globalhealth.us-iso-ea",
+    "st-1health.us-iso-west-1metering-marketplacemetering.marketplaceruntime.health-a",
+    "gentsagemaker-geospatialshield.aws-cn-globalshield.us-iso-east-1shield.us-iso-we",
+    "st-1us-gov-west-1.signinus-iso-east-1.signinus-iso-west-1.signinwaf.aws-iso-b-gl",
+    "obalwaf.aws-iso-e-globalwaf.aws-iso-f-globalworkspaces-instancesIoTSecuredTunnel",
+    "ingapplication-signalsapplicationinsightsca-central-1.signincatalog-marketplacec",
+    "atalog.marketplacechime.aws-cn-globalchime.us-iso-east-1chime.us-iso-west-1codec",
+    "atalyst.globaldata-kinesis-queueselemental-inferenceeu-central-1.signineu-centra",
+    "l-2.signinhealth.ca-central-1health.eu-central-1health.eu-central-2health.il-cen",
+    "tral-1health.me-central-1health.mx-central-1il-central-1.signinmanagement.deadli",
+    "neme-central-1.signinmemory-db-fips.fipsmigrationhub-configmonitor.iotsitewisemx",
+    "-central-1.signinosm.us-isof-south-1participant.connectpersonalize-runtimequery-",
+    "lakeformationredshift-serverlessresource-explorer-2route53-fips.globalsavingspla",
+    "ns.globalscheduling.deadlineshield.ca-central-1shield.eu-central-1shield.eu-cent",
+    "ral-2shield.il-central-1shield.me-central-1shield.mx-central-1sts-fips.aws-globa",
+    "ltimestream-influxdbverifiedpermissionswaf-fips.af-south-1waf-fips.ap-south-1waf",
+    "-fips.ap-south-2waf-fips.aws-globalwaf-fips.eu-north-1waf-fips.eu-south-1waf-fip",
+    "s.eu-south-2waf-fips.me-south-1workmailmessageflowairflow-serverlessapi-fips.sag",
+    "emakerca-central-1.oauthchime.ca-central-1chime.eu-central-1chime.eu-central-2ch",
+    "ime.il-central-1chime.me-central-1chime.mx-central-1data-lakeformationend-user-m",
+    "essagingeu-central-1.oautheu-central-2.oauthgreengrass-ats.iotil-central-1.oauth",
+    "me-central-1.oauthmx-central-1.oauthnetworkflowmonitorobservabilityadminosm.cn-n",
+    "orthwest-1osm.eu-isoe-west-1osm.eusc-de-east-1osm.us-isob-east-1osm.us-isob-west",
+    "-1osm.us-isof-east-1pca-connector-sceppersonalize-eventspricingplanmanagersms-vo",
+    "ice.pinpointwaf-fips.ap-east-1waf-fips.ap-east-2waf-fips.ca-west-1waf-fips.eu-we",
+    "st-1waf-fips.eu-west-2waf-fips.eu-west-3waf-fips.me-west-1waf-fips.sa-east-1waf-",
+    "fips.sa-west-1waf-fips.us-east-2waf-fips.us-west-1waf-fips.us-west-2waf.ap-north",
+    "east-1waf.ap-northeast-2waf.ap-northeast-3waf.ap-southeast-1waf.ap-southeast-2wa",
+    "f.ap-southeast-3waf.ap-southeast-4waf.ap-southeast-5waf.ap-southeast-6waf.ap-sou",
+    "theast-7waf.aws-iso-globalwaf.us-isob-east-1waf.us-isob-west-1af-south-1.signina",
+    "p-south-1.signinap-south-2.signinapi.iot-tunnelingapi.tunneling.iotautoscaling-p",
+    "lanscassandra-streamscloudfront.globalcloudsearchdomaincn-north-1.signincodeguru",
+    "-profilercodeguru-reviewercodeguru-securitycomprehendmedicalcompute-optimizercon",
+    "nect-campaignscp.geofencing.geodata.iottwinmakerelasticfilesystemeu-north-1.sign",
+    "ineu-south-1.signineu-south-2.signinglobalacceleratorhealth.af-south-1health.ap-",
+    "south-1health.ap-south-2health.aws-globalhealth.cn-north-1health.eu-north-1healt",
+    "h.eu-south-1health.eu-south-2health.me-south-1ingest.timestreamme-south-1.signin",
     "metrics.sagemakerosm.us-iso-east-1osm.us-iso-west-1s3express-controlshield.af-so",
     "uth-1shield.ap-south-1shield.ap-south-2shield.aws-globalshield.eu-north-1shield.",
-    "eu-south-1shield.eu-south-2shield.me-south-1timestream-ingestIngestionServiceaf-",
-    "south-1.oauthamplifyuibuilderap-south-1.oauthap-south-2.oauthapi.iottwinmakerapp",
-    "-integrationsaws-global.oauthbcm-data-exportschime.af-south-1chime.ap-south-1chi",
-    "me.ap-south-2chime.aws-globalchime.eu-north-1chime.eu-south-1chime.eu-south-2chi",
-    "me.me-south-1cognito-identitydata.iotsitewiseelasticbeanstalkelasticmapreduceent",
-    "ityresolutioneu-north-1.oautheu-south-1.oautheu-south-2.oauthhealth.ap-east-1hea",
-    "lth.ap-east-2health.ca-west-1health.eu-west-1health.eu-west-2health.eu-west-3hea",
-    "lth.me-west-1health.sa-east-1health.sa-west-1health.us-west-1health.us-west-2kin",
-    "esisanalyticslookoutequipmentme-south-1.oauthmediapackage-vodnetwork-firewallpca",
-    "-connector-adquery.timestreamruntime-fips.lexs3-object-lambdashield.ap-east-1shi",
-    "eld.ap-east-2shield.ca-west-1shield.eu-west-1shield.eu-west-2shield.eu-west-3shi",
-    "eld.me-west-1shield.sa-east-1shield.sa-west-1shield.us-east-2shield.us-west-1shi",
-    "eld.us-west-2social-messagingstreams-dynamodbstreams.dynamodbtimestream-querywaf",
-    ".ca-central-1waf.eu-central-1waf.eu-central-2waf.il-central-1waf.me-central-1waf",
-    ".mx-central-1access-analyzeragent-discoveryanalytics-omicsap-east-1.oauthap-east",
-    "-2.oauthapi.iotsitewiseapi.iotwirelessapi.mediatailorarc-zonal-shiftaws-marketpl",
-    "acebedrock-runtimeca-west-1.oauthchime.ap-east-1chime.ap-east-2chime.ca-west-1ch",
-    "ime.eu-west-1chime.eu-west-2chime.eu-west-3chime.me-west-1chime.sa-east-1chime.s",
-    "a-west-1chime.us-east-2chime.us-west-1chime.us-west-2cloudcontrolapicloudtrail-d",
-    "atacloudwatch-omnicodeconnectionscp.metadata.geocp.tracking.geodata.mediastoreen",
-    "dpoint.eventseu-west-1.oautheu-west-2.oautheu-west-3.oauthgameliftstreamsiam-fip",
-    "s.globalinternetmonitormachinelearningme-west-1.oauthmessaging-chimemobiletarget",
-    "ingmodels-fips.lexmturk-requesterrefactor-spacesresource-groupsroute53profilesro",
-    "ute53resolversa-east-1.oauthsa-west-1.oauthsearch-dynamodbus-east-1.oauthus-east",
-    "-2.oauthus-west-1.oauthus-west-2.oauthworkflows-omicsaccount-accessaco-automatio",
-    "namplifybackendapi.ecr-publicapi.thinclientbackup-gatewaybcm-dashboardsbudgets.g",
-    "lobalclouddirectorycloudformationcontrolcatalogedge.sagemakeremr-containersemr-s",
-    "erverlessidentity-chimeinspector-scaniotthingsgraphkendra-rankingkinesis-queuesm",
-    "ediapackagev2meetings-chimenetworkmanagernetworkmonitorosm.cn-north-1route53.glo",
-    "balroute53.us-govroute53domainsruntime-v2-lexs3-accesspointsecretsmanagerserverl",
-    "essrepossm-guiconnectssm-quicksetupstoragegatewaysts.aws-globaltrustedadvisorwaf",
-    ".af-south-1waf.ap-south-1waf.ap-south-2waf.aws-globalwaf.eu-north-1waf.eu-south-",
-    "1waf.eu-south-2waf.me-south-1workspaces-webapi.detectiveapi.sagemakerappconfigda",
-    "tabackup-searchcleanrooms-mlcn.transcribecp.places.geocp.routes.geodata.jobs.iot",
-    "dataplane.rumdirectconnectdocdb-elasticforecastqueryfrauddetectorglobal.healthgr",
-    "oundstationidentitystoreiot-jobs-datamodels-v2-lexorganizationsredshift-dataresi",
-    "liencehubrolesanywheresecurityagentservicequotasssm-incidentswaf.ap-east-1waf.ap",
-    "-east-2waf.ca-west-1waf.eu-west-1waf.eu-west-2waf.eu-west-3waf.me-west-1waf.sa-e",
-    "ast-1waf.sa-west-1waf.us-east-2waf.us-west-1waf.us-west-2auditmanagerawsssoporta",
-    "lbudgets-fipscodeartifactcodepipelinecognito-synccontact-lenscontroltowerdata-at",
-    "s.iotdata.ats.iotdatapipelineimagebuilderinterconnectiotfleetwisekafkaconnectkin",
-    "esisvideolaunchwizardmail-managermediaconnectsecuritylakessm-contactssupportauth",
-    "zwaf-regionaladmin.wickrapi.airflowapi.pricingcognito-idpcp.aidevopscp.maps.geod",
-    "ata-signerdevops-gurudp.aidevopselasticacheenv.airflowexecute-apiiam-toolboxivsr",
-    "ealtimeops.airflowrekognitionrepostspaceruntime.lexs3-outpostssecurity-irsecurit",
-    "yhubstream-logsstreams-ddbsync-statesvoice-chimevpc-latticeapigatewayappstream2c",
-    "loudhsmv2codecommitcodedeploydata.qappsdevicefarmgeo-placesgeo-routesgreengrassi",
-    "am.globaliam.us-govinspector2lambda-urlmodels.lexmonitoringneptune-dbportal.ssoq",
-    "uicksights3-controls3-websitesearch-ddbsupportappsyntheticstags-omicsapiportalap",
-    "pfabricapprunnercodebuildcontinuumguarddutyinvoicingkafka-apilightsailmedialivem",
-    "emory-dbqbusinessrtbfabrics3vectorsschedulersso-oauthtranslateacm-acmedatabrewda",
-    "tasyncdatazoneeks-autheventsv2firehosefreetiergeo-mapsmemorydbnova-actpaymentsrd",
-    "s-datas3tablessnowballtextracttransferworkdocsacm-pcaappflowappmeshappsyncchatbo",
-    "tdkr.ecrglaciergrafanaivschats3filesschemasssm-saptaggingvoiceidathenabraketclou",
-    "d9macie2protonwisdomabuseaiopsbatchcasespipespollywafv2aossb2bidsqlglueoidcosisr",
-    "binxraydaxdlmdmsdrsecsefsevsfisfmsfsxkmsmghmgnoampcsramscnsdbsnssqsswftaxuxcmq",
+    "eu-south-1shield.eu-south-2shield.me-south-1timestream-ingestwaf.aws-cn-globalwa",
+    "f.us-iso-east-1waf.us-iso-west-1IngestionServiceaf-south-1.oauthamplifyuibuilder",
+    "ap-east-1.signinap-east-2.signinap-south-1.oauthap-south-2.oauthapi.iottwinmaker",
+    "app-integrationsbcm-data-exportsca-west-1.signinchime.af-south-1chime.ap-south-1",
+    "chime.ap-south-2chime.aws-globalchime.eu-north-1chime.eu-south-1chime.eu-south-2",
+    "chime.me-south-1cognito-identitydata.iotsitewiseelasticbeanstalkelasticmapreduce",
+    "entityresolutioneu-north-1.oautheu-south-1.oautheu-south-2.oautheu-west-1.signin",
+    "eu-west-2.signineu-west-3.signinhealth.ap-east-1health.ap-east-2health.ca-west-1",
+    "health.eu-west-1health.eu-west-2health.eu-west-3health.me-west-1health.sa-east-1",
+    "health.sa-west-1health.us-west-1health.us-west-2kinesisanalyticslookoutequipment",
+    "me-south-1.oauthme-west-1.signinmediapackage-vodnetwork-firewallpca-connector-ad",
+    "query.timestreamruntime-fips.lexs3-object-lambdasa-east-1.signinsa-west-1.signin",
+    "shield.ap-east-1shield.ap-east-2shield.ca-west-1shield.eu-west-1shield.eu-west-2",
+    "shield.eu-west-3shield.me-west-1shield.sa-east-1shield.sa-west-1shield.us-east-2",
+    "shield.us-west-1shield.us-west-2social-messagingstreams-dynamodbstreams.dynamodb",
+    "timestream-queryus-east-1.signinus-east-2.signinus-west-1.signinus-west-2.signin",
+    "waf.ca-central-1waf.eu-central-1waf.eu-central-2waf.il-central-1waf.me-central-1",
+    "waf.mx-central-1access-analyzeragent-discoveryanalytics-omicsap-east-1.oauthap-e",
+    "ast-2.oauthapi.iotsitewiseapi.iotwirelessapi.mediatailorarc-zonal-shiftaws-marke",
+    "tplacebedrock-runtimeca-west-1.oauthchime.ap-east-1chime.ap-east-2chime.ca-west-",
+    "1chime.eu-west-1chime.eu-west-2chime.eu-west-3chime.me-west-1chime.sa-east-1chim",
+    "e.sa-west-1chime.us-east-2chime.us-west-1chime.us-west-2cloudcontrolapicloudtrai",
+    "l-datacloudwatch-omnicodeconnectionscp.metadata.geocp.tracking.geodata.mediastor",
+    "eec2.s3-outpostsendpoint.eventseu-west-1.oautheu-west-2.oautheu-west-3.oauthgame",
+    "liftstreamsiam-fips.globalinternetmonitormachinelearningme-west-1.oauthmessaging",
+    "-chimemobiletargetingmodels-fips.lexrefactor-spacesresource-groupsroute53profile",
+    "sroute53resolversa-east-1.oauthsa-west-1.oauthsearch-dynamodbus-east-1.oauthus-e",
+    "ast-2.oauthus-west-1.oauthus-west-2.oauthworkflows-omicsaccount-accessaco-automa",
+    "tionamplifybackendapi.ecr-publicapi.thinclientbackup-gatewaybcm-dashboardsbudget",
+    "s.globalclouddirectorycloudformationcontrolcatalogedge.sagemakeremr-containersem",
+    "r-serverlessidentity-chimeinspector-scaniotthingsgraphkendra-rankingmediapackage",
+    "v2meetings-chimememory-db.fipsnetworkmanagernetworkmonitorosm.cn-north-1route53.",
+    "globalroute53.us-govroute53domainsruntime-v2-lexs3-accesspointsecretsmanagerserv",
+    "erlessrepossm-guiconnectssm-quicksetupstoragegatewaysts.aws-globaltrustedadvisor",
+    "waf.af-south-1waf.ap-south-1waf.ap-south-2waf.aws-globalwaf.eu-north-1waf.eu-sou",
+    "th-1waf.eu-south-2waf.me-south-1workspaces-webapi.detectiveapi.sagemakerappconfi",
+    "gdatabackup-searchcleanrooms-mlcn.transcribecp.places.geocp.routes.geodata.jobs.",
+    "iotdataplane.rumdirectconnectdocdb-elasticforecastqueryfrauddetectorglobal.healt",
+    "hgroundstationidentitystoreiot-jobs-datamodels-v2-lexorganizationsredshift-datar",
+    "esiliencehubrolesanywheresecurityagentservicequotasssm-incidentswaf.ap-east-1waf",
+    ".ap-east-2waf.ca-west-1waf.eu-west-1waf.eu-west-2waf.eu-west-3waf.me-west-1waf.s",
+    "a-east-1waf.sa-west-1waf.us-east-2waf.us-west-1waf.us-west-2auditmanagerawsssopo",
+    "rtalbudgets-fipscodeartifactcodepipelinecognito-synccontact-lenscontroltowerdata",
+    "-ats.iotdata.ats.iotdatapipelineimagebuilderinterconnectiotfleetwisekafkaconnect",
+    "kinesisvideolaunchwizardmail-managermediaconnectsecuritylakessm-contactssupporta",
+    "uthzwaf-regionaladmin.wickrapi.airflowapi.pricingcognito-idpcp.aidevopscp.maps.g",
+    "eodata-signerdevops-gurudp.aidevopselasticacheenv.airflowexecute-apiiam-toolboxi",
+    "vsrealtimeops.airflowrekognitionrepostspaceruntime.lexsecurity-irsecurityhubstre",
+    "am-logsstreams-ddbsync-statesvoice-chimevpc-latticeapigatewayappstream2cloudhsmv",
+    "2codecommitcodedeploydata.qappsdevicefarmgeo-placesgeo-routesiam.globaliam.us-go",
+    "vinspector2lambda-urlmodels.lexmonitoringneptune-dbportal.ssoquicksights3-contro",
+    "ls3-websitesearch-ddbsupportappsyntheticstags-omicsapiportalappfabricapprunnerco",
+    "debuildcontinuumguarddutyinvoicingkafka-apilightsailmedialiveqbusinessrtbfabrics",
+    "3vectorsschedulersso-oauthtranslateacm-acmedatabrewdatasyncdatazoneeks-authevent",
+    "sv2firehosefreetiergeo-mapsmemorydbnova-actpaymentsrds-datas3tablessnowballtextr",
+    "acttransferworkdocsacm-pcaappflowappmeshappsyncchatbotdkr.ecrglaciergrafanaivsch",
+    "ats3filesschemasssm-saptaggingvoiceidathenabraketcloud9macie2protonwisdomabuseai",
+    "opsbatchcasespipespollywafv2aossb2bidsqlglueoidcosisrbinxraydaxdlmdmsdrsecsefsev",
+    "sfisfmsfsxkmsmghmgnoampcsramscnsdbsnssqsswftaxuxcmq",
 );
 
 /// `TEXT[offset..offset + length]`.
@@ -362,1664 +424,1910 @@ const fn g(suffix: u8, r0: u16, r1: u8, n0: u16, n1: u8, g0: u16, g1: u8, auth: 
 
 /// Endpoint prefix (labels before the region, normalised) -> signing name. Sorted.
 pub(crate) static PREFIXES: &[(S, S)] = &[
-    (S(12168, 21), S(1273, 9)),   // a2i-runtime.sagemaker -> sagemaker
-    (S(21220, 5), S(21220, 5)),   // abuse -> abuse
-    (S(18013, 15), S(18013, 15)), // access-analyzer -> access-analyzer
-    (S(11875, 7), S(11875, 7)),   // account -> account
-    (S(18853, 14), S(18853, 14)), // account-access -> account-access
-    (S(20942, 3), S(20942, 3)),   // acm -> acm
-    (S(20942, 8), S(20942, 3)),   // acm-acme -> acm
-    (S(21086, 7), S(21086, 7)),   // acm-pca -> acm-pca
-    (S(18867, 14), S(18867, 14)), // aco-automation -> aco-automation
-    (S(20253, 11), S(20259, 5)),  // admin.wickr -> wickr
-    (S(18028, 15), S(18028, 15)), // agent-discovery -> agent-discovery
-    (S(40, 14), S(40, 14)),       // agent-registry -> agent-registry
-    (S(40, 22), S(40, 14)),       // agent-registry-control -> agent-registry
-    (S(12189, 21), S(18148, 15)), // agreement-marketplace -> aws-marketplace
-    (S(20300, 8), S(20300, 8)),   // aidevops -> aidevops
-    (S(21225, 5), S(21225, 5)),   // aiops -> aiops
-    (S(15378, 7), S(15378, 7)),   // airflow -> airflow
-    (S(15378, 18), S(15378, 18)), // airflow-serverless -> airflow-serverless
-    (S(16973, 7), S(16973, 7)),   // amplify -> amplify
-    (S(18881, 14), S(18881, 14)), // amplifybackend -> amplifybackend
-    (S(16973, 16), S(16973, 16)), // amplifyuibuilder -> amplifyuibuilder
-    (S(18043, 15), S(12436, 5)),  // analytics-omics -> omics
-    (S(21255, 3), S(4, 2)),       // aos -> es
-    (S(21255, 4), S(21255, 4)),   // aoss -> aoss
-    (S(15396, 18), S(1273, 9)),   // api-fips.sagemaker -> sagemaker
-    (S(9587, 24), S(9599, 12)),   // api-fulfill.dataexchange -> dataexchange
-    (S(20264, 11), S(15378, 7)),  // api.airflow -> airflow
-    (S(19483, 13), S(19487, 9)),  // api.detective -> detective
-    (S(18895, 7), S(18899, 3)),   // api.ecr -> ecr
-    (S(18895, 14), S(18899, 10)), // api.ecr-public -> ecr-public
-    (S(16278, 17), S(14561, 19)), // api.iot-tunneling -> IoTSecuredTunneling
-    (S(13901, 20), S(13905, 16)), // api.iotdeviceadvisor -> iotdeviceadvisor
-    (S(7772, 26), S(7776, 22)),   // api.iotmanagedintegrations -> iotmanagedintegrations
-    (S(18088, 15), S(14854, 11)), // api.iotsitewise -> iotsitewise
-    (S(17021, 16), S(16504, 12)), // api.iottwinmaker -> iottwinmaker
-    (S(18103, 15), S(18107, 11)), // api.iotwireless -> iotwireless
-    (S(18118, 15), S(18122, 11)), // api.mediatailor -> mediatailor
-    (S(20275, 11), S(11226, 7)),  // api.pricing -> pricing
-    (S(19496, 13), S(1273, 9)),   // api.sagemaker -> sagemaker
-    (S(1315, 18), S(1319, 14)),   // api.sustainability -> sustainability
-    (S(18909, 14), S(18913, 10)), // api.thinclient -> thinclient
-    (S(16295, 17), S(14561, 19)), // api.tunneling.iot -> IoTSecuredTunneling
-    (S(20539, 10), S(20539, 10)), // apigateway -> apigateway
-    (S(20789, 9), S(20789, 9)),   // apiportal -> apiportal
-    (S(17037, 16), S(17037, 16)), // app-integrations -> app-integrations
-    (S(19509, 9), S(19509, 9)),   // appconfig -> appconfig
-    (S(19509, 13), S(19509, 9)),  // appconfigdata -> appconfig
-    (S(20798, 9), S(20798, 9)),   // appfabric -> appfabric
-    (S(21093, 7), S(21093, 7)),   // appflow -> appflow
-    (S(10233, 23), S(10233, 23)), // application-autoscaling -> application-autoscaling
-    (S(8915, 25), S(8915, 25)),   // application-cost-profiler -> application-cost-profiler
-    (S(14580, 19), S(14580, 19)), // application-signals -> application-signals
-    (S(14599, 19), S(14599, 19)), // applicationinsights -> applicationinsights
-    (S(21100, 7), S(21100, 7)),   // appmesh -> appmesh
-    (S(20807, 9), S(20807, 9)),   // apprunner -> apprunner
-    (S(20549, 10), S(20549, 9)),  // appstream2 -> appstream
-    (S(21107, 7), S(21107, 7)),   // appsync -> appsync
-    (S(20312, 3), S(20312, 3)),   // aps -> aps
-    (S(6449, 27), S(3600, 31)),   // arc-recovery-control-config -> route53-recovery-control-config
-    (S(2825, 17), S(2825, 17)),   // arc-region-switch -> arc-region-switch
-    (S(2825, 31), S(2825, 17)),   // arc-region-switch-control-plane -> arc-region-switch
-    (S(18133, 15), S(18133, 15)), // arc-zonal-shift -> arc-zonal-shift
-    (S(20017, 8), S(20017, 8)),   // artifact -> artifact
-    (S(21184, 6), S(21184, 6)),   // athena -> athena
-    (S(19977, 12), S(19977, 12)), // auditmanager -> auditmanager
-    (S(10245, 11), S(10245, 11)), // autoscaling -> autoscaling
-    (S(16312, 17), S(16312, 17)), // autoscaling-plans -> autoscaling-plans
-    (S(21259, 4), S(21259, 4)),   // b2bi -> b2bi
-    (S(18923, 6), S(18923, 6)),   // backup -> backup
-    (S(18923, 14), S(18923, 14)), // backup-gateway -> backup-gateway
-    (S(19522, 13), S(19522, 13)), // backup-search -> backup-search
-    (S(21230, 5), S(21230, 5)),   // batch -> batch
-    (S(18937, 14), S(18937, 14)), // bcm-dashboards -> bcm-dashboards
-    (S(17069, 16), S(17069, 16)), // bcm-data-exports -> bcm-data-exports
-    (S(11222, 22), S(11222, 22)), // bcm-pricing-calculator -> bcm-pricing-calculator
-    (S(10256, 23), S(10256, 23)), // bcm-recommended-actions -> bcm-recommended-actions
-    (S(2887, 7), S(2887, 7)),     // bedrock -> bedrock
-    (S(8940, 13), S(2887, 7)),    // bedrock-agent -> bedrock
-    (S(12210, 21), S(2887, 7)),   // bedrock-agent-runtime -> bedrock
-    (S(8940, 17), S(8940, 17)),   // bedrock-agentcore -> bedrock-agentcore
-    (S(8940, 25), S(8940, 17)),   // bedrock-agentcore-control -> bedrock-agentcore
-    (S(2887, 23), S(2887, 7)),    // bedrock-data-automation -> bedrock
-    (S(2887, 31), S(2887, 7)),    // bedrock-data-automation-runtime -> bedrock
-    (S(18163, 15), S(2887, 7)),   // bedrock-runtime -> bedrock
-    (S(372, 7), S(372, 7)),       // billing -> billing
-    (S(372, 16), S(372, 16)),     // billingconductor -> billingconductor
-    (S(21190, 6), S(21190, 6)),   // braket -> braket
-    (S(18951, 7), S(18951, 7)),   // budgets -> budgets
-    (S(21235, 5), S(21235, 5)),   // cases -> cases
-    (S(16329, 9), S(16329, 9)),   // cassandra -> cassandra
-    (S(16329, 17), S(16329, 9)),  // cassandra-streams -> cassandra
-    (S(14618, 19), S(18148, 15)), // catalog-marketplace -> aws-marketplace
-    (S(14637, 19), S(18148, 15)), // catalog.marketplace -> aws-marketplace
-    (S(806, 2), S(806, 2)),       // ce -> ce
-    (S(21114, 7), S(21114, 7)),   // chatbot -> chatbot
-    (S(8965, 5), S(8965, 5)),     // chime -> chime
-    (S(19535, 10), S(19535, 10)), // cleanrooms -> cleanrooms
-    (S(19535, 13), S(19535, 13)), // cleanrooms-ml -> cleanrooms-ml
-    (S(21196, 6), S(21196, 6)),   // cloud9 -> cloud9
-    (S(18373, 15), S(18373, 15)), // cloudcontrolapi -> cloudcontrolapi
-    (S(18965, 14), S(18965, 14)), // clouddirectory -> clouddirectory
-    (S(18979, 14), S(18979, 14)), // cloudformation -> cloudformation
-    (S(9635, 10), S(9635, 10)),   // cloudfront -> cloudfront
-    (S(20559, 8), S(20559, 8)),   // cloudhsm -> cloudhsm
-    (S(20559, 10), S(20559, 8)),  // cloudhsmv2 -> cloudhsm
-    (S(16363, 11), S(16363, 11)), // cloudsearch -> cloudsearch
-    (S(16363, 17), S(16363, 11)), // cloudsearchdomain -> cloudsearch
-    (S(18388, 10), S(18388, 10)), // cloudtrail -> cloudtrail
-    (S(18388, 15), S(18388, 15)), // cloudtrail-data -> cloudtrail-data
-    (S(18403, 15), S(18403, 10)), // cloudwatch-omni -> cloudwatch
-    (S(19548, 13), S(19551, 10)), // cn.transcribe -> transcribe
-    (S(20013, 12), S(20013, 12)), // codeartifact -> codeartifact
-    (S(20816, 9), S(20816, 9)),   // codebuild -> codebuild
-    (S(20569, 10), S(20569, 10)), // codecommit -> codecommit
-    (S(18418, 15), S(18418, 15)), // codeconnections -> codeconnections
-    (S(20579, 10), S(20579, 10)), // codedeploy -> codedeploy
-    (S(16380, 17), S(16380, 17)), // codeguru-profiler -> codeguru-profiler
-    (S(16397, 17), S(16397, 17)), // codeguru-reviewer -> codeguru-reviewer
-    (S(16414, 17), S(16414, 17)), // codeguru-security -> codeguru-security
-    (S(20025, 12), S(20025, 12)), // codepipeline -> codepipeline
-    (S(14361, 20), S(14361, 20)), // codestar-connections -> codestar-connections
-    (S(11266, 22), S(11266, 22)), // codestar-notifications -> codestar-notifications
-    (S(17213, 16), S(17213, 16)), // cognito-identity -> cognito-identity
-    (S(20286, 11), S(20286, 11)), // cognito-idp -> cognito-idp
-    (S(20037, 12), S(20037, 12)), // cognito-sync -> cognito-sync
-    (S(16431, 10), S(16431, 10)), // comprehend -> comprehend
-    (S(16431, 17), S(16431, 17)), // comprehendmedical -> comprehendmedical
-    (S(16448, 17), S(16448, 17)), // compute-optimizer -> compute-optimizer
-    (S(3625, 6), S(3625, 6)),     // config -> config
-    (S(14370, 7), S(14370, 7)),   // connect -> connect
-    (S(16465, 17), S(16465, 17)), // connect-campaigns -> connect-campaigns
-    (S(20049, 12), S(14370, 7)),  // contact-lens -> connect
-    (S(20825, 9), S(20825, 9)),   // continuum -> continuum
-    (S(12420, 21), S(12436, 5)),  // control-storage-omics -> omics
-    (S(18993, 14), S(18993, 14)), // controlcatalog -> controlcatalog
-    (S(1645, 33), S(1658, 20)),   // controlplane.payment-cryptography -> payment-cryptography
-    (S(20061, 12), S(20061, 12)), // controltower -> controltower
-    (S(12441, 21), S(12441, 21)), // cost-optimization-hub -> cost-optimization-hub
-    (S(20297, 11), S(20300, 8)),  // cp.aidevops -> aidevops
-    (S(16482, 17), S(7, 3)),      // cp.geofencing.geo -> geo
-    (S(20308, 11), S(7, 3)),      // cp.maps.geo -> geo
-    (S(18433, 15), S(7, 3)),      // cp.metadata.geo -> geo
-    (S(19561, 13), S(7, 3)),      // cp.places.geo -> geo
-    (S(19574, 13), S(7, 3)),      // cp.routes.geo -> geo
-    (S(18448, 15), S(7, 3)),      // cp.tracking.geo -> geo
-    (S(9981, 3), S(9981, 3)),     // cur -> cur
-    (S(20073, 12), S(19597, 7)),  // data-ats.iot -> iotdata
-    (S(15540, 18), S(14928, 13)), // data-lakeformation -> lakeformation
-    (S(12462, 21), S(12467, 16)), // data-servicediscovery -> servicediscovery
-    (S(20319, 11), S(20324, 6)),  // data-signer -> signer
-    (S(20085, 12), S(19597, 7)),  // data.ats.iot -> iotdata
-    (S(16499, 8), S(19597, 7)),   // data.iot -> iotdata
-    (S(17229, 16), S(14854, 11)), // data.iotsitewise -> iotsitewise
-    (S(16499, 17), S(16504, 12)), // data.iottwinmaker -> iottwinmaker
-    (S(19587, 13), S(19704, 13)), // data.jobs.iot -> iot-jobs-data
-    (S(18463, 15), S(18468, 10)), // data.mediastore -> mediastore
-    (S(20589, 10), S(20594, 5)),  // data.qapps -> qapps
-    (S(20950, 8), S(20950, 8)),   // databrew -> databrew
-    (S(9599, 12), S(9599, 12)),   // dataexchange -> dataexchange
-    (S(20097, 12), S(20097, 12)), // datapipeline -> datapipeline
-    (S(3813, 30), S(1658, 20)),   // dataplane.payment-cryptography -> payment-cryptography
-    (S(19600, 13), S(19610, 3)),  // dataplane.rum -> rum
-    (S(20958, 8), S(20958, 8)),   // datasync -> datasync
-    (S(4902, 29), S(4921, 10)),   // datatransformation.healthlake -> healthlake
-    (S(20966, 8), S(20966, 8)),   // datazone -> datazone
-    (S(21287, 3), S(21287, 3)),   // dax -> dax
-    (S(20503, 3), S(17877, 8)),   // ddb -> dynamodb
-    (S(14819, 8), S(14819, 8)),   // deadline -> deadline
-    (S(11288, 22), S(18148, 15)), // deployment-marketplace -> aws-marketplace
-    (S(19487, 9), S(19487, 9)),   // detective -> detective
-    (S(20599, 10), S(20599, 10)), // devicefarm -> devicefarm
-    (S(20330, 11), S(20330, 11)), // devops-guru -> devops-guru
-    (S(19613, 13), S(19613, 13)), // directconnect -> directconnect
-    (S(12474, 9), S(12474, 9)),   // discovery -> discovery
-    (S(12483, 21), S(18148, 15)), // discovery-marketplace -> aws-marketplace
-    (S(21121, 7), S(18899, 3)),   // dkr.ecr -> ecr
-    (S(21290, 3), S(21290, 3)),   // dlm -> dlm
-    (S(21293, 3), S(21293, 3)),   // dms -> dms
-    (S(19626, 13), S(19626, 13)), // docdb-elastic -> docdb-elastic
-    (S(20341, 11), S(20300, 8)),  // dp.aidevops -> aidevops
-    (S(21296, 3), S(21296, 3)),   // drs -> drs
-    (S(14943, 2), S(14943, 2)),   // ds -> ds
-    (S(21039, 7), S(21039, 7)),   // ds-data -> ds-data
-    (S(21263, 4), S(21263, 4)),   // dsql -> dsql
-    (S(17877, 8), S(17877, 8)),   // dynamodb -> dynamodb
-    (S(20743, 3), S(20743, 3)),   // ebs -> ebs
-    (S(14381, 3), S(14381, 3)),   // ec2 -> ec2
-    (S(14381, 20), S(14381, 20)), // ec2-instance-connect -> ec2-instance-connect
-    (S(18899, 3), S(18899, 3)),   // ecr -> ecr
-    (S(18899, 10), S(18899, 10)), // ecr-public -> ecr-public
-    (S(21299, 3), S(21299, 3)),   // ecs -> ecs
-    (S(19007, 14), S(1273, 9)),   // edge.sagemaker -> sagemaker
-    (S(21302, 3), S(16516, 17)),  // efs -> elasticfilesystem
-    (S(20974, 3), S(20974, 3)),   // eks -> eks
-    (S(20974, 8), S(20974, 8)),   // eks-auth -> eks-auth
-    (S(20352, 11), S(20352, 11)), // elasticache -> elasticache
-    (S(17245, 16), S(17245, 16)), // elasticbeanstalk -> elasticbeanstalk
-    (S(16516, 17), S(16516, 17)), // elasticfilesystem -> elasticfilesystem
-    (S(14401, 20), S(14401, 20)), // elasticloadbalancing -> elasticloadbalancing
-    (S(17261, 16), S(17261, 16)), // elasticmapreduce -> elasticmapreduce
-    (S(14675, 19), S(14675, 19)), // elemental-inference -> elemental-inference
-    (S(11320, 5), S(1257, 3)),    // email -> ses
-    (S(19021, 14), S(19021, 14)), // emr-containers -> emr-containers
-    (S(19035, 14), S(19035, 14)), // emr-serverless -> emr-serverless
-    (S(15558, 18), S(15558, 18)), // end-user-messaging -> end-user-messaging
-    (S(10440, 23), S(18148, 15)), // entitlement-marketplace -> aws-marketplace
-    (S(10463, 23), S(18148, 15)), // entitlement.marketplace -> aws-marketplace
-    (S(17277, 16), S(17277, 16)), // entityresolution -> entityresolution
-    (S(20363, 11), S(15378, 7)),  // env.airflow -> airflow
-    (S(4, 2), S(4, 2)),           // es -> es
-    (S(15840, 6), S(15840, 6)),   // events -> events
-    (S(20982, 8), S(15840, 6)),   // eventsv2 -> events
-    (S(21305, 3), S(21305, 3)),   // evs -> evs
-    (S(20374, 11), S(20374, 11)), // execute-api -> execute-api
-    (S(3843, 30), S(1273, 9)),    // featurestore-runtime.sagemaker -> sagemaker
-    (S(20990, 8), S(20990, 8)),   // firehose -> firehose
-    (S(21308, 3), S(21308, 3)),   // fis -> fis
-    (S(21311, 3), S(21311, 3)),   // fms -> fms
-    (S(19639, 8), S(19639, 8)),   // forecast -> forecast
-    (S(19639, 13), S(19639, 8)),  // forecastquery -> forecast
-    (S(19652, 13), S(19652, 13)), // frauddetector -> frauddetector
-    (S(20998, 8), S(20998, 8)),   // freetier -> freetier
-    (S(21314, 3), S(21314, 3)),   // fsx -> fsx
-    (S(18538, 8), S(18538, 8)),   // gamelift -> gamelift
-    (S(18538, 15), S(18538, 15)), // gameliftstreams -> gameliftstreams
-    (S(9215, 25), S(1273, 9)),    // gateway-runtime.sagemaker -> sagemaker
-    (S(7, 3), S(7, 3)),           // geo -> geo
-    (S(21006, 8), S(21006, 8)),   // geo-maps -> geo-maps
-    (S(20609, 10), S(20609, 10)), // geo-places -> geo-places
-    (S(20619, 10), S(20619, 10)), // geo-routes -> geo-routes
-    (S(16485, 14), S(7, 3)),      // geofencing.geo -> geo
-    (S(21128, 7), S(21128, 7)),   // glacier -> glacier
-    (S(16533, 17), S(16533, 17)), // globalaccelerator -> globalaccelerator
-    (S(21267, 4), S(21267, 4)),   // glue -> glue
-    (S(21135, 7), S(21135, 7)),   // grafana -> grafana
-    (S(20629, 10), S(20629, 10)), // greengrass -> greengrass
-    (S(19678, 13), S(19678, 13)), // groundstation -> groundstation
-    (S(20834, 9), S(20834, 9)),   // guardduty -> guardduty
-    (S(4921, 6), S(4921, 6)),     // health -> health
-    (S(12134, 12), S(12134, 12)), // health-agent -> health-agent
-    (S(4921, 10), S(4921, 10)),   // healthlake -> healthlake
-    (S(18553, 3), S(18553, 3)),   // iam -> iam
-    (S(20385, 11), S(18553, 3)),  // iam-toolbox -> iam
-    (S(19049, 14), S(8965, 5)),   // identity-chime -> chime
-    (S(19691, 13), S(19691, 13)), // identitystore -> identitystore
-    (S(20109, 12), S(20109, 12)), // imagebuilder -> imagebuilder
-    (S(1678, 33), S(1273, 9)),    // inferencerouter-runtime.sagemaker -> sagemaker
-    (S(16703, 17), S(15169, 10)), // ingest.timestream -> timestream
-    (S(19063, 9), S(19063, 9)),   // inspector -> inspector
-    (S(19063, 14), S(19063, 14)), // inspector-scan -> inspector-scan
-    (S(20659, 10), S(20659, 10)), // inspector2 -> inspector2
-    (S(20121, 12), S(20121, 12)), // interconnect -> interconnect
-    (S(18568, 15), S(18568, 15)), // internetmonitor -> internetmonitor
-    (S(20843, 9), S(20843, 9)),   // invoicing -> invoicing
-    (S(7776, 3), S(7776, 3)),     // iot -> iot
-    (S(20133, 12), S(20133, 12)), // iotfleetwise -> iotfleetwise
-    (S(14854, 11), S(14854, 11)), // iotsitewise -> iotsitewise
-    (S(19077, 14), S(19077, 14)), // iotthingsgraph -> iotthingsgraph
-    (S(16504, 12), S(16504, 12)), // iottwinmaker -> iottwinmaker
-    (S(20396, 3), S(20396, 3)),   // ivs -> ivs
-    (S(21142, 7), S(21142, 7)),   // ivschat -> ivschat
-    (S(20396, 11), S(20396, 3)),  // ivsrealtime -> ivs
-    (S(12945, 21), S(1273, 9)),   // job-runtime.sagemaker -> sagemaker
-    (S(20145, 5), S(20145, 5)),   // kafka -> kafka
-    (S(20852, 9), S(20145, 5)),   // kafka-api -> kafka
-    (S(20145, 12), S(20145, 12)), // kafkaconnect -> kafkaconnect
-    (S(19091, 6), S(19091, 6)),   // kendra -> kendra
-    (S(19091, 14), S(19091, 14)), // kendra-ranking -> kendra-ranking
-    (S(17517, 7), S(17517, 7)),   // kinesis -> kinesis
-    (S(19105, 14), S(17517, 7)),  // kinesis-queues -> kinesis
-    (S(17517, 16), S(17517, 16)), // kinesisanalytics -> kinesisanalytics
-    (S(20157, 12), S(20157, 12)), // kinesisvideo -> kinesisvideo
-    (S(21317, 3), S(21317, 3)),   // kms -> kms
-    (S(14928, 13), S(14928, 13)), // lakeformation -> lakeformation
-    (S(17655, 6), S(17655, 6)),   // lambda -> lambda
-    (S(20669, 10), S(17655, 6)),  // lambda-url -> lambda
-    (S(20169, 12), S(20169, 12)), // launchwizard -> launchwizard
-    (S(804, 15), S(804, 15)),     // license-manager -> license-manager
-    (S(804, 35), S(804, 35)), // license-manager-linux-subscriptions -> license-manager-linux-subscriptions
-    (S(1078, 34), S(1078, 34)), // license-manager-user-subscriptions -> license-manager-user-subscriptions
-    (S(20861, 9), S(20861, 9)), // lightsail -> lightsail
-    (S(20491, 4), S(20491, 4)), // logs -> logs
-    (S(17533, 16), S(17533, 16)), // lookoutequipment -> lookoutequipment
-    (S(20557, 2), S(20557, 2)), // m2 -> m2
-    (S(18583, 15), S(18583, 15)), // machinelearning -> machinelearning
-    (S(21202, 6), S(21202, 6)), // macie2 -> macie2
-    (S(20181, 12), S(1257, 3)), // mail-manager -> ses
-    (S(10739, 17), S(10739, 17)), // managedblockchain -> managedblockchain
-    (S(10739, 23), S(10739, 23)), // managedblockchain-query -> managedblockchain-query
-    (S(14808, 19), S(14819, 8)), // management.deadline -> deadline
-    (S(20311, 8), S(7, 3)),     // maps.geo -> geo
-    (S(6113, 28), S(6113, 28)), // marketplacecommerceanalytics -> marketplacecommerceanalytics
-    (S(12966, 21), S(8965, 5)), // media-pipelines-chime -> chime
-    (S(20193, 12), S(20193, 12)), // mediaconnect -> mediaconnect
-    (S(12156, 12), S(12156, 12)), // mediaconvert -> mediaconvert
-    (S(20870, 9), S(20870, 9)), // medialive -> medialive
-    (S(17565, 12), S(17565, 12)), // mediapackage -> mediapackage
-    (S(17565, 16), S(17565, 16)), // mediapackage-vod -> mediapackage-vod
-    (S(19119, 14), S(19119, 14)), // mediapackagev2 -> mediapackagev2
-    (S(18468, 10), S(18468, 10)), // mediastore -> mediastore
-    (S(18122, 11), S(18122, 11)), // mediatailor -> mediatailor
-    (S(10816, 15), S(10816, 15)), // medical-imaging -> medical-imaging
-    (S(19133, 14), S(8965, 5)), // meetings-chime -> chime
-    (S(20879, 9), S(21014, 8)), // memory-db -> memorydb
-    (S(18613, 15), S(8965, 5)), // messaging-chime -> chime
-    (S(18436, 12), S(7, 3)),    // metadata.geo -> geo
-    (S(14441, 20), S(18148, 15)), // metering-marketplace -> aws-marketplace
-    (S(14461, 20), S(18148, 15)), // metering.marketplace -> aws-marketplace
-    (S(11816, 22), S(1273, 9)), // metrics-fips.sagemaker -> sagemaker
-    (S(16720, 17), S(1273, 9)), // metrics.sagemaker -> sagemaker
-    (S(21320, 3), S(21320, 3)), // mgh -> mgh
-    (S(21323, 3), S(21323, 3)), // mgn -> mgn
-    (S(14827, 19), S(21320, 3)), // migrationhub-config -> mgh
-    (S(9415, 25), S(9415, 25)), // migrationhub-orchestrator -> migrationhub-orchestrator
-    (S(12987, 21), S(12987, 21)), // migrationhub-strategy -> migrationhub-strategy
-    (S(18643, 15), S(17642, 3)), // models-fips.lex -> lex
-    (S(19717, 13), S(17642, 3)), // models-v2-lex -> lex
-    (S(20679, 10), S(17642, 3)), // models.lex -> lex
-    (S(14846, 19), S(14854, 11)), // monitor.iotsitewise -> iotsitewise
-    (S(20689, 10), S(20689, 10)), // monitoring -> monitoring
-    (S(16475, 3), S(16475, 3)), // mpa -> mpa
-    (S(21356, 2), S(21356, 2)), // mq -> mq
-    (S(18658, 15), S(18658, 15)), // mturk-requester -> mturk-requester
-    (S(20699, 10), S(20699, 10)), // neptune-db -> neptune-db
-    (S(2874, 13), S(2874, 13)), // neptune-graph -> neptune-graph
-    (S(17581, 16), S(17581, 16)), // network-firewall -> network-firewall
-    (S(9971, 24), S(9971, 24)), // network-security-manager -> network-security-manager
-    (S(15666, 18), S(15666, 18)), // networkflowmonitor -> networkflowmonitor
-    (S(19147, 14), S(19147, 14)), // networkmanager -> networkmanager
-    (S(19161, 14), S(19161, 14)), // networkmonitor -> networkmonitor
-    (S(11275, 13), S(11275, 13)), // notifications -> notifications
-    (S(11838, 22), S(11838, 22)), // notifications-contacts -> notifications-contacts
-    (S(21022, 8), S(21022, 8)), // nova-act -> nova-act
-    (S(21326, 3), S(21326, 3)), // oam -> oam
-    (S(15684, 18), S(15684, 18)), // observabilityadmin -> observabilityadmin
-    (S(17882, 3), S(17882, 3)), // odb -> odb
-    (S(21271, 4), S(20924, 9)), // oidc -> sso-oauth
-    (S(12436, 5), S(12436, 5)), // omics -> omics
-    (S(20407, 11), S(15378, 7)), // ops.airflow -> airflow
-    (S(19730, 13), S(19730, 13)), // organizations -> organizations
-    (S(21275, 4), S(21275, 4)), // osis -> osis
-    (S(14865, 3), S(14865, 3)), // osm -> osm
-    (S(20454, 8), S(20454, 8)), // outposts -> outposts
-    (S(14884, 19), S(20374, 11)), // participant.connect -> execute-api
-    (S(11860, 22), S(11860, 22)), // partnercentral-account -> partnercentral-account
-    (S(10785, 23), S(10785, 23)), // partnercentral-benefits -> partnercentral-benefits
-    (S(9995, 24), S(9995, 24)), // partnercentral-marketing -> partnercentral-marketing
-    (S(11882, 22), S(11882, 22)), // partnercentral-selling -> partnercentral-selling
-    (S(21030, 8), S(21030, 8)), // payments -> payments
-    (S(17597, 16), S(17597, 16)), // pca-connector-ad -> pca-connector-ad
-    (S(15810, 18), S(15810, 18)), // pca-connector-scep -> pca-connector-scep
-    (S(21329, 3), S(21329, 3)), // pcs -> pcs
-    (S(14903, 11), S(14903, 11)), // personalize -> personalize
-    (S(15828, 18), S(14903, 11)), // personalize-events -> personalize
-    (S(14903, 19), S(14903, 11)), // personalize-runtime -> personalize
-    (S(1316, 2), S(1316, 2)),   // pi -> pi
-    (S(15874, 8), S(18628, 15)), // pinpoint -> mobiletargeting
-    (S(21240, 5), S(21240, 5)), // pipes -> pipes
-    (S(19564, 10), S(7, 3)),    // places.geo -> geo
-    (S(21245, 5), S(21245, 5)), // polly -> polly
-    (S(20709, 10), S(19989, 12)), // portal.sso -> awsssoportal
-    (S(15846, 18), S(15846, 18)), // pricingplanmanager -> pricingplanmanager
-    (S(8932, 7), S(8932, 7)),   // profile -> profile
-    (S(21208, 6), S(21208, 6)), // proton -> proton
-    (S(20888, 9), S(20888, 9)), // qbusiness -> qbusiness
-    (S(14922, 19), S(14928, 13)), // query-lakeformation -> lakeformation
-    (S(17613, 16), S(15169, 10)), // query.timestream -> timestream
-    (S(20719, 10), S(20719, 10)), // quicksight -> quicksight
-    (S(21332, 3), S(21332, 3)), // ram -> ram
-    (S(21279, 4), S(21279, 4)), // rbin -> rbin
-    (S(18948, 3), S(18948, 3)), // rds -> rds
-    (S(21038, 8), S(21038, 8)), // rds-data -> rds-data
-    (S(14941, 8), S(14941, 8)), // redshift -> redshift
-    (S(19743, 13), S(19743, 13)), // redshift-data -> redshift-data
-    (S(14941, 19), S(14941, 19)), // redshift-serverless -> redshift-serverless
-    (S(18673, 15), S(18673, 15)), // refactor-spaces -> refactor-spaces
-    (S(20418, 11), S(20418, 11)), // rekognition -> rekognition
-    (S(13008, 21), S(18148, 15)), // reporting-marketplace -> aws-marketplace
-    (S(20429, 11), S(20429, 11)), // repostspace -> repostspace
-    (S(19756, 13), S(19756, 13)), // resiliencehub -> resiliencehub
-    (S(14960, 19), S(14960, 19)), // resource-explorer-2 -> resource-explorer-2
-    (S(18688, 15), S(18688, 15)), // resource-groups -> resource-groups
-    (S(19769, 13), S(19769, 13)), // rolesanywhere -> rolesanywhere
-    (S(10019, 24), S(10019, 24)), // route53-recovery-cluster -> route53-recovery-cluster
-    (S(3600, 31), S(3600, 31)), // route53-recovery-control-config -> route53-recovery-control-config
-    (S(8526, 26), S(8526, 26)), // route53-recovery-readiness -> route53-recovery-readiness
-    (S(19217, 14), S(19217, 14)), // route53domains -> route53domains
-    (S(13029, 21), S(13029, 21)), // route53globalresolver -> route53globalresolver
-    (S(18703, 15), S(18703, 15)), // route53profiles -> route53profiles
-    (S(18718, 15), S(18718, 15)), // route53resolver -> route53resolver
-    (S(0, 10), S(7, 3)),        // routes.geo -> geo
-    (S(20897, 9), S(20897, 9)), // rtbfabric -> rtbfabric
-    (S(19610, 3), S(19610, 3)), // rum -> rum
-    (S(17629, 16), S(17642, 3)), // runtime-fips.lex -> lex
-    (S(11904, 22), S(1273, 9)), // runtime-fips.sagemaker -> sagemaker
-    (S(10808, 23), S(10816, 15)), // runtime-medical-imaging -> medical-imaging
-    (S(19231, 14), S(17642, 3)), // runtime-v2-lex -> lex
-    (S(14481, 20), S(12134, 12)), // runtime.health-agent -> health-agent
-    (S(20440, 11), S(17642, 3)), // runtime.lex -> lex
-    (S(1265, 17), S(1273, 9)),  // runtime.sagemaker -> sagemaker
-    (S(10831, 2), S(10831, 2)), // s3 -> s3
-    (S(10831, 13), S(10831, 2)), // s3-accelerate -> s3
-    (S(19245, 14), S(10831, 2)), // s3-accesspoint -> s3
-    (S(20729, 10), S(10831, 2)), // s3-control -> s3
-    (S(17645, 16), S(17645, 16)), // s3-object-lambda -> s3-object-lambda
-    (S(20451, 11), S(20451, 11)), // s3-outposts -> s3-outposts
-    (S(20739, 10), S(10831, 2)), // s3-website -> s3
-    (S(16771, 17), S(16771, 9)), // s3express-control -> s3express
-    (S(21149, 7), S(21149, 7)), // s3files -> s3files
-    (S(21046, 8), S(21046, 8)), // s3tables -> s3tables
-    (S(20906, 9), S(20906, 9)), // s3vectors -> s3vectors
-    (S(14501, 20), S(14501, 20)), // sagemaker-geospatial -> sagemaker-geospatial
-    (S(1180, 12), S(1180, 12)), // savingsplans -> savingsplans
-    (S(20915, 9), S(20915, 9)), // scheduler -> scheduler
-    (S(15017, 19), S(14819, 8)), // scheduling.deadline -> deadline
-    (S(21156, 7), S(21156, 7)), // schemas -> schemas
-    (S(21335, 3), S(21335, 3)), // scn -> scn
-    (S(20749, 10), S(17877, 8)), // search-ddb -> dynamodb
-    (S(18763, 15), S(17877, 8)), // search-dynamodb -> dynamodb
-    (S(19259, 14), S(19259, 14)), // secretsmanager -> secretsmanager
-    (S(20462, 11), S(20462, 11)), // security-ir -> security-ir
-    (S(19782, 13), S(19782, 13)), // securityagent -> securityagent
-    (S(20473, 11), S(20473, 11)), // securityhub -> securityhub
-    (S(20205, 12), S(20205, 12)), // securitylake -> securitylake
-    (S(19273, 14), S(19273, 14)), // serverlessrepo -> serverlessrepo
-    (S(8552, 14), S(8552, 14)), // servicecatalog -> servicecatalog
-    (S(8552, 26), S(8552, 14)), // servicecatalog-appregistry -> servicecatalog
-    (S(12467, 16), S(12467, 16)), // servicediscovery -> servicediscovery
-    (S(19795, 13), S(19795, 13)), // servicequotas -> servicequotas
-    (S(8578, 6), S(8578, 6)),   // shield -> shield
-    (S(20324, 6), S(20324, 6)), // signer -> signer
-    (S(4717, 6), S(4717, 6)),   // signin -> signin
-    (S(15864, 9), S(15864, 9)), // sms-voice -> sms-voice
-    (S(15864, 18), S(15864, 9)), // sms-voice.pinpoint -> sms-voice
-    (S(12102, 22), S(12102, 22)), // snow-device-management -> snow-device-management
-    (S(21054, 8), S(21054, 8)), // snowball -> snowball
-    (S(21341, 3), S(21341, 3)), // sns -> sns
-    (S(17853, 16), S(17853, 16)), // social-messaging -> social-messaging
-    (S(21344, 3), S(21344, 3)), // sqs -> sqs
-    (S(19287, 3), S(19287, 3)), // ssm -> ssm
-    (S(20217, 12), S(20217, 12)), // ssm-contacts -> ssm-contacts
-    (S(19287, 14), S(19287, 14)), // ssm-guiconnect -> ssm-guiconnect
-    (S(19808, 13), S(19808, 13)), // ssm-incidents -> ssm-incidents
-    (S(19301, 14), S(19301, 14)), // ssm-quicksetup -> ssm-quicksetup
-    (S(21163, 7), S(21163, 7)), // ssm-sap -> ssm-sap
-    (S(19992, 3), S(19992, 3)), // sso -> sso
-    (S(20511, 6), S(20511, 6)), // states -> states
-    (S(12428, 13), S(12436, 5)), // storage-omics -> omics
-    (S(19315, 14), S(19315, 14)), // storagegateway -> storagegateway
-    (S(20484, 11), S(20491, 4)), // stream-logs -> logs
-    (S(12124, 22), S(12134, 12)), // streaming.health-agent -> health-agent
-    (S(20495, 11), S(17877, 8)), // streams-ddb -> dynamodb
-    (S(17869, 16), S(17877, 8)), // streams-dynamodb -> dynamodb
-    (S(17885, 16), S(17877, 8)), // streams.dynamodb -> dynamodb
-    (S(15150, 3), S(15150, 3)), // sts -> sts
-    (S(12146, 22), S(12156, 12)), // subscribe.mediaconvert -> mediaconvert
-    (S(20229, 7), S(20229, 7)), // support -> support
-    (S(20759, 10), S(20759, 10)), // supportapp -> supportapp
-    (S(20229, 12), S(20229, 12)), // supportauthz -> supportauthz
-    (S(21347, 3), S(21347, 3)), // swf -> swf
-    (S(20506, 11), S(20511, 6)), // sync-states -> states
-    (S(20769, 10), S(20769, 10)), // synthetics -> synthetics
-    (S(21170, 7), S(21170, 7)), // tagging -> tagging
-    (S(20779, 10), S(12436, 5)), // tags-omics -> omics
-    (S(21350, 3), S(21350, 3)), // tax -> tax
-    (S(21062, 8), S(21062, 8)), // textract -> textract
-    (S(18913, 10), S(18913, 10)), // thinclient -> thinclient
-    (S(15169, 19), S(15169, 19)), // timestream-influxdb -> timestream-influxdb
-    (S(16924, 17), S(15169, 10)), // timestream-ingest -> timestream
-    (S(17901, 16), S(15169, 10)), // timestream-query -> timestream
-    (S(18451, 12), S(7, 3)),    // tracking.geo -> geo
-    (S(1248, 34), S(1273, 9)),  // training-session-runtime.sagemaker -> sagemaker
-    (S(19551, 10), S(19551, 10)), // transcribe -> transcribe
-    (S(21070, 8), S(21070, 8)), // transfer -> transfer
-    (S(20933, 9), S(20933, 9)), // translate -> translate
-    (S(19343, 14), S(19343, 14)), // trustedadvisor -> trustedadvisor
-    (S(21353, 3), S(21353, 3)), // uxc -> uxc
-    (S(15188, 19), S(15188, 19)), // verifiedpermissions -> verifiedpermissions
-    (S(20517, 11), S(8965, 5)), // voice-chime -> chime
-    (S(21177, 7), S(21177, 7)), // voiceid -> voiceid
-    (S(20528, 11), S(20528, 11)), // vpc-lattice -> vpc-lattice
-    (S(10992, 3), S(10992, 3)), // waf -> waf
-    (S(20241, 12), S(20241, 12)), // waf-regional -> waf-regional
-    (S(21250, 5), S(21250, 5)), // wafv2 -> wafv2
-    (S(13680, 15), S(13680, 15)), // wellarchitected -> wellarchitected
-    (S(13680, 21), S(13680, 15)), // wellarchitected-agent -> wellarchitected
-    (S(21214, 6), S(21214, 6)), // wisdom -> wisdom
-    (S(21078, 8), S(21078, 8)), // workdocs -> workdocs
-    (S(18838, 15), S(12436, 5)), // workflows-omics -> omics
-    (S(15359, 8), S(15359, 8)), // workmail -> workmail
-    (S(15359, 19), S(15359, 19)), // workmailmessageflow -> workmailmessageflow
-    (S(14541, 10), S(14541, 10)), // workspaces -> workspaces
-    (S(14541, 20), S(14541, 20)), // workspaces-instances -> workspaces-instances
-    (S(19469, 14), S(19469, 14)), // workspaces-web -> workspaces-web
-    (S(21283, 4), S(21283, 4)), // xray -> xray
+    (S(15168, 21), S(1950, 9)),   // a2i-runtime.sagemaker -> sagemaker
+    (S(25593, 5), S(25593, 5)),   // abuse -> abuse
+    (S(22416, 15), S(22416, 15)), // access-analyzer -> access-analyzer
+    (S(14787, 7), S(14787, 7)),   // account -> account
+    (S(23256, 14), S(23256, 14)), // account-access -> account-access
+    (S(25315, 3), S(25315, 3)),   // acm -> acm
+    (S(25315, 8), S(25315, 3)),   // acm-acme -> acm
+    (S(25459, 7), S(25459, 7)),   // acm-pca -> acm-pca
+    (S(23270, 14), S(23270, 14)), // aco-automation -> aco-automation
+    (S(24656, 11), S(24662, 5)),  // admin.wickr -> wickr
+    (S(22431, 15), S(22431, 15)), // agent-discovery -> agent-discovery
+    (S(117, 14), S(117, 14)),     // agent-registry -> agent-registry
+    (S(117, 22), S(117, 14)),     // agent-registry-control -> agent-registry
+    (S(15189, 21), S(22551, 15)), // agreement-marketplace -> aws-marketplace
+    (S(24703, 8), S(24703, 8)),   // aidevops -> aidevops
+    (S(25598, 5), S(25598, 5)),   // aiops -> aiops
+    (S(19330, 7), S(19330, 7)),   // airflow -> airflow
+    (S(19330, 18), S(19330, 18)), // airflow-serverless -> airflow-serverless
+    (S(21184, 7), S(21184, 7)),   // amplify -> amplify
+    (S(23284, 14), S(23284, 14)), // amplifybackend -> amplifybackend
+    (S(21184, 16), S(21184, 16)), // amplifyuibuilder -> amplifyuibuilder
+    (S(22446, 15), S(15667, 5)),  // analytics-omics -> omics
+    (S(25628, 3), S(112, 2)),     // aos -> es
+    (S(25628, 4), S(25628, 4)),   // aoss -> aoss
+    (S(19348, 18), S(1950, 9)),   // api-fips.sagemaker -> sagemaker
+    (S(12064, 24), S(12076, 12)), // api-fulfill.dataexchange -> dataexchange
+    (S(24667, 11), S(19330, 7)),  // api.airflow -> airflow
+    (S(23886, 13), S(23890, 9)),  // api.detective -> detective
+    (S(23298, 7), S(23302, 3)),   // api.ecr -> ecr
+    (S(23298, 14), S(23302, 10)), // api.ecr-public -> ecr-public
+    (S(20353, 17), S(18304, 19)), // api.iot-tunneling -> IoTSecuredTunneling
+    (S(17384, 20), S(17388, 16)), // api.iotdeviceadvisor -> iotdeviceadvisor
+    (S(9636, 26), S(9640, 22)),   // api.iotmanagedintegrations -> iotmanagedintegrations
+    (S(22491, 15), S(18787, 11)), // api.iotsitewise -> iotsitewise
+    (S(21264, 16), S(20596, 12)), // api.iottwinmaker -> iottwinmaker
+    (S(22506, 15), S(22510, 11)), // api.iotwireless -> iotwireless
+    (S(22521, 15), S(22525, 11)), // api.mediatailor -> mediatailor
+    (S(24678, 11), S(14028, 7)),  // api.pricing -> pricing
+    (S(23899, 13), S(1950, 9)),   // api.sagemaker -> sagemaker
+    (S(1992, 18), S(1996, 14)),   // api.sustainability -> sustainability
+    (S(23312, 14), S(23316, 10)), // api.thinclient -> thinclient
+    (S(20370, 17), S(18304, 19)), // api.tunneling.iot -> IoTSecuredTunneling
+    (S(24931, 10), S(24931, 10)), // apigateway -> apigateway
+    (S(25171, 9), S(25171, 9)),   // apiportal -> apiportal
+    (S(21280, 16), S(21280, 16)), // app-integrations -> app-integrations
+    (S(23912, 9), S(23912, 9)),   // appconfig -> appconfig
+    (S(23912, 13), S(23912, 9)),  // appconfigdata -> appconfig
+    (S(25180, 9), S(25180, 9)),   // appfabric -> appfabric
+    (S(25466, 7), S(25466, 7)),   // appflow -> appflow
+    (S(12782, 23), S(12782, 23)), // application-autoscaling -> application-autoscaling
+    (S(11117, 25), S(11117, 25)), // application-cost-profiler -> application-cost-profiler
+    (S(18323, 19), S(18323, 19)), // application-signals -> application-signals
+    (S(18342, 19), S(18342, 19)), // applicationinsights -> applicationinsights
+    (S(25473, 7), S(25473, 7)),   // appmesh -> appmesh
+    (S(25189, 9), S(25189, 9)),   // apprunner -> apprunner
+    (S(24941, 10), S(24941, 9)),  // appstream2 -> appstream
+    (S(25480, 7), S(25480, 7)),   // appsync -> appsync
+    (S(24715, 3), S(24715, 3)),   // aps -> aps
+    (S(8070, 27), S(4756, 31)),   // arc-recovery-control-config -> route53-recovery-control-config
+    (S(3826, 17), S(3826, 17)),   // arc-region-switch -> arc-region-switch
+    (S(3826, 31), S(3826, 17)),   // arc-region-switch-control-plane -> arc-region-switch
+    (S(22536, 15), S(22536, 15)), // arc-zonal-shift -> arc-zonal-shift
+    (S(24420, 8), S(24420, 8)),   // artifact -> artifact
+    (S(25557, 6), S(25557, 6)),   // athena -> athena
+    (S(24380, 12), S(24380, 12)), // auditmanager -> auditmanager
+    (S(12794, 11), S(12794, 11)), // autoscaling -> autoscaling
+    (S(20387, 17), S(20387, 17)), // autoscaling-plans -> autoscaling-plans
+    (S(25632, 4), S(25632, 4)),   // b2bi -> b2bi
+    (S(23326, 6), S(23326, 6)),   // backup -> backup
+    (S(23326, 14), S(23326, 14)), // backup-gateway -> backup-gateway
+    (S(23925, 13), S(23925, 13)), // backup-search -> backup-search
+    (S(25603, 5), S(25603, 5)),   // batch -> batch
+    (S(23340, 14), S(23340, 14)), // bcm-dashboards -> bcm-dashboards
+    (S(21296, 16), S(21296, 16)), // bcm-data-exports -> bcm-data-exports
+    (S(14024, 22), S(14024, 22)), // bcm-pricing-calculator -> bcm-pricing-calculator
+    (S(12805, 23), S(12805, 23)), // bcm-recommended-actions -> bcm-recommended-actions
+    (S(3857, 7), S(3857, 7)),     // bedrock -> bedrock
+    (S(11142, 13), S(3857, 7)),   // bedrock-agent -> bedrock
+    (S(15420, 21), S(3857, 7)),   // bedrock-agent-runtime -> bedrock
+    (S(11142, 17), S(11142, 17)), // bedrock-agentcore -> bedrock-agentcore
+    (S(11142, 25), S(11142, 17)), // bedrock-agentcore-control -> bedrock-agentcore
+    (S(3857, 23), S(3857, 7)),    // bedrock-data-automation -> bedrock
+    (S(3857, 31), S(3857, 7)),    // bedrock-data-automation-runtime -> bedrock
+    (S(22566, 15), S(3857, 7)),   // bedrock-runtime -> bedrock
+    (S(0, 7), S(0, 7)),           // billing -> billing
+    (S(0, 16), S(0, 16)),         // billingconductor -> billingconductor
+    (S(25563, 6), S(25563, 6)),   // braket -> braket
+    (S(23354, 7), S(23354, 7)),   // budgets -> budgets
+    (S(25608, 5), S(25608, 5)),   // cases -> cases
+    (S(20404, 9), S(20404, 9)),   // cassandra -> cassandra
+    (S(20404, 17), S(20404, 9)),  // cassandra-streams -> cassandra
+    (S(18380, 19), S(22551, 15)), // catalog-marketplace -> aws-marketplace
+    (S(18399, 19), S(22551, 15)), // catalog.marketplace -> aws-marketplace
+    (S(1245, 2), S(1245, 2)),     // ce -> ce
+    (S(25487, 7), S(25487, 7)),   // chatbot -> chatbot
+    (S(7202, 5), S(7202, 5)),     // chime -> chime
+    (S(23938, 10), S(23938, 10)), // cleanrooms -> cleanrooms
+    (S(23938, 13), S(23938, 13)), // cleanrooms-ml -> cleanrooms-ml
+    (S(25569, 6), S(25569, 6)),   // cloud9 -> cloud9
+    (S(22776, 15), S(22776, 15)), // cloudcontrolapi -> cloudcontrolapi
+    (S(23368, 14), S(23368, 14)), // clouddirectory -> clouddirectory
+    (S(23382, 14), S(23382, 14)), // cloudformation -> cloudformation
+    (S(12160, 10), S(12160, 10)), // cloudfront -> cloudfront
+    (S(24951, 8), S(24951, 8)),   // cloudhsm -> cloudhsm
+    (S(24951, 10), S(24951, 8)),  // cloudhsmv2 -> cloudhsm
+    (S(20438, 11), S(20438, 11)), // cloudsearch -> cloudsearch
+    (S(20438, 17), S(20438, 11)), // cloudsearchdomain -> cloudsearch
+    (S(22791, 10), S(22791, 10)), // cloudtrail -> cloudtrail
+    (S(22791, 15), S(22791, 15)), // cloudtrail-data -> cloudtrail-data
+    (S(22806, 15), S(22806, 10)), // cloudwatch-omni -> cloudwatch
+    (S(23951, 13), S(23954, 10)), // cn.transcribe -> transcribe
+    (S(24416, 12), S(24416, 12)), // codeartifact -> codeartifact
+    (S(25198, 9), S(25198, 9)),   // codebuild -> codebuild
+    (S(24961, 10), S(24961, 10)), // codecommit -> codecommit
+    (S(22821, 15), S(22821, 15)), // codeconnections -> codeconnections
+    (S(24971, 10), S(24971, 10)), // codedeploy -> codedeploy
+    (S(20472, 17), S(20472, 17)), // codeguru-profiler -> codeguru-profiler
+    (S(20489, 17), S(20489, 17)), // codeguru-reviewer -> codeguru-reviewer
+    (S(20506, 17), S(20506, 17)), // codeguru-security -> codeguru-security
+    (S(24428, 12), S(24428, 12)), // codepipeline -> codepipeline
+    (S(17904, 20), S(17904, 20)), // codestar-connections -> codestar-connections
+    (S(14134, 22), S(14134, 22)), // codestar-notifications -> codestar-notifications
+    (S(21456, 16), S(21456, 16)), // cognito-identity -> cognito-identity
+    (S(24689, 11), S(24689, 11)), // cognito-idp -> cognito-idp
+    (S(24440, 12), S(24440, 12)), // cognito-sync -> cognito-sync
+    (S(20523, 10), S(20523, 10)), // comprehend -> comprehend
+    (S(20523, 17), S(20523, 17)), // comprehendmedical -> comprehendmedical
+    (S(20540, 17), S(20540, 17)), // compute-optimizer -> compute-optimizer
+    (S(4781, 6), S(4781, 6)),     // config -> config
+    (S(17913, 7), S(17913, 7)),   // connect -> connect
+    (S(20557, 17), S(20557, 17)), // connect-campaigns -> connect-campaigns
+    (S(24452, 12), S(17913, 7)),  // contact-lens -> connect
+    (S(25207, 9), S(25207, 9)),   // continuum -> continuum
+    (S(14156, 15), S(14164, 7)),  // control-kinesis -> kinesis
+    (S(14156, 22), S(14164, 7)),  // control-kinesis-queues -> kinesis
+    (S(15651, 21), S(15667, 5)),  // control-storage-omics -> omics
+    (S(23396, 14), S(23396, 14)), // controlcatalog -> controlcatalog
+    (S(2421, 33), S(2434, 20)),   // controlplane.payment-cryptography -> payment-cryptography
+    (S(24464, 12), S(24464, 12)), // controltower -> controltower
+    (S(15672, 21), S(15672, 21)), // cost-optimization-hub -> cost-optimization-hub
+    (S(24700, 11), S(24703, 8)),  // cp.aidevops -> aidevops
+    (S(20574, 17), S(1038, 3)),   // cp.geofencing.geo -> geo
+    (S(24711, 11), S(1038, 3)),   // cp.maps.geo -> geo
+    (S(22836, 15), S(1038, 3)),   // cp.metadata.geo -> geo
+    (S(23964, 13), S(1038, 3)),   // cp.places.geo -> geo
+    (S(23977, 13), S(1038, 3)),   // cp.routes.geo -> geo
+    (S(22851, 15), S(1038, 3)),   // cp.tracking.geo -> geo
+    (S(12506, 3), S(12506, 3)),   // cur -> cur
+    (S(24476, 12), S(24000, 7)),  // data-ats.iot -> iotdata
+    (S(18494, 12), S(14164, 7)),  // data-kinesis -> kinesis
+    (S(18494, 19), S(14164, 7)),  // data-kinesis-queues -> kinesis
+    (S(19492, 18), S(18880, 13)), // data-lakeformation -> lakeformation
+    (S(15693, 21), S(15698, 16)), // data-servicediscovery -> servicediscovery
+    (S(24722, 11), S(24727, 6)),  // data-signer -> signer
+    (S(24488, 12), S(24000, 7)),  // data.ats.iot -> iotdata
+    (S(20591, 8), S(24000, 7)),   // data.iot -> iotdata
+    (S(21472, 16), S(18787, 11)), // data.iotsitewise -> iotsitewise
+    (S(20591, 17), S(20596, 12)), // data.iottwinmaker -> iottwinmaker
+    (S(23990, 13), S(24107, 13)), // data.jobs.iot -> iot-jobs-data
+    (S(22866, 15), S(22871, 10)), // data.mediastore -> mediastore
+    (S(24981, 10), S(24986, 5)),  // data.qapps -> qapps
+    (S(25323, 8), S(25323, 8)),   // databrew -> databrew
+    (S(12076, 12), S(12076, 12)), // dataexchange -> dataexchange
+    (S(24500, 12), S(24500, 12)), // datapipeline -> datapipeline
+    (S(5062, 30), S(2434, 20)),   // dataplane.payment-cryptography -> payment-cryptography
+    (S(24003, 13), S(24013, 3)),  // dataplane.rum -> rum
+    (S(25331, 8), S(25331, 8)),   // datasync -> datasync
+    (S(6182, 29), S(6201, 10)),   // datatransformation.healthlake -> healthlake
+    (S(25339, 8), S(25339, 8)),   // datazone -> datazone
+    (S(25660, 3), S(25660, 3)),   // dax -> dax
+    (S(24895, 3), S(22216, 8)),   // ddb -> dynamodb
+    (S(18714, 8), S(18714, 8)),   // deadline -> deadline
+    (S(14178, 22), S(22551, 15)), // deployment-marketplace -> aws-marketplace
+    (S(23890, 9), S(23890, 9)),   // detective -> detective
+    (S(24991, 10), S(24991, 10)), // devicefarm -> devicefarm
+    (S(24733, 11), S(24733, 11)), // devops-guru -> devops-guru
+    (S(24016, 13), S(24016, 13)), // directconnect -> directconnect
+    (S(15705, 9), S(15705, 9)),   // discovery -> discovery
+    (S(15714, 21), S(22551, 15)), // discovery-marketplace -> aws-marketplace
+    (S(25494, 7), S(23302, 3)),   // dkr.ecr -> ecr
+    (S(25663, 3), S(25663, 3)),   // dlm -> dlm
+    (S(25666, 3), S(25666, 3)),   // dms -> dms
+    (S(24029, 13), S(24029, 13)), // docdb-elastic -> docdb-elastic
+    (S(24744, 11), S(24703, 8)),  // dp.aidevops -> aidevops
+    (S(25669, 3), S(25669, 3)),   // drs -> drs
+    (S(18895, 2), S(18895, 2)),   // ds -> ds
+    (S(25412, 7), S(25412, 7)),   // ds-data -> ds-data
+    (S(25636, 4), S(25636, 4)),   // dsql -> dsql
+    (S(22216, 8), S(22216, 8)),   // dynamodb -> dynamodb
+    (S(25125, 3), S(25125, 3)),   // ebs -> ebs
+    (S(17924, 3), S(17924, 3)),   // ec2 -> ec2
+    (S(17924, 20), S(17924, 20)), // ec2-instance-connect -> ec2-instance-connect
+    (S(22881, 15), S(22885, 11)), // ec2.s3-outposts -> s3-outposts
+    (S(23302, 3), S(23302, 3)),   // ecr -> ecr
+    (S(23302, 10), S(23302, 10)), // ecr-public -> ecr-public
+    (S(25672, 3), S(25672, 3)),   // ecs -> ecs
+    (S(23410, 14), S(1950, 9)),   // edge.sagemaker -> sagemaker
+    (S(25675, 3), S(20608, 17)),  // efs -> elasticfilesystem
+    (S(25347, 3), S(25347, 3)),   // eks -> eks
+    (S(25347, 8), S(25347, 8)),   // eks-auth -> eks-auth
+    (S(24755, 11), S(24755, 11)), // elasticache -> elasticache
+    (S(21488, 16), S(21488, 16)), // elasticbeanstalk -> elasticbeanstalk
+    (S(20608, 17), S(20608, 17)), // elasticfilesystem -> elasticfilesystem
+    (S(17944, 20), S(17944, 20)), // elasticloadbalancing -> elasticloadbalancing
+    (S(21504, 16), S(21504, 16)), // elasticmapreduce -> elasticmapreduce
+    (S(18513, 19), S(18513, 19)), // elemental-inference -> elemental-inference
+    (S(14210, 5), S(1934, 3)),    // email -> ses
+    (S(23424, 14), S(23424, 14)), // emr-containers -> emr-containers
+    (S(23438, 14), S(23438, 14)), // emr-serverless -> emr-serverless
+    (S(19510, 18), S(19510, 18)), // end-user-messaging -> end-user-messaging
+    (S(13012, 23), S(22551, 15)), // entitlement-marketplace -> aws-marketplace
+    (S(13035, 23), S(22551, 15)), // entitlement.marketplace -> aws-marketplace
+    (S(21520, 16), S(21520, 16)), // entityresolution -> entityresolution
+    (S(24766, 11), S(19330, 7)),  // env.airflow -> airflow
+    (S(112, 2), S(112, 2)),       // es -> es
+    (S(19810, 6), S(19810, 6)),   // events -> events
+    (S(25355, 8), S(19810, 6)),   // eventsv2 -> events
+    (S(25678, 3), S(25678, 3)),   // evs -> evs
+    (S(24777, 11), S(24777, 11)), // execute-api -> execute-api
+    (S(5092, 30), S(1950, 9)),    // featurestore-runtime.sagemaker -> sagemaker
+    (S(25363, 8), S(25363, 8)),   // firehose -> firehose
+    (S(25681, 3), S(25681, 3)),   // fis -> fis
+    (S(25684, 3), S(25684, 3)),   // fms -> fms
+    (S(24042, 8), S(24042, 8)),   // forecast -> forecast
+    (S(24042, 13), S(24042, 8)),  // forecastquery -> forecast
+    (S(24055, 13), S(24055, 13)), // frauddetector -> frauddetector
+    (S(25371, 8), S(25371, 8)),   // freetier -> freetier
+    (S(25687, 3), S(25687, 3)),   // fsx -> fsx
+    (S(22956, 8), S(22956, 8)),   // gamelift -> gamelift
+    (S(22956, 15), S(22956, 15)), // gameliftstreams -> gameliftstreams
+    (S(11492, 25), S(1950, 9)),   // gateway-runtime.sagemaker -> sagemaker
+    (S(1038, 3), S(1038, 3)),     // geo -> geo
+    (S(25379, 8), S(25379, 8)),   // geo-maps -> geo-maps
+    (S(25001, 10), S(25001, 10)), // geo-places -> geo-places
+    (S(25011, 10), S(25011, 10)), // geo-routes -> geo-routes
+    (S(20577, 14), S(1038, 3)),   // geofencing.geo -> geo
+    (S(25501, 7), S(25501, 7)),   // glacier -> glacier
+    (S(20676, 17), S(20676, 17)), // globalaccelerator -> globalaccelerator
+    (S(25640, 4), S(25640, 4)),   // glue -> glue
+    (S(25508, 7), S(25508, 7)),   // grafana -> grafana
+    (S(39, 10), S(39, 10)),       // greengrass -> greengrass
+    (S(19564, 18), S(39, 10)),    // greengrass-ats.iot -> greengrass
+    (S(24081, 13), S(24081, 13)), // groundstation -> groundstation
+    (S(25216, 9), S(25216, 9)),   // guardduty -> guardduty
+    (S(6201, 6), S(6201, 6)),     // health -> health
+    (S(15046, 12), S(15046, 12)), // health-agent -> health-agent
+    (S(6201, 10), S(6201, 10)),   // healthlake -> healthlake
+    (S(22971, 3), S(22971, 3)),   // iam -> iam
+    (S(24788, 11), S(22971, 3)),  // iam-toolbox -> iam
+    (S(23452, 14), S(7202, 5)),   // identity-chime -> chime
+    (S(24094, 13), S(24094, 13)), // identitystore -> identitystore
+    (S(24512, 12), S(24512, 12)), // imagebuilder -> imagebuilder
+    (S(1208, 12), S(1208, 12)),   // importexport -> importexport
+    (S(2454, 33), S(1950, 9)),    // inferencerouter-runtime.sagemaker -> sagemaker
+    (S(20846, 17), S(19121, 10)), // ingest.timestream -> timestream
+    (S(23466, 9), S(23466, 9)),   // inspector -> inspector
+    (S(23466, 14), S(23466, 14)), // inspector-scan -> inspector-scan
+    (S(25041, 10), S(25041, 10)), // inspector2 -> inspector2
+    (S(24524, 12), S(24524, 12)), // interconnect -> interconnect
+    (S(22986, 15), S(22986, 15)), // internetmonitor -> internetmonitor
+    (S(25225, 9), S(25225, 9)),   // invoicing -> invoicing
+    (S(9640, 3), S(9640, 3)),     // iot -> iot
+    (S(24536, 12), S(24536, 12)), // iotfleetwise -> iotfleetwise
+    (S(18787, 11), S(18787, 11)), // iotsitewise -> iotsitewise
+    (S(23480, 14), S(23480, 14)), // iotthingsgraph -> iotthingsgraph
+    (S(20596, 12), S(20596, 12)), // iottwinmaker -> iottwinmaker
+    (S(24799, 3), S(24799, 3)),   // ivs -> ivs
+    (S(25515, 7), S(25515, 7)),   // ivschat -> ivschat
+    (S(24799, 11), S(24799, 3)),  // ivsrealtime -> ivs
+    (S(16281, 21), S(1950, 9)),   // job-runtime.sagemaker -> sagemaker
+    (S(24548, 5), S(24548, 5)),   // kafka -> kafka
+    (S(25234, 9), S(24548, 5)),   // kafka-api -> kafka
+    (S(24548, 12), S(24548, 12)), // kafkaconnect -> kafkaconnect
+    (S(23494, 6), S(23494, 6)),   // kendra -> kendra
+    (S(23494, 14), S(23494, 14)), // kendra-ranking -> kendra-ranking
+    (S(14164, 7), S(14164, 7)),   // kinesis -> kinesis
+    (S(14164, 14), S(14164, 7)),  // kinesis-queues -> kinesis
+    (S(21808, 16), S(21808, 16)), // kinesisanalytics -> kinesisanalytics
+    (S(24560, 12), S(24560, 12)), // kinesisvideo -> kinesisvideo
+    (S(25690, 3), S(25690, 3)),   // kms -> kms
+    (S(18880, 13), S(18880, 13)), // lakeformation -> lakeformation
+    (S(21962, 6), S(21962, 6)),   // lambda -> lambda
+    (S(25051, 10), S(21962, 6)),  // lambda-url -> lambda
+    (S(24572, 12), S(24572, 12)), // launchwizard -> launchwizard
+    (S(1243, 15), S(1243, 15)),   // license-manager -> license-manager
+    (S(1243, 35), S(1243, 35)), // license-manager-linux-subscriptions -> license-manager-linux-subscriptions
+    (S(1721, 34), S(1721, 34)), // license-manager-user-subscriptions -> license-manager-user-subscriptions
+    (S(25243, 9), S(25243, 9)), // lightsail -> lightsail
+    (S(24883, 4), S(24883, 4)), // logs -> logs
+    (S(21824, 16), S(21824, 16)), // lookoutequipment -> lookoutequipment
+    (S(24949, 2), S(24949, 2)), // m2 -> m2
+    (S(23001, 15), S(23001, 15)), // machinelearning -> machinelearning
+    (S(25575, 6), S(25575, 6)), // macie2 -> macie2
+    (S(24584, 12), S(1934, 3)), // mail-manager -> ses
+    (S(13380, 17), S(13380, 17)), // managedblockchain -> managedblockchain
+    (S(13380, 23), S(13380, 23)), // managedblockchain-query -> managedblockchain-query
+    (S(18703, 19), S(18714, 8)), // management.deadline -> deadline
+    (S(24714, 8), S(1038, 3)),  // maps.geo -> geo
+    (S(7622, 28), S(7622, 28)), // marketplacecommerceanalytics -> marketplacecommerceanalytics
+    (S(16302, 21), S(7202, 5)), // media-pipelines-chime -> chime
+    (S(24596, 12), S(24596, 12)), // mediaconnect -> mediaconnect
+    (S(15068, 12), S(15068, 12)), // mediaconvert -> mediaconvert
+    (S(25252, 9), S(25252, 9)), // medialive -> medialive
+    (S(21872, 12), S(21872, 12)), // mediapackage -> mediapackage
+    (S(21872, 16), S(21872, 16)), // mediapackage-vod -> mediapackage-vod
+    (S(23508, 14), S(23508, 14)), // mediapackagev2 -> mediapackagev2
+    (S(22871, 10), S(22871, 10)), // mediastore -> mediastore
+    (S(22525, 11), S(22525, 11)), // mediatailor -> mediatailor
+    (S(13480, 15), S(13480, 15)), // medical-imaging -> medical-imaging
+    (S(23522, 14), S(7202, 5)), // meetings-chime -> chime
+    (S(18741, 9), S(25387, 8)), // memory-db -> memorydb
+    (S(23031, 15), S(7202, 5)), // messaging-chime -> chime
+    (S(22839, 12), S(1038, 3)), // metadata.geo -> geo
+    (S(18024, 20), S(22551, 15)), // metering-marketplace -> aws-marketplace
+    (S(18044, 20), S(22551, 15)), // metering.marketplace -> aws-marketplace
+    (S(14728, 22), S(1950, 9)), // metrics-fips.sagemaker -> sagemaker
+    (S(20880, 17), S(1950, 9)), // metrics.sagemaker -> sagemaker
+    (S(25693, 3), S(25693, 3)), // mgh -> mgh
+    (S(25696, 3), S(25696, 3)), // mgn -> mgn
+    (S(18760, 19), S(25693, 3)), // migrationhub-config -> mgh
+    (S(11742, 25), S(11742, 25)), // migrationhub-orchestrator -> migrationhub-orchestrator
+    (S(16323, 21), S(16323, 21)), // migrationhub-strategy -> migrationhub-strategy
+    (S(23061, 15), S(21949, 3)), // models-fips.lex -> lex
+    (S(24120, 13), S(21949, 3)), // models-v2-lex -> lex
+    (S(25061, 10), S(21949, 3)), // models.lex -> lex
+    (S(18779, 19), S(18787, 11)), // monitor.iotsitewise -> iotsitewise
+    (S(25071, 10), S(25071, 10)), // monitoring -> monitoring
+    (S(20567, 3), S(20567, 3)), // mpa -> mpa
+    (S(25729, 2), S(25729, 2)), // mq -> mq
+    (S(2487, 15), S(2487, 15)), // mturk-requester -> mturk-requester
+    (S(25081, 10), S(25081, 10)), // neptune-db -> neptune-db
+    (S(6517, 13), S(6517, 13)), // neptune-graph -> neptune-graph
+    (S(21888, 16), S(21888, 16)), // network-firewall -> network-firewall
+    (S(12496, 24), S(12496, 24)), // network-security-manager -> network-security-manager
+    (S(19636, 18), S(19636, 18)), // networkflowmonitor -> networkflowmonitor
+    (S(23550, 14), S(23550, 14)), // networkmanager -> networkmanager
+    (S(23564, 14), S(23564, 14)), // networkmonitor -> networkmonitor
+    (S(14143, 13), S(14143, 13)), // notifications -> notifications
+    (S(14750, 22), S(14750, 22)), // notifications-contacts -> notifications-contacts
+    (S(25395, 8), S(25395, 8)), // nova-act -> nova-act
+    (S(25699, 3), S(25699, 3)), // oam -> oam
+    (S(19654, 18), S(19654, 18)), // observabilityadmin -> observabilityadmin
+    (S(22221, 3), S(22221, 3)), // odb -> odb
+    (S(25644, 4), S(25297, 9)), // oidc -> sso-oauth
+    (S(15667, 5), S(15667, 5)), // omics -> omics
+    (S(24810, 11), S(19330, 7)), // ops.airflow -> airflow
+    (S(24133, 13), S(24133, 13)), // organizations -> organizations
+    (S(25648, 4), S(25648, 4)), // osis -> osis
+    (S(18817, 3), S(18817, 3)), // osm -> osm
+    (S(22888, 8), S(22888, 8)), // outposts -> outposts
+    (S(18836, 19), S(24777, 11)), // participant.connect -> execute-api
+    (S(14772, 22), S(14772, 22)), // partnercentral-account -> partnercentral-account
+    (S(13449, 23), S(13449, 23)), // partnercentral-benefits -> partnercentral-benefits
+    (S(12520, 24), S(12520, 24)), // partnercentral-marketing -> partnercentral-marketing
+    (S(14794, 22), S(14794, 22)), // partnercentral-selling -> partnercentral-selling
+    (S(25403, 8), S(25403, 8)), // payments -> payments
+    (S(21904, 16), S(21904, 16)), // pca-connector-ad -> pca-connector-ad
+    (S(19780, 18), S(19780, 18)), // pca-connector-scep -> pca-connector-scep
+    (S(25702, 3), S(25702, 3)), // pcs -> pcs
+    (S(18855, 11), S(18855, 11)), // personalize -> personalize
+    (S(19798, 18), S(18855, 11)), // personalize-events -> personalize
+    (S(18855, 19), S(18855, 11)), // personalize-runtime -> personalize
+    (S(1993, 2), S(1993, 2)),   // pi -> pi
+    (S(19844, 8), S(23046, 15)), // pinpoint -> mobiletargeting
+    (S(25613, 5), S(25613, 5)), // pipes -> pipes
+    (S(23967, 10), S(1038, 3)), // places.geo -> geo
+    (S(25618, 5), S(25618, 5)), // polly -> polly
+    (S(25091, 10), S(24392, 12)), // portal.sso -> awsssoportal
+    (S(19816, 18), S(19816, 18)), // pricingplanmanager -> pricingplanmanager
+    (S(11134, 7), S(11134, 7)), // profile -> profile
+    (S(25581, 6), S(25581, 6)), // proton -> proton
+    (S(25261, 9), S(25261, 9)), // qbusiness -> qbusiness
+    (S(18874, 19), S(18880, 13)), // query-lakeformation -> lakeformation
+    (S(21920, 16), S(19121, 10)), // query.timestream -> timestream
+    (S(25101, 10), S(25101, 10)), // quicksight -> quicksight
+    (S(25705, 3), S(25705, 3)), // ram -> ram
+    (S(25652, 4), S(25652, 4)), // rbin -> rbin
+    (S(23351, 3), S(23351, 3)), // rds -> rds
+    (S(25411, 8), S(25411, 8)), // rds-data -> rds-data
+    (S(18893, 8), S(18893, 8)), // redshift -> redshift
+    (S(24146, 13), S(24146, 13)), // redshift-data -> redshift-data
+    (S(18893, 19), S(18893, 19)), // redshift-serverless -> redshift-serverless
+    (S(23076, 15), S(23076, 15)), // refactor-spaces -> refactor-spaces
+    (S(24821, 11), S(24821, 11)), // rekognition -> rekognition
+    (S(16344, 21), S(22551, 15)), // reporting-marketplace -> aws-marketplace
+    (S(24832, 11), S(24832, 11)), // repostspace -> repostspace
+    (S(24159, 13), S(24159, 13)), // resiliencehub -> resiliencehub
+    (S(18912, 19), S(18912, 19)), // resource-explorer-2 -> resource-explorer-2
+    (S(23091, 15), S(23091, 15)), // resource-groups -> resource-groups
+    (S(24172, 13), S(24172, 13)), // rolesanywhere -> rolesanywhere
+    (S(12544, 24), S(12544, 24)), // route53-recovery-cluster -> route53-recovery-cluster
+    (S(4756, 31), S(4756, 31)), // route53-recovery-control-config -> route53-recovery-control-config
+    (S(10546, 26), S(10546, 26)), // route53-recovery-readiness -> route53-recovery-readiness
+    (S(23620, 14), S(23620, 14)), // route53domains -> route53domains
+    (S(16365, 21), S(16365, 21)), // route53globalresolver -> route53globalresolver
+    (S(23106, 15), S(23106, 15)), // route53profiles -> route53profiles
+    (S(23121, 15), S(23121, 15)), // route53resolver -> route53resolver
+    (S(1031, 10), S(1038, 3)),  // routes.geo -> geo
+    (S(25270, 9), S(25270, 9)), // rtbfabric -> rtbfabric
+    (S(24013, 3), S(24013, 3)), // rum -> rum
+    (S(21936, 16), S(21949, 3)), // runtime-fips.lex -> lex
+    (S(14816, 22), S(1950, 9)), // runtime-fips.sagemaker -> sagemaker
+    (S(13472, 23), S(13480, 15)), // runtime-medical-imaging -> medical-imaging
+    (S(23634, 14), S(21949, 3)), // runtime-v2-lex -> lex
+    (S(18064, 20), S(15046, 12)), // runtime.health-agent -> health-agent
+    (S(24843, 11), S(21949, 3)), // runtime.lex -> lex
+    (S(1942, 17), S(1950, 9)),  // runtime.sagemaker -> sagemaker
+    (S(13495, 2), S(13495, 2)), // s3 -> s3
+    (S(13495, 13), S(13495, 2)), // s3-accelerate -> s3
+    (S(23648, 14), S(13495, 2)), // s3-accesspoint -> s3
+    (S(25111, 10), S(13495, 2)), // s3-control -> s3
+    (S(21952, 16), S(21952, 16)), // s3-object-lambda -> s3-object-lambda
+    (S(22885, 11), S(22885, 11)), // s3-outposts -> s3-outposts
+    (S(25121, 10), S(13495, 2)), // s3-website -> s3
+    (S(20931, 17), S(20931, 9)), // s3express-control -> s3express
+    (S(25522, 7), S(25522, 7)), // s3files -> s3files
+    (S(25419, 8), S(25419, 8)), // s3tables -> s3tables
+    (S(25279, 9), S(25279, 9)), // s3vectors -> s3vectors
+    (S(18084, 20), S(18084, 20)), // sagemaker-geospatial -> sagemaker-geospatial
+    (S(1278, 12), S(1278, 12)), // savingsplans -> savingsplans
+    (S(25288, 9), S(25288, 9)), // scheduler -> scheduler
+    (S(18969, 19), S(18714, 8)), // scheduling.deadline -> deadline
+    (S(25529, 7), S(25529, 7)), // schemas -> schemas
+    (S(25708, 3), S(25708, 3)), // scn -> scn
+    (S(25131, 10), S(22216, 8)), // search-ddb -> dynamodb
+    (S(23166, 15), S(22216, 8)), // search-dynamodb -> dynamodb
+    (S(23662, 14), S(23662, 14)), // secretsmanager -> secretsmanager
+    (S(24854, 11), S(24854, 11)), // security-ir -> security-ir
+    (S(24185, 13), S(24185, 13)), // securityagent -> securityagent
+    (S(24865, 11), S(24865, 11)), // securityhub -> securityhub
+    (S(24608, 12), S(24608, 12)), // securitylake -> securitylake
+    (S(23676, 14), S(23676, 14)), // serverlessrepo -> serverlessrepo
+    (S(10650, 14), S(10650, 14)), // servicecatalog -> servicecatalog
+    (S(10650, 26), S(10650, 14)), // servicecatalog-appregistry -> servicecatalog
+    (S(15698, 16), S(15698, 16)), // servicediscovery -> servicediscovery
+    (S(24198, 13), S(24198, 13)), // servicequotas -> servicequotas
+    (S(6472, 6), S(6472, 6)),   // shield -> shield
+    (S(24727, 6), S(24727, 6)), // signer -> signer
+    (S(11906, 6), S(11906, 6)), // signin -> signin
+    (S(19834, 9), S(19834, 9)), // sms-voice -> sms-voice
+    (S(19834, 18), S(19834, 9)), // sms-voice.pinpoint -> sms-voice
+    (S(15014, 22), S(15014, 22)), // snow-device-management -> snow-device-management
+    (S(25427, 8), S(25427, 8)), // snowball -> snowball
+    (S(25714, 3), S(25714, 3)), // sns -> sns
+    (S(22192, 16), S(22192, 16)), // social-messaging -> social-messaging
+    (S(25717, 3), S(25717, 3)), // sqs -> sqs
+    (S(23690, 3), S(23690, 3)), // ssm -> ssm
+    (S(24620, 12), S(24620, 12)), // ssm-contacts -> ssm-contacts
+    (S(23690, 14), S(23690, 14)), // ssm-guiconnect -> ssm-guiconnect
+    (S(24211, 13), S(24211, 13)), // ssm-incidents -> ssm-incidents
+    (S(23704, 14), S(23704, 14)), // ssm-quicksetup -> ssm-quicksetup
+    (S(25536, 7), S(25536, 7)), // ssm-sap -> ssm-sap
+    (S(24395, 3), S(24395, 3)), // sso -> sso
+    (S(24903, 6), S(24903, 6)), // states -> states
+    (S(15659, 13), S(15667, 5)), // storage-omics -> omics
+    (S(23718, 14), S(23718, 14)), // storagegateway -> storagegateway
+    (S(24876, 11), S(24883, 4)), // stream-logs -> logs
+    (S(15036, 22), S(15046, 12)), // streaming.health-agent -> health-agent
+    (S(24887, 11), S(22216, 8)), // streams-ddb -> dynamodb
+    (S(22208, 16), S(22216, 8)), // streams-dynamodb -> dynamodb
+    (S(22224, 16), S(22216, 8)), // streams.dynamodb -> dynamodb
+    (S(19102, 3), S(19102, 3)), // sts -> sts
+    (S(15058, 22), S(15068, 12)), // subscribe.mediaconvert -> mediaconvert
+    (S(24632, 7), S(24632, 7)), // support -> support
+    (S(25141, 10), S(25141, 10)), // supportapp -> supportapp
+    (S(24632, 12), S(24632, 12)), // supportauthz -> supportauthz
+    (S(25720, 3), S(25720, 3)), // swf -> swf
+    (S(24898, 11), S(24903, 6)), // sync-states -> states
+    (S(25151, 10), S(25151, 10)), // synthetics -> synthetics
+    (S(25543, 7), S(25543, 7)), // tagging -> tagging
+    (S(25161, 10), S(15667, 5)), // tags-omics -> omics
+    (S(25723, 3), S(25723, 3)), // tax -> tax
+    (S(25435, 8), S(25435, 8)), // textract -> textract
+    (S(23316, 10), S(23316, 10)), // thinclient -> thinclient
+    (S(19121, 19), S(19121, 19)), // timestream-influxdb -> timestream-influxdb
+    (S(21084, 17), S(19121, 10)), // timestream-ingest -> timestream
+    (S(22240, 16), S(19121, 10)), // timestream-query -> timestream
+    (S(22854, 12), S(1038, 3)), // tracking.geo -> geo
+    (S(1925, 34), S(1950, 9)),  // training-session-runtime.sagemaker -> sagemaker
+    (S(23954, 10), S(23954, 10)), // transcribe -> transcribe
+    (S(25443, 8), S(25443, 8)), // transfer -> transfer
+    (S(25306, 9), S(25306, 9)), // translate -> translate
+    (S(23746, 14), S(23746, 14)), // trustedadvisor -> trustedadvisor
+    (S(25726, 3), S(25726, 3)), // uxc -> uxc
+    (S(19140, 19), S(19140, 19)), // verifiedpermissions -> verifiedpermissions
+    (S(24909, 11), S(7202, 5)), // voice-chime -> chime
+    (S(25550, 7), S(25550, 7)), // voiceid -> voiceid
+    (S(24920, 11), S(24920, 11)), // vpc-lattice -> vpc-lattice
+    (S(11066, 3), S(11066, 3)), // waf -> waf
+    (S(24644, 12), S(24644, 12)), // waf-regional -> waf-regional
+    (S(25623, 5), S(25623, 5)), // wafv2 -> wafv2
+    (S(17163, 15), S(17163, 15)), // wellarchitected -> wellarchitected
+    (S(17163, 21), S(17163, 15)), // wellarchitected-agent -> wellarchitected
+    (S(25587, 6), S(25587, 6)), // wisdom -> wisdom
+    (S(25451, 8), S(25451, 8)), // workdocs -> workdocs
+    (S(23241, 15), S(15667, 5)), // workflows-omics -> omics
+    (S(19311, 8), S(19311, 8)), // workmail -> workmail
+    (S(19311, 19), S(19311, 19)), // workmailmessageflow -> workmailmessageflow
+    (S(18284, 10), S(18284, 10)), // workspaces -> workspaces
+    (S(18284, 20), S(18284, 20)), // workspaces-instances -> workspaces-instances
+    (S(23872, 14), S(23872, 14)), // workspaces-web -> workspaces-web
+    (S(25656, 4), S(25656, 4)), // xray -> xray
 ];
 
 /// Endpoint prefixes whose endpoints are not signed with SigV4. Sorted.
-pub(crate) static NOT_SIGV4_PREFIXES: &[&str] = &["account-access-runtime", "importexport", "sdb"];
+pub(crate) static NOT_SIGV4_PREFIXES: &[&str] = &["account-access-runtime", "sdb"];
 
 /// Exact global hosts -> (signing name, signing region, auth). Sorted by (suffix, rest).
 pub(crate) static GLOBAL_HOSTS: &[Global] = &[
-    g(0, 18951, 7, 18951, 7, 101, 14, Auth::SigV4), // budgets.api.amazonwebservices.com.cn -> budgets cn-northwest-1
-    g(0, 20001, 12, 18951, 7, 101, 14, Auth::SigV4), // budgets-fips.api.amazonwebservices.com.cn -> budgets cn-northwest-1
-    g(0, 9635, 10, 9635, 10, 101, 14, Auth::SigV4), // cloudfront.api.amazonwebservices.com.cn -> cloudfront cn-northwest-1
-    g(0, 11244, 15, 9635, 10, 101, 14, Auth::SigV4), // cloudfront-fips.api.amazonwebservices.com.cn -> cloudfront cn-northwest-1
-    g(0, 9683, 24, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst-fips.global.api.amazonwebservices.com.cn -> codecatalyst ""
-    g(0, 14656, 19, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst.global.api.amazonwebservices.com.cn -> codecatalyst ""
-    g(0, 9240, 25, 4921, 6, 101, 14, Auth::SigV4), // health-fips.aws-cn-global.api.amazonwebservices.com.cn -> health cn-northwest-1
-    g(0, 11442, 22, 4921, 6, 101, 14, Auth::SigV4), // health-fips.cn-north-1.api.amazonwebservices.com.cn -> health cn-northwest-1
-    g(0, 14421, 20, 4921, 6, 101, 14, Auth::SigV4), // health.aws-cn-global.api.amazonwebservices.com.cn -> health cn-northwest-1
-    g(0, 16618, 17, 4921, 6, 101, 14, Auth::SigV4), // health.cn-north-1.api.amazonwebservices.com.cn -> health cn-northwest-1
-    g(0, 18553, 8, 18553, 3, 1305, 10, Auth::SigV4), // iam-fips.api.amazonwebservices.com.cn -> iam cn-north-1
-    g(0, 20639, 10, 18553, 3, 1305, 10, Auth::SigV4), // iam.global.api.amazonwebservices.com.cn -> iam cn-north-1
-    g(0, 1112, 34, 1112, 22, 101, 14, Auth::SigV4), // partnercentral-channel-fips.global.api.amazonwebservices.com.cn -> partnercentral-channel cn-northwest-1
-    g(0, 4960, 29, 1112, 22, 101, 14, Auth::SigV4), // partnercentral-channel.global.api.amazonwebservices.com.cn -> partnercentral-channel cn-northwest-1
-    g(0, 4053, 30, 1112, 14, 101, 14, Auth::SigV4), // partnercentral-prm-fips.global.api.amazonwebservices.com.cn -> partnercentral cn-northwest-1
-    g(0, 9440, 25, 1112, 14, 101, 14, Auth::SigV4), // partnercentral-prm.global.api.amazonwebservices.com.cn -> partnercentral cn-northwest-1
-    g(0, 14979, 12, 3600, 7, 101, 14, Auth::SigV4), // route53-fips.api.amazonwebservices.com.cn -> route53 cn-northwest-1
-    g(0, 19189, 14, 3600, 7, 101, 14, Auth::SigV4), // route53.global.api.amazonwebservices.com.cn -> route53 cn-northwest-1
-    g(0, 8838, 26, 1319, 14, 101, 14, Auth::SigV4), // sustainability-fips.global.api.amazonwebservices.com.cn -> sustainability cn-northwest-1
-    g(0, 13512, 21, 1319, 14, 101, 14, Auth::SigV4), // sustainability.global.api.amazonwebservices.com.cn -> sustainability cn-northwest-1
-    g(2, 20001, 12, 18951, 7, 175, 14, Auth::SigV4), // budgets-fips.api.amazonwebservices.eu -> budgets eusc-de-east-1
-    g(2, 9635, 10, 9635, 10, 175, 14, Auth::SigV4), // cloudfront.api.amazonwebservices.eu -> cloudfront eusc-de-east-1
-    g(2, 11244, 15, 9635, 10, 175, 14, Auth::SigV4), // cloudfront-fips.api.amazonwebservices.eu -> cloudfront eusc-de-east-1
-    g(2, 9683, 24, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst-fips.global.api.amazonwebservices.eu -> codecatalyst ""
-    g(2, 14656, 19, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst.global.api.amazonwebservices.eu -> codecatalyst ""
-    g(2, 18553, 8, 18553, 3, 175, 14, Auth::SigV4), // iam-fips.api.amazonwebservices.eu -> iam eusc-de-east-1
-    g(2, 20639, 10, 18553, 3, 175, 14, Auth::SigV4), // iam.global.api.amazonwebservices.eu -> iam eusc-de-east-1
-    g(2, 1112, 34, 1112, 22, 175, 14, Auth::SigV4), // partnercentral-channel-fips.global.api.amazonwebservices.eu -> partnercentral-channel eusc-de-east-1
-    g(2, 4960, 29, 1112, 22, 175, 14, Auth::SigV4), // partnercentral-channel.global.api.amazonwebservices.eu -> partnercentral-channel eusc-de-east-1
-    g(2, 4053, 30, 1112, 14, 175, 14, Auth::SigV4), // partnercentral-prm-fips.global.api.amazonwebservices.eu -> partnercentral eusc-de-east-1
-    g(2, 9440, 25, 1112, 14, 175, 14, Auth::SigV4), // partnercentral-prm.global.api.amazonwebservices.eu -> partnercentral eusc-de-east-1
-    g(2, 14979, 12, 3600, 7, 175, 14, Auth::SigV4), // route53-fips.api.amazonwebservices.eu -> route53 eusc-de-east-1
-    g(2, 19189, 14, 3600, 7, 175, 14, Auth::SigV4), // route53.global.api.amazonwebservices.eu -> route53 eusc-de-east-1
-    g(2, 8838, 26, 1319, 14, 175, 14, Auth::SigV4), // sustainability-fips.global.api.amazonwebservices.eu -> sustainability eusc-de-east-1
-    g(2, 13512, 21, 1319, 14, 175, 14, Auth::SigV4), // sustainability.global.api.amazonwebservices.eu -> sustainability eusc-de-east-1
-    g(3, 18951, 7, 18951, 7, 138, 14, Auth::SigV4), // budgets.api.cloud-aws.adc-e.uk -> budgets eu-isoe-west-1
-    g(3, 20001, 12, 18951, 7, 138, 14, Auth::SigV4), // budgets-fips.api.cloud-aws.adc-e.uk -> budgets eu-isoe-west-1
-    g(3, 9635, 10, 9635, 10, 138, 14, Auth::SigV4), // cloudfront.api.cloud-aws.adc-e.uk -> cloudfront eu-isoe-west-1
-    g(3, 11244, 15, 9635, 10, 138, 14, Auth::SigV4), // cloudfront-fips.api.cloud-aws.adc-e.uk -> cloudfront eu-isoe-west-1
-    g(3, 9683, 24, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst-fips.global.api.cloud-aws.adc-e.uk -> codecatalyst ""
-    g(3, 14656, 19, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst.global.api.cloud-aws.adc-e.uk -> codecatalyst ""
-    g(3, 18553, 3, 18553, 3, 138, 14, Auth::SigV4), // iam.api.cloud-aws.adc-e.uk -> iam eu-isoe-west-1
-    g(3, 18553, 8, 18553, 3, 138, 14, Auth::SigV4), // iam-fips.api.cloud-aws.adc-e.uk -> iam eu-isoe-west-1
-    g(3, 1112, 34, 1112, 22, 138, 14, Auth::SigV4), // partnercentral-channel-fips.global.api.cloud-aws.adc-e.uk -> partnercentral-channel eu-isoe-west-1
-    g(3, 4960, 29, 1112, 22, 138, 14, Auth::SigV4), // partnercentral-channel.global.api.cloud-aws.adc-e.uk -> partnercentral-channel eu-isoe-west-1
-    g(3, 4053, 30, 1112, 14, 138, 14, Auth::SigV4), // partnercentral-prm-fips.global.api.cloud-aws.adc-e.uk -> partnercentral eu-isoe-west-1
-    g(3, 9440, 25, 1112, 14, 138, 14, Auth::SigV4), // partnercentral-prm.global.api.cloud-aws.adc-e.uk -> partnercentral eu-isoe-west-1
-    g(3, 3600, 7, 3600, 7, 138, 14, Auth::SigV4), // route53.api.cloud-aws.adc-e.uk -> route53 eu-isoe-west-1
-    g(3, 14979, 12, 3600, 7, 138, 14, Auth::SigV4), // route53-fips.api.cloud-aws.adc-e.uk -> route53 eu-isoe-west-1
-    g(3, 8838, 26, 1319, 14, 138, 14, Auth::SigV4), // sustainability-fips.global.api.cloud-aws.adc-e.uk -> sustainability eu-isoe-west-1
-    g(3, 13512, 21, 1319, 14, 138, 14, Auth::SigV4), // sustainability.global.api.cloud-aws.adc-e.uk -> sustainability eu-isoe-west-1
-    g(4, 4699, 24, 4717, 6, 16, 17, Auth::SigV4), // aws-us-gov-global.signin.amazonaws-us-gov.com -> signin aws-us-gov-global
-    g(4, 4699, 29, 4717, 6, 16, 17, Auth::SigV4), // aws-us-gov-global.signin-fips.amazonaws-us-gov.com -> signin aws-us-gov-global
-    g(4, 4717, 11, 4717, 6, 784, 13, Auth::SigV4), // signin-fips.amazonaws-us-gov.com -> signin us-gov-west-1
-    g(4, 9490, 20, 4717, 6, 748, 13, Auth::SigV4), // us-gov-east-1.signin.amazonaws-us-gov.com -> signin us-gov-east-1
-    g(4, 9490, 25, 4717, 6, 748, 13, Auth::SigV4), // us-gov-east-1.signin-fips.amazonaws-us-gov.com -> signin us-gov-east-1
-    g(4, 14521, 20, 4717, 6, 784, 13, Auth::SigV4), // us-gov-west-1.signin.amazonaws-us-gov.com -> signin us-gov-west-1
-    g(6, 18951, 7, 18951, 7, 63, 15, Auth::SigV4), // budgets.api.aws.hci.ic.gov -> budgets us-isof-south-1
-    g(6, 20001, 12, 18951, 7, 63, 15, Auth::SigV4), // budgets-fips.api.aws.hci.ic.gov -> budgets us-isof-south-1
-    g(6, 9635, 10, 9635, 10, 63, 15, Auth::SigV4), // cloudfront.api.aws.hci.ic.gov -> cloudfront us-isof-south-1
-    g(6, 11244, 15, 9635, 10, 63, 15, Auth::SigV4), // cloudfront-fips.api.aws.hci.ic.gov -> cloudfront us-isof-south-1
-    g(6, 9683, 24, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst-fips.global.api.aws.hci.ic.gov -> codecatalyst ""
-    g(6, 14656, 19, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst.global.api.aws.hci.ic.gov -> codecatalyst ""
-    g(6, 18553, 3, 18553, 3, 63, 15, Auth::SigV4), // iam.api.aws.hci.ic.gov -> iam us-isof-south-1
-    g(6, 18553, 8, 18553, 3, 63, 15, Auth::SigV4), // iam-fips.api.aws.hci.ic.gov -> iam us-isof-south-1
-    g(6, 1112, 34, 1112, 22, 63, 15, Auth::SigV4), // partnercentral-channel-fips.global.api.aws.hci.ic.gov -> partnercentral-channel us-isof-south-1
-    g(6, 4960, 29, 1112, 22, 63, 15, Auth::SigV4), // partnercentral-channel.global.api.aws.hci.ic.gov -> partnercentral-channel us-isof-south-1
-    g(6, 4053, 30, 1112, 14, 63, 15, Auth::SigV4), // partnercentral-prm-fips.global.api.aws.hci.ic.gov -> partnercentral us-isof-south-1
-    g(6, 9440, 25, 1112, 14, 63, 15, Auth::SigV4), // partnercentral-prm.global.api.aws.hci.ic.gov -> partnercentral us-isof-south-1
-    g(6, 3600, 7, 3600, 7, 63, 15, Auth::SigV4), // route53.api.aws.hci.ic.gov -> route53 us-isof-south-1
-    g(6, 14979, 12, 3600, 7, 63, 15, Auth::SigV4), // route53-fips.api.aws.hci.ic.gov -> route53 us-isof-south-1
-    g(6, 8838, 26, 1319, 14, 63, 15, Auth::SigV4), // sustainability-fips.global.api.aws.hci.ic.gov -> sustainability us-isof-south-1
-    g(6, 13512, 21, 1319, 14, 63, 15, Auth::SigV4), // sustainability.global.api.aws.hci.ic.gov -> sustainability us-isof-south-1
-    g(7, 6476, 27, 2874, 13, 6476, 13, Auth::SigV4), // aws-cn-global.neptune-graph.amazonaws.com.cn -> neptune-graph aws-cn-global
-    g(7, 18951, 7, 18951, 7, 101, 14, Auth::SigV4), // budgets.amazonaws.com.cn -> budgets cn-northwest-1
-    g(7, 20001, 12, 18951, 7, 101, 14, Auth::SigV4), // budgets-fips.amazonaws.com.cn -> budgets cn-northwest-1
-    g(7, 9659, 24, 2874, 13, 1305, 10, Auth::SigV4), // cn-north-1.neptune-graph.amazonaws.com.cn -> neptune-graph cn-north-1
-    g(7, 5805, 28, 2874, 13, 101, 14, Auth::SigV4), // cn-northwest-1.neptune-graph.amazonaws.com.cn -> neptune-graph cn-northwest-1
-    g(7, 19665, 13, 4921, 6, 101, 14, Auth::SigV4), // global.health.amazonaws.com.cn -> health cn-northwest-1
-    g(7, 9240, 25, 4921, 6, 101, 14, Auth::SigV4), // health-fips.aws-cn-global.amazonaws.com.cn -> health cn-northwest-1
-    g(7, 11442, 22, 4921, 6, 101, 14, Auth::SigV4), // health-fips.cn-north-1.amazonaws.com.cn -> health cn-northwest-1
-    g(7, 16618, 17, 4921, 6, 101, 14, Auth::SigV4), // health.cn-north-1.amazonaws.com.cn -> health cn-northwest-1
-    g(7, 18553, 8, 18553, 3, 1305, 10, Auth::SigV4), // iam-fips.amazonaws.com.cn -> iam cn-north-1
-    g(7, 3600, 7, 3600, 7, 101, 14, Auth::SigV4), // route53.amazonaws.com.cn -> route53 cn-northwest-1
-    g(7, 14979, 12, 3600, 7, 101, 14, Auth::SigV4), // route53-fips.amazonaws.com.cn -> route53 cn-northwest-1
-    g(8, 18951, 7, 18951, 7, 323, 13, Auth::SigV4), // budgets.api.aws.ic.gov -> budgets us-iso-east-1
-    g(8, 20001, 12, 18951, 7, 323, 13, Auth::SigV4), // budgets-fips.api.aws.ic.gov -> budgets us-iso-east-1
-    g(8, 9635, 10, 9635, 10, 323, 13, Auth::SigV4), // cloudfront.api.aws.ic.gov -> cloudfront us-iso-east-1
-    g(8, 11244, 15, 9635, 10, 323, 13, Auth::SigV4), // cloudfront-fips.api.aws.ic.gov -> cloudfront us-iso-east-1
-    g(8, 9683, 24, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst-fips.global.api.aws.ic.gov -> codecatalyst ""
-    g(8, 14656, 19, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst.global.api.aws.ic.gov -> codecatalyst ""
-    g(8, 18553, 3, 18553, 3, 323, 13, Auth::SigV4),  // iam.api.aws.ic.gov -> iam us-iso-east-1
-    g(8, 18553, 8, 18553, 3, 323, 13, Auth::SigV4),  // iam-fips.api.aws.ic.gov -> iam us-iso-east-1
-    g(8, 1112, 34, 1112, 22, 323, 13, Auth::SigV4), // partnercentral-channel-fips.global.api.aws.ic.gov -> partnercentral-channel us-iso-east-1
-    g(8, 4960, 29, 1112, 22, 323, 13, Auth::SigV4), // partnercentral-channel.global.api.aws.ic.gov -> partnercentral-channel us-iso-east-1
-    g(8, 4053, 30, 1112, 14, 323, 13, Auth::SigV4), // partnercentral-prm-fips.global.api.aws.ic.gov -> partnercentral us-iso-east-1
-    g(8, 9440, 25, 1112, 14, 323, 13, Auth::SigV4), // partnercentral-prm.global.api.aws.ic.gov -> partnercentral us-iso-east-1
-    g(8, 3600, 7, 3600, 7, 323, 13, Auth::SigV4), // route53.api.aws.ic.gov -> route53 us-iso-east-1
-    g(8, 14979, 12, 3600, 7, 323, 13, Auth::SigV4), // route53-fips.api.aws.ic.gov -> route53 us-iso-east-1
-    g(8, 8838, 26, 1319, 14, 323, 13, Auth::SigV4), // sustainability-fips.global.api.aws.ic.gov -> sustainability us-iso-east-1
-    g(8, 13512, 21, 1319, 14, 323, 13, Auth::SigV4), // sustainability.global.api.aws.ic.gov -> sustainability us-iso-east-1
-    g(9, 18951, 7, 18951, 7, 212, 14, Auth::SigV4), // budgets.api.aws.scloud -> budgets us-isob-east-1
-    g(9, 20001, 12, 18951, 7, 212, 14, Auth::SigV4), // budgets-fips.api.aws.scloud -> budgets us-isob-east-1
-    g(9, 9635, 10, 9635, 10, 212, 14, Auth::SigV4), // cloudfront.api.aws.scloud -> cloudfront us-isob-east-1
-    g(9, 11244, 15, 9635, 10, 212, 14, Auth::SigV4), // cloudfront-fips.api.aws.scloud -> cloudfront us-isob-east-1
-    g(9, 9683, 24, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst-fips.global.api.aws.scloud -> codecatalyst ""
-    g(9, 14656, 19, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst.global.api.aws.scloud -> codecatalyst ""
-    g(9, 18553, 3, 18553, 3, 212, 14, Auth::SigV4),  // iam.api.aws.scloud -> iam us-isob-east-1
-    g(9, 18553, 8, 18553, 3, 212, 14, Auth::SigV4), // iam-fips.api.aws.scloud -> iam us-isob-east-1
-    g(9, 1112, 34, 1112, 22, 212, 14, Auth::SigV4), // partnercentral-channel-fips.global.api.aws.scloud -> partnercentral-channel us-isob-east-1
-    g(9, 4960, 29, 1112, 22, 212, 14, Auth::SigV4), // partnercentral-channel.global.api.aws.scloud -> partnercentral-channel us-isob-east-1
-    g(9, 4053, 30, 1112, 14, 212, 14, Auth::SigV4), // partnercentral-prm-fips.global.api.aws.scloud -> partnercentral us-isob-east-1
-    g(9, 9440, 25, 1112, 14, 212, 14, Auth::SigV4), // partnercentral-prm.global.api.aws.scloud -> partnercentral us-isob-east-1
-    g(9, 3600, 7, 3600, 7, 212, 14, Auth::SigV4), // route53.api.aws.scloud -> route53 us-isob-east-1
-    g(9, 14979, 12, 3600, 7, 212, 14, Auth::SigV4), // route53-fips.api.aws.scloud -> route53 us-isob-east-1
-    g(9, 8838, 26, 1319, 14, 212, 14, Auth::SigV4), // sustainability-fips.global.api.aws.scloud -> sustainability us-isob-east-1
-    g(9, 13512, 21, 1319, 14, 212, 14, Auth::SigV4), // sustainability.global.api.aws.scloud -> sustainability us-isob-east-1
-    g(10, 3753, 30, 2874, 13, 1198, 16, Auth::SigV4), // aws-iso-e-global.neptune-graph.cloud.adc-e.uk -> neptune-graph aws-iso-e-global
-    g(10, 20001, 12, 18951, 7, 138, 14, Auth::SigV4), // budgets-fips.cloud.adc-e.uk -> budgets eu-isoe-west-1
-    g(10, 18951, 14, 18951, 7, 138, 14, Auth::SigV4), // budgets.global.cloud.adc-e.uk -> budgets eu-isoe-west-1
-    g(10, 9635, 10, 9635, 10, 138, 14, Auth::SigV4), // cloudfront.cloud.adc-e.uk -> cloudfront eu-isoe-west-1
-    g(10, 11244, 15, 9635, 10, 138, 14, Auth::SigV4), // cloudfront-fips.cloud.adc-e.uk -> cloudfront eu-isoe-west-1
-    g(10, 5833, 28, 2874, 13, 138, 14, Auth::SigV4), // eu-isoe-west-1.neptune-graph.cloud.adc-e.uk -> neptune-graph eu-isoe-west-1
-    g(10, 18553, 8, 18553, 3, 138, 14, Auth::SigV4), // iam-fips.cloud.adc-e.uk -> iam eu-isoe-west-1
-    g(10, 3600, 7, 3600, 7, 138, 14, Auth::SigV4), // route53.cloud.adc-e.uk -> route53 eu-isoe-west-1
-    g(10, 14979, 12, 3600, 7, 138, 14, Auth::SigV4), // route53-fips.cloud.adc-e.uk -> route53 eu-isoe-west-1
-    g(10, 1180, 34, 1180, 12, 138, 14, Auth::SigV4), // savingsplans-fips.aws-iso-e-global.cloud.adc-e.uk -> savingsplans eu-isoe-west-1
-    g(10, 5018, 29, 1180, 12, 138, 14, Auth::SigV4), // savingsplans.aws-iso-e-global.cloud.adc-e.uk -> savingsplans eu-isoe-west-1
-    g(11, 3783, 30, 2874, 13, 1232, 16, Auth::SigV4), // aws-iso-f-global.neptune-graph.csp.hci.ic.gov -> neptune-graph aws-iso-f-global
-    g(11, 20001, 12, 18951, 7, 63, 15, Auth::SigV4), // budgets-fips.csp.hci.ic.gov -> budgets us-isof-south-1
-    g(11, 18951, 14, 18951, 7, 63, 15, Auth::SigV4), // budgets.global.csp.hci.ic.gov -> budgets us-isof-south-1
-    g(11, 9635, 10, 9635, 10, 63, 15, Auth::SigV4), // cloudfront.csp.hci.ic.gov -> cloudfront us-isof-south-1
-    g(11, 11244, 15, 9635, 10, 63, 15, Auth::SigV4), // cloudfront-fips.csp.hci.ic.gov -> cloudfront us-isof-south-1
-    g(11, 18553, 8, 18553, 3, 63, 15, Auth::SigV4), // iam-fips.csp.hci.ic.gov -> iam us-isof-south-1
-    g(11, 3600, 7, 3600, 7, 63, 15, Auth::SigV4), // route53.csp.hci.ic.gov -> route53 us-isof-south-1
-    g(11, 14979, 12, 3600, 7, 63, 15, Auth::SigV4), // route53-fips.csp.hci.ic.gov -> route53 us-isof-south-1
-    g(11, 1214, 34, 1180, 12, 63, 15, Auth::SigV4), // savingsplans-fips.aws-iso-f-global.csp.hci.ic.gov -> savingsplans us-isof-south-1
-    g(11, 2607, 32, 1180, 12, 63, 15, Auth::SigV4), // savingsplans-fips.us-isof-east-1.csp.hci.ic.gov -> savingsplans us-isof-south-1
-    g(11, 5047, 29, 1180, 12, 63, 15, Auth::SigV4), // savingsplans.aws-iso-f-global.csp.hci.ic.gov -> savingsplans us-isof-south-1
-    g(11, 7637, 27, 1180, 12, 63, 15, Auth::SigV4), // savingsplans.us-isof-east-1.csp.hci.ic.gov -> savingsplans us-isof-south-1
-    g(11, 6421, 28, 2874, 13, 286, 14, Auth::SigV4), // us-isof-east-1.neptune-graph.csp.hci.ic.gov -> neptune-graph us-isof-east-1
-    g(11, 5076, 29, 2874, 13, 63, 15, Auth::SigV4), // us-isof-south-1.neptune-graph.csp.hci.ic.gov -> neptune-graph us-isof-south-1
-    g(12, 9515, 24, 2874, 13, 1733, 10, Auth::SigV4), // af-south-1.neptune-graph.amazonaws.com -> neptune-graph af-south-1
-    g(12, 10187, 23, 2874, 13, 2940, 9, Auth::SigV4), // ap-east-1.neptune-graph.amazonaws.com -> neptune-graph ap-east-1
-    g(12, 10210, 23, 2874, 13, 2971, 9, Auth::SigV4), // ap-east-2.neptune-graph.amazonaws.com -> neptune-graph ap-east-2
-    g(12, 5161, 28, 2874, 13, 394, 14, Auth::SigV4), // ap-northeast-1.neptune-graph.amazonaws.com -> neptune-graph ap-northeast-1
-    g(12, 5189, 28, 2874, 13, 430, 14, Auth::SigV4), // ap-northeast-2.neptune-graph.amazonaws.com -> neptune-graph ap-northeast-2
-    g(12, 5217, 28, 2874, 13, 466, 14, Auth::SigV4), // ap-northeast-3.neptune-graph.amazonaws.com -> neptune-graph ap-northeast-3
-    g(12, 9539, 24, 2874, 13, 1765, 10, Auth::SigV4), // ap-south-1.neptune-graph.amazonaws.com -> neptune-graph ap-south-1
-    g(12, 9563, 24, 2874, 13, 1797, 10, Auth::SigV4), // ap-south-2.neptune-graph.amazonaws.com -> neptune-graph ap-south-2
-    g(12, 5245, 28, 2874, 13, 502, 14, Auth::SigV4), // ap-southeast-1.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-1
-    g(12, 5273, 28, 2874, 13, 538, 14, Auth::SigV4), // ap-southeast-2.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-2
-    g(12, 5301, 28, 2874, 13, 574, 14, Auth::SigV4), // ap-southeast-3.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-3
-    g(12, 5329, 28, 2874, 13, 610, 14, Auth::SigV4), // ap-southeast-4.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-4
-    g(12, 5357, 28, 2874, 13, 646, 14, Auth::SigV4), // ap-southeast-5.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-5
-    g(12, 5385, 28, 2874, 13, 682, 14, Auth::SigV4), // ap-southeast-6.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-6
-    g(12, 5413, 28, 2874, 13, 718, 14, Auth::SigV4), // ap-southeast-7.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-7
-    g(12, 9611, 24, 2874, 13, 1829, 10, Auth::SigV4), // aws-global.neptune-graph.amazonaws.com -> neptune-graph aws-global
-    g(12, 2856, 31, 2874, 13, 16, 17, Auth::SigV4), // aws-us-gov-global.neptune-graph.amazonaws.com -> neptune-graph aws-us-gov-global
-    g(12, 1711, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.af-south-1.amazonaws.com -> billingconductor us-east-1
-    g(12, 2918, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-east-1.amazonaws.com -> billingconductor us-east-1
-    g(12, 2949, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-east-2.amazonaws.com -> billingconductor us-east-1
-    g(12, 372, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-northeast-1.amazonaws.com -> billingconductor us-east-1
-    g(12, 408, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-northeast-2.amazonaws.com -> billingconductor us-east-1
-    g(12, 444, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-northeast-3.amazonaws.com -> billingconductor us-east-1
-    g(12, 1743, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-south-1.amazonaws.com -> billingconductor us-east-1
-    g(12, 1775, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-south-2.amazonaws.com -> billingconductor us-east-1
-    g(12, 480, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-1.amazonaws.com -> billingconductor us-east-1
-    g(12, 516, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-2.amazonaws.com -> billingconductor us-east-1
-    g(12, 552, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-3.amazonaws.com -> billingconductor us-east-1
-    g(12, 588, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-4.amazonaws.com -> billingconductor us-east-1
-    g(12, 624, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-5.amazonaws.com -> billingconductor us-east-1
-    g(12, 660, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-6.amazonaws.com -> billingconductor us-east-1
-    g(12, 696, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-7.amazonaws.com -> billingconductor us-east-1
-    g(12, 1807, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.aws-global.amazonaws.com -> billingconductor us-east-1
-    g(12, 874, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ca-central-1.amazonaws.com -> billingconductor us-east-1
-    g(12, 2980, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ca-west-1.amazonaws.com -> billingconductor us-east-1
-    g(12, 908, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-central-1.amazonaws.com -> billingconductor us-east-1
-    g(12, 942, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-central-2.amazonaws.com -> billingconductor us-east-1
-    g(12, 1839, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-north-1.amazonaws.com -> billingconductor us-east-1
-    g(12, 1871, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-south-1.amazonaws.com -> billingconductor us-east-1
-    g(12, 1903, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-south-2.amazonaws.com -> billingconductor us-east-1
-    g(12, 3011, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-west-1.amazonaws.com -> billingconductor us-east-1
-    g(12, 3042, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-west-2.amazonaws.com -> billingconductor us-east-1
-    g(12, 3073, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-west-3.amazonaws.com -> billingconductor us-east-1
-    g(12, 976, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.il-central-1.amazonaws.com -> billingconductor us-east-1
-    g(12, 1010, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.me-central-1.amazonaws.com -> billingconductor us-east-1
-    g(12, 1935, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.me-south-1.amazonaws.com -> billingconductor us-east-1
-    g(12, 3104, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.me-west-1.amazonaws.com -> billingconductor us-east-1
-    g(12, 1044, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.mx-central-1.amazonaws.com -> billingconductor us-east-1
-    g(12, 3135, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.sa-east-1.amazonaws.com -> billingconductor us-east-1
-    g(12, 3166, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.sa-west-1.amazonaws.com -> billingconductor us-east-1
-    g(12, 3197, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.us-east-2.amazonaws.com -> billingconductor us-east-1
-    g(12, 3228, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.us-west-1.amazonaws.com -> billingconductor us-east-1
-    g(12, 3259, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.us-west-2.amazonaws.com -> billingconductor us-east-1
-    g(12, 18951, 7, 18951, 7, 10900, 9, Auth::SigV4), // budgets.amazonaws.com -> budgets us-east-1
-    g(12, 20001, 12, 18951, 7, 10900, 9, Auth::SigV4), // budgets-fips.amazonaws.com -> budgets us-east-1
-    g(12, 8110, 26, 2874, 13, 896, 12, Auth::SigV4), // ca-central-1.neptune-graph.amazonaws.com -> neptune-graph ca-central-1
-    g(12, 10279, 23, 2874, 13, 3002, 9, Auth::SigV4), // ca-west-1.neptune-graph.amazonaws.com -> neptune-graph ca-west-1
-    g(12, 12231, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.af-south-1.amazonaws.com -> chime us-east-1
-    g(12, 13921, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-east-1.amazonaws.com -> chime us-east-1
-    g(12, 13941, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-east-2.amazonaws.com -> chime us-east-1
-    g(12, 8965, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-northeast-1.amazonaws.com -> chime us-east-1
-    g(12, 8990, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-northeast-2.amazonaws.com -> chime us-east-1
-    g(12, 9015, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-northeast-3.amazonaws.com -> chime us-east-1
-    g(12, 12252, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-south-1.amazonaws.com -> chime us-east-1
-    g(12, 12273, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-south-2.amazonaws.com -> chime us-east-1
-    g(12, 9040, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-1.amazonaws.com -> chime us-east-1
-    g(12, 9065, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-2.amazonaws.com -> chime us-east-1
-    g(12, 9090, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-3.amazonaws.com -> chime us-east-1
-    g(12, 9115, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-4.amazonaws.com -> chime us-east-1
-    g(12, 9140, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-5.amazonaws.com -> chime us-east-1
-    g(12, 9165, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-6.amazonaws.com -> chime us-east-1
-    g(12, 9190, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-7.amazonaws.com -> chime us-east-1
-    g(12, 12294, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.aws-global.amazonaws.com -> chime us-east-1
-    g(12, 10302, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ca-central-1.amazonaws.com -> chime us-east-1
-    g(12, 13961, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ca-west-1.amazonaws.com -> chime us-east-1
-    g(12, 10325, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-central-1.amazonaws.com -> chime us-east-1
-    g(12, 10348, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-central-2.amazonaws.com -> chime us-east-1
-    g(12, 12315, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-north-1.amazonaws.com -> chime us-east-1
-    g(12, 12336, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-south-1.amazonaws.com -> chime us-east-1
-    g(12, 12357, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-south-2.amazonaws.com -> chime us-east-1
-    g(12, 13981, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-west-1.amazonaws.com -> chime us-east-1
-    g(12, 14001, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-west-2.amazonaws.com -> chime us-east-1
-    g(12, 14021, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-west-3.amazonaws.com -> chime us-east-1
-    g(12, 10371, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.il-central-1.amazonaws.com -> chime us-east-1
-    g(12, 10394, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.me-central-1.amazonaws.com -> chime us-east-1
-    g(12, 12378, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.me-south-1.amazonaws.com -> chime us-east-1
-    g(12, 14041, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.me-west-1.amazonaws.com -> chime us-east-1
-    g(12, 10417, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.mx-central-1.amazonaws.com -> chime us-east-1
-    g(12, 14061, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.sa-east-1.amazonaws.com -> chime us-east-1
-    g(12, 14081, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.sa-west-1.amazonaws.com -> chime us-east-1
-    g(12, 14101, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.us-east-2.amazonaws.com -> chime us-east-1
-    g(12, 14121, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.us-west-1.amazonaws.com -> chime us-east-1
-    g(12, 14141, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.us-west-2.amazonaws.com -> chime us-east-1
-    g(12, 9635, 10, 9635, 10, 10900, 9, Auth::SigV4), // cloudfront.amazonaws.com -> cloudfront us-east-1
-    g(12, 11244, 15, 9635, 10, 10900, 9, Auth::SigV4), // cloudfront-fips.amazonaws.com -> cloudfront us-east-1
-    g(12, 8136, 26, 2874, 13, 930, 12, Auth::SigV4), // eu-central-1.neptune-graph.amazonaws.com -> neptune-graph eu-central-1
-    g(12, 8162, 26, 2874, 13, 964, 12, Auth::SigV4), // eu-central-2.neptune-graph.amazonaws.com -> neptune-graph eu-central-2
-    g(12, 9707, 24, 2874, 13, 1861, 10, Auth::SigV4), // eu-north-1.neptune-graph.amazonaws.com -> neptune-graph eu-north-1
-    g(12, 9731, 24, 2874, 13, 1893, 10, Auth::SigV4), // eu-south-1.neptune-graph.amazonaws.com -> neptune-graph eu-south-1
-    g(12, 9755, 24, 2874, 13, 1925, 10, Auth::SigV4), // eu-south-2.neptune-graph.amazonaws.com -> neptune-graph eu-south-2
-    g(12, 10486, 23, 2874, 13, 3033, 9, Auth::SigV4), // eu-west-1.neptune-graph.amazonaws.com -> neptune-graph eu-west-1
-    g(12, 10509, 23, 2874, 13, 3064, 9, Auth::SigV4), // eu-west-2.neptune-graph.amazonaws.com -> neptune-graph eu-west-2
-    g(12, 10532, 23, 2874, 13, 3095, 9, Auth::SigV4), // eu-west-3.neptune-graph.amazonaws.com -> neptune-graph eu-west-3
-    g(12, 19665, 13, 4921, 6, 10900, 9, Auth::SigV4), // global.health.amazonaws.com -> health us-east-1
-    g(12, 11354, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.af-south-1.amazonaws.com -> health us-east-1
-    g(12, 12504, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-east-1.amazonaws.com -> health us-east-1
-    g(12, 12525, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-east-2.amazonaws.com -> health us-east-1
-    g(12, 8188, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-northeast-1.amazonaws.com -> health us-east-1
-    g(12, 8214, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-northeast-2.amazonaws.com -> health us-east-1
-    g(12, 8240, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-northeast-3.amazonaws.com -> health us-east-1
-    g(12, 11376, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-south-1.amazonaws.com -> health us-east-1
-    g(12, 11398, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-south-2.amazonaws.com -> health us-east-1
-    g(12, 8266, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-1.amazonaws.com -> health us-east-1
-    g(12, 8292, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-2.amazonaws.com -> health us-east-1
-    g(12, 8318, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-3.amazonaws.com -> health us-east-1
-    g(12, 8344, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-4.amazonaws.com -> health us-east-1
-    g(12, 8370, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-5.amazonaws.com -> health us-east-1
-    g(12, 8396, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-6.amazonaws.com -> health us-east-1
-    g(12, 8422, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-7.amazonaws.com -> health us-east-1
-    g(12, 11420, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.aws-global.amazonaws.com -> health us-east-1
-    g(12, 4931, 29, 4921, 6, 784, 13, Auth::SigV4), // health-fips.aws-us-gov-global.amazonaws.com -> health us-gov-west-1
-    g(12, 9779, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ca-central-1.amazonaws.com -> health us-east-1
-    g(12, 12546, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ca-west-1.amazonaws.com -> health us-east-1
-    g(12, 9803, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-central-1.amazonaws.com -> health us-east-1
-    g(12, 9827, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-central-2.amazonaws.com -> health us-east-1
-    g(12, 11464, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-north-1.amazonaws.com -> health us-east-1
-    g(12, 11486, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-south-1.amazonaws.com -> health us-east-1
-    g(12, 11508, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-south-2.amazonaws.com -> health us-east-1
-    g(12, 12567, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-west-1.amazonaws.com -> health us-east-1
-    g(12, 12588, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-west-2.amazonaws.com -> health us-east-1
-    g(12, 12609, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-west-3.amazonaws.com -> health us-east-1
-    g(12, 9851, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.il-central-1.amazonaws.com -> health us-east-1
-    g(12, 9875, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.me-central-1.amazonaws.com -> health us-east-1
-    g(12, 11530, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.me-south-1.amazonaws.com -> health us-east-1
-    g(12, 12630, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.me-west-1.amazonaws.com -> health us-east-1
-    g(12, 9899, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.mx-central-1.amazonaws.com -> health us-east-1
-    g(12, 12651, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.sa-east-1.amazonaws.com -> health us-east-1
-    g(12, 12672, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.sa-west-1.amazonaws.com -> health us-east-1
-    g(12, 12693, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.us-west-1.amazonaws.com -> health us-east-1
-    g(12, 12714, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.us-west-2.amazonaws.com -> health us-east-1
-    g(12, 16550, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.af-south-1.amazonaws.com -> health us-east-1
-    g(12, 17341, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-east-1.amazonaws.com -> health us-east-1
-    g(12, 17357, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-east-2.amazonaws.com -> health us-east-1
-    g(12, 12735, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-northeast-1.amazonaws.com -> health us-east-1
-    g(12, 12756, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-northeast-2.amazonaws.com -> health us-east-1
-    g(12, 12777, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-northeast-3.amazonaws.com -> health us-east-1
-    g(12, 16567, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-south-1.amazonaws.com -> health us-east-1
-    g(12, 16584, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-south-2.amazonaws.com -> health us-east-1
-    g(12, 12798, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-1.amazonaws.com -> health us-east-1
-    g(12, 12819, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-2.amazonaws.com -> health us-east-1
-    g(12, 12840, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-3.amazonaws.com -> health us-east-1
-    g(12, 12861, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-4.amazonaws.com -> health us-east-1
-    g(12, 12882, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-5.amazonaws.com -> health us-east-1
-    g(12, 12903, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-6.amazonaws.com -> health us-east-1
-    g(12, 12924, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-7.amazonaws.com -> health us-east-1
-    g(12, 9923, 24, 4921, 6, 784, 13, Auth::SigV4), // health.aws-us-gov-global.amazonaws.com -> health us-gov-west-1
-    g(12, 14694, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.ca-central-1.amazonaws.com -> health us-east-1
-    g(12, 17373, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.ca-west-1.amazonaws.com -> health us-east-1
-    g(12, 14713, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-central-1.amazonaws.com -> health us-east-1
-    g(12, 14732, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-central-2.amazonaws.com -> health us-east-1
-    g(12, 16635, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-north-1.amazonaws.com -> health us-east-1
-    g(12, 16652, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-south-1.amazonaws.com -> health us-east-1
-    g(12, 16669, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-south-2.amazonaws.com -> health us-east-1
-    g(12, 17389, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-west-1.amazonaws.com -> health us-east-1
-    g(12, 17405, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-west-2.amazonaws.com -> health us-east-1
-    g(12, 17421, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-west-3.amazonaws.com -> health us-east-1
-    g(12, 14751, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.il-central-1.amazonaws.com -> health us-east-1
-    g(12, 14770, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.me-central-1.amazonaws.com -> health us-east-1
-    g(12, 16686, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.me-south-1.amazonaws.com -> health us-east-1
-    g(12, 17437, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.me-west-1.amazonaws.com -> health us-east-1
-    g(12, 14789, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.mx-central-1.amazonaws.com -> health us-east-1
-    g(12, 17453, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.sa-east-1.amazonaws.com -> health us-east-1
-    g(12, 17469, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.sa-west-1.amazonaws.com -> health us-east-1
-    g(12, 17485, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.us-west-1.amazonaws.com -> health us-east-1
-    g(12, 17501, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.us-west-2.amazonaws.com -> health us-east-1
-    g(12, 18553, 3, 18553, 3, 10900, 9, Auth::SigV4), // iam.amazonaws.com -> iam us-east-1
-    g(12, 18553, 8, 18553, 3, 10900, 9, Auth::SigV4), // iam-fips.amazonaws.com -> iam us-east-1
-    g(12, 20649, 10, 18553, 3, 784, 13, Auth::SigV4), // iam.us-gov.amazonaws.com -> iam us-gov-west-1
-    g(12, 8448, 26, 2874, 13, 998, 12, Auth::SigV4), // il-central-1.neptune-graph.amazonaws.com -> neptune-graph il-central-1
-    g(12, 1967, 12, 16941, 16, 10900, 9, Auth::SigV4), // importexport.amazonaws.com -> IngestionService us-east-1
-    g(12, 5889, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.af-south-1.amazonaws.com -> IngestionService us-east-1
-    g(12, 6719, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-east-1.amazonaws.com -> IngestionService us-east-1
-    g(12, 6746, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-east-2.amazonaws.com -> IngestionService us-east-1
-    g(12, 1967, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-northeast-1.amazonaws.com -> IngestionService us-east-1
-    g(12, 1999, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-northeast-2.amazonaws.com -> IngestionService us-east-1
-    g(12, 2031, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-northeast-3.amazonaws.com -> IngestionService us-east-1
-    g(12, 5917, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-south-1.amazonaws.com -> IngestionService us-east-1
-    g(12, 5945, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-south-2.amazonaws.com -> IngestionService us-east-1
-    g(12, 2063, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-1.amazonaws.com -> IngestionService us-east-1
-    g(12, 2095, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-2.amazonaws.com -> IngestionService us-east-1
-    g(12, 2127, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-3.amazonaws.com -> IngestionService us-east-1
-    g(12, 2159, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-4.amazonaws.com -> IngestionService us-east-1
-    g(12, 2191, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-5.amazonaws.com -> IngestionService us-east-1
-    g(12, 2223, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-6.amazonaws.com -> IngestionService us-east-1
-    g(12, 2255, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-7.amazonaws.com -> IngestionService us-east-1
-    g(12, 5973, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.aws-global.amazonaws.com -> IngestionService us-east-1
-    g(12, 3873, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ca-central-1.amazonaws.com -> IngestionService us-east-1
-    g(12, 6773, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ca-west-1.amazonaws.com -> IngestionService us-east-1
-    g(12, 3903, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-central-1.amazonaws.com -> IngestionService us-east-1
-    g(12, 3933, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-central-2.amazonaws.com -> IngestionService us-east-1
-    g(12, 6001, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-north-1.amazonaws.com -> IngestionService us-east-1
-    g(12, 6029, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-south-1.amazonaws.com -> IngestionService us-east-1
-    g(12, 6057, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-south-2.amazonaws.com -> IngestionService us-east-1
-    g(12, 6800, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-west-1.amazonaws.com -> IngestionService us-east-1
-    g(12, 6827, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-west-2.amazonaws.com -> IngestionService us-east-1
-    g(12, 6854, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-west-3.amazonaws.com -> IngestionService us-east-1
-    g(12, 3963, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.il-central-1.amazonaws.com -> IngestionService us-east-1
-    g(12, 3993, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.me-central-1.amazonaws.com -> IngestionService us-east-1
-    g(12, 6085, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.me-south-1.amazonaws.com -> IngestionService us-east-1
-    g(12, 6881, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.me-west-1.amazonaws.com -> IngestionService us-east-1
-    g(12, 4023, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.mx-central-1.amazonaws.com -> IngestionService us-east-1
-    g(12, 6908, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.sa-east-1.amazonaws.com -> IngestionService us-east-1
-    g(12, 6935, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.sa-west-1.amazonaws.com -> IngestionService us-east-1
-    g(12, 6962, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.us-east-2.amazonaws.com -> IngestionService us-east-1
-    g(12, 6989, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.us-west-1.amazonaws.com -> IngestionService us-east-1
-    g(12, 7016, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.us-west-2.amazonaws.com -> IngestionService us-east-1
-    g(12, 8474, 26, 2874, 13, 1032, 12, Auth::SigV4), // me-central-1.neptune-graph.amazonaws.com -> neptune-graph me-central-1
-    g(12, 9947, 24, 2874, 13, 1957, 10, Auth::SigV4), // me-south-1.neptune-graph.amazonaws.com -> neptune-graph me-south-1
-    g(12, 10762, 23, 2874, 13, 3126, 9, Auth::SigV4), // me-west-1.neptune-graph.amazonaws.com -> neptune-graph me-west-1
-    g(12, 8500, 26, 2874, 13, 1066, 12, Auth::SigV4), // mx-central-1.neptune-graph.amazonaws.com -> neptune-graph mx-central-1
-    g(12, 3600, 7, 3600, 7, 10900, 9, Auth::SigV4),   // route53.amazonaws.com -> route53 us-east-1
-    g(12, 14979, 12, 3600, 7, 10900, 9, Auth::SigV4), // route53-fips.amazonaws.com -> route53 us-east-1
-    g(12, 19203, 14, 3600, 7, 784, 13, Auth::SigV4), // route53.us-gov.amazonaws.com -> route53 us-gov-west-1
-    g(12, 0, 40, 20619, 10, 16, 17, Auth::SigV4), // routes.geo-fips.aws-us-gov-global.us-gov.amazonaws.com -> geo-routes aws-us-gov-global
-    g(12, 732, 36, 20619, 10, 748, 13, Auth::SigV4), // routes.geo-fips.us-gov-east-1.us-gov.amazonaws.com -> geo-routes us-gov-east-1
-    g(12, 768, 36, 20619, 10, 784, 13, Auth::SigV4), // routes.geo-fips.us-gov-west-1.us-gov.amazonaws.com -> geo-routes us-gov-west-1
-    g(12, 839, 35, 20619, 10, 16, 17, Auth::SigV4), // routes.geo.aws-us-gov-global.us-gov.amazonaws.com -> geo-routes aws-us-gov-global
-    g(12, 3631, 31, 20619, 10, 748, 13, Auth::SigV4), // routes.geo.us-gov-east-1.us-gov.amazonaws.com -> geo-routes us-gov-east-1
-    g(12, 3662, 31, 20619, 10, 784, 13, Auth::SigV4), // routes.geo.us-gov-west-1.us-gov.amazonaws.com -> geo-routes us-gov-west-1
-    g(12, 10831, 2, 10831, 2, 10900, 9, Auth::SigV4), // s3.amazonaws.com -> s3 us-east-1
-    g(12, 10854, 23, 2874, 13, 3157, 9, Auth::SigV4), // sa-east-1.neptune-graph.amazonaws.com -> neptune-graph sa-east-1
-    g(12, 10877, 23, 2874, 13, 3188, 9, Auth::SigV4), // sa-west-1.neptune-graph.amazonaws.com -> neptune-graph sa-west-1
-    g(12, 1180, 12, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans.amazonaws.com -> savingsplans us-east-1
-    g(12, 6141, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.af-south-1.amazonaws.com -> savingsplans us-east-1
-    g(12, 7313, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-east-1.amazonaws.com -> savingsplans us-east-1
-    g(12, 7340, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-east-2.amazonaws.com -> savingsplans us-east-1
-    g(12, 2287, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-northeast-1.amazonaws.com -> savingsplans us-east-1
-    g(12, 2319, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-northeast-2.amazonaws.com -> savingsplans us-east-1
-    g(12, 2351, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-northeast-3.amazonaws.com -> savingsplans us-east-1
-    g(12, 6169, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-south-1.amazonaws.com -> savingsplans us-east-1
-    g(12, 6197, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-south-2.amazonaws.com -> savingsplans us-east-1
-    g(12, 2383, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-1.amazonaws.com -> savingsplans us-east-1
-    g(12, 2415, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-2.amazonaws.com -> savingsplans us-east-1
-    g(12, 2447, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-3.amazonaws.com -> savingsplans us-east-1
-    g(12, 2479, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-4.amazonaws.com -> savingsplans us-east-1
-    g(12, 2511, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-5.amazonaws.com -> savingsplans us-east-1
-    g(12, 2543, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-6.amazonaws.com -> savingsplans us-east-1
-    g(12, 2575, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-7.amazonaws.com -> savingsplans us-east-1
-    g(12, 6225, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.aws-global.amazonaws.com -> savingsplans us-east-1
-    g(12, 4113, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ca-central-1.amazonaws.com -> savingsplans us-east-1
-    g(12, 7367, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ca-west-1.amazonaws.com -> savingsplans us-east-1
-    g(12, 4143, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-central-1.amazonaws.com -> savingsplans us-east-1
-    g(12, 4173, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-central-2.amazonaws.com -> savingsplans us-east-1
-    g(12, 6253, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-north-1.amazonaws.com -> savingsplans us-east-1
-    g(12, 6281, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-south-1.amazonaws.com -> savingsplans us-east-1
-    g(12, 6309, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-south-2.amazonaws.com -> savingsplans us-east-1
-    g(12, 7394, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-west-1.amazonaws.com -> savingsplans us-east-1
-    g(12, 7421, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-west-2.amazonaws.com -> savingsplans us-east-1
-    g(12, 7448, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-west-3.amazonaws.com -> savingsplans us-east-1
-    g(12, 4203, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.il-central-1.amazonaws.com -> savingsplans us-east-1
-    g(12, 4233, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.me-central-1.amazonaws.com -> savingsplans us-east-1
-    g(12, 6337, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.me-south-1.amazonaws.com -> savingsplans us-east-1
-    g(12, 7475, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.me-west-1.amazonaws.com -> savingsplans us-east-1
-    g(12, 4263, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.mx-central-1.amazonaws.com -> savingsplans us-east-1
-    g(12, 7502, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.sa-east-1.amazonaws.com -> savingsplans us-east-1
-    g(12, 7529, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.sa-west-1.amazonaws.com -> savingsplans us-east-1
-    g(12, 7556, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.us-east-2.amazonaws.com -> savingsplans us-east-1
-    g(12, 7583, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.us-west-1.amazonaws.com -> savingsplans us-east-1
-    g(12, 7610, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.us-west-2.amazonaws.com -> savingsplans us-east-1
-    g(12, 21338, 3, 21338, 3, 0, 0, Auth::NotSigV4),  // sdb.amazonaws.com -> sdb ""
-    g(12, 15150, 3, 15150, 3, 10900, 9, Auth::SigV4), // sts.amazonaws.com -> sts us-east-1
-    g(12, 15150, 19, 15150, 3, 10900, 9, Auth::SigV4), // sts-fips.aws-global.amazonaws.com -> sts us-east-1
-    g(12, 10900, 23, 2874, 13, 10900, 9, Auth::SigV4), // us-east-1.neptune-graph.amazonaws.com -> neptune-graph us-east-1
-    g(12, 10923, 23, 2874, 13, 3219, 9, Auth::SigV4), // us-east-2.neptune-graph.amazonaws.com -> neptune-graph us-east-2
-    g(12, 7664, 27, 2874, 13, 748, 13, Auth::SigV4), // us-gov-east-1.neptune-graph.amazonaws.com -> neptune-graph us-gov-east-1
-    g(12, 7691, 27, 2874, 13, 784, 13, Auth::SigV4), // us-gov-west-1.neptune-graph.amazonaws.com -> neptune-graph us-gov-west-1
-    g(12, 10946, 23, 2874, 13, 3250, 9, Auth::SigV4), // us-west-1.neptune-graph.amazonaws.com -> neptune-graph us-west-1
-    g(12, 10969, 23, 2874, 13, 3281, 9, Auth::SigV4), // us-west-2.neptune-graph.amazonaws.com -> neptune-graph us-west-2
-    g(12, 10992, 3, 10992, 3, 10900, 9, Auth::SigV4), // waf.amazonaws.com -> waf us-east-1
-    g(12, 10992, 8, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.amazonaws.com -> waf us-east-1
-    g(13, 3723, 30, 2874, 13, 3723, 16, Auth::SigV4), // aws-iso-b-global.neptune-graph.sc2s.sgov.gov -> neptune-graph aws-iso-b-global
-    g(13, 20001, 12, 18951, 7, 212, 14, Auth::SigV4), // budgets-fips.sc2s.sgov.gov -> budgets us-isob-east-1
-    g(13, 18951, 14, 18951, 7, 212, 14, Auth::SigV4), // budgets.global.sc2s.sgov.gov -> budgets us-isob-east-1
-    g(13, 9635, 10, 9635, 10, 212, 14, Auth::SigV4), // cloudfront.sc2s.sgov.gov -> cloudfront us-isob-east-1
-    g(13, 11244, 15, 9635, 10, 212, 14, Auth::SigV4), // cloudfront-fips.sc2s.sgov.gov -> cloudfront us-isob-east-1
-    g(13, 3600, 7, 3600, 7, 212, 14, Auth::SigV4), // route53.sc2s.sgov.gov -> route53 us-isob-east-1
-    g(13, 14979, 12, 3600, 7, 212, 14, Auth::SigV4), // route53-fips.sc2s.sgov.gov -> route53 us-isob-east-1
-    g(13, 6365, 28, 2874, 13, 212, 14, Auth::SigV4), // us-isob-east-1.neptune-graph.sc2s.sgov.gov -> neptune-graph us-isob-east-1
-    g(13, 6393, 28, 2874, 13, 249, 14, Auth::SigV4), // us-isob-west-1.neptune-graph.sc2s.sgov.gov -> neptune-graph us-isob-west-1
-    g(14, 20001, 12, 18951, 7, 175, 14, Auth::SigV4), // budgets-fips.amazonaws.eu -> budgets eusc-de-east-1
-    g(14, 9635, 10, 9635, 10, 175, 14, Auth::SigV4), // cloudfront.amazonaws.eu -> cloudfront eusc-de-east-1
-    g(14, 11244, 15, 9635, 10, 175, 14, Auth::SigV4), // cloudfront-fips.amazonaws.eu -> cloudfront eusc-de-east-1
-    g(14, 5861, 28, 2874, 13, 175, 14, Auth::SigV4), // eusc-de-east-1.neptune-graph.amazonaws.eu -> neptune-graph eusc-de-east-1
-    g(14, 18553, 8, 18553, 3, 175, 14, Auth::SigV4), // iam-fips.amazonaws.eu -> iam eusc-de-east-1
-    g(14, 3600, 7, 3600, 7, 175, 14, Auth::SigV4), // route53.amazonaws.eu -> route53 eusc-de-east-1
-    g(14, 14979, 12, 3600, 7, 175, 14, Auth::SigV4), // route53-fips.amazonaws.eu -> route53 eusc-de-east-1
-    g(15, 5777, 28, 2874, 13, 5777, 14, Auth::SigV4), // aws-iso-global.neptune-graph.c2s.ic.gov -> neptune-graph aws-iso-global
-    g(15, 18951, 7, 18951, 7, 323, 13, Auth::SigV4),  // budgets.c2s.ic.gov -> budgets us-iso-east-1
-    g(15, 20001, 12, 18951, 7, 323, 13, Auth::SigV4), // budgets-fips.c2s.ic.gov -> budgets us-iso-east-1
-    g(15, 9635, 10, 9635, 10, 323, 13, Auth::SigV4), // cloudfront.c2s.ic.gov -> cloudfront us-iso-east-1
-    g(15, 11244, 15, 9635, 10, 323, 13, Auth::SigV4), // cloudfront-fips.c2s.ic.gov -> cloudfront us-iso-east-1
-    g(15, 3600, 7, 3600, 7, 323, 13, Auth::SigV4),    // route53.c2s.ic.gov -> route53 us-iso-east-1
-    g(15, 14979, 12, 3600, 7, 323, 13, Auth::SigV4), // route53-fips.c2s.ic.gov -> route53 us-iso-east-1
-    g(15, 7718, 27, 2874, 13, 323, 13, Auth::SigV4), // us-iso-east-1.neptune-graph.c2s.ic.gov -> neptune-graph us-iso-east-1
-    g(15, 7745, 27, 2874, 13, 359, 13, Auth::SigV4), // us-iso-west-1.neptune-graph.c2s.ic.gov -> neptune-graph us-iso-west-1
-    g(16, 16957, 16, 4717, 6, 1733, 10, Auth::SigV4), // af-south-1.oauth.signin.aws -> signin af-south-1
-    g(16, 18058, 15, 4717, 6, 2940, 9, Auth::SigV4), // ap-east-1.oauth.signin.aws -> signin ap-east-1
-    g(16, 18073, 15, 4717, 6, 2971, 9, Auth::SigV4), // ap-east-2.oauth.signin.aws -> signin ap-east-2
-    g(16, 13701, 20, 4717, 6, 394, 14, Auth::SigV4), // ap-northeast-1.oauth.signin.aws -> signin ap-northeast-1
-    g(16, 13721, 20, 4717, 6, 430, 14, Auth::SigV4), // ap-northeast-2.oauth.signin.aws -> signin ap-northeast-2
-    g(16, 13741, 20, 4717, 6, 466, 14, Auth::SigV4), // ap-northeast-3.oauth.signin.aws -> signin ap-northeast-3
-    g(16, 16989, 16, 4717, 6, 1765, 10, Auth::SigV4), // ap-south-1.oauth.signin.aws -> signin ap-south-1
-    g(16, 17005, 16, 4717, 6, 1797, 10, Auth::SigV4), // ap-south-2.oauth.signin.aws -> signin ap-south-2
-    g(16, 13761, 20, 4717, 6, 502, 14, Auth::SigV4), // ap-southeast-1.oauth.signin.aws -> signin ap-southeast-1
-    g(16, 13781, 20, 4717, 6, 538, 14, Auth::SigV4), // ap-southeast-2.oauth.signin.aws -> signin ap-southeast-2
-    g(16, 13801, 20, 4717, 6, 574, 14, Auth::SigV4), // ap-southeast-3.oauth.signin.aws -> signin ap-southeast-3
-    g(16, 13821, 20, 4717, 6, 610, 14, Auth::SigV4), // ap-southeast-4.oauth.signin.aws -> signin ap-southeast-4
-    g(16, 13841, 20, 4717, 6, 646, 14, Auth::SigV4), // ap-southeast-5.oauth.signin.aws -> signin ap-southeast-5
-    g(16, 13861, 20, 4717, 6, 682, 14, Auth::SigV4), // ap-southeast-6.oauth.signin.aws -> signin ap-southeast-6
-    g(16, 13881, 20, 4717, 6, 718, 14, Auth::SigV4), // ap-southeast-7.oauth.signin.aws -> signin ap-southeast-7
-    g(16, 17053, 16, 4717, 6, 1829, 10, Auth::SigV4), // aws-global.oauth.signin.aws -> signin aws-global
-    g(16, 15414, 18, 4717, 6, 896, 12, Auth::SigV4), // ca-central-1.oauth.signin.aws -> signin ca-central-1
-    g(16, 18178, 15, 4717, 6, 3002, 9, Auth::SigV4), // ca-west-1.oauth.signin.aws -> signin ca-west-1
-    g(16, 15576, 18, 4717, 6, 930, 12, Auth::SigV4), // eu-central-1.oauth.signin.aws -> signin eu-central-1
-    g(16, 15594, 18, 4717, 6, 964, 12, Auth::SigV4), // eu-central-2.oauth.signin.aws -> signin eu-central-2
-    g(16, 17293, 16, 4717, 6, 1861, 10, Auth::SigV4), // eu-north-1.oauth.signin.aws -> signin eu-north-1
-    g(16, 17309, 16, 4717, 6, 1893, 10, Auth::SigV4), // eu-south-1.oauth.signin.aws -> signin eu-south-1
-    g(16, 17325, 16, 4717, 6, 1925, 10, Auth::SigV4), // eu-south-2.oauth.signin.aws -> signin eu-south-2
-    g(16, 18493, 15, 4717, 6, 3033, 9, Auth::SigV4), // eu-west-1.oauth.signin.aws -> signin eu-west-1
-    g(16, 18508, 15, 4717, 6, 3064, 9, Auth::SigV4), // eu-west-2.oauth.signin.aws -> signin eu-west-2
-    g(16, 18523, 15, 4717, 6, 3095, 9, Auth::SigV4), // eu-west-3.oauth.signin.aws -> signin eu-west-3
-    g(16, 15612, 18, 4717, 6, 998, 12, Auth::SigV4), // il-central-1.oauth.signin.aws -> signin il-central-1
-    g(16, 15630, 18, 4717, 6, 1032, 12, Auth::SigV4), // me-central-1.oauth.signin.aws -> signin me-central-1
-    g(16, 17549, 16, 4717, 6, 1957, 10, Auth::SigV4), // me-south-1.oauth.signin.aws -> signin me-south-1
-    g(16, 18598, 15, 4717, 6, 3126, 9, Auth::SigV4), // me-west-1.oauth.signin.aws -> signin me-west-1
-    g(16, 15648, 18, 4717, 6, 1066, 12, Auth::SigV4), // mx-central-1.oauth.signin.aws -> signin mx-central-1
-    g(16, 18733, 15, 4717, 6, 3157, 9, Auth::SigV4), // sa-east-1.oauth.signin.aws -> signin sa-east-1
-    g(16, 18748, 15, 4717, 6, 3188, 9, Auth::SigV4), // sa-west-1.oauth.signin.aws -> signin sa-west-1
-    g(16, 18778, 15, 4717, 6, 10900, 9, Auth::SigV4), // us-east-1.oauth.signin.aws -> signin us-east-1
-    g(16, 18793, 15, 4717, 6, 3219, 9, Auth::SigV4), // us-east-2.oauth.signin.aws -> signin us-east-2
-    g(16, 18808, 15, 4717, 6, 3250, 9, Auth::SigV4), // us-west-1.oauth.signin.aws -> signin us-west-1
-    g(16, 18823, 15, 4717, 6, 3281, 9, Auth::SigV4), // us-west-2.oauth.signin.aws -> signin us-west-2
-    g(17, 1282, 33, 40, 14, 1305, 10, Auth::SigV4), // agent-registry-control.cn-north-1.api.aws -> agent-registry cn-north-1
-    g(17, 78, 37, 40, 14, 101, 14, Auth::SigV4), // agent-registry-control.cn-northwest-1.api.aws -> agent-registry cn-northwest-1
-    g(17, 115, 37, 40, 14, 138, 14, Auth::SigV4), // agent-registry-control.eu-isoe-west-1.api.aws -> agent-registry eu-isoe-west-1
-    g(17, 152, 37, 40, 14, 175, 14, Auth::SigV4), // agent-registry-control.eusc-de-east-1.api.aws -> agent-registry eusc-de-east-1
-    g(17, 300, 36, 40, 14, 323, 13, Auth::SigV4), // agent-registry-control.us-iso-east-1.api.aws -> agent-registry us-iso-east-1
-    g(17, 336, 36, 40, 14, 359, 13, Auth::SigV4), // agent-registry-control.us-iso-west-1.api.aws -> agent-registry us-iso-west-1
-    g(17, 189, 37, 40, 14, 212, 14, Auth::SigV4), // agent-registry-control.us-isob-east-1.api.aws -> agent-registry us-isob-east-1
-    g(17, 226, 37, 40, 14, 249, 14, Auth::SigV4), // agent-registry-control.us-isob-west-1.api.aws -> agent-registry us-isob-west-1
-    g(17, 263, 37, 40, 14, 286, 14, Auth::SigV4), // agent-registry-control.us-isof-east-1.api.aws -> agent-registry us-isof-east-1
-    g(17, 40, 38, 40, 14, 63, 15, Auth::SigV4), // agent-registry-control.us-isof-south-1.api.aws -> agent-registry us-isof-south-1
-    g(17, 8890, 25, 40, 14, 1305, 10, Auth::SigV4), // agent-registry.cn-north-1.api.aws -> agent-registry cn-north-1
-    g(17, 4293, 29, 40, 14, 101, 14, Auth::SigV4), // agent-registry.cn-northwest-1.api.aws -> agent-registry cn-northwest-1
-    g(17, 4322, 29, 40, 14, 138, 14, Auth::SigV4), // agent-registry.eu-isoe-west-1.api.aws -> agent-registry eu-isoe-west-1
-    g(17, 4351, 29, 40, 14, 175, 14, Auth::SigV4), // agent-registry.eusc-de-east-1.api.aws -> agent-registry eusc-de-east-1
-    g(17, 5105, 28, 40, 14, 323, 13, Auth::SigV4), // agent-registry.us-iso-east-1.api.aws -> agent-registry us-iso-east-1
-    g(17, 5133, 28, 40, 14, 359, 13, Auth::SigV4), // agent-registry.us-iso-west-1.api.aws -> agent-registry us-iso-west-1
-    g(17, 4380, 29, 40, 14, 212, 14, Auth::SigV4), // agent-registry.us-isob-east-1.api.aws -> agent-registry us-isob-east-1
-    g(17, 4409, 29, 40, 14, 249, 14, Auth::SigV4), // agent-registry.us-isob-west-1.api.aws -> agent-registry us-isob-west-1
-    g(17, 4438, 29, 40, 14, 286, 14, Auth::SigV4), // agent-registry.us-isof-east-1.api.aws -> agent-registry us-isof-east-1
-    g(17, 3693, 30, 40, 14, 63, 15, Auth::SigV4), // agent-registry.us-isof-south-1.api.aws -> agent-registry us-isof-south-1
-    g(17, 4467, 29, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.af-south-1.api.aws -> sustainability us-east-1
-    g(17, 5441, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-east-1.api.aws -> sustainability us-east-1
-    g(17, 5469, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-east-2.api.aws -> sustainability us-east-1
-    g(17, 1315, 33, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-northeast-1.api.aws -> sustainability us-east-1
-    g(17, 1348, 33, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-northeast-2.api.aws -> sustainability us-east-1
-    g(17, 1381, 33, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-northeast-3.api.aws -> sustainability us-east-1
-    g(17, 4496, 29, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-south-1.api.aws -> sustainability us-east-1
-    g(17, 4525, 29, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-south-2.api.aws -> sustainability us-east-1
-    g(17, 1414, 33, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-southeast-1.api.aws -> sustainability us-east-1
-    g(17, 1447, 33, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-southeast-2.api.aws -> sustainability us-east-1
-    g(17, 1480, 33, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-southeast-3.api.aws -> sustainability us-east-1
-    g(17, 1513, 33, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-southeast-4.api.aws -> sustainability us-east-1
-    g(17, 1546, 33, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-southeast-5.api.aws -> sustainability us-east-1
-    g(17, 1579, 33, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-southeast-6.api.aws -> sustainability us-east-1
-    g(17, 1612, 33, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ap-southeast-7.api.aws -> sustainability us-east-1
-    g(17, 4554, 29, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.aws-global.api.aws -> sustainability us-east-1
-    g(17, 2639, 31, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ca-central-1.api.aws -> sustainability us-east-1
-    g(17, 5497, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.ca-west-1.api.aws -> sustainability us-east-1
-    g(17, 2670, 31, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.eu-central-1.api.aws -> sustainability us-east-1
-    g(17, 2701, 31, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.eu-central-2.api.aws -> sustainability us-east-1
-    g(17, 4583, 29, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.eu-north-1.api.aws -> sustainability us-east-1
-    g(17, 4612, 29, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.eu-south-1.api.aws -> sustainability us-east-1
-    g(17, 4641, 29, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.eu-south-2.api.aws -> sustainability us-east-1
-    g(17, 5525, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.eu-west-1.api.aws -> sustainability us-east-1
-    g(17, 5553, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.eu-west-2.api.aws -> sustainability us-east-1
-    g(17, 5581, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.eu-west-3.api.aws -> sustainability us-east-1
-    g(17, 2732, 31, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.il-central-1.api.aws -> sustainability us-east-1
-    g(17, 2763, 31, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.me-central-1.api.aws -> sustainability us-east-1
-    g(17, 4670, 29, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.me-south-1.api.aws -> sustainability us-east-1
-    g(17, 5609, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.me-west-1.api.aws -> sustainability us-east-1
-    g(17, 2794, 31, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.mx-central-1.api.aws -> sustainability us-east-1
-    g(17, 5637, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.sa-east-1.api.aws -> sustainability us-east-1
-    g(17, 5665, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.sa-west-1.api.aws -> sustainability us-east-1
-    g(17, 5693, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.us-east-2.api.aws -> sustainability us-east-1
-    g(17, 5721, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.us-west-1.api.aws -> sustainability us-east-1
-    g(17, 5749, 28, 1319, 14, 10900, 9, Auth::SigV4), // api.sustainability.us-west-2.api.aws -> sustainability us-east-1
-    g(17, 1711, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.af-south-1.api.aws -> billingconductor us-east-1
-    g(17, 2918, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-east-1.api.aws -> billingconductor us-east-1
-    g(17, 2949, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-east-2.api.aws -> billingconductor us-east-1
-    g(17, 372, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-northeast-1.api.aws -> billingconductor us-east-1
-    g(17, 408, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-northeast-2.api.aws -> billingconductor us-east-1
-    g(17, 444, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-northeast-3.api.aws -> billingconductor us-east-1
-    g(17, 1743, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-south-1.api.aws -> billingconductor us-east-1
-    g(17, 1775, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-south-2.api.aws -> billingconductor us-east-1
-    g(17, 480, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-1.api.aws -> billingconductor us-east-1
-    g(17, 516, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-2.api.aws -> billingconductor us-east-1
-    g(17, 552, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-3.api.aws -> billingconductor us-east-1
-    g(17, 588, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-4.api.aws -> billingconductor us-east-1
-    g(17, 624, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-5.api.aws -> billingconductor us-east-1
-    g(17, 660, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-6.api.aws -> billingconductor us-east-1
-    g(17, 696, 36, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-7.api.aws -> billingconductor us-east-1
-    g(17, 1807, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.aws-global.api.aws -> billingconductor us-east-1
-    g(17, 874, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ca-central-1.api.aws -> billingconductor us-east-1
-    g(17, 2980, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.ca-west-1.api.aws -> billingconductor us-east-1
-    g(17, 908, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-central-1.api.aws -> billingconductor us-east-1
-    g(17, 942, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-central-2.api.aws -> billingconductor us-east-1
-    g(17, 1839, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-north-1.api.aws -> billingconductor us-east-1
-    g(17, 1871, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-south-1.api.aws -> billingconductor us-east-1
-    g(17, 1903, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-south-2.api.aws -> billingconductor us-east-1
-    g(17, 3011, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-west-1.api.aws -> billingconductor us-east-1
-    g(17, 3042, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-west-2.api.aws -> billingconductor us-east-1
-    g(17, 3073, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.eu-west-3.api.aws -> billingconductor us-east-1
-    g(17, 976, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.il-central-1.api.aws -> billingconductor us-east-1
-    g(17, 1010, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.me-central-1.api.aws -> billingconductor us-east-1
-    g(17, 1935, 32, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.me-south-1.api.aws -> billingconductor us-east-1
-    g(17, 3104, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.me-west-1.api.aws -> billingconductor us-east-1
-    g(17, 1044, 34, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.mx-central-1.api.aws -> billingconductor us-east-1
-    g(17, 3135, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.sa-east-1.api.aws -> billingconductor us-east-1
-    g(17, 3166, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.sa-west-1.api.aws -> billingconductor us-east-1
-    g(17, 3197, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.us-east-2.api.aws -> billingconductor us-east-1
-    g(17, 3228, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.us-west-1.api.aws -> billingconductor us-east-1
-    g(17, 3259, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor-fips.us-west-2.api.aws -> billingconductor us-east-1
-    g(17, 6503, 27, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.af-south-1.api.aws -> billingconductor us-east-1
-    g(17, 7798, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-east-1.api.aws -> billingconductor us-east-1
-    g(17, 7824, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-east-2.api.aws -> billingconductor us-east-1
-    g(17, 3290, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-northeast-1.api.aws -> billingconductor us-east-1
-    g(17, 3321, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-northeast-2.api.aws -> billingconductor us-east-1
-    g(17, 3352, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-northeast-3.api.aws -> billingconductor us-east-1
-    g(17, 6530, 27, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-south-1.api.aws -> billingconductor us-east-1
-    g(17, 6557, 27, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-south-2.api.aws -> billingconductor us-east-1
-    g(17, 3383, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-southeast-1.api.aws -> billingconductor us-east-1
-    g(17, 3414, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-southeast-2.api.aws -> billingconductor us-east-1
-    g(17, 3445, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-southeast-3.api.aws -> billingconductor us-east-1
-    g(17, 3476, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-southeast-4.api.aws -> billingconductor us-east-1
-    g(17, 3507, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-southeast-5.api.aws -> billingconductor us-east-1
-    g(17, 3538, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-southeast-6.api.aws -> billingconductor us-east-1
-    g(17, 3569, 31, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ap-southeast-7.api.aws -> billingconductor us-east-1
-    g(17, 6584, 27, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.aws-global.api.aws -> billingconductor us-east-1
-    g(17, 4728, 29, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ca-central-1.api.aws -> billingconductor us-east-1
-    g(17, 7850, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.ca-west-1.api.aws -> billingconductor us-east-1
-    g(17, 4757, 29, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.eu-central-1.api.aws -> billingconductor us-east-1
-    g(17, 4786, 29, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.eu-central-2.api.aws -> billingconductor us-east-1
-    g(17, 6611, 27, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.eu-north-1.api.aws -> billingconductor us-east-1
-    g(17, 6638, 27, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.eu-south-1.api.aws -> billingconductor us-east-1
-    g(17, 6665, 27, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.eu-south-2.api.aws -> billingconductor us-east-1
-    g(17, 7876, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.eu-west-1.api.aws -> billingconductor us-east-1
-    g(17, 7902, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.eu-west-2.api.aws -> billingconductor us-east-1
-    g(17, 7928, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.eu-west-3.api.aws -> billingconductor us-east-1
-    g(17, 4815, 29, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.il-central-1.api.aws -> billingconductor us-east-1
-    g(17, 4844, 29, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.me-central-1.api.aws -> billingconductor us-east-1
-    g(17, 6692, 27, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.me-south-1.api.aws -> billingconductor us-east-1
-    g(17, 7954, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.me-west-1.api.aws -> billingconductor us-east-1
-    g(17, 4873, 29, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.mx-central-1.api.aws -> billingconductor us-east-1
-    g(17, 7980, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.sa-east-1.api.aws -> billingconductor us-east-1
-    g(17, 8006, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.sa-west-1.api.aws -> billingconductor us-east-1
-    g(17, 8032, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.us-east-2.api.aws -> billingconductor us-east-1
-    g(17, 8058, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.us-west-1.api.aws -> billingconductor us-east-1
-    g(17, 8084, 26, 372, 16, 10900, 9, Auth::SigV4), // billingconductor.us-west-2.api.aws -> billingconductor us-east-1
-    g(17, 18951, 7, 18951, 7, 784, 13, Auth::SigV4), // budgets.api.aws -> budgets us-gov-west-1
-    g(17, 20001, 12, 18951, 7, 10900, 9, Auth::SigV4), // budgets-fips.api.aws -> budgets us-east-1
-    g(17, 12231, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.af-south-1.api.aws -> chime us-east-1
-    g(17, 13921, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-east-1.api.aws -> chime us-east-1
-    g(17, 13941, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-east-2.api.aws -> chime us-east-1
-    g(17, 8965, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-northeast-1.api.aws -> chime us-east-1
-    g(17, 8990, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-northeast-2.api.aws -> chime us-east-1
-    g(17, 9015, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-northeast-3.api.aws -> chime us-east-1
-    g(17, 12252, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-south-1.api.aws -> chime us-east-1
-    g(17, 12273, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-south-2.api.aws -> chime us-east-1
-    g(17, 9040, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-1.api.aws -> chime us-east-1
-    g(17, 9065, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-2.api.aws -> chime us-east-1
-    g(17, 9090, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-3.api.aws -> chime us-east-1
-    g(17, 9115, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-4.api.aws -> chime us-east-1
-    g(17, 9140, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-5.api.aws -> chime us-east-1
-    g(17, 9165, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-6.api.aws -> chime us-east-1
-    g(17, 9190, 25, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ap-southeast-7.api.aws -> chime us-east-1
-    g(17, 12294, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.aws-global.api.aws -> chime us-east-1
-    g(17, 10302, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ca-central-1.api.aws -> chime us-east-1
-    g(17, 13961, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.ca-west-1.api.aws -> chime us-east-1
-    g(17, 10325, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-central-1.api.aws -> chime us-east-1
-    g(17, 10348, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-central-2.api.aws -> chime us-east-1
-    g(17, 12315, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-north-1.api.aws -> chime us-east-1
-    g(17, 12336, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-south-1.api.aws -> chime us-east-1
-    g(17, 12357, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-south-2.api.aws -> chime us-east-1
-    g(17, 13981, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-west-1.api.aws -> chime us-east-1
-    g(17, 14001, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-west-2.api.aws -> chime us-east-1
-    g(17, 14021, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.eu-west-3.api.aws -> chime us-east-1
-    g(17, 10371, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.il-central-1.api.aws -> chime us-east-1
-    g(17, 10394, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.me-central-1.api.aws -> chime us-east-1
-    g(17, 12378, 21, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.me-south-1.api.aws -> chime us-east-1
-    g(17, 14041, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.me-west-1.api.aws -> chime us-east-1
-    g(17, 10417, 23, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.mx-central-1.api.aws -> chime us-east-1
-    g(17, 14061, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.sa-east-1.api.aws -> chime us-east-1
-    g(17, 14081, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.sa-west-1.api.aws -> chime us-east-1
-    g(17, 14101, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.us-east-2.api.aws -> chime us-east-1
-    g(17, 14121, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.us-west-1.api.aws -> chime us-east-1
-    g(17, 14141, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime-fips.us-west-2.api.aws -> chime us-east-1
-    g(17, 17085, 16, 8965, 5, 10900, 9, Auth::SigV4), // chime.af-south-1.api.aws -> chime us-east-1
-    g(17, 18193, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-east-1.api.aws -> chime us-east-1
-    g(17, 18208, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-east-2.api.aws -> chime us-east-1
-    g(17, 14161, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-northeast-1.api.aws -> chime us-east-1
-    g(17, 14181, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-northeast-2.api.aws -> chime us-east-1
-    g(17, 14201, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-northeast-3.api.aws -> chime us-east-1
-    g(17, 17101, 16, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-south-1.api.aws -> chime us-east-1
-    g(17, 17117, 16, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-south-2.api.aws -> chime us-east-1
-    g(17, 14221, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-southeast-1.api.aws -> chime us-east-1
-    g(17, 14241, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-southeast-2.api.aws -> chime us-east-1
-    g(17, 14261, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-southeast-3.api.aws -> chime us-east-1
-    g(17, 14281, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-southeast-4.api.aws -> chime us-east-1
-    g(17, 14301, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-southeast-5.api.aws -> chime us-east-1
-    g(17, 14321, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-southeast-6.api.aws -> chime us-east-1
-    g(17, 14341, 20, 8965, 5, 10900, 9, Auth::SigV4), // chime.ap-southeast-7.api.aws -> chime us-east-1
-    g(17, 17133, 16, 8965, 5, 10900, 9, Auth::SigV4), // chime.aws-global.api.aws -> chime us-east-1
-    g(17, 15432, 18, 8965, 5, 10900, 9, Auth::SigV4), // chime.ca-central-1.api.aws -> chime us-east-1
-    g(17, 18223, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.ca-west-1.api.aws -> chime us-east-1
-    g(17, 15450, 18, 8965, 5, 10900, 9, Auth::SigV4), // chime.eu-central-1.api.aws -> chime us-east-1
-    g(17, 15468, 18, 8965, 5, 10900, 9, Auth::SigV4), // chime.eu-central-2.api.aws -> chime us-east-1
-    g(17, 17149, 16, 8965, 5, 10900, 9, Auth::SigV4), // chime.eu-north-1.api.aws -> chime us-east-1
-    g(17, 17165, 16, 8965, 5, 10900, 9, Auth::SigV4), // chime.eu-south-1.api.aws -> chime us-east-1
-    g(17, 17181, 16, 8965, 5, 10900, 9, Auth::SigV4), // chime.eu-south-2.api.aws -> chime us-east-1
-    g(17, 18238, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.eu-west-1.api.aws -> chime us-east-1
-    g(17, 18253, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.eu-west-2.api.aws -> chime us-east-1
-    g(17, 18268, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.eu-west-3.api.aws -> chime us-east-1
-    g(17, 15486, 18, 8965, 5, 10900, 9, Auth::SigV4), // chime.il-central-1.api.aws -> chime us-east-1
-    g(17, 15504, 18, 8965, 5, 10900, 9, Auth::SigV4), // chime.me-central-1.api.aws -> chime us-east-1
-    g(17, 17197, 16, 8965, 5, 10900, 9, Auth::SigV4), // chime.me-south-1.api.aws -> chime us-east-1
-    g(17, 18283, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.me-west-1.api.aws -> chime us-east-1
-    g(17, 15522, 18, 8965, 5, 10900, 9, Auth::SigV4), // chime.mx-central-1.api.aws -> chime us-east-1
-    g(17, 18298, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.sa-east-1.api.aws -> chime us-east-1
-    g(17, 18313, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.sa-west-1.api.aws -> chime us-east-1
-    g(17, 18328, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.us-east-2.api.aws -> chime us-east-1
-    g(17, 18343, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.us-west-1.api.aws -> chime us-east-1
-    g(17, 18358, 15, 8965, 5, 10900, 9, Auth::SigV4), // chime.us-west-2.api.aws -> chime us-east-1
-    g(17, 9635, 10, 9635, 10, 784, 13, Auth::SigV4), // cloudfront.api.aws -> cloudfront us-gov-west-1
-    g(17, 11244, 15, 9635, 10, 784, 13, Auth::SigV4), // cloudfront-fips.api.aws -> cloudfront us-gov-west-1
-    g(17, 11244, 22, 9635, 10, 10900, 9, Auth::SigV4), // cloudfront-fips.global.api.aws -> cloudfront us-east-1
-    g(17, 16346, 17, 9635, 10, 10900, 9, Auth::SigV4), // cloudfront.global.api.aws -> cloudfront us-east-1
-    g(17, 9683, 24, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst-fips.global.api.aws -> codecatalyst ""
-    g(17, 14656, 19, 9683, 12, 0, 0, Auth::NotSigV4), // codecatalyst.global.api.aws -> codecatalyst ""
-    g(17, 11354, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.af-south-1.api.aws -> health us-east-1
-    g(17, 12504, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-east-1.api.aws -> health us-east-1
-    g(17, 12525, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-east-2.api.aws -> health us-east-1
-    g(17, 8188, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-northeast-1.api.aws -> health us-east-1
-    g(17, 8214, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-northeast-2.api.aws -> health us-east-1
-    g(17, 8240, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-northeast-3.api.aws -> health us-east-1
-    g(17, 11376, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-south-1.api.aws -> health us-east-1
-    g(17, 11398, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-south-2.api.aws -> health us-east-1
-    g(17, 8266, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-1.api.aws -> health us-east-1
-    g(17, 8292, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-2.api.aws -> health us-east-1
-    g(17, 8318, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-3.api.aws -> health us-east-1
-    g(17, 8344, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-4.api.aws -> health us-east-1
-    g(17, 8370, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-5.api.aws -> health us-east-1
-    g(17, 8396, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-6.api.aws -> health us-east-1
-    g(17, 8422, 26, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ap-southeast-7.api.aws -> health us-east-1
-    g(17, 11420, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.aws-global.api.aws -> health us-east-1
-    g(17, 4931, 29, 4921, 6, 784, 13, Auth::SigV4), // health-fips.aws-us-gov-global.api.aws -> health us-gov-west-1
-    g(17, 9779, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ca-central-1.api.aws -> health us-east-1
-    g(17, 12546, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.ca-west-1.api.aws -> health us-east-1
-    g(17, 9803, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-central-1.api.aws -> health us-east-1
-    g(17, 9827, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-central-2.api.aws -> health us-east-1
-    g(17, 11464, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-north-1.api.aws -> health us-east-1
-    g(17, 11486, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-south-1.api.aws -> health us-east-1
-    g(17, 11508, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-south-2.api.aws -> health us-east-1
-    g(17, 12567, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-west-1.api.aws -> health us-east-1
-    g(17, 12588, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-west-2.api.aws -> health us-east-1
-    g(17, 12609, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.eu-west-3.api.aws -> health us-east-1
-    g(17, 9851, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.il-central-1.api.aws -> health us-east-1
-    g(17, 9875, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.me-central-1.api.aws -> health us-east-1
-    g(17, 11530, 22, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.me-south-1.api.aws -> health us-east-1
-    g(17, 12630, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.me-west-1.api.aws -> health us-east-1
-    g(17, 9899, 24, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.mx-central-1.api.aws -> health us-east-1
-    g(17, 12651, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.sa-east-1.api.aws -> health us-east-1
-    g(17, 12672, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.sa-west-1.api.aws -> health us-east-1
-    g(17, 12693, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.us-west-1.api.aws -> health us-east-1
-    g(17, 12714, 21, 4921, 6, 10900, 9, Auth::SigV4), // health-fips.us-west-2.api.aws -> health us-east-1
-    g(17, 16550, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.af-south-1.api.aws -> health us-east-1
-    g(17, 17341, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-east-1.api.aws -> health us-east-1
-    g(17, 17357, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-east-2.api.aws -> health us-east-1
-    g(17, 12735, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-northeast-1.api.aws -> health us-east-1
-    g(17, 12756, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-northeast-2.api.aws -> health us-east-1
-    g(17, 12777, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-northeast-3.api.aws -> health us-east-1
-    g(17, 16567, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-south-1.api.aws -> health us-east-1
-    g(17, 16584, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-south-2.api.aws -> health us-east-1
-    g(17, 12798, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-1.api.aws -> health us-east-1
-    g(17, 12819, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-2.api.aws -> health us-east-1
-    g(17, 12840, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-3.api.aws -> health us-east-1
-    g(17, 12861, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-4.api.aws -> health us-east-1
-    g(17, 12882, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-5.api.aws -> health us-east-1
-    g(17, 12903, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-6.api.aws -> health us-east-1
-    g(17, 12924, 21, 4921, 6, 10900, 9, Auth::SigV4), // health.ap-southeast-7.api.aws -> health us-east-1
-    g(17, 16601, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.aws-global.api.aws -> health us-east-1
-    g(17, 9923, 24, 4921, 6, 784, 13, Auth::SigV4), // health.aws-us-gov-global.api.aws -> health us-gov-west-1
-    g(17, 14694, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.ca-central-1.api.aws -> health us-east-1
-    g(17, 17373, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.ca-west-1.api.aws -> health us-east-1
-    g(17, 14713, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-central-1.api.aws -> health us-east-1
-    g(17, 14732, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-central-2.api.aws -> health us-east-1
-    g(17, 16635, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-north-1.api.aws -> health us-east-1
-    g(17, 16652, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-south-1.api.aws -> health us-east-1
-    g(17, 16669, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-south-2.api.aws -> health us-east-1
-    g(17, 17389, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-west-1.api.aws -> health us-east-1
-    g(17, 17405, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-west-2.api.aws -> health us-east-1
-    g(17, 17421, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.eu-west-3.api.aws -> health us-east-1
-    g(17, 14751, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.il-central-1.api.aws -> health us-east-1
-    g(17, 14770, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.me-central-1.api.aws -> health us-east-1
-    g(17, 16686, 17, 4921, 6, 10900, 9, Auth::SigV4), // health.me-south-1.api.aws -> health us-east-1
-    g(17, 17437, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.me-west-1.api.aws -> health us-east-1
-    g(17, 14789, 19, 4921, 6, 10900, 9, Auth::SigV4), // health.mx-central-1.api.aws -> health us-east-1
-    g(17, 17453, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.sa-east-1.api.aws -> health us-east-1
-    g(17, 17469, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.sa-west-1.api.aws -> health us-east-1
-    g(17, 17485, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.us-west-1.api.aws -> health us-east-1
-    g(17, 17501, 16, 4921, 6, 10900, 9, Auth::SigV4), // health.us-west-2.api.aws -> health us-east-1
-    g(17, 18553, 15, 18553, 3, 10900, 9, Auth::SigV4), // iam-fips.global.api.aws -> iam us-east-1
-    g(17, 20639, 10, 18553, 3, 10900, 9, Auth::SigV4), // iam.global.api.aws -> iam us-east-1
-    g(17, 20649, 10, 18553, 3, 784, 13, Auth::SigV4), // iam.us-gov.api.aws -> iam us-gov-west-1
-    g(17, 5889, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.af-south-1.api.aws -> IngestionService us-east-1
-    g(17, 6719, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-east-1.api.aws -> IngestionService us-east-1
-    g(17, 6746, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-east-2.api.aws -> IngestionService us-east-1
-    g(17, 1967, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-northeast-1.api.aws -> IngestionService us-east-1
-    g(17, 1999, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-northeast-2.api.aws -> IngestionService us-east-1
-    g(17, 2031, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-northeast-3.api.aws -> IngestionService us-east-1
-    g(17, 5917, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-south-1.api.aws -> IngestionService us-east-1
-    g(17, 5945, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-south-2.api.aws -> IngestionService us-east-1
-    g(17, 2063, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-1.api.aws -> IngestionService us-east-1
-    g(17, 2095, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-2.api.aws -> IngestionService us-east-1
-    g(17, 2127, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-3.api.aws -> IngestionService us-east-1
-    g(17, 2159, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-4.api.aws -> IngestionService us-east-1
-    g(17, 2191, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-5.api.aws -> IngestionService us-east-1
-    g(17, 2223, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-6.api.aws -> IngestionService us-east-1
-    g(17, 2255, 32, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ap-southeast-7.api.aws -> IngestionService us-east-1
-    g(17, 5973, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.aws-global.api.aws -> IngestionService us-east-1
-    g(17, 3873, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ca-central-1.api.aws -> IngestionService us-east-1
-    g(17, 6773, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.ca-west-1.api.aws -> IngestionService us-east-1
-    g(17, 3903, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-central-1.api.aws -> IngestionService us-east-1
-    g(17, 3933, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-central-2.api.aws -> IngestionService us-east-1
-    g(17, 6001, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-north-1.api.aws -> IngestionService us-east-1
-    g(17, 6029, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-south-1.api.aws -> IngestionService us-east-1
-    g(17, 6057, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-south-2.api.aws -> IngestionService us-east-1
-    g(17, 6800, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-west-1.api.aws -> IngestionService us-east-1
-    g(17, 6827, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-west-2.api.aws -> IngestionService us-east-1
-    g(17, 6854, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.eu-west-3.api.aws -> IngestionService us-east-1
-    g(17, 3963, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.il-central-1.api.aws -> IngestionService us-east-1
-    g(17, 3993, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.me-central-1.api.aws -> IngestionService us-east-1
-    g(17, 6085, 28, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.me-south-1.api.aws -> IngestionService us-east-1
-    g(17, 6881, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.me-west-1.api.aws -> IngestionService us-east-1
-    g(17, 4023, 30, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.mx-central-1.api.aws -> IngestionService us-east-1
-    g(17, 6908, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.sa-east-1.api.aws -> IngestionService us-east-1
-    g(17, 6935, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.sa-west-1.api.aws -> IngestionService us-east-1
-    g(17, 6962, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.us-east-2.api.aws -> IngestionService us-east-1
-    g(17, 6989, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.us-west-1.api.aws -> IngestionService us-east-1
-    g(17, 7016, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport-fips.us-west-2.api.aws -> IngestionService us-east-1
-    g(17, 10555, 23, 16941, 16, 10900, 9, Auth::SigV4), // importexport.af-south-1.api.aws -> IngestionService us-east-1
-    g(17, 11552, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-east-1.api.aws -> IngestionService us-east-1
-    g(17, 11574, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-east-2.api.aws -> IngestionService us-east-1
-    g(17, 7043, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-northeast-1.api.aws -> IngestionService us-east-1
-    g(17, 7070, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-northeast-2.api.aws -> IngestionService us-east-1
-    g(17, 7097, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-northeast-3.api.aws -> IngestionService us-east-1
-    g(17, 10578, 23, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-south-1.api.aws -> IngestionService us-east-1
-    g(17, 10601, 23, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-south-2.api.aws -> IngestionService us-east-1
-    g(17, 7124, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-southeast-1.api.aws -> IngestionService us-east-1
-    g(17, 7151, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-southeast-2.api.aws -> IngestionService us-east-1
-    g(17, 7178, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-southeast-3.api.aws -> IngestionService us-east-1
-    g(17, 7205, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-southeast-4.api.aws -> IngestionService us-east-1
-    g(17, 7232, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-southeast-5.api.aws -> IngestionService us-east-1
-    g(17, 7259, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-southeast-6.api.aws -> IngestionService us-east-1
-    g(17, 7286, 27, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ap-southeast-7.api.aws -> IngestionService us-east-1
-    g(17, 10624, 23, 16941, 16, 10900, 9, Auth::SigV4), // importexport.aws-global.api.aws -> IngestionService us-east-1
-    g(17, 9265, 25, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ca-central-1.api.aws -> IngestionService us-east-1
-    g(17, 11596, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.ca-west-1.api.aws -> IngestionService us-east-1
-    g(17, 9290, 25, 16941, 16, 10900, 9, Auth::SigV4), // importexport.eu-central-1.api.aws -> IngestionService us-east-1
-    g(17, 9315, 25, 16941, 16, 10900, 9, Auth::SigV4), // importexport.eu-central-2.api.aws -> IngestionService us-east-1
-    g(17, 10647, 23, 16941, 16, 10900, 9, Auth::SigV4), // importexport.eu-north-1.api.aws -> IngestionService us-east-1
-    g(17, 10670, 23, 16941, 16, 10900, 9, Auth::SigV4), // importexport.eu-south-1.api.aws -> IngestionService us-east-1
-    g(17, 10693, 23, 16941, 16, 10900, 9, Auth::SigV4), // importexport.eu-south-2.api.aws -> IngestionService us-east-1
-    g(17, 11618, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.eu-west-1.api.aws -> IngestionService us-east-1
-    g(17, 11640, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.eu-west-2.api.aws -> IngestionService us-east-1
-    g(17, 11662, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.eu-west-3.api.aws -> IngestionService us-east-1
-    g(17, 9340, 25, 16941, 16, 10900, 9, Auth::SigV4), // importexport.il-central-1.api.aws -> IngestionService us-east-1
-    g(17, 9365, 25, 16941, 16, 10900, 9, Auth::SigV4), // importexport.me-central-1.api.aws -> IngestionService us-east-1
-    g(17, 10716, 23, 16941, 16, 10900, 9, Auth::SigV4), // importexport.me-south-1.api.aws -> IngestionService us-east-1
-    g(17, 11684, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.me-west-1.api.aws -> IngestionService us-east-1
-    g(17, 9390, 25, 16941, 16, 10900, 9, Auth::SigV4), // importexport.mx-central-1.api.aws -> IngestionService us-east-1
-    g(17, 11706, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.sa-east-1.api.aws -> IngestionService us-east-1
-    g(17, 11728, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.sa-west-1.api.aws -> IngestionService us-east-1
-    g(17, 11750, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.us-east-2.api.aws -> IngestionService us-east-1
-    g(17, 11772, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.us-west-1.api.aws -> IngestionService us-east-1
-    g(17, 11794, 22, 16941, 16, 10900, 9, Auth::SigV4), // importexport.us-west-2.api.aws -> IngestionService us-east-1
-    g(17, 19175, 14, 14865, 3, 1305, 10, Auth::SigV4),  // osm.cn-north-1.api.aws -> osm cn-north-1
-    g(17, 15702, 18, 14865, 3, 101, 14, Auth::SigV4), // osm.cn-northwest-1.api.aws -> osm cn-northwest-1
-    g(17, 15720, 18, 14865, 3, 138, 14, Auth::SigV4), // osm.eu-isoe-west-1.api.aws -> osm eu-isoe-west-1
-    g(17, 15738, 18, 14865, 3, 175, 14, Auth::SigV4), // osm.eusc-de-east-1.api.aws -> osm eusc-de-east-1
-    g(17, 16737, 17, 14865, 3, 323, 13, Auth::SigV4), // osm.us-iso-east-1.api.aws -> osm us-iso-east-1
-    g(17, 16754, 17, 14865, 3, 359, 13, Auth::SigV4), // osm.us-iso-west-1.api.aws -> osm us-iso-west-1
-    g(17, 15756, 18, 14865, 3, 212, 14, Auth::SigV4), // osm.us-isob-east-1.api.aws -> osm us-isob-east-1
-    g(17, 15774, 18, 14865, 3, 249, 14, Auth::SigV4), // osm.us-isob-west-1.api.aws -> osm us-isob-west-1
-    g(17, 15792, 18, 14865, 3, 286, 14, Auth::SigV4), // osm.us-isof-east-1.api.aws -> osm us-isof-east-1
-    g(17, 14865, 19, 14865, 3, 63, 15, Auth::SigV4), // osm.us-isof-south-1.api.aws -> osm us-isof-south-1
-    g(17, 1112, 34, 1112, 22, 10900, 9, Auth::SigV4), // partnercentral-channel-fips.global.api.aws -> partnercentral-channel us-east-1
-    g(17, 1146, 34, 1112, 22, 784, 13, Auth::SigV4), // partnercentral-channel-fips.us-gov.api.aws -> partnercentral-channel us-gov-west-1
-    g(17, 4960, 29, 1112, 22, 10900, 9, Auth::SigV4), // partnercentral-channel.global.api.aws -> partnercentral-channel us-east-1
-    g(17, 4989, 29, 1112, 22, 784, 13, Auth::SigV4), // partnercentral-channel.us-gov.api.aws -> partnercentral-channel us-gov-west-1
-    g(17, 4053, 30, 1112, 14, 10900, 9, Auth::SigV4), // partnercentral-prm-fips.global.api.aws -> partnercentral us-east-1
-    g(17, 4083, 30, 1112, 14, 784, 13, Auth::SigV4), // partnercentral-prm-fips.us-gov.api.aws -> partnercentral us-gov-west-1
-    g(17, 9440, 25, 1112, 14, 10900, 9, Auth::SigV4), // partnercentral-prm.global.api.aws -> partnercentral us-east-1
-    g(17, 9465, 25, 1112, 14, 784, 13, Auth::SigV4), // partnercentral-prm.us-gov.api.aws -> partnercentral us-gov-west-1
-    g(17, 14979, 19, 3600, 7, 10900, 9, Auth::SigV4), // route53-fips.global.api.aws -> route53 us-east-1
-    g(17, 19189, 14, 3600, 7, 10900, 9, Auth::SigV4), // route53.global.api.aws -> route53 us-east-1
-    g(17, 19203, 14, 3600, 7, 784, 13, Auth::SigV4), // route53.us-gov.api.aws -> route53 us-gov-west-1
-    g(17, 0, 40, 20619, 10, 16, 17, Auth::SigV4), // routes.geo-fips.aws-us-gov-global.us-gov.api.aws -> geo-routes aws-us-gov-global
-    g(17, 732, 36, 20619, 10, 748, 13, Auth::SigV4), // routes.geo-fips.us-gov-east-1.us-gov.api.aws -> geo-routes us-gov-east-1
-    g(17, 768, 36, 20619, 10, 784, 13, Auth::SigV4), // routes.geo-fips.us-gov-west-1.us-gov.api.aws -> geo-routes us-gov-west-1
-    g(17, 839, 35, 20619, 10, 16, 17, Auth::SigV4), // routes.geo.aws-us-gov-global.us-gov.api.aws -> geo-routes aws-us-gov-global
-    g(17, 3631, 31, 20619, 10, 748, 13, Auth::SigV4), // routes.geo.us-gov-east-1.us-gov.api.aws -> geo-routes us-gov-east-1
-    g(17, 3662, 31, 20619, 10, 784, 13, Auth::SigV4), // routes.geo.us-gov-west-1.us-gov.api.aws -> geo-routes us-gov-west-1
-    g(17, 6141, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.af-south-1.api.aws -> savingsplans us-east-1
-    g(17, 7313, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-east-1.api.aws -> savingsplans us-east-1
-    g(17, 7340, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-east-2.api.aws -> savingsplans us-east-1
-    g(17, 2287, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-northeast-1.api.aws -> savingsplans us-east-1
-    g(17, 2319, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-northeast-2.api.aws -> savingsplans us-east-1
-    g(17, 2351, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-northeast-3.api.aws -> savingsplans us-east-1
-    g(17, 6169, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-south-1.api.aws -> savingsplans us-east-1
-    g(17, 6197, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-south-2.api.aws -> savingsplans us-east-1
-    g(17, 2383, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-1.api.aws -> savingsplans us-east-1
-    g(17, 2415, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-2.api.aws -> savingsplans us-east-1
-    g(17, 2447, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-3.api.aws -> savingsplans us-east-1
-    g(17, 2479, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-4.api.aws -> savingsplans us-east-1
-    g(17, 2511, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-5.api.aws -> savingsplans us-east-1
-    g(17, 2543, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-6.api.aws -> savingsplans us-east-1
-    g(17, 2575, 32, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-7.api.aws -> savingsplans us-east-1
-    g(17, 6225, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.aws-global.api.aws -> savingsplans us-east-1
-    g(17, 4113, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ca-central-1.api.aws -> savingsplans us-east-1
-    g(17, 7367, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.ca-west-1.api.aws -> savingsplans us-east-1
-    g(17, 4143, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-central-1.api.aws -> savingsplans us-east-1
-    g(17, 4173, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-central-2.api.aws -> savingsplans us-east-1
-    g(17, 6253, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-north-1.api.aws -> savingsplans us-east-1
-    g(17, 6281, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-south-1.api.aws -> savingsplans us-east-1
-    g(17, 6309, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-south-2.api.aws -> savingsplans us-east-1
-    g(17, 7394, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-west-1.api.aws -> savingsplans us-east-1
-    g(17, 7421, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-west-2.api.aws -> savingsplans us-east-1
-    g(17, 7448, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.eu-west-3.api.aws -> savingsplans us-east-1
-    g(17, 4203, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.il-central-1.api.aws -> savingsplans us-east-1
-    g(17, 4233, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.me-central-1.api.aws -> savingsplans us-east-1
-    g(17, 6337, 28, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.me-south-1.api.aws -> savingsplans us-east-1
-    g(17, 7475, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.me-west-1.api.aws -> savingsplans us-east-1
-    g(17, 4263, 30, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.mx-central-1.api.aws -> savingsplans us-east-1
-    g(17, 7502, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.sa-east-1.api.aws -> savingsplans us-east-1
-    g(17, 7529, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.sa-west-1.api.aws -> savingsplans us-east-1
-    g(17, 7556, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.us-east-2.api.aws -> savingsplans us-east-1
-    g(17, 7583, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.us-west-1.api.aws -> savingsplans us-east-1
-    g(17, 7610, 27, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans-fips.us-west-2.api.aws -> savingsplans us-east-1
-    g(17, 14998, 19, 1180, 12, 10900, 9, Auth::SigV4), // savingsplans.global.api.aws -> savingsplans us-east-1
-    g(17, 11926, 22, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.af-south-1.api.aws -> shield us-east-1
-    g(17, 13050, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-east-1.api.aws -> shield us-east-1
-    g(17, 13071, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-east-2.api.aws -> shield us-east-1
-    g(17, 8578, 26, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-northeast-1.api.aws -> shield us-east-1
-    g(17, 8604, 26, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-northeast-2.api.aws -> shield us-east-1
-    g(17, 8630, 26, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-northeast-3.api.aws -> shield us-east-1
-    g(17, 11948, 22, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-south-1.api.aws -> shield us-east-1
-    g(17, 11970, 22, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-south-2.api.aws -> shield us-east-1
-    g(17, 8656, 26, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-southeast-1.api.aws -> shield us-east-1
-    g(17, 8682, 26, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-southeast-2.api.aws -> shield us-east-1
-    g(17, 8708, 26, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-southeast-3.api.aws -> shield us-east-1
-    g(17, 8734, 26, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-southeast-4.api.aws -> shield us-east-1
-    g(17, 8760, 26, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-southeast-5.api.aws -> shield us-east-1
-    g(17, 8786, 26, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-southeast-6.api.aws -> shield us-east-1
-    g(17, 8812, 26, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ap-southeast-7.api.aws -> shield us-east-1
-    g(17, 11992, 22, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.aws-global.api.aws -> shield us-east-1
-    g(17, 10043, 24, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ca-central-1.api.aws -> shield us-east-1
-    g(17, 13092, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.ca-west-1.api.aws -> shield us-east-1
-    g(17, 10067, 24, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.eu-central-1.api.aws -> shield us-east-1
-    g(17, 10091, 24, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.eu-central-2.api.aws -> shield us-east-1
-    g(17, 12014, 22, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.eu-north-1.api.aws -> shield us-east-1
-    g(17, 12036, 22, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.eu-south-1.api.aws -> shield us-east-1
-    g(17, 12058, 22, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.eu-south-2.api.aws -> shield us-east-1
-    g(17, 13113, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.eu-west-1.api.aws -> shield us-east-1
-    g(17, 13134, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.eu-west-2.api.aws -> shield us-east-1
-    g(17, 13155, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.eu-west-3.api.aws -> shield us-east-1
-    g(17, 10115, 24, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.il-central-1.api.aws -> shield us-east-1
-    g(17, 10139, 24, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.me-central-1.api.aws -> shield us-east-1
-    g(17, 12080, 22, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.me-south-1.api.aws -> shield us-east-1
-    g(17, 13176, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.me-west-1.api.aws -> shield us-east-1
-    g(17, 10163, 24, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.mx-central-1.api.aws -> shield us-east-1
-    g(17, 13197, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.sa-east-1.api.aws -> shield us-east-1
-    g(17, 13218, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.sa-west-1.api.aws -> shield us-east-1
-    g(17, 13239, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.us-east-2.api.aws -> shield us-east-1
-    g(17, 13260, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.us-west-1.api.aws -> shield us-east-1
-    g(17, 13281, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield-fips.us-west-2.api.aws -> shield us-east-1
-    g(17, 16788, 17, 8578, 6, 10900, 9, Auth::SigV4), // shield.af-south-1.api.aws -> shield us-east-1
-    g(17, 17661, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-east-1.api.aws -> shield us-east-1
-    g(17, 17677, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-east-2.api.aws -> shield us-east-1
-    g(17, 13302, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-northeast-1.api.aws -> shield us-east-1
-    g(17, 13323, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-northeast-2.api.aws -> shield us-east-1
-    g(17, 13344, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-northeast-3.api.aws -> shield us-east-1
-    g(17, 16805, 17, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-south-1.api.aws -> shield us-east-1
-    g(17, 16822, 17, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-south-2.api.aws -> shield us-east-1
-    g(17, 13365, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-southeast-1.api.aws -> shield us-east-1
-    g(17, 13386, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-southeast-2.api.aws -> shield us-east-1
-    g(17, 13407, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-southeast-3.api.aws -> shield us-east-1
-    g(17, 13428, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-southeast-4.api.aws -> shield us-east-1
-    g(17, 13449, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-southeast-5.api.aws -> shield us-east-1
-    g(17, 13470, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-southeast-6.api.aws -> shield us-east-1
-    g(17, 13491, 21, 8578, 6, 10900, 9, Auth::SigV4), // shield.ap-southeast-7.api.aws -> shield us-east-1
-    g(17, 16839, 17, 8578, 6, 10900, 9, Auth::SigV4), // shield.aws-global.api.aws -> shield us-east-1
-    g(17, 15036, 19, 8578, 6, 10900, 9, Auth::SigV4), // shield.ca-central-1.api.aws -> shield us-east-1
-    g(17, 17693, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.ca-west-1.api.aws -> shield us-east-1
-    g(17, 15055, 19, 8578, 6, 10900, 9, Auth::SigV4), // shield.eu-central-1.api.aws -> shield us-east-1
-    g(17, 15074, 19, 8578, 6, 10900, 9, Auth::SigV4), // shield.eu-central-2.api.aws -> shield us-east-1
-    g(17, 16856, 17, 8578, 6, 10900, 9, Auth::SigV4), // shield.eu-north-1.api.aws -> shield us-east-1
-    g(17, 16873, 17, 8578, 6, 10900, 9, Auth::SigV4), // shield.eu-south-1.api.aws -> shield us-east-1
-    g(17, 16890, 17, 8578, 6, 10900, 9, Auth::SigV4), // shield.eu-south-2.api.aws -> shield us-east-1
-    g(17, 17709, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.eu-west-1.api.aws -> shield us-east-1
-    g(17, 17725, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.eu-west-2.api.aws -> shield us-east-1
-    g(17, 17741, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.eu-west-3.api.aws -> shield us-east-1
-    g(17, 15093, 19, 8578, 6, 10900, 9, Auth::SigV4), // shield.il-central-1.api.aws -> shield us-east-1
-    g(17, 15112, 19, 8578, 6, 10900, 9, Auth::SigV4), // shield.me-central-1.api.aws -> shield us-east-1
-    g(17, 16907, 17, 8578, 6, 10900, 9, Auth::SigV4), // shield.me-south-1.api.aws -> shield us-east-1
-    g(17, 17757, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.me-west-1.api.aws -> shield us-east-1
-    g(17, 15131, 19, 8578, 6, 10900, 9, Auth::SigV4), // shield.mx-central-1.api.aws -> shield us-east-1
-    g(17, 17773, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.sa-east-1.api.aws -> shield us-east-1
-    g(17, 17789, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.sa-west-1.api.aws -> shield us-east-1
-    g(17, 17805, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.us-east-2.api.aws -> shield us-east-1
-    g(17, 17821, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.us-west-1.api.aws -> shield us-east-1
-    g(17, 17837, 16, 8578, 6, 10900, 9, Auth::SigV4), // shield.us-west-2.api.aws -> shield us-east-1
-    g(17, 15150, 19, 15150, 3, 10900, 9, Auth::SigV4), // sts-fips.aws-global.api.aws -> sts us-east-1
-    g(17, 19329, 14, 15150, 3, 10900, 9, Auth::SigV4), // sts.aws-global.api.aws -> sts us-east-1
-    g(17, 8838, 26, 1319, 14, 10900, 9, Auth::SigV4), // sustainability-fips.global.api.aws -> sustainability us-east-1
-    g(17, 8864, 26, 1319, 14, 784, 13, Auth::SigV4), // sustainability-fips.us-gov.api.aws -> sustainability us-gov-west-1
-    g(17, 13533, 21, 1319, 14, 784, 13, Auth::SigV4), // sustainability.us-gov.api.aws -> sustainability us-gov-west-1
-    g(17, 15207, 19, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.af-south-1.api.aws -> waf us-east-1
-    g(17, 15882, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-east-1.api.aws -> waf us-east-1
-    g(17, 15900, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-east-2.api.aws -> waf us-east-1
-    g(17, 10992, 23, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-northeast-1.api.aws -> waf us-east-1
-    g(17, 11015, 23, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-northeast-2.api.aws -> waf us-east-1
-    g(17, 11038, 23, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-northeast-3.api.aws -> waf us-east-1
-    g(17, 15226, 19, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-south-1.api.aws -> waf us-east-1
-    g(17, 15245, 19, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-south-2.api.aws -> waf us-east-1
-    g(17, 11061, 23, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-southeast-1.api.aws -> waf us-east-1
-    g(17, 11084, 23, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-southeast-2.api.aws -> waf us-east-1
-    g(17, 11107, 23, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-southeast-3.api.aws -> waf us-east-1
-    g(17, 11130, 23, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-southeast-4.api.aws -> waf us-east-1
-    g(17, 11153, 23, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-southeast-5.api.aws -> waf us-east-1
-    g(17, 11176, 23, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-southeast-6.api.aws -> waf us-east-1
-    g(17, 11199, 23, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ap-southeast-7.api.aws -> waf us-east-1
-    g(17, 15264, 19, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.aws-global.api.aws -> waf us-east-1
-    g(17, 13554, 21, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ca-central-1.api.aws -> waf us-east-1
-    g(17, 15918, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.ca-west-1.api.aws -> waf us-east-1
-    g(17, 13575, 21, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.eu-central-1.api.aws -> waf us-east-1
-    g(17, 13596, 21, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.eu-central-2.api.aws -> waf us-east-1
-    g(17, 15283, 19, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.eu-north-1.api.aws -> waf us-east-1
-    g(17, 15302, 19, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.eu-south-1.api.aws -> waf us-east-1
-    g(17, 15321, 19, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.eu-south-2.api.aws -> waf us-east-1
-    g(17, 15936, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.eu-west-1.api.aws -> waf us-east-1
-    g(17, 15954, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.eu-west-2.api.aws -> waf us-east-1
-    g(17, 15972, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.eu-west-3.api.aws -> waf us-east-1
-    g(17, 13617, 21, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.il-central-1.api.aws -> waf us-east-1
-    g(17, 13638, 21, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.me-central-1.api.aws -> waf us-east-1
-    g(17, 15340, 19, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.me-south-1.api.aws -> waf us-east-1
-    g(17, 15990, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.me-west-1.api.aws -> waf us-east-1
-    g(17, 13659, 21, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.mx-central-1.api.aws -> waf us-east-1
-    g(17, 16008, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.sa-east-1.api.aws -> waf us-east-1
-    g(17, 16026, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.sa-west-1.api.aws -> waf us-east-1
-    g(17, 16044, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.us-east-2.api.aws -> waf us-east-1
-    g(17, 16062, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.us-west-1.api.aws -> waf us-east-1
-    g(17, 16080, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf-fips.us-west-2.api.aws -> waf us-east-1
-    g(17, 19357, 14, 10992, 3, 10900, 9, Auth::SigV4), // waf.af-south-1.api.aws -> waf us-east-1
-    g(17, 19821, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-east-1.api.aws -> waf us-east-1
-    g(17, 19834, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-east-2.api.aws -> waf us-east-1
-    g(17, 16098, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-northeast-1.api.aws -> waf us-east-1
-    g(17, 16116, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-northeast-2.api.aws -> waf us-east-1
-    g(17, 16134, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-northeast-3.api.aws -> waf us-east-1
-    g(17, 19371, 14, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-south-1.api.aws -> waf us-east-1
-    g(17, 19385, 14, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-south-2.api.aws -> waf us-east-1
-    g(17, 16152, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-southeast-1.api.aws -> waf us-east-1
-    g(17, 16170, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-southeast-2.api.aws -> waf us-east-1
-    g(17, 16188, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-southeast-3.api.aws -> waf us-east-1
-    g(17, 16206, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-southeast-4.api.aws -> waf us-east-1
-    g(17, 16224, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-southeast-5.api.aws -> waf us-east-1
-    g(17, 16242, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-southeast-6.api.aws -> waf us-east-1
-    g(17, 16260, 18, 10992, 3, 10900, 9, Auth::SigV4), // waf.ap-southeast-7.api.aws -> waf us-east-1
-    g(17, 19399, 14, 10992, 3, 10900, 9, Auth::SigV4), // waf.aws-global.api.aws -> waf us-east-1
-    g(17, 17917, 16, 10992, 3, 10900, 9, Auth::SigV4), // waf.ca-central-1.api.aws -> waf us-east-1
-    g(17, 19847, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.ca-west-1.api.aws -> waf us-east-1
-    g(17, 17933, 16, 10992, 3, 10900, 9, Auth::SigV4), // waf.eu-central-1.api.aws -> waf us-east-1
-    g(17, 17949, 16, 10992, 3, 10900, 9, Auth::SigV4), // waf.eu-central-2.api.aws -> waf us-east-1
-    g(17, 19413, 14, 10992, 3, 10900, 9, Auth::SigV4), // waf.eu-north-1.api.aws -> waf us-east-1
-    g(17, 19427, 14, 10992, 3, 10900, 9, Auth::SigV4), // waf.eu-south-1.api.aws -> waf us-east-1
-    g(17, 19441, 14, 10992, 3, 10900, 9, Auth::SigV4), // waf.eu-south-2.api.aws -> waf us-east-1
-    g(17, 19860, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.eu-west-1.api.aws -> waf us-east-1
-    g(17, 19873, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.eu-west-2.api.aws -> waf us-east-1
-    g(17, 19886, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.eu-west-3.api.aws -> waf us-east-1
-    g(17, 17965, 16, 10992, 3, 10900, 9, Auth::SigV4), // waf.il-central-1.api.aws -> waf us-east-1
-    g(17, 17981, 16, 10992, 3, 10900, 9, Auth::SigV4), // waf.me-central-1.api.aws -> waf us-east-1
-    g(17, 19455, 14, 10992, 3, 10900, 9, Auth::SigV4), // waf.me-south-1.api.aws -> waf us-east-1
-    g(17, 19899, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.me-west-1.api.aws -> waf us-east-1
-    g(17, 17997, 16, 10992, 3, 10900, 9, Auth::SigV4), // waf.mx-central-1.api.aws -> waf us-east-1
-    g(17, 19912, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.sa-east-1.api.aws -> waf us-east-1
-    g(17, 19925, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.sa-west-1.api.aws -> waf us-east-1
-    g(17, 19938, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.us-east-2.api.aws -> waf us-east-1
-    g(17, 19951, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.us-west-1.api.aws -> waf us-east-1
-    g(17, 19964, 13, 10992, 3, 10900, 9, Auth::SigV4), // waf.us-west-2.api.aws -> waf us-east-1
+    g(0, 1103, 35, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.aws-cn-global.api.amazonwebservices.com.cn -> billingconductor us-east-1
+    g(0, 4972, 30, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.aws-cn-global.api.amazonwebservices.com.cn -> billingconductor us-east-1
+    g(0, 23354, 7, 23354, 7, 292, 14, Auth::SigV4), // budgets.api.amazonwebservices.com.cn -> budgets cn-northwest-1
+    g(0, 24404, 12, 23354, 7, 292, 14, Auth::SigV4), // budgets-fips.api.amazonwebservices.com.cn -> budgets cn-northwest-1
+    g(0, 12088, 24, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.aws-cn-global.api.amazonwebservices.com.cn -> chime us-east-1
+    g(0, 18418, 19, 7202, 5, 2511, 9, Auth::SigV4), // chime.aws-cn-global.api.amazonwebservices.com.cn -> chime us-east-1
+    g(0, 12160, 10, 12160, 10, 292, 14, Auth::SigV4), // cloudfront.api.amazonwebservices.com.cn -> cloudfront cn-northwest-1
+    g(0, 14112, 15, 12160, 10, 292, 14, Auth::SigV4), // cloudfront-fips.api.amazonwebservices.com.cn -> cloudfront cn-northwest-1
+    g(0, 12208, 24, 12208, 12, 0, 0, Auth::NotSigV4), // codecatalyst-fips.global.api.amazonwebservices.com.cn -> codecatalyst ""
+    g(0, 18475, 19, 12208, 12, 0, 0, Auth::NotSigV4), // codecatalyst.global.api.amazonwebservices.com.cn -> codecatalyst ""
+    g(0, 11517, 25, 6201, 6, 292, 14, Auth::SigV4), // health-fips.aws-cn-global.api.amazonwebservices.com.cn -> health cn-northwest-1
+    g(0, 14332, 22, 6201, 6, 292, 14, Auth::SigV4), // health-fips.cn-north-1.api.amazonwebservices.com.cn -> health cn-northwest-1
+    g(0, 17964, 20, 6201, 6, 292, 14, Auth::SigV4), // health.aws-cn-global.api.amazonwebservices.com.cn -> health cn-northwest-1
+    g(0, 20761, 17, 6201, 6, 292, 14, Auth::SigV4), // health.cn-north-1.api.amazonwebservices.com.cn -> health cn-northwest-1
+    g(0, 22971, 8, 22971, 3, 1982, 10, Auth::SigV4), // iam-fips.api.amazonwebservices.com.cn -> iam cn-north-1
+    g(0, 25021, 10, 22971, 3, 1982, 10, Auth::SigV4), // iam.global.api.amazonwebservices.com.cn -> iam cn-north-1
+    g(0, 4663, 31, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.aws-cn-global.api.amazonwebservices.com.cn -> IngestionService us-east-1
+    g(0, 10416, 26, 21152, 16, 2511, 9, Auth::SigV4), // importexport.aws-cn-global.api.amazonwebservices.com.cn -> IngestionService us-east-1
+    g(0, 1755, 34, 1755, 22, 292, 14, Auth::SigV4), // partnercentral-channel-fips.global.api.amazonwebservices.com.cn -> partnercentral-channel cn-northwest-1
+    g(0, 6327, 29, 1755, 22, 292, 14, Auth::SigV4), // partnercentral-channel.global.api.amazonwebservices.com.cn -> partnercentral-channel cn-northwest-1
+    g(0, 5332, 30, 1755, 14, 292, 14, Auth::SigV4), // partnercentral-prm-fips.global.api.amazonwebservices.com.cn -> partnercentral cn-northwest-1
+    g(0, 11767, 25, 1755, 14, 292, 14, Auth::SigV4), // partnercentral-prm.global.api.amazonwebservices.com.cn -> partnercentral cn-northwest-1
+    g(0, 18931, 12, 4756, 7, 292, 14, Auth::SigV4), // route53-fips.api.amazonwebservices.com.cn -> route53 cn-northwest-1
+    g(0, 23592, 14, 4756, 7, 292, 14, Auth::SigV4), // route53.global.api.amazonwebservices.com.cn -> route53 cn-northwest-1
+    g(0, 4849, 31, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.aws-cn-global.api.amazonwebservices.com.cn -> savingsplans us-east-1
+    g(0, 10572, 26, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans.aws-cn-global.api.amazonwebservices.com.cn -> savingsplans us-east-1
+    g(0, 11817, 25, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.aws-cn-global.api.amazonwebservices.com.cn -> shield us-east-1
+    g(0, 18104, 20, 6472, 6, 2511, 9, Auth::SigV4), // shield.aws-cn-global.api.amazonwebservices.com.cn -> shield us-east-1
+    g(0, 11014, 26, 1996, 14, 292, 14, Auth::SigV4), // sustainability-fips.global.api.amazonwebservices.com.cn -> sustainability cn-northwest-1
+    g(0, 16911, 21, 1996, 14, 292, 14, Auth::SigV4), // sustainability.global.api.amazonwebservices.com.cn -> sustainability cn-northwest-1
+    g(0, 15102, 22, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.aws-cn-global.api.amazonwebservices.com.cn -> waf us-east-1
+    g(0, 21101, 17, 11066, 3, 2511, 9, Auth::SigV4), // waf.aws-cn-global.api.amazonwebservices.com.cn -> waf us-east-1
+    g(2, 24404, 12, 23354, 7, 366, 14, Auth::SigV4), // budgets-fips.api.amazonwebservices.eu -> budgets eusc-de-east-1
+    g(2, 12160, 10, 12160, 10, 366, 14, Auth::SigV4), // cloudfront.api.amazonwebservices.eu -> cloudfront eusc-de-east-1
+    g(2, 14112, 15, 12160, 10, 366, 14, Auth::SigV4), // cloudfront-fips.api.amazonwebservices.eu -> cloudfront eusc-de-east-1
+    g(2, 12208, 24, 12208, 12, 0, 0, Auth::NotSigV4), // codecatalyst-fips.global.api.amazonwebservices.eu -> codecatalyst ""
+    g(2, 18475, 19, 12208, 12, 0, 0, Auth::NotSigV4), // codecatalyst.global.api.amazonwebservices.eu -> codecatalyst ""
+    g(2, 22971, 8, 22971, 3, 366, 14, Auth::SigV4), // iam-fips.api.amazonwebservices.eu -> iam eusc-de-east-1
+    g(2, 25021, 10, 22971, 3, 366, 14, Auth::SigV4), // iam.global.api.amazonwebservices.eu -> iam eusc-de-east-1
+    g(2, 1755, 34, 1755, 22, 366, 14, Auth::SigV4), // partnercentral-channel-fips.global.api.amazonwebservices.eu -> partnercentral-channel eusc-de-east-1
+    g(2, 6327, 29, 1755, 22, 366, 14, Auth::SigV4), // partnercentral-channel.global.api.amazonwebservices.eu -> partnercentral-channel eusc-de-east-1
+    g(2, 5332, 30, 1755, 14, 366, 14, Auth::SigV4), // partnercentral-prm-fips.global.api.amazonwebservices.eu -> partnercentral eusc-de-east-1
+    g(2, 11767, 25, 1755, 14, 366, 14, Auth::SigV4), // partnercentral-prm.global.api.amazonwebservices.eu -> partnercentral eusc-de-east-1
+    g(2, 18931, 12, 4756, 7, 366, 14, Auth::SigV4), // route53-fips.api.amazonwebservices.eu -> route53 eusc-de-east-1
+    g(2, 23592, 14, 4756, 7, 366, 14, Auth::SigV4), // route53.global.api.amazonwebservices.eu -> route53 eusc-de-east-1
+    g(2, 11014, 26, 1996, 14, 366, 14, Auth::SigV4), // sustainability-fips.global.api.amazonwebservices.eu -> sustainability eusc-de-east-1
+    g(2, 16911, 21, 1996, 14, 366, 14, Auth::SigV4), // sustainability.global.api.amazonwebservices.eu -> sustainability eusc-de-east-1
+    g(3, 193, 38, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.aws-iso-e-global.api.cloud-aws.adc-e.uk -> billingconductor us-east-1
+    g(3, 2355, 33, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.aws-iso-e-global.api.cloud-aws.adc-e.uk -> billingconductor us-east-1
+    g(3, 8340, 27, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.aws-iso-e-global.api.cloud-aws.adc-e.uk -> chime us-east-1
+    g(3, 14068, 22, 7202, 5, 2511, 9, Auth::SigV4), // chime.aws-iso-e-global.api.cloud-aws.adc-e.uk -> chime us-east-1
+    g(3, 12160, 10, 12160, 10, 329, 14, Auth::SigV4), // cloudfront.api.cloud-aws.adc-e.uk -> cloudfront eu-isoe-west-1
+    g(3, 14112, 15, 12160, 10, 329, 14, Auth::SigV4), // cloudfront-fips.api.cloud-aws.adc-e.uk -> cloudfront eu-isoe-west-1
+    g(3, 12208, 24, 12208, 12, 0, 0, Auth::NotSigV4), // codecatalyst-fips.global.api.cloud-aws.adc-e.uk -> codecatalyst ""
+    g(3, 18475, 19, 12208, 12, 0, 0, Auth::NotSigV4), // codecatalyst.global.api.cloud-aws.adc-e.uk -> codecatalyst ""
+    g(3, 7342, 28, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.aws-iso-e-global.api.cloud-aws.adc-e.uk -> health us-east-1
+    g(3, 13150, 23, 6201, 6, 2511, 9, Auth::SigV4), // health.aws-iso-e-global.api.cloud-aws.adc-e.uk -> health us-east-1
+    g(3, 22971, 3, 22971, 3, 329, 14, Auth::SigV4), // iam.api.cloud-aws.adc-e.uk -> iam eu-isoe-west-1
+    g(3, 22971, 8, 22971, 3, 329, 14, Auth::SigV4), // iam-fips.api.cloud-aws.adc-e.uk -> iam eu-isoe-west-1
+    g(3, 1653, 34, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.aws-iso-e-global.api.cloud-aws.adc-e.uk -> IngestionService us-east-1
+    g(3, 6269, 29, 21152, 16, 2511, 9, Auth::SigV4), // importexport.aws-iso-e-global.api.cloud-aws.adc-e.uk -> IngestionService us-east-1
+    g(3, 1755, 34, 1755, 22, 329, 14, Auth::SigV4), // partnercentral-channel-fips.global.api.cloud-aws.adc-e.uk -> partnercentral-channel eu-isoe-west-1
+    g(3, 6327, 29, 1755, 22, 329, 14, Auth::SigV4), // partnercentral-channel.global.api.cloud-aws.adc-e.uk -> partnercentral-channel eu-isoe-west-1
+    g(3, 5332, 30, 1755, 14, 329, 14, Auth::SigV4), // partnercentral-prm-fips.global.api.cloud-aws.adc-e.uk -> partnercentral eu-isoe-west-1
+    g(3, 11767, 25, 1755, 14, 329, 14, Auth::SigV4), // partnercentral-prm.global.api.cloud-aws.adc-e.uk -> partnercentral eu-isoe-west-1
+    g(3, 7930, 28, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.aws-iso-e-global.api.cloud-aws.adc-e.uk -> shield us-east-1
+    g(3, 13587, 23, 6472, 6, 2511, 9, Auth::SigV4), // shield.aws-iso-e-global.api.cloud-aws.adc-e.uk -> shield us-east-1
+    g(3, 11014, 26, 1996, 14, 329, 14, Auth::SigV4), // sustainability-fips.global.api.cloud-aws.adc-e.uk -> sustainability eu-isoe-west-1
+    g(3, 16911, 21, 1996, 14, 329, 14, Auth::SigV4), // sustainability.global.api.cloud-aws.adc-e.uk -> sustainability eu-isoe-west-1
+    g(3, 11942, 25, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.aws-iso-e-global.api.cloud-aws.adc-e.uk -> waf us-east-1
+    g(3, 18244, 20, 11066, 3, 2511, 9, Auth::SigV4), // waf.aws-iso-e-global.api.cloud-aws.adc-e.uk -> waf us-east-1
+    g(4, 11906, 11, 11906, 6, 104, 13, Auth::SigV4), // signin-fips.amazonaws-us-gov.com -> signin us-gov-west-1
+    g(4, 11892, 20, 11906, 6, 65, 13, Auth::SigV4), // us-gov-east-1.signin.amazonaws-us-gov.com -> signin us-gov-east-1
+    g(4, 11892, 25, 11906, 6, 65, 13, Auth::SigV4), // us-gov-east-1.signin-fips.amazonaws-us-gov.com -> signin us-gov-east-1
+    g(4, 18164, 20, 11906, 6, 104, 13, Auth::SigV4), // us-gov-west-1.signin.amazonaws-us-gov.com -> signin us-gov-west-1
+    g(6, 231, 38, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.aws-iso-f-global.api.aws.hci.ic.gov -> billingconductor us-east-1
+    g(6, 2388, 33, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.aws-iso-f-global.api.aws.hci.ic.gov -> billingconductor us-east-1
+    g(6, 8367, 27, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.aws-iso-f-global.api.aws.hci.ic.gov -> chime us-east-1
+    g(6, 14090, 22, 7202, 5, 2511, 9, Auth::SigV4), // chime.aws-iso-f-global.api.aws.hci.ic.gov -> chime us-east-1
+    g(6, 12160, 10, 12160, 10, 140, 15, Auth::SigV4), // cloudfront.api.aws.hci.ic.gov -> cloudfront us-isof-south-1
+    g(6, 14112, 15, 12160, 10, 140, 15, Auth::SigV4), // cloudfront-fips.api.aws.hci.ic.gov -> cloudfront us-isof-south-1
+    g(6, 12208, 24, 12208, 12, 0, 0, Auth::NotSigV4), // codecatalyst-fips.global.api.aws.hci.ic.gov -> codecatalyst ""
+    g(6, 18475, 19, 12208, 12, 0, 0, Auth::NotSigV4), // codecatalyst.global.api.aws.hci.ic.gov -> codecatalyst ""
+    g(6, 7370, 28, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.aws-iso-f-global.api.aws.hci.ic.gov -> health us-east-1
+    g(6, 13173, 23, 6201, 6, 2511, 9, Auth::SigV4), // health.aws-iso-f-global.api.aws.hci.ic.gov -> health us-east-1
+    g(6, 1687, 34, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.aws-iso-f-global.api.aws.hci.ic.gov -> IngestionService us-east-1
+    g(6, 6298, 29, 21152, 16, 2511, 9, Auth::SigV4), // importexport.aws-iso-f-global.api.aws.hci.ic.gov -> IngestionService us-east-1
+    g(6, 1755, 34, 1755, 22, 140, 15, Auth::SigV4), // partnercentral-channel-fips.global.api.aws.hci.ic.gov -> partnercentral-channel us-isof-south-1
+    g(6, 6327, 29, 1755, 22, 140, 15, Auth::SigV4), // partnercentral-channel.global.api.aws.hci.ic.gov -> partnercentral-channel us-isof-south-1
+    g(6, 5332, 30, 1755, 14, 140, 15, Auth::SigV4), // partnercentral-prm-fips.global.api.aws.hci.ic.gov -> partnercentral us-isof-south-1
+    g(6, 11767, 25, 1755, 14, 140, 15, Auth::SigV4), // partnercentral-prm.global.api.aws.hci.ic.gov -> partnercentral us-isof-south-1
+    g(6, 7958, 28, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.aws-iso-f-global.api.aws.hci.ic.gov -> shield us-east-1
+    g(6, 13610, 23, 6472, 6, 2511, 9, Auth::SigV4), // shield.aws-iso-f-global.api.aws.hci.ic.gov -> shield us-east-1
+    g(6, 11014, 26, 1996, 14, 140, 15, Auth::SigV4), // sustainability-fips.global.api.aws.hci.ic.gov -> sustainability us-isof-south-1
+    g(6, 16911, 21, 1996, 14, 140, 15, Auth::SigV4), // sustainability.global.api.aws.hci.ic.gov -> sustainability us-isof-south-1
+    g(6, 11967, 25, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.aws-iso-f-global.api.aws.hci.ic.gov -> waf us-east-1
+    g(6, 18264, 20, 11066, 3, 2511, 9, Auth::SigV4), // waf.aws-iso-f-global.api.aws.hci.ic.gov -> waf us-east-1
+    g(7, 16995, 21, 11906, 6, 477, 14, Auth::SigV4), // us-isof-east-1.signin.csphome.hci.ic.gov -> signin us-isof-east-1
+    g(7, 15080, 22, 11906, 6, 140, 15, Auth::SigV4), // us-isof-south-1.signin.csphome.hci.ic.gov -> signin us-isof-south-1
+    g(8, 15756, 21, 11906, 6, 366, 14, Auth::SigV4), // eusc-de-east-1.signin.amazonaws-eusc.eu -> signin eusc-de-east-1
+    g(9, 16953, 21, 11906, 6, 403, 14, Auth::SigV4), // us-isob-east-1.signin.sc2shome.sgov.gov -> signin us-isob-east-1
+    g(9, 16974, 21, 11906, 6, 440, 14, Auth::SigV4), // us-isob-west-1.signin.sc2shome.sgov.gov -> signin us-isob-west-1
+    g(10, 1103, 35, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.aws-cn-global.amazonaws.com.cn -> billingconductor us-east-1
+    g(10, 4972, 30, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.aws-cn-global.amazonaws.com.cn -> billingconductor us-east-1
+    g(10, 23354, 7, 23354, 7, 292, 14, Auth::SigV4), // budgets.amazonaws.com.cn -> budgets cn-northwest-1
+    g(10, 24404, 12, 23354, 7, 292, 14, Auth::SigV4), // budgets-fips.amazonaws.com.cn -> budgets cn-northwest-1
+    g(10, 12088, 24, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.aws-cn-global.amazonaws.com.cn -> chime us-east-1
+    g(10, 18418, 19, 7202, 5, 2511, 9, Auth::SigV4), // chime.aws-cn-global.amazonaws.com.cn -> chime us-east-1
+    g(10, 12184, 24, 6517, 13, 1982, 10, Auth::SigV4), // cn-north-1.neptune-graph.amazonaws.com.cn -> neptune-graph cn-north-1
+    g(10, 7230, 28, 6517, 13, 292, 14, Auth::SigV4), // cn-northwest-1.neptune-graph.amazonaws.com.cn -> neptune-graph cn-northwest-1
+    g(10, 24068, 13, 6201, 6, 292, 14, Auth::SigV4), // global.health.amazonaws.com.cn -> health cn-northwest-1
+    g(10, 11517, 25, 6201, 6, 292, 14, Auth::SigV4), // health-fips.aws-cn-global.amazonaws.com.cn -> health cn-northwest-1
+    g(10, 14332, 22, 6201, 6, 292, 14, Auth::SigV4), // health-fips.cn-north-1.amazonaws.com.cn -> health cn-northwest-1
+    g(10, 20761, 17, 6201, 6, 292, 14, Auth::SigV4), // health.cn-north-1.amazonaws.com.cn -> health cn-northwest-1
+    g(10, 22971, 8, 22971, 3, 1982, 10, Auth::SigV4), // iam-fips.amazonaws.com.cn -> iam cn-north-1
+    g(10, 4663, 31, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.aws-cn-global.amazonaws.com.cn -> IngestionService us-east-1
+    g(10, 10416, 26, 21152, 16, 2511, 9, Auth::SigV4), // importexport.aws-cn-global.amazonaws.com.cn -> IngestionService us-east-1
+    g(10, 4756, 7, 4756, 7, 292, 14, Auth::SigV4), // route53.amazonaws.com.cn -> route53 cn-northwest-1
+    g(10, 18931, 12, 4756, 7, 292, 14, Auth::SigV4), // route53-fips.amazonaws.com.cn -> route53 cn-northwest-1
+    g(10, 4849, 31, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.aws-cn-global.amazonaws.com.cn -> savingsplans us-east-1
+    g(10, 10572, 26, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans.aws-cn-global.amazonaws.com.cn -> savingsplans us-east-1
+    g(10, 11817, 25, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.aws-cn-global.amazonaws.com.cn -> shield us-east-1
+    g(10, 18104, 20, 6472, 6, 2511, 9, Auth::SigV4), // shield.aws-cn-global.amazonaws.com.cn -> shield us-east-1
+    g(10, 15102, 22, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.aws-cn-global.amazonaws.com.cn -> waf us-east-1
+    g(10, 21101, 17, 11066, 3, 2511, 9, Auth::SigV4), // waf.aws-cn-global.amazonaws.com.cn -> waf us-east-1
+    g(11, 15735, 21, 11906, 6, 329, 14, Auth::SigV4), // eu-isoe-west-1.signin.csphome.adc-e.uk -> signin eu-isoe-west-1
+    g(12, 923, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.aws-iso-global.api.aws.ic.gov -> billingconductor us-east-1
+    g(12, 1138, 35, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.us-iso-east-1.api.aws.ic.gov -> billingconductor us-east-1
+    g(12, 1173, 35, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.us-iso-west-1.api.aws.ic.gov -> billingconductor us-east-1
+    g(12, 4570, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.aws-iso-global.api.aws.ic.gov -> billingconductor us-east-1
+    g(12, 5002, 30, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.us-iso-east-1.api.aws.ic.gov -> billingconductor us-east-1
+    g(12, 5032, 30, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.us-iso-west-1.api.aws.ic.gov -> billingconductor us-east-1
+    g(12, 23354, 7, 23354, 7, 514, 13, Auth::SigV4), // budgets.api.aws.ic.gov -> budgets us-iso-east-1
+    g(12, 24404, 12, 23354, 7, 514, 13, Auth::SigV4), // budgets-fips.api.aws.ic.gov -> budgets us-iso-east-1
+    g(12, 11417, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.aws-iso-global.api.aws.ic.gov -> chime us-east-1
+    g(12, 12112, 24, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.us-iso-east-1.api.aws.ic.gov -> chime us-east-1
+    g(12, 12136, 24, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.us-iso-west-1.api.aws.ic.gov -> chime us-east-1
+    g(12, 17844, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime.aws-iso-global.api.aws.ic.gov -> chime us-east-1
+    g(12, 18437, 19, 7202, 5, 2511, 9, Auth::SigV4), // chime.us-iso-east-1.api.aws.ic.gov -> chime us-east-1
+    g(12, 18456, 19, 7202, 5, 2511, 9, Auth::SigV4), // chime.us-iso-west-1.api.aws.ic.gov -> chime us-east-1
+    g(12, 12160, 10, 12160, 10, 514, 13, Auth::SigV4), // cloudfront.api.aws.ic.gov -> cloudfront us-iso-east-1
+    g(12, 14112, 15, 12160, 10, 514, 13, Auth::SigV4), // cloudfront-fips.api.aws.ic.gov -> cloudfront us-iso-east-1
+    g(12, 12208, 24, 12208, 12, 0, 0, Auth::NotSigV4), // codecatalyst-fips.global.api.aws.ic.gov -> codecatalyst ""
+    g(12, 18475, 19, 12208, 12, 0, 0, Auth::NotSigV4), // codecatalyst.global.api.aws.ic.gov -> codecatalyst ""
+    g(12, 10312, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.aws-iso-global.api.aws.ic.gov -> health us-east-1
+    g(12, 11542, 25, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.us-iso-east-1.api.aws.ic.gov -> health us-east-1
+    g(12, 11567, 25, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.us-iso-west-1.api.aws.ic.gov -> health us-east-1
+    g(12, 16218, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.aws-iso-global.api.aws.ic.gov -> health us-east-1
+    g(12, 17984, 20, 6201, 6, 2511, 9, Auth::SigV4), // health.us-iso-east-1.api.aws.ic.gov -> health us-east-1
+    g(12, 18004, 20, 6201, 6, 2511, 9, Auth::SigV4), // health.us-iso-west-1.api.aws.ic.gov -> health us-east-1
+    g(12, 22971, 3, 22971, 3, 514, 13, Auth::SigV4), // iam.api.aws.ic.gov -> iam us-iso-east-1
+    g(12, 22971, 8, 22971, 3, 514, 13, Auth::SigV4), // iam-fips.api.aws.ic.gov -> iam us-iso-east-1
+    g(12, 3096, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.aws-iso-global.api.aws.ic.gov -> IngestionService us-east-1
+    g(12, 4694, 31, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.us-iso-east-1.api.aws.ic.gov -> IngestionService us-east-1
+    g(12, 4725, 31, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.us-iso-west-1.api.aws.ic.gov -> IngestionService us-east-1
+    g(12, 9015, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport.aws-iso-global.api.aws.ic.gov -> IngestionService us-east-1
+    g(12, 10442, 26, 21152, 16, 2511, 9, Auth::SigV4), // importexport.us-iso-east-1.api.aws.ic.gov -> IngestionService us-east-1
+    g(12, 10468, 26, 21152, 16, 2511, 9, Auth::SigV4), // importexport.us-iso-west-1.api.aws.ic.gov -> IngestionService us-east-1
+    g(12, 1755, 34, 1755, 22, 514, 13, Auth::SigV4), // partnercentral-channel-fips.global.api.aws.ic.gov -> partnercentral-channel us-iso-east-1
+    g(12, 6327, 29, 1755, 22, 514, 13, Auth::SigV4), // partnercentral-channel.global.api.aws.ic.gov -> partnercentral-channel us-iso-east-1
+    g(12, 5332, 30, 1755, 14, 514, 13, Auth::SigV4), // partnercentral-prm-fips.global.api.aws.ic.gov -> partnercentral us-iso-east-1
+    g(12, 11767, 25, 1755, 14, 514, 13, Auth::SigV4), // partnercentral-prm.global.api.aws.ic.gov -> partnercentral us-iso-east-1
+    g(12, 4756, 7, 4756, 7, 514, 13, Auth::SigV4), // route53.api.aws.ic.gov -> route53 us-iso-east-1
+    g(12, 18931, 12, 4756, 7, 514, 13, Auth::SigV4), // route53-fips.api.aws.ic.gov -> route53 us-iso-east-1
+    g(12, 3512, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.aws-iso-global.api.aws.ic.gov -> savingsplans us-east-1
+    g(12, 4880, 31, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.us-iso-east-1.api.aws.ic.gov -> savingsplans us-east-1
+    g(12, 4911, 31, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.us-iso-west-1.api.aws.ic.gov -> savingsplans us-east-1
+    g(12, 9420, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans.aws-iso-global.api.aws.ic.gov -> savingsplans us-east-1
+    g(12, 10598, 26, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans.us-iso-east-1.api.aws.ic.gov -> savingsplans us-east-1
+    g(12, 10624, 26, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans.us-iso-west-1.api.aws.ic.gov -> savingsplans us-east-1
+    g(12, 10936, 26, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.aws-iso-global.api.aws.ic.gov -> shield us-east-1
+    g(12, 11842, 25, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.us-iso-east-1.api.aws.ic.gov -> shield us-east-1
+    g(12, 11867, 25, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.us-iso-west-1.api.aws.ic.gov -> shield us-east-1
+    g(12, 16848, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield.aws-iso-global.api.aws.ic.gov -> shield us-east-1
+    g(12, 18124, 20, 6472, 6, 2511, 9, Auth::SigV4), // shield.us-iso-east-1.api.aws.ic.gov -> shield us-east-1
+    g(12, 18144, 20, 6472, 6, 2511, 9, Auth::SigV4), // shield.us-iso-west-1.api.aws.ic.gov -> shield us-east-1
+    g(12, 11014, 26, 1996, 14, 514, 13, Auth::SigV4), // sustainability-fips.global.api.aws.ic.gov -> sustainability us-iso-east-1
+    g(12, 16911, 21, 1996, 14, 514, 13, Auth::SigV4), // sustainability.global.api.aws.ic.gov -> sustainability us-iso-east-1
+    g(12, 13955, 23, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.aws-iso-global.api.aws.ic.gov -> waf us-east-1
+    g(12, 15124, 22, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.us-iso-east-1.api.aws.ic.gov -> waf us-east-1
+    g(12, 15146, 22, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.us-iso-west-1.api.aws.ic.gov -> waf us-east-1
+    g(12, 20248, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf.aws-iso-global.api.aws.ic.gov -> waf us-east-1
+    g(12, 21118, 17, 11066, 3, 2511, 9, Auth::SigV4), // waf.us-iso-east-1.api.aws.ic.gov -> waf us-east-1
+    g(12, 21135, 17, 11066, 3, 2511, 9, Auth::SigV4), // waf.us-iso-west-1.api.aws.ic.gov -> waf us-east-1
+    g(13, 155, 38, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.aws-iso-b-global.api.aws.scloud -> billingconductor us-east-1
+    g(13, 959, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.us-isob-east-1.api.aws.scloud -> billingconductor us-east-1
+    g(13, 995, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.us-isob-west-1.api.aws.scloud -> billingconductor us-east-1
+    g(13, 2322, 33, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.aws-iso-b-global.api.aws.scloud -> billingconductor us-east-1
+    g(13, 4601, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.us-isob-east-1.api.aws.scloud -> billingconductor us-east-1
+    g(13, 4632, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.us-isob-west-1.api.aws.scloud -> billingconductor us-east-1
+    g(13, 23354, 7, 23354, 7, 403, 14, Auth::SigV4), // budgets.api.aws.scloud -> budgets us-isob-east-1
+    g(13, 24404, 12, 23354, 7, 403, 14, Auth::SigV4), // budgets-fips.api.aws.scloud -> budgets us-isob-east-1
+    g(13, 8313, 27, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.aws-iso-b-global.api.aws.scloud -> chime us-east-1
+    g(13, 11442, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.us-isob-east-1.api.aws.scloud -> chime us-east-1
+    g(13, 11467, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.us-isob-west-1.api.aws.scloud -> chime us-east-1
+    g(13, 14046, 22, 7202, 5, 2511, 9, Auth::SigV4), // chime.aws-iso-b-global.api.aws.scloud -> chime us-east-1
+    g(13, 17864, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime.us-isob-east-1.api.aws.scloud -> chime us-east-1
+    g(13, 17884, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime.us-isob-west-1.api.aws.scloud -> chime us-east-1
+    g(13, 12160, 10, 12160, 10, 403, 14, Auth::SigV4), // cloudfront.api.aws.scloud -> cloudfront us-isob-east-1
+    g(13, 14112, 15, 12160, 10, 403, 14, Auth::SigV4), // cloudfront-fips.api.aws.scloud -> cloudfront us-isob-east-1
+    g(13, 12208, 24, 12208, 12, 0, 0, Auth::NotSigV4), // codecatalyst-fips.global.api.aws.scloud -> codecatalyst ""
+    g(13, 18475, 19, 12208, 12, 0, 0, Auth::NotSigV4), // codecatalyst.global.api.aws.scloud -> codecatalyst ""
+    g(13, 7314, 28, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.aws-iso-b-global.api.aws.scloud -> health us-east-1
+    g(13, 10338, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.us-isob-east-1.api.aws.scloud -> health us-east-1
+    g(13, 10364, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.us-isob-west-1.api.aws.scloud -> health us-east-1
+    g(13, 13127, 23, 6201, 6, 2511, 9, Auth::SigV4), // health.aws-iso-b-global.api.aws.scloud -> health us-east-1
+    g(13, 16239, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.us-isob-east-1.api.aws.scloud -> health us-east-1
+    g(13, 16260, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.us-isob-west-1.api.aws.scloud -> health us-east-1
+    g(13, 22971, 3, 22971, 3, 403, 14, Auth::SigV4), // iam.api.aws.scloud -> iam us-isob-east-1
+    g(13, 22971, 8, 22971, 3, 403, 14, Auth::SigV4), // iam-fips.api.aws.scloud -> iam us-isob-east-1
+    g(13, 1619, 34, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.aws-iso-b-global.api.aws.scloud -> IngestionService us-east-1
+    g(13, 3128, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.us-isob-east-1.api.aws.scloud -> IngestionService us-east-1
+    g(13, 3160, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.us-isob-west-1.api.aws.scloud -> IngestionService us-east-1
+    g(13, 6240, 29, 21152, 16, 2511, 9, Auth::SigV4), // importexport.aws-iso-b-global.api.aws.scloud -> IngestionService us-east-1
+    g(13, 9042, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport.us-isob-east-1.api.aws.scloud -> IngestionService us-east-1
+    g(13, 9069, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport.us-isob-west-1.api.aws.scloud -> IngestionService us-east-1
+    g(13, 1755, 34, 1755, 22, 403, 14, Auth::SigV4), // partnercentral-channel-fips.global.api.aws.scloud -> partnercentral-channel us-isob-east-1
+    g(13, 6327, 29, 1755, 22, 403, 14, Auth::SigV4), // partnercentral-channel.global.api.aws.scloud -> partnercentral-channel us-isob-east-1
+    g(13, 5332, 30, 1755, 14, 403, 14, Auth::SigV4), // partnercentral-prm-fips.global.api.aws.scloud -> partnercentral us-isob-east-1
+    g(13, 11767, 25, 1755, 14, 403, 14, Auth::SigV4), // partnercentral-prm.global.api.aws.scloud -> partnercentral us-isob-east-1
+    g(13, 4756, 7, 4756, 7, 403, 14, Auth::SigV4), // route53.api.aws.scloud -> route53 us-isob-east-1
+    g(13, 18931, 12, 4756, 7, 403, 14, Auth::SigV4), // route53-fips.api.aws.scloud -> route53 us-isob-east-1
+    g(13, 1823, 34, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.aws-iso-b-global.api.aws.scloud -> savingsplans us-east-1
+    g(13, 3544, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.us-isob-east-1.api.aws.scloud -> savingsplans us-east-1
+    g(13, 3576, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.us-isob-west-1.api.aws.scloud -> savingsplans us-east-1
+    g(13, 6385, 29, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans.aws-iso-b-global.api.aws.scloud -> savingsplans us-east-1
+    g(13, 9447, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans.us-isob-east-1.api.aws.scloud -> savingsplans us-east-1
+    g(13, 9474, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans.us-isob-west-1.api.aws.scloud -> savingsplans us-east-1
+    g(13, 7902, 28, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.aws-iso-b-global.api.aws.scloud -> shield us-east-1
+    g(13, 10962, 26, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.us-isob-east-1.api.aws.scloud -> shield us-east-1
+    g(13, 10988, 26, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.us-isob-west-1.api.aws.scloud -> shield us-east-1
+    g(13, 13564, 23, 6472, 6, 2511, 9, Auth::SigV4), // shield.aws-iso-b-global.api.aws.scloud -> shield us-east-1
+    g(13, 16869, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield.us-isob-east-1.api.aws.scloud -> shield us-east-1
+    g(13, 16890, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield.us-isob-west-1.api.aws.scloud -> shield us-east-1
+    g(13, 11014, 26, 1996, 14, 403, 14, Auth::SigV4), // sustainability-fips.global.api.aws.scloud -> sustainability us-isob-east-1
+    g(13, 16911, 21, 1996, 14, 403, 14, Auth::SigV4), // sustainability.global.api.aws.scloud -> sustainability us-isob-east-1
+    g(13, 11917, 25, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.aws-iso-b-global.api.aws.scloud -> waf us-east-1
+    g(13, 13978, 23, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.us-isob-east-1.api.aws.scloud -> waf us-east-1
+    g(13, 14001, 23, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.us-isob-west-1.api.aws.scloud -> waf us-east-1
+    g(13, 18224, 20, 11066, 3, 2511, 9, Auth::SigV4), // waf.aws-iso-b-global.api.aws.scloud -> waf us-east-1
+    g(13, 20266, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf.us-isob-east-1.api.aws.scloud -> waf us-east-1
+    g(13, 20284, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf.us-isob-west-1.api.aws.scloud -> waf us-east-1
+    g(14, 20302, 17, 11906, 6, 2542, 10, Auth::SigV4), // af-south-1.signin.aws.amazon.com -> signin af-south-1
+    g(14, 21200, 16, 11906, 6, 3910, 9, Auth::SigV4), // ap-east-1.signin.aws.amazon.com -> signin ap-east-1
+    g(14, 21216, 16, 11906, 6, 3941, 9, Auth::SigV4), // ap-east-2.signin.aws.amazon.com -> signin ap-east-2
+    g(14, 15210, 21, 11906, 6, 585, 14, Auth::SigV4), // ap-northeast-1.signin.aws.amazon.com -> signin ap-northeast-1
+    g(14, 15231, 21, 11906, 6, 621, 14, Auth::SigV4), // ap-northeast-2.signin.aws.amazon.com -> signin ap-northeast-2
+    g(14, 15252, 21, 11906, 6, 657, 14, Auth::SigV4), // ap-northeast-3.signin.aws.amazon.com -> signin ap-northeast-3
+    g(14, 20319, 17, 11906, 6, 2574, 10, Auth::SigV4), // ap-south-1.signin.aws.amazon.com -> signin ap-south-1
+    g(14, 20336, 17, 11906, 6, 2606, 10, Auth::SigV4), // ap-south-2.signin.aws.amazon.com -> signin ap-south-2
+    g(14, 15273, 21, 11906, 6, 693, 14, Auth::SigV4), // ap-southeast-1.signin.aws.amazon.com -> signin ap-southeast-1
+    g(14, 15294, 21, 11906, 6, 729, 14, Auth::SigV4), // ap-southeast-2.signin.aws.amazon.com -> signin ap-southeast-2
+    g(14, 15315, 21, 11906, 6, 765, 14, Auth::SigV4), // ap-southeast-3.signin.aws.amazon.com -> signin ap-southeast-3
+    g(14, 15336, 21, 11906, 6, 801, 14, Auth::SigV4), // ap-southeast-4.signin.aws.amazon.com -> signin ap-southeast-4
+    g(14, 15357, 21, 11906, 6, 837, 14, Auth::SigV4), // ap-southeast-5.signin.aws.amazon.com -> signin ap-southeast-5
+    g(14, 15378, 21, 11906, 6, 873, 14, Auth::SigV4), // ap-southeast-6.signin.aws.amazon.com -> signin ap-southeast-6
+    g(14, 15399, 21, 11906, 6, 909, 14, Auth::SigV4), // ap-southeast-7.signin.aws.amazon.com -> signin ap-southeast-7
+    g(14, 18361, 19, 11906, 6, 1335, 12, Auth::SigV4), // ca-central-1.signin.aws.amazon.com -> signin ca-central-1
+    g(14, 21312, 16, 11906, 6, 3972, 9, Auth::SigV4), // ca-west-1.signin.aws.amazon.com -> signin ca-west-1
+    g(14, 18532, 19, 11906, 6, 1369, 12, Auth::SigV4), // eu-central-1.signin.aws.amazon.com -> signin eu-central-1
+    g(14, 18551, 19, 11906, 6, 1403, 12, Auth::SigV4), // eu-central-2.signin.aws.amazon.com -> signin eu-central-2
+    g(14, 20625, 17, 11906, 6, 2670, 10, Auth::SigV4), // eu-north-1.signin.aws.amazon.com -> signin eu-north-1
+    g(14, 20642, 17, 11906, 6, 2702, 10, Auth::SigV4), // eu-south-1.signin.aws.amazon.com -> signin eu-south-1
+    g(14, 20659, 17, 11906, 6, 2734, 10, Auth::SigV4), // eu-south-2.signin.aws.amazon.com -> signin eu-south-2
+    g(14, 21584, 16, 11906, 6, 4003, 9, Auth::SigV4), // eu-west-1.signin.aws.amazon.com -> signin eu-west-1
+    g(14, 21600, 16, 11906, 6, 4034, 9, Auth::SigV4), // eu-west-2.signin.aws.amazon.com -> signin eu-west-2
+    g(14, 21616, 16, 11906, 6, 4065, 9, Auth::SigV4), // eu-west-3.signin.aws.amazon.com -> signin eu-west-3
+    g(14, 18684, 19, 11906, 6, 1437, 12, Auth::SigV4), // il-central-1.signin.aws.amazon.com -> signin il-central-1
+    g(14, 18722, 19, 11906, 6, 1471, 12, Auth::SigV4), // me-central-1.signin.aws.amazon.com -> signin me-central-1
+    g(14, 20863, 17, 11906, 6, 2766, 10, Auth::SigV4), // me-south-1.signin.aws.amazon.com -> signin me-south-1
+    g(14, 21856, 16, 11906, 6, 4096, 9, Auth::SigV4), // me-west-1.signin.aws.amazon.com -> signin me-west-1
+    g(14, 18798, 19, 11906, 6, 1505, 12, Auth::SigV4), // mx-central-1.signin.aws.amazon.com -> signin mx-central-1
+    g(14, 21968, 16, 11906, 6, 4127, 9, Auth::SigV4), // sa-east-1.signin.aws.amazon.com -> signin sa-east-1
+    g(14, 21984, 16, 11906, 6, 4158, 9, Auth::SigV4), // sa-west-1.signin.aws.amazon.com -> signin sa-west-1
+    g(14, 22256, 16, 11906, 6, 2511, 9, Auth::SigV4), // us-east-1.signin.aws.amazon.com -> signin us-east-1
+    g(14, 22272, 16, 11906, 6, 4189, 9, Auth::SigV4), // us-east-2.signin.aws.amazon.com -> signin us-east-2
+    g(14, 22288, 16, 11906, 6, 4220, 9, Auth::SigV4), // us-west-1.signin.aws.amazon.com -> signin us-west-1
+    g(14, 22304, 16, 11906, 6, 4251, 9, Auth::SigV4), // us-west-2.signin.aws.amazon.com -> signin us-west-2
+    g(15, 18184, 20, 11906, 6, 514, 13, Auth::SigV4), // us-iso-east-1.signin.c2shome.ic.gov -> signin us-iso-east-1
+    g(15, 18204, 20, 11906, 6, 550, 13, Auth::SigV4), // us-iso-west-1.signin.c2shome.ic.gov -> signin us-iso-west-1
+    g(16, 193, 38, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.aws-iso-e-global.cloud.adc-e.uk -> billingconductor us-east-1
+    g(16, 2355, 33, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.aws-iso-e-global.cloud.adc-e.uk -> billingconductor us-east-1
+    g(16, 24404, 12, 23354, 7, 329, 14, Auth::SigV4), // budgets-fips.cloud.adc-e.uk -> budgets eu-isoe-west-1
+    g(16, 23354, 14, 23354, 7, 329, 14, Auth::SigV4), // budgets.global.cloud.adc-e.uk -> budgets eu-isoe-west-1
+    g(16, 8340, 27, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.aws-iso-e-global.cloud.adc-e.uk -> chime us-east-1
+    g(16, 14068, 22, 7202, 5, 2511, 9, Auth::SigV4), // chime.aws-iso-e-global.cloud.adc-e.uk -> chime us-east-1
+    g(16, 12160, 10, 12160, 10, 329, 14, Auth::SigV4), // cloudfront.cloud.adc-e.uk -> cloudfront eu-isoe-west-1
+    g(16, 14112, 15, 12160, 10, 329, 14, Auth::SigV4), // cloudfront-fips.cloud.adc-e.uk -> cloudfront eu-isoe-west-1
+    g(16, 7258, 28, 6517, 13, 329, 14, Auth::SigV4), // eu-isoe-west-1.neptune-graph.cloud.adc-e.uk -> neptune-graph eu-isoe-west-1
+    g(16, 7342, 28, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.aws-iso-e-global.cloud.adc-e.uk -> health us-east-1
+    g(16, 13150, 23, 6201, 6, 2511, 9, Auth::SigV4), // health.aws-iso-e-global.cloud.adc-e.uk -> health us-east-1
+    g(16, 22971, 8, 22971, 3, 329, 14, Auth::SigV4), // iam-fips.cloud.adc-e.uk -> iam eu-isoe-west-1
+    g(16, 1653, 34, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.aws-iso-e-global.cloud.adc-e.uk -> IngestionService us-east-1
+    g(16, 6269, 29, 21152, 16, 2511, 9, Auth::SigV4), // importexport.aws-iso-e-global.cloud.adc-e.uk -> IngestionService us-east-1
+    g(16, 4756, 7, 4756, 7, 329, 14, Auth::SigV4), // route53.cloud.adc-e.uk -> route53 eu-isoe-west-1
+    g(16, 18931, 12, 4756, 7, 329, 14, Auth::SigV4), // route53-fips.cloud.adc-e.uk -> route53 eu-isoe-west-1
+    g(16, 1857, 34, 1278, 12, 329, 14, Auth::SigV4), // savingsplans-fips.aws-iso-e-global.cloud.adc-e.uk -> savingsplans eu-isoe-west-1
+    g(16, 6414, 29, 1278, 12, 329, 14, Auth::SigV4), // savingsplans.aws-iso-e-global.cloud.adc-e.uk -> savingsplans eu-isoe-west-1
+    g(16, 7930, 28, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.aws-iso-e-global.cloud.adc-e.uk -> shield us-east-1
+    g(16, 13587, 23, 6472, 6, 2511, 9, Auth::SigV4), // shield.aws-iso-e-global.cloud.adc-e.uk -> shield us-east-1
+    g(16, 11942, 25, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.aws-iso-e-global.cloud.adc-e.uk -> waf us-east-1
+    g(16, 18244, 20, 11066, 3, 2511, 9, Auth::SigV4), // waf.aws-iso-e-global.cloud.adc-e.uk -> waf us-east-1
+    g(17, 231, 38, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.aws-iso-f-global.csp.hci.ic.gov -> billingconductor us-east-1
+    g(17, 2388, 33, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.aws-iso-f-global.csp.hci.ic.gov -> billingconductor us-east-1
+    g(17, 24404, 12, 23354, 7, 140, 15, Auth::SigV4), // budgets-fips.csp.hci.ic.gov -> budgets us-isof-south-1
+    g(17, 23354, 14, 23354, 7, 140, 15, Auth::SigV4), // budgets.global.csp.hci.ic.gov -> budgets us-isof-south-1
+    g(17, 8367, 27, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.aws-iso-f-global.csp.hci.ic.gov -> chime us-east-1
+    g(17, 14090, 22, 7202, 5, 2511, 9, Auth::SigV4), // chime.aws-iso-f-global.csp.hci.ic.gov -> chime us-east-1
+    g(17, 12160, 10, 12160, 10, 140, 15, Auth::SigV4), // cloudfront.csp.hci.ic.gov -> cloudfront us-isof-south-1
+    g(17, 14112, 15, 12160, 10, 140, 15, Auth::SigV4), // cloudfront-fips.csp.hci.ic.gov -> cloudfront us-isof-south-1
+    g(17, 7370, 28, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.aws-iso-f-global.csp.hci.ic.gov -> health us-east-1
+    g(17, 13173, 23, 6201, 6, 2511, 9, Auth::SigV4), // health.aws-iso-f-global.csp.hci.ic.gov -> health us-east-1
+    g(17, 22971, 8, 22971, 3, 140, 15, Auth::SigV4), // iam-fips.csp.hci.ic.gov -> iam us-isof-south-1
+    g(17, 1687, 34, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.aws-iso-f-global.csp.hci.ic.gov -> IngestionService us-east-1
+    g(17, 6298, 29, 21152, 16, 2511, 9, Auth::SigV4), // importexport.aws-iso-f-global.csp.hci.ic.gov -> IngestionService us-east-1
+    g(17, 4756, 7, 4756, 7, 140, 15, Auth::SigV4), // route53.csp.hci.ic.gov -> route53 us-isof-south-1
+    g(17, 18931, 12, 4756, 7, 140, 15, Auth::SigV4), // route53-fips.csp.hci.ic.gov -> route53 us-isof-south-1
+    g(17, 1891, 34, 1278, 12, 140, 15, Auth::SigV4), // savingsplans-fips.aws-iso-f-global.csp.hci.ic.gov -> savingsplans us-isof-south-1
+    g(17, 3608, 32, 1278, 12, 140, 15, Auth::SigV4), // savingsplans-fips.us-isof-east-1.csp.hci.ic.gov -> savingsplans us-isof-south-1
+    g(17, 6443, 29, 1278, 12, 140, 15, Auth::SigV4), // savingsplans.aws-iso-f-global.csp.hci.ic.gov -> savingsplans us-isof-south-1
+    g(17, 9501, 27, 1278, 12, 140, 15, Auth::SigV4), // savingsplans.us-isof-east-1.csp.hci.ic.gov -> savingsplans us-isof-south-1
+    g(17, 7958, 28, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.aws-iso-f-global.csp.hci.ic.gov -> shield us-east-1
+    g(17, 13610, 23, 6472, 6, 2511, 9, Auth::SigV4), // shield.aws-iso-f-global.csp.hci.ic.gov -> shield us-east-1
+    g(17, 8042, 28, 6517, 13, 477, 14, Auth::SigV4), // us-isof-east-1.neptune-graph.csp.hci.ic.gov -> neptune-graph us-isof-east-1
+    g(17, 6501, 29, 6517, 13, 140, 15, Auth::SigV4), // us-isof-south-1.neptune-graph.csp.hci.ic.gov -> neptune-graph us-isof-south-1
+    g(17, 11967, 25, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.aws-iso-f-global.csp.hci.ic.gov -> waf us-east-1
+    g(17, 18264, 20, 11066, 3, 2511, 9, Auth::SigV4), // waf.aws-iso-f-global.csp.hci.ic.gov -> waf us-east-1
+    g(18, 11992, 24, 6517, 13, 2542, 10, Auth::SigV4), // af-south-1.neptune-graph.amazonaws.com -> neptune-graph af-south-1
+    g(18, 12736, 23, 6517, 13, 3910, 9, Auth::SigV4), // ap-east-1.neptune-graph.amazonaws.com -> neptune-graph ap-east-1
+    g(18, 12759, 23, 6517, 13, 3941, 9, Auth::SigV4), // ap-east-2.neptune-graph.amazonaws.com -> neptune-graph ap-east-2
+    g(18, 6586, 28, 6517, 13, 585, 14, Auth::SigV4), // ap-northeast-1.neptune-graph.amazonaws.com -> neptune-graph ap-northeast-1
+    g(18, 6614, 28, 6517, 13, 621, 14, Auth::SigV4), // ap-northeast-2.neptune-graph.amazonaws.com -> neptune-graph ap-northeast-2
+    g(18, 6642, 28, 6517, 13, 657, 14, Auth::SigV4), // ap-northeast-3.neptune-graph.amazonaws.com -> neptune-graph ap-northeast-3
+    g(18, 12016, 24, 6517, 13, 2574, 10, Auth::SigV4), // ap-south-1.neptune-graph.amazonaws.com -> neptune-graph ap-south-1
+    g(18, 12040, 24, 6517, 13, 2606, 10, Auth::SigV4), // ap-south-2.neptune-graph.amazonaws.com -> neptune-graph ap-south-2
+    g(18, 6670, 28, 6517, 13, 693, 14, Auth::SigV4), // ap-southeast-1.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-1
+    g(18, 6698, 28, 6517, 13, 729, 14, Auth::SigV4), // ap-southeast-2.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-2
+    g(18, 6726, 28, 6517, 13, 765, 14, Auth::SigV4), // ap-southeast-3.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-3
+    g(18, 6754, 28, 6517, 13, 801, 14, Auth::SigV4), // ap-southeast-4.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-4
+    g(18, 6782, 28, 6517, 13, 837, 14, Auth::SigV4), // ap-southeast-5.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-5
+    g(18, 6810, 28, 6517, 13, 873, 14, Auth::SigV4), // ap-southeast-6.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-6
+    g(18, 6838, 28, 6517, 13, 909, 14, Auth::SigV4), // ap-southeast-7.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-7
+    g(18, 2520, 32, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.af-south-1.amazonaws.com -> billingconductor us-east-1
+    g(18, 3888, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-east-1.amazonaws.com -> billingconductor us-east-1
+    g(18, 3919, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-east-2.amazonaws.com -> billingconductor us-east-1
+    g(18, 563, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-northeast-1.amazonaws.com -> billingconductor us-east-1
+    g(18, 599, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-northeast-2.amazonaws.com -> billingconductor us-east-1
+    g(18, 635, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-northeast-3.amazonaws.com -> billingconductor us-east-1
+    g(18, 2552, 32, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-south-1.amazonaws.com -> billingconductor us-east-1
+    g(18, 2584, 32, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-south-2.amazonaws.com -> billingconductor us-east-1
+    g(18, 671, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-1.amazonaws.com -> billingconductor us-east-1
+    g(18, 707, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-2.amazonaws.com -> billingconductor us-east-1
+    g(18, 743, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-3.amazonaws.com -> billingconductor us-east-1
+    g(18, 779, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-4.amazonaws.com -> billingconductor us-east-1
+    g(18, 815, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-5.amazonaws.com -> billingconductor us-east-1
+    g(18, 851, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-6.amazonaws.com -> billingconductor us-east-1
+    g(18, 887, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-7.amazonaws.com -> billingconductor us-east-1
+    g(18, 2616, 32, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.aws-global.amazonaws.com -> billingconductor us-east-1
+    g(18, 0, 39, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.aws-us-gov-global.amazonaws.com -> billingconductor us-east-1
+    g(18, 1313, 34, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ca-central-1.amazonaws.com -> billingconductor us-east-1
+    g(18, 3950, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ca-west-1.amazonaws.com -> billingconductor us-east-1
+    g(18, 1347, 34, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.eu-central-1.amazonaws.com -> billingconductor us-east-1
+    g(18, 1381, 34, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.eu-central-2.amazonaws.com -> billingconductor us-east-1
+    g(18, 2648, 32, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.eu-north-1.amazonaws.com -> billingconductor us-east-1
+    g(18, 2680, 32, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.eu-south-1.amazonaws.com -> billingconductor us-east-1
+    g(18, 2712, 32, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.eu-south-2.amazonaws.com -> billingconductor us-east-1
+    g(18, 3981, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.eu-west-1.amazonaws.com -> billingconductor us-east-1
+    g(18, 4012, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.eu-west-2.amazonaws.com -> billingconductor us-east-1
+    g(18, 4043, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.eu-west-3.amazonaws.com -> billingconductor us-east-1
+    g(18, 1415, 34, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.il-central-1.amazonaws.com -> billingconductor us-east-1
+    g(18, 1449, 34, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.me-central-1.amazonaws.com -> billingconductor us-east-1
+    g(18, 2744, 32, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.me-south-1.amazonaws.com -> billingconductor us-east-1
+    g(18, 4074, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.me-west-1.amazonaws.com -> billingconductor us-east-1
+    g(18, 1483, 34, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.mx-central-1.amazonaws.com -> billingconductor us-east-1
+    g(18, 4105, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.sa-east-1.amazonaws.com -> billingconductor us-east-1
+    g(18, 4136, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.sa-west-1.amazonaws.com -> billingconductor us-east-1
+    g(18, 4167, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.us-east-2.amazonaws.com -> billingconductor us-east-1
+    g(18, 4198, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.us-west-1.amazonaws.com -> billingconductor us-east-1
+    g(18, 4229, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.us-west-2.amazonaws.com -> billingconductor us-east-1
+    g(18, 1517, 34, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.aws-us-gov-global.amazonaws.com -> billingconductor us-east-1
+    g(18, 23354, 7, 23354, 7, 2511, 9, Auth::SigV4), // budgets.amazonaws.com -> budgets us-east-1
+    g(18, 24404, 12, 23354, 7, 2511, 9, Auth::SigV4), // budgets-fips.amazonaws.com -> budgets us-east-1
+    g(18, 9974, 26, 6517, 13, 1335, 12, Auth::SigV4), // ca-central-1.neptune-graph.amazonaws.com -> neptune-graph ca-central-1
+    g(18, 12828, 23, 6517, 13, 3972, 9, Auth::SigV4), // ca-west-1.neptune-graph.amazonaws.com -> neptune-graph ca-west-1
+    g(18, 15441, 21, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.af-south-1.amazonaws.com -> chime us-east-1
+    g(18, 17404, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-east-1.amazonaws.com -> chime us-east-1
+    g(18, 17424, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-east-2.amazonaws.com -> chime us-east-1
+    g(18, 11167, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-northeast-1.amazonaws.com -> chime us-east-1
+    g(18, 11192, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-northeast-2.amazonaws.com -> chime us-east-1
+    g(18, 11217, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-northeast-3.amazonaws.com -> chime us-east-1
+    g(18, 15462, 21, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-south-1.amazonaws.com -> chime us-east-1
+    g(18, 15483, 21, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-south-2.amazonaws.com -> chime us-east-1
+    g(18, 11242, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-southeast-1.amazonaws.com -> chime us-east-1
+    g(18, 11267, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-southeast-2.amazonaws.com -> chime us-east-1
+    g(18, 11292, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-southeast-3.amazonaws.com -> chime us-east-1
+    g(18, 11317, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-southeast-4.amazonaws.com -> chime us-east-1
+    g(18, 11342, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-southeast-5.amazonaws.com -> chime us-east-1
+    g(18, 11367, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-southeast-6.amazonaws.com -> chime us-east-1
+    g(18, 11392, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-southeast-7.amazonaws.com -> chime us-east-1
+    g(18, 15504, 21, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.aws-global.amazonaws.com -> chime us-east-1
+    g(18, 7202, 28, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.aws-us-gov-global.amazonaws.com -> chime us-east-1
+    g(18, 12851, 23, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ca-central-1.amazonaws.com -> chime us-east-1
+    g(18, 17444, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ca-west-1.amazonaws.com -> chime us-east-1
+    g(18, 12874, 23, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.eu-central-1.amazonaws.com -> chime us-east-1
+    g(18, 12897, 23, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.eu-central-2.amazonaws.com -> chime us-east-1
+    g(18, 15525, 21, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.eu-north-1.amazonaws.com -> chime us-east-1
+    g(18, 15546, 21, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.eu-south-1.amazonaws.com -> chime us-east-1
+    g(18, 15567, 21, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.eu-south-2.amazonaws.com -> chime us-east-1
+    g(18, 17464, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.eu-west-1.amazonaws.com -> chime us-east-1
+    g(18, 17484, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.eu-west-2.amazonaws.com -> chime us-east-1
+    g(18, 17504, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.eu-west-3.amazonaws.com -> chime us-east-1
+    g(18, 12920, 23, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.il-central-1.amazonaws.com -> chime us-east-1
+    g(18, 12943, 23, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.me-central-1.amazonaws.com -> chime us-east-1
+    g(18, 15588, 21, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.me-south-1.amazonaws.com -> chime us-east-1
+    g(18, 17524, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.me-west-1.amazonaws.com -> chime us-east-1
+    g(18, 12966, 23, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.mx-central-1.amazonaws.com -> chime us-east-1
+    g(18, 17544, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.sa-east-1.amazonaws.com -> chime us-east-1
+    g(18, 17564, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.sa-west-1.amazonaws.com -> chime us-east-1
+    g(18, 17584, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.us-east-2.amazonaws.com -> chime us-east-1
+    g(18, 17604, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.us-west-1.amazonaws.com -> chime us-east-1
+    g(18, 17624, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.us-west-2.amazonaws.com -> chime us-east-1
+    g(18, 12989, 23, 7202, 5, 2511, 9, Auth::SigV4), // chime.aws-us-gov-global.amazonaws.com -> chime us-east-1
+    g(18, 12160, 10, 12160, 10, 2511, 9, Auth::SigV4), // cloudfront.amazonaws.com -> cloudfront us-east-1
+    g(18, 14112, 15, 12160, 10, 2511, 9, Auth::SigV4), // cloudfront-fips.amazonaws.com -> cloudfront us-east-1
+    g(18, 10000, 26, 6517, 13, 1369, 12, Auth::SigV4), // eu-central-1.neptune-graph.amazonaws.com -> neptune-graph eu-central-1
+    g(18, 10026, 26, 6517, 13, 1403, 12, Auth::SigV4), // eu-central-2.neptune-graph.amazonaws.com -> neptune-graph eu-central-2
+    g(18, 12232, 24, 6517, 13, 2670, 10, Auth::SigV4), // eu-north-1.neptune-graph.amazonaws.com -> neptune-graph eu-north-1
+    g(18, 12256, 24, 6517, 13, 2702, 10, Auth::SigV4), // eu-south-1.neptune-graph.amazonaws.com -> neptune-graph eu-south-1
+    g(18, 12280, 24, 6517, 13, 2734, 10, Auth::SigV4), // eu-south-2.neptune-graph.amazonaws.com -> neptune-graph eu-south-2
+    g(18, 13058, 23, 6517, 13, 4003, 9, Auth::SigV4), // eu-west-1.neptune-graph.amazonaws.com -> neptune-graph eu-west-1
+    g(18, 13081, 23, 6517, 13, 4034, 9, Auth::SigV4), // eu-west-2.neptune-graph.amazonaws.com -> neptune-graph eu-west-2
+    g(18, 13104, 23, 6517, 13, 4065, 9, Auth::SigV4), // eu-west-3.neptune-graph.amazonaws.com -> neptune-graph eu-west-3
+    g(18, 24068, 13, 6201, 6, 2511, 9, Auth::SigV4), // global.health.amazonaws.com -> health us-east-1
+    g(18, 39, 39, 39, 10, 65, 13, Auth::SigV4), // greengrass-fips.dataplane-us-gov-east-1.amazonaws.com -> greengrass us-gov-east-1
+    g(18, 78, 39, 39, 10, 104, 13, Auth::SigV4), // greengrass-fips.dataplane-us-gov-west-1.amazonaws.com -> greengrass us-gov-west-1
+    g(18, 14244, 22, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.af-south-1.amazonaws.com -> health us-east-1
+    g(18, 15777, 21, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-east-1.amazonaws.com -> health us-east-1
+    g(18, 15798, 21, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-east-2.amazonaws.com -> health us-east-1
+    g(18, 10052, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-northeast-1.amazonaws.com -> health us-east-1
+    g(18, 10078, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-northeast-2.amazonaws.com -> health us-east-1
+    g(18, 10104, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-northeast-3.amazonaws.com -> health us-east-1
+    g(18, 14266, 22, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-south-1.amazonaws.com -> health us-east-1
+    g(18, 14288, 22, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-south-2.amazonaws.com -> health us-east-1
+    g(18, 10130, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-southeast-1.amazonaws.com -> health us-east-1
+    g(18, 10156, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-southeast-2.amazonaws.com -> health us-east-1
+    g(18, 10182, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-southeast-3.amazonaws.com -> health us-east-1
+    g(18, 10208, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-southeast-4.amazonaws.com -> health us-east-1
+    g(18, 10234, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-southeast-5.amazonaws.com -> health us-east-1
+    g(18, 10260, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-southeast-6.amazonaws.com -> health us-east-1
+    g(18, 10286, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-southeast-7.amazonaws.com -> health us-east-1
+    g(18, 14310, 22, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.aws-global.amazonaws.com -> health us-east-1
+    g(18, 6211, 29, 6201, 6, 104, 13, Auth::SigV4), // health-fips.aws-us-gov-global.amazonaws.com -> health us-gov-west-1
+    g(18, 12304, 24, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ca-central-1.amazonaws.com -> health us-east-1
+    g(18, 15819, 21, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ca-west-1.amazonaws.com -> health us-east-1
+    g(18, 12328, 24, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.eu-central-1.amazonaws.com -> health us-east-1
+    g(18, 12352, 24, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.eu-central-2.amazonaws.com -> health us-east-1
+    g(18, 14354, 22, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.eu-north-1.amazonaws.com -> health us-east-1
+    g(18, 14376, 22, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.eu-south-1.amazonaws.com -> health us-east-1
+    g(18, 14398, 22, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.eu-south-2.amazonaws.com -> health us-east-1
+    g(18, 15840, 21, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.eu-west-1.amazonaws.com -> health us-east-1
+    g(18, 15861, 21, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.eu-west-2.amazonaws.com -> health us-east-1
+    g(18, 15882, 21, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.eu-west-3.amazonaws.com -> health us-east-1
+    g(18, 12376, 24, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.il-central-1.amazonaws.com -> health us-east-1
+    g(18, 12400, 24, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.me-central-1.amazonaws.com -> health us-east-1
+    g(18, 14420, 22, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.me-south-1.amazonaws.com -> health us-east-1
+    g(18, 15903, 21, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.me-west-1.amazonaws.com -> health us-east-1
+    g(18, 12424, 24, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.mx-central-1.amazonaws.com -> health us-east-1
+    g(18, 15924, 21, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.sa-east-1.amazonaws.com -> health us-east-1
+    g(18, 15945, 21, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.sa-west-1.amazonaws.com -> health us-east-1
+    g(18, 15966, 21, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.us-west-1.amazonaws.com -> health us-east-1
+    g(18, 15987, 21, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.us-west-2.amazonaws.com -> health us-east-1
+    g(18, 20693, 17, 6201, 6, 2511, 9, Auth::SigV4), // health.af-south-1.amazonaws.com -> health us-east-1
+    g(18, 21632, 16, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-east-1.amazonaws.com -> health us-east-1
+    g(18, 21648, 16, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-east-2.amazonaws.com -> health us-east-1
+    g(18, 16008, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-northeast-1.amazonaws.com -> health us-east-1
+    g(18, 16029, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-northeast-2.amazonaws.com -> health us-east-1
+    g(18, 16050, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-northeast-3.amazonaws.com -> health us-east-1
+    g(18, 20710, 17, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-south-1.amazonaws.com -> health us-east-1
+    g(18, 20727, 17, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-south-2.amazonaws.com -> health us-east-1
+    g(18, 16071, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-southeast-1.amazonaws.com -> health us-east-1
+    g(18, 16092, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-southeast-2.amazonaws.com -> health us-east-1
+    g(18, 16113, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-southeast-3.amazonaws.com -> health us-east-1
+    g(18, 16134, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-southeast-4.amazonaws.com -> health us-east-1
+    g(18, 16155, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-southeast-5.amazonaws.com -> health us-east-1
+    g(18, 16176, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-southeast-6.amazonaws.com -> health us-east-1
+    g(18, 16197, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-southeast-7.amazonaws.com -> health us-east-1
+    g(18, 12448, 24, 6201, 6, 104, 13, Auth::SigV4), // health.aws-us-gov-global.amazonaws.com -> health us-gov-west-1
+    g(18, 18570, 19, 6201, 6, 2511, 9, Auth::SigV4), // health.ca-central-1.amazonaws.com -> health us-east-1
+    g(18, 21664, 16, 6201, 6, 2511, 9, Auth::SigV4), // health.ca-west-1.amazonaws.com -> health us-east-1
+    g(18, 18589, 19, 6201, 6, 2511, 9, Auth::SigV4), // health.eu-central-1.amazonaws.com -> health us-east-1
+    g(18, 18608, 19, 6201, 6, 2511, 9, Auth::SigV4), // health.eu-central-2.amazonaws.com -> health us-east-1
+    g(18, 20778, 17, 6201, 6, 2511, 9, Auth::SigV4), // health.eu-north-1.amazonaws.com -> health us-east-1
+    g(18, 20795, 17, 6201, 6, 2511, 9, Auth::SigV4), // health.eu-south-1.amazonaws.com -> health us-east-1
+    g(18, 20812, 17, 6201, 6, 2511, 9, Auth::SigV4), // health.eu-south-2.amazonaws.com -> health us-east-1
+    g(18, 21680, 16, 6201, 6, 2511, 9, Auth::SigV4), // health.eu-west-1.amazonaws.com -> health us-east-1
+    g(18, 21696, 16, 6201, 6, 2511, 9, Auth::SigV4), // health.eu-west-2.amazonaws.com -> health us-east-1
+    g(18, 21712, 16, 6201, 6, 2511, 9, Auth::SigV4), // health.eu-west-3.amazonaws.com -> health us-east-1
+    g(18, 18627, 19, 6201, 6, 2511, 9, Auth::SigV4), // health.il-central-1.amazonaws.com -> health us-east-1
+    g(18, 18646, 19, 6201, 6, 2511, 9, Auth::SigV4), // health.me-central-1.amazonaws.com -> health us-east-1
+    g(18, 20829, 17, 6201, 6, 2511, 9, Auth::SigV4), // health.me-south-1.amazonaws.com -> health us-east-1
+    g(18, 21728, 16, 6201, 6, 2511, 9, Auth::SigV4), // health.me-west-1.amazonaws.com -> health us-east-1
+    g(18, 18665, 19, 6201, 6, 2511, 9, Auth::SigV4), // health.mx-central-1.amazonaws.com -> health us-east-1
+    g(18, 21744, 16, 6201, 6, 2511, 9, Auth::SigV4), // health.sa-east-1.amazonaws.com -> health us-east-1
+    g(18, 21760, 16, 6201, 6, 2511, 9, Auth::SigV4), // health.sa-west-1.amazonaws.com -> health us-east-1
+    g(18, 21776, 16, 6201, 6, 2511, 9, Auth::SigV4), // health.us-west-1.amazonaws.com -> health us-east-1
+    g(18, 21792, 16, 6201, 6, 2511, 9, Auth::SigV4), // health.us-west-2.amazonaws.com -> health us-east-1
+    g(18, 22971, 3, 22971, 3, 2511, 9, Auth::SigV4), // iam.amazonaws.com -> iam us-east-1
+    g(18, 22971, 8, 22971, 3, 2511, 9, Auth::SigV4), // iam-fips.amazonaws.com -> iam us-east-1
+    g(18, 25031, 10, 22971, 3, 104, 13, Auth::SigV4), // iam.us-gov.amazonaws.com -> iam us-gov-west-1
+    g(18, 10390, 26, 6517, 13, 1437, 12, Auth::SigV4), // il-central-1.neptune-graph.amazonaws.com -> neptune-graph il-central-1
+    g(18, 1208, 12, 21152, 16, 2511, 9, Auth::SigV4), // importexport.amazonaws.com -> IngestionService us-east-1
+    g(18, 7398, 28, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.af-south-1.amazonaws.com -> IngestionService us-east-1
+    g(18, 8394, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-east-1.amazonaws.com -> IngestionService us-east-1
+    g(18, 8421, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-east-2.amazonaws.com -> IngestionService us-east-1
+    g(18, 2776, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-northeast-1.amazonaws.com -> IngestionService us-east-1
+    g(18, 2808, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-northeast-2.amazonaws.com -> IngestionService us-east-1
+    g(18, 2840, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-northeast-3.amazonaws.com -> IngestionService us-east-1
+    g(18, 7426, 28, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-south-1.amazonaws.com -> IngestionService us-east-1
+    g(18, 7454, 28, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-south-2.amazonaws.com -> IngestionService us-east-1
+    g(18, 2872, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-southeast-1.amazonaws.com -> IngestionService us-east-1
+    g(18, 2904, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-southeast-2.amazonaws.com -> IngestionService us-east-1
+    g(18, 2936, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-southeast-3.amazonaws.com -> IngestionService us-east-1
+    g(18, 2968, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-southeast-4.amazonaws.com -> IngestionService us-east-1
+    g(18, 3000, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-southeast-5.amazonaws.com -> IngestionService us-east-1
+    g(18, 3032, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-southeast-6.amazonaws.com -> IngestionService us-east-1
+    g(18, 3064, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-southeast-7.amazonaws.com -> IngestionService us-east-1
+    g(18, 7482, 28, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.aws-global.amazonaws.com -> IngestionService us-east-1
+    g(18, 1208, 35, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.aws-us-gov-global.amazonaws.com -> IngestionService us-east-1
+    g(18, 5122, 30, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ca-central-1.amazonaws.com -> IngestionService us-east-1
+    g(18, 8448, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ca-west-1.amazonaws.com -> IngestionService us-east-1
+    g(18, 5152, 30, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.eu-central-1.amazonaws.com -> IngestionService us-east-1
+    g(18, 5182, 30, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.eu-central-2.amazonaws.com -> IngestionService us-east-1
+    g(18, 7510, 28, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.eu-north-1.amazonaws.com -> IngestionService us-east-1
+    g(18, 7538, 28, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.eu-south-1.amazonaws.com -> IngestionService us-east-1
+    g(18, 7566, 28, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.eu-south-2.amazonaws.com -> IngestionService us-east-1
+    g(18, 8475, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.eu-west-1.amazonaws.com -> IngestionService us-east-1
+    g(18, 8502, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.eu-west-2.amazonaws.com -> IngestionService us-east-1
+    g(18, 8529, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.eu-west-3.amazonaws.com -> IngestionService us-east-1
+    g(18, 5212, 30, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.il-central-1.amazonaws.com -> IngestionService us-east-1
+    g(18, 5242, 30, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.me-central-1.amazonaws.com -> IngestionService us-east-1
+    g(18, 7594, 28, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.me-south-1.amazonaws.com -> IngestionService us-east-1
+    g(18, 8556, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.me-west-1.amazonaws.com -> IngestionService us-east-1
+    g(18, 5272, 30, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.mx-central-1.amazonaws.com -> IngestionService us-east-1
+    g(18, 8583, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.sa-east-1.amazonaws.com -> IngestionService us-east-1
+    g(18, 8610, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.sa-west-1.amazonaws.com -> IngestionService us-east-1
+    g(18, 8637, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.us-east-1.amazonaws.com -> IngestionService us-east-1
+    g(18, 8664, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.us-east-2.amazonaws.com -> IngestionService us-east-1
+    g(18, 8691, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.us-west-1.amazonaws.com -> IngestionService us-east-1
+    g(18, 8718, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.us-west-2.amazonaws.com -> IngestionService us-east-1
+    g(18, 5302, 30, 21152, 16, 2511, 9, Auth::SigV4), // importexport.aws-us-gov-global.amazonaws.com -> IngestionService us-east-1
+    g(18, 10494, 26, 6517, 13, 1471, 12, Auth::SigV4), // me-central-1.neptune-graph.amazonaws.com -> neptune-graph me-central-1
+    g(18, 12472, 24, 6517, 13, 2766, 10, Auth::SigV4), // me-south-1.neptune-graph.amazonaws.com -> neptune-graph me-south-1
+    g(18, 13403, 23, 6517, 13, 4096, 9, Auth::SigV4), // me-west-1.neptune-graph.amazonaws.com -> neptune-graph me-west-1
+    g(18, 18741, 19, 25387, 8, 4220, 9, Auth::SigV4), // memory-db-fips.fips.amazonaws.com -> memorydb us-west-1
+    g(18, 7650, 28, 2487, 15, 2503, 7, Auth::SigV4), // mturk-requester-fips.sandbox.amazonaws.com -> mturk-requester sandbox
+    g(18, 2487, 33, 2487, 15, 2503, 7, Auth::SigV4), // mturk-requester-sandbox.us-east-1.amazonaws.com -> mturk-requester sandbox
+    g(18, 10520, 26, 6517, 13, 1505, 12, Auth::SigV4), // mx-central-1.neptune-graph.amazonaws.com -> neptune-graph mx-central-1
+    g(18, 4756, 7, 4756, 7, 2511, 9, Auth::SigV4),     // route53.amazonaws.com -> route53 us-east-1
+    g(18, 18931, 12, 4756, 7, 2511, 9, Auth::SigV4), // route53-fips.amazonaws.com -> route53 us-east-1
+    g(18, 23606, 14, 4756, 7, 104, 13, Auth::SigV4), // route53.us-gov.amazonaws.com -> route53 us-gov-west-1
+    g(18, 1031, 36, 25011, 10, 65, 13, Auth::SigV4), // routes.geo-fips.us-gov-east-1.us-gov.amazonaws.com -> geo-routes us-gov-east-1
+    g(18, 1067, 36, 25011, 10, 104, 13, Auth::SigV4), // routes.geo-fips.us-gov-west-1.us-gov.amazonaws.com -> geo-routes us-gov-west-1
+    g(18, 4787, 31, 25011, 10, 65, 13, Auth::SigV4), // routes.geo.us-gov-east-1.us-gov.amazonaws.com -> geo-routes us-gov-east-1
+    g(18, 4818, 31, 25011, 10, 104, 13, Auth::SigV4), // routes.geo.us-gov-west-1.us-gov.amazonaws.com -> geo-routes us-gov-west-1
+    g(18, 13495, 2, 13495, 2, 2511, 9, Auth::SigV4),  // s3.amazonaws.com -> s3 us-east-1
+    g(18, 13518, 23, 6517, 13, 4127, 9, Auth::SigV4), // sa-east-1.neptune-graph.amazonaws.com -> neptune-graph sa-east-1
+    g(18, 13541, 23, 6517, 13, 4158, 9, Auth::SigV4), // sa-west-1.neptune-graph.amazonaws.com -> neptune-graph sa-west-1
+    g(18, 1278, 12, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans.amazonaws.com -> savingsplans us-east-1
+    g(18, 7678, 28, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.af-south-1.amazonaws.com -> savingsplans us-east-1
+    g(18, 9096, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-east-1.amazonaws.com -> savingsplans us-east-1
+    g(18, 9123, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-east-2.amazonaws.com -> savingsplans us-east-1
+    g(18, 3192, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-northeast-1.amazonaws.com -> savingsplans us-east-1
+    g(18, 3224, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-northeast-2.amazonaws.com -> savingsplans us-east-1
+    g(18, 3256, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-northeast-3.amazonaws.com -> savingsplans us-east-1
+    g(18, 7706, 28, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-south-1.amazonaws.com -> savingsplans us-east-1
+    g(18, 7734, 28, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-south-2.amazonaws.com -> savingsplans us-east-1
+    g(18, 3288, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-1.amazonaws.com -> savingsplans us-east-1
+    g(18, 3320, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-2.amazonaws.com -> savingsplans us-east-1
+    g(18, 3352, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-3.amazonaws.com -> savingsplans us-east-1
+    g(18, 3384, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-4.amazonaws.com -> savingsplans us-east-1
+    g(18, 3416, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-5.amazonaws.com -> savingsplans us-east-1
+    g(18, 3448, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-6.amazonaws.com -> savingsplans us-east-1
+    g(18, 3480, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-7.amazonaws.com -> savingsplans us-east-1
+    g(18, 7762, 28, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.aws-global.amazonaws.com -> savingsplans us-east-1
+    g(18, 1278, 35, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.aws-us-gov-global.amazonaws.com -> savingsplans us-east-1
+    g(18, 5392, 30, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ca-central-1.amazonaws.com -> savingsplans us-east-1
+    g(18, 9150, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ca-west-1.amazonaws.com -> savingsplans us-east-1
+    g(18, 5422, 30, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.eu-central-1.amazonaws.com -> savingsplans us-east-1
+    g(18, 5452, 30, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.eu-central-2.amazonaws.com -> savingsplans us-east-1
+    g(18, 7790, 28, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.eu-north-1.amazonaws.com -> savingsplans us-east-1
+    g(18, 7818, 28, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.eu-south-1.amazonaws.com -> savingsplans us-east-1
+    g(18, 7846, 28, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.eu-south-2.amazonaws.com -> savingsplans us-east-1
+    g(18, 9177, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.eu-west-1.amazonaws.com -> savingsplans us-east-1
+    g(18, 9204, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.eu-west-2.amazonaws.com -> savingsplans us-east-1
+    g(18, 9231, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.eu-west-3.amazonaws.com -> savingsplans us-east-1
+    g(18, 5482, 30, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.il-central-1.amazonaws.com -> savingsplans us-east-1
+    g(18, 5512, 30, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.me-central-1.amazonaws.com -> savingsplans us-east-1
+    g(18, 7874, 28, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.me-south-1.amazonaws.com -> savingsplans us-east-1
+    g(18, 9258, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.me-west-1.amazonaws.com -> savingsplans us-east-1
+    g(18, 5542, 30, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.mx-central-1.amazonaws.com -> savingsplans us-east-1
+    g(18, 9285, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.sa-east-1.amazonaws.com -> savingsplans us-east-1
+    g(18, 9312, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.sa-west-1.amazonaws.com -> savingsplans us-east-1
+    g(18, 9339, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.us-east-2.amazonaws.com -> savingsplans us-east-1
+    g(18, 9366, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.us-west-1.amazonaws.com -> savingsplans us-east-1
+    g(18, 9393, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.us-west-2.amazonaws.com -> savingsplans us-east-1
+    g(18, 5572, 30, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans.aws-us-gov-global.amazonaws.com -> savingsplans us-east-1
+    g(18, 25711, 3, 25711, 3, 0, 0, Auth::NotSigV4), // sdb.amazonaws.com -> sdb ""
+    g(18, 6472, 29, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.aws-us-gov-global.amazonaws.com -> shield us-east-1
+    g(18, 12712, 24, 6472, 6, 2511, 9, Auth::SigV4), // shield.aws-us-gov-global.amazonaws.com -> shield us-east-1
+    g(18, 19102, 3, 19102, 3, 2511, 9, Auth::SigV4), // sts.amazonaws.com -> sts us-east-1
+    g(18, 19102, 19, 19102, 3, 2511, 9, Auth::SigV4), // sts-fips.aws-global.amazonaws.com -> sts us-east-1
+    g(18, 13633, 23, 6517, 13, 2511, 9, Auth::SigV4), // us-east-1.neptune-graph.amazonaws.com -> neptune-graph us-east-1
+    g(18, 13656, 23, 6517, 13, 4189, 9, Auth::SigV4), // us-east-2.neptune-graph.amazonaws.com -> neptune-graph us-east-2
+    g(18, 9528, 27, 6517, 13, 65, 13, Auth::SigV4), // us-gov-east-1.neptune-graph.amazonaws.com -> neptune-graph us-gov-east-1
+    g(18, 9555, 27, 6517, 13, 104, 13, Auth::SigV4), // us-gov-west-1.neptune-graph.amazonaws.com -> neptune-graph us-gov-west-1
+    g(18, 13679, 23, 6517, 13, 4220, 9, Auth::SigV4), // us-west-1.neptune-graph.amazonaws.com -> neptune-graph us-west-1
+    g(18, 13702, 23, 6517, 13, 4251, 9, Auth::SigV4), // us-west-2.neptune-graph.amazonaws.com -> neptune-graph us-west-2
+    g(18, 11066, 3, 11066, 3, 2511, 9, Auth::SigV4),  // waf.amazonaws.com -> waf us-east-1
+    g(18, 11066, 8, 11066, 3, 2511, 9, Auth::SigV4),  // waf-fips.amazonaws.com -> waf us-east-1
+    g(18, 11066, 26, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.aws-us-gov-global.amazonaws.com -> waf us-east-1
+    g(18, 17142, 21, 11066, 3, 2511, 9, Auth::SigV4), // waf.aws-us-gov-global.amazonaws.com -> waf us-east-1
+    g(19, 155, 38, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.aws-iso-b-global.sc2s.sgov.gov -> billingconductor us-east-1
+    g(19, 2322, 33, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.aws-iso-b-global.sc2s.sgov.gov -> billingconductor us-east-1
+    g(19, 24404, 12, 23354, 7, 403, 14, Auth::SigV4), // budgets-fips.sc2s.sgov.gov -> budgets us-isob-east-1
+    g(19, 23354, 14, 23354, 7, 403, 14, Auth::SigV4), // budgets.global.sc2s.sgov.gov -> budgets us-isob-east-1
+    g(19, 8313, 27, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.aws-iso-b-global.sc2s.sgov.gov -> chime us-east-1
+    g(19, 14046, 22, 7202, 5, 2511, 9, Auth::SigV4), // chime.aws-iso-b-global.sc2s.sgov.gov -> chime us-east-1
+    g(19, 12160, 10, 12160, 10, 403, 14, Auth::SigV4), // cloudfront.sc2s.sgov.gov -> cloudfront us-isob-east-1
+    g(19, 14112, 15, 12160, 10, 403, 14, Auth::SigV4), // cloudfront-fips.sc2s.sgov.gov -> cloudfront us-isob-east-1
+    g(19, 7314, 28, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.aws-iso-b-global.sc2s.sgov.gov -> health us-east-1
+    g(19, 13127, 23, 6201, 6, 2511, 9, Auth::SigV4), // health.aws-iso-b-global.sc2s.sgov.gov -> health us-east-1
+    g(19, 1619, 34, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.aws-iso-b-global.sc2s.sgov.gov -> IngestionService us-east-1
+    g(19, 6240, 29, 21152, 16, 2511, 9, Auth::SigV4), // importexport.aws-iso-b-global.sc2s.sgov.gov -> IngestionService us-east-1
+    g(19, 4756, 7, 4756, 7, 403, 14, Auth::SigV4), // route53.sc2s.sgov.gov -> route53 us-isob-east-1
+    g(19, 18931, 12, 4756, 7, 403, 14, Auth::SigV4), // route53-fips.sc2s.sgov.gov -> route53 us-isob-east-1
+    g(19, 1823, 34, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.aws-iso-b-global.sc2s.sgov.gov -> savingsplans us-east-1
+    g(19, 6385, 29, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans.aws-iso-b-global.sc2s.sgov.gov -> savingsplans us-east-1
+    g(19, 7902, 28, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.aws-iso-b-global.sc2s.sgov.gov -> shield us-east-1
+    g(19, 13564, 23, 6472, 6, 2511, 9, Auth::SigV4), // shield.aws-iso-b-global.sc2s.sgov.gov -> shield us-east-1
+    g(19, 7986, 28, 6517, 13, 403, 14, Auth::SigV4), // us-isob-east-1.neptune-graph.sc2s.sgov.gov -> neptune-graph us-isob-east-1
+    g(19, 8014, 28, 6517, 13, 440, 14, Auth::SigV4), // us-isob-west-1.neptune-graph.sc2s.sgov.gov -> neptune-graph us-isob-west-1
+    g(19, 11917, 25, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.aws-iso-b-global.sc2s.sgov.gov -> waf us-east-1
+    g(19, 18224, 20, 11066, 3, 2511, 9, Auth::SigV4), // waf.aws-iso-b-global.sc2s.sgov.gov -> waf us-east-1
+    g(20, 20455, 17, 11906, 6, 1982, 10, Auth::SigV4), // cn-north-1.signin.amazonaws.cn -> signin cn-north-1
+    g(20, 15630, 21, 11906, 6, 292, 14, Auth::SigV4), // cn-northwest-1.signin.amazonaws.cn -> signin cn-northwest-1
+    g(21, 24404, 12, 23354, 7, 366, 14, Auth::SigV4), // budgets-fips.amazonaws.eu -> budgets eusc-de-east-1
+    g(21, 12160, 10, 12160, 10, 366, 14, Auth::SigV4), // cloudfront.amazonaws.eu -> cloudfront eusc-de-east-1
+    g(21, 14112, 15, 12160, 10, 366, 14, Auth::SigV4), // cloudfront-fips.amazonaws.eu -> cloudfront eusc-de-east-1
+    g(21, 7286, 28, 6517, 13, 366, 14, Auth::SigV4), // eusc-de-east-1.neptune-graph.amazonaws.eu -> neptune-graph eusc-de-east-1
+    g(21, 22971, 8, 22971, 3, 366, 14, Auth::SigV4), // iam-fips.amazonaws.eu -> iam eusc-de-east-1
+    g(21, 4756, 7, 4756, 7, 366, 14, Auth::SigV4), // route53.amazonaws.eu -> route53 eusc-de-east-1
+    g(21, 18931, 12, 4756, 7, 366, 14, Auth::SigV4), // route53-fips.amazonaws.eu -> route53 eusc-de-east-1
+    g(22, 923, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.aws-iso-global.c2s.ic.gov -> billingconductor us-east-1
+    g(22, 4570, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.aws-iso-global.c2s.ic.gov -> billingconductor us-east-1
+    g(22, 23354, 7, 23354, 7, 514, 13, Auth::SigV4), // budgets.c2s.ic.gov -> budgets us-iso-east-1
+    g(22, 24404, 12, 23354, 7, 514, 13, Auth::SigV4), // budgets-fips.c2s.ic.gov -> budgets us-iso-east-1
+    g(22, 11417, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.aws-iso-global.c2s.ic.gov -> chime us-east-1
+    g(22, 17844, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime.aws-iso-global.c2s.ic.gov -> chime us-east-1
+    g(22, 12160, 10, 12160, 10, 514, 13, Auth::SigV4), // cloudfront.c2s.ic.gov -> cloudfront us-iso-east-1
+    g(22, 14112, 15, 12160, 10, 514, 13, Auth::SigV4), // cloudfront-fips.c2s.ic.gov -> cloudfront us-iso-east-1
+    g(22, 10312, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.aws-iso-global.c2s.ic.gov -> health us-east-1
+    g(22, 16218, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.aws-iso-global.c2s.ic.gov -> health us-east-1
+    g(22, 3096, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.aws-iso-global.c2s.ic.gov -> IngestionService us-east-1
+    g(22, 9015, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport.aws-iso-global.c2s.ic.gov -> IngestionService us-east-1
+    g(22, 4756, 7, 4756, 7, 514, 13, Auth::SigV4),    // route53.c2s.ic.gov -> route53 us-iso-east-1
+    g(22, 18931, 12, 4756, 7, 514, 13, Auth::SigV4), // route53-fips.c2s.ic.gov -> route53 us-iso-east-1
+    g(22, 3512, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.aws-iso-global.c2s.ic.gov -> savingsplans us-east-1
+    g(22, 9420, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans.aws-iso-global.c2s.ic.gov -> savingsplans us-east-1
+    g(22, 10936, 26, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.aws-iso-global.c2s.ic.gov -> shield us-east-1
+    g(22, 16848, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield.aws-iso-global.c2s.ic.gov -> shield us-east-1
+    g(22, 9582, 27, 6517, 13, 514, 13, Auth::SigV4), // us-iso-east-1.neptune-graph.c2s.ic.gov -> neptune-graph us-iso-east-1
+    g(22, 9609, 27, 6517, 13, 550, 13, Auth::SigV4), // us-iso-west-1.neptune-graph.c2s.ic.gov -> neptune-graph us-iso-west-1
+    g(22, 13955, 23, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.aws-iso-global.c2s.ic.gov -> waf us-east-1
+    g(22, 20248, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf.aws-iso-global.c2s.ic.gov -> waf us-east-1
+    g(23, 21168, 16, 11906, 6, 2542, 10, Auth::SigV4), // af-south-1.oauth.signin.aws -> signin af-south-1
+    g(23, 22461, 15, 11906, 6, 3910, 9, Auth::SigV4), // ap-east-1.oauth.signin.aws -> signin ap-east-1
+    g(23, 22476, 15, 11906, 6, 3941, 9, Auth::SigV4), // ap-east-2.oauth.signin.aws -> signin ap-east-2
+    g(23, 17184, 20, 11906, 6, 585, 14, Auth::SigV4), // ap-northeast-1.oauth.signin.aws -> signin ap-northeast-1
+    g(23, 17204, 20, 11906, 6, 621, 14, Auth::SigV4), // ap-northeast-2.oauth.signin.aws -> signin ap-northeast-2
+    g(23, 17224, 20, 11906, 6, 657, 14, Auth::SigV4), // ap-northeast-3.oauth.signin.aws -> signin ap-northeast-3
+    g(23, 21232, 16, 11906, 6, 2574, 10, Auth::SigV4), // ap-south-1.oauth.signin.aws -> signin ap-south-1
+    g(23, 21248, 16, 11906, 6, 2606, 10, Auth::SigV4), // ap-south-2.oauth.signin.aws -> signin ap-south-2
+    g(23, 17244, 20, 11906, 6, 693, 14, Auth::SigV4), // ap-southeast-1.oauth.signin.aws -> signin ap-southeast-1
+    g(23, 17264, 20, 11906, 6, 729, 14, Auth::SigV4), // ap-southeast-2.oauth.signin.aws -> signin ap-southeast-2
+    g(23, 17284, 20, 11906, 6, 765, 14, Auth::SigV4), // ap-southeast-3.oauth.signin.aws -> signin ap-southeast-3
+    g(23, 17304, 20, 11906, 6, 801, 14, Auth::SigV4), // ap-southeast-4.oauth.signin.aws -> signin ap-southeast-4
+    g(23, 17324, 20, 11906, 6, 837, 14, Auth::SigV4), // ap-southeast-5.oauth.signin.aws -> signin ap-southeast-5
+    g(23, 17344, 20, 11906, 6, 873, 14, Auth::SigV4), // ap-southeast-6.oauth.signin.aws -> signin ap-southeast-6
+    g(23, 17364, 20, 11906, 6, 909, 14, Auth::SigV4), // ap-southeast-7.oauth.signin.aws -> signin ap-southeast-7
+    g(23, 19366, 18, 11906, 6, 1335, 12, Auth::SigV4), // ca-central-1.oauth.signin.aws -> signin ca-central-1
+    g(23, 22581, 15, 11906, 6, 3972, 9, Auth::SigV4), // ca-west-1.oauth.signin.aws -> signin ca-west-1
+    g(23, 19528, 18, 11906, 6, 1369, 12, Auth::SigV4), // eu-central-1.oauth.signin.aws -> signin eu-central-1
+    g(23, 19546, 18, 11906, 6, 1403, 12, Auth::SigV4), // eu-central-2.oauth.signin.aws -> signin eu-central-2
+    g(23, 21536, 16, 11906, 6, 2670, 10, Auth::SigV4), // eu-north-1.oauth.signin.aws -> signin eu-north-1
+    g(23, 21552, 16, 11906, 6, 2702, 10, Auth::SigV4), // eu-south-1.oauth.signin.aws -> signin eu-south-1
+    g(23, 21568, 16, 11906, 6, 2734, 10, Auth::SigV4), // eu-south-2.oauth.signin.aws -> signin eu-south-2
+    g(23, 22911, 15, 11906, 6, 4003, 9, Auth::SigV4), // eu-west-1.oauth.signin.aws -> signin eu-west-1
+    g(23, 22926, 15, 11906, 6, 4034, 9, Auth::SigV4), // eu-west-2.oauth.signin.aws -> signin eu-west-2
+    g(23, 22941, 15, 11906, 6, 4065, 9, Auth::SigV4), // eu-west-3.oauth.signin.aws -> signin eu-west-3
+    g(23, 19582, 18, 11906, 6, 1437, 12, Auth::SigV4), // il-central-1.oauth.signin.aws -> signin il-central-1
+    g(23, 19600, 18, 11906, 6, 1471, 12, Auth::SigV4), // me-central-1.oauth.signin.aws -> signin me-central-1
+    g(23, 21840, 16, 11906, 6, 2766, 10, Auth::SigV4), // me-south-1.oauth.signin.aws -> signin me-south-1
+    g(23, 23016, 15, 11906, 6, 4096, 9, Auth::SigV4), // me-west-1.oauth.signin.aws -> signin me-west-1
+    g(23, 19618, 18, 11906, 6, 1505, 12, Auth::SigV4), // mx-central-1.oauth.signin.aws -> signin mx-central-1
+    g(23, 23136, 15, 11906, 6, 4127, 9, Auth::SigV4), // sa-east-1.oauth.signin.aws -> signin sa-east-1
+    g(23, 23151, 15, 11906, 6, 4158, 9, Auth::SigV4), // sa-west-1.oauth.signin.aws -> signin sa-west-1
+    g(23, 23181, 15, 11906, 6, 2511, 9, Auth::SigV4), // us-east-1.oauth.signin.aws -> signin us-east-1
+    g(23, 23196, 15, 11906, 6, 4189, 9, Auth::SigV4), // us-east-2.oauth.signin.aws -> signin us-east-2
+    g(23, 23211, 15, 11906, 6, 4220, 9, Auth::SigV4), // us-west-1.oauth.signin.aws -> signin us-west-1
+    g(23, 23226, 15, 11906, 6, 4251, 9, Auth::SigV4), // us-west-2.oauth.signin.aws -> signin us-west-2
+    g(24, 1959, 33, 117, 14, 1982, 10, Auth::SigV4), // agent-registry-control.cn-north-1.api.aws -> agent-registry cn-north-1
+    g(24, 269, 37, 117, 14, 292, 14, Auth::SigV4), // agent-registry-control.cn-northwest-1.api.aws -> agent-registry cn-northwest-1
+    g(24, 306, 37, 117, 14, 329, 14, Auth::SigV4), // agent-registry-control.eu-isoe-west-1.api.aws -> agent-registry eu-isoe-west-1
+    g(24, 343, 37, 117, 14, 366, 14, Auth::SigV4), // agent-registry-control.eusc-de-east-1.api.aws -> agent-registry eusc-de-east-1
+    g(24, 491, 36, 117, 14, 514, 13, Auth::SigV4), // agent-registry-control.us-iso-east-1.api.aws -> agent-registry us-iso-east-1
+    g(24, 527, 36, 117, 14, 550, 13, Auth::SigV4), // agent-registry-control.us-iso-west-1.api.aws -> agent-registry us-iso-west-1
+    g(24, 380, 37, 117, 14, 403, 14, Auth::SigV4), // agent-registry-control.us-isob-east-1.api.aws -> agent-registry us-isob-east-1
+    g(24, 417, 37, 117, 14, 440, 14, Auth::SigV4), // agent-registry-control.us-isob-west-1.api.aws -> agent-registry us-isob-west-1
+    g(24, 454, 37, 117, 14, 477, 14, Auth::SigV4), // agent-registry-control.us-isof-east-1.api.aws -> agent-registry us-isof-east-1
+    g(24, 117, 38, 117, 14, 140, 15, Auth::SigV4), // agent-registry-control.us-isof-south-1.api.aws -> agent-registry us-isof-south-1
+    g(24, 11092, 25, 117, 14, 1982, 10, Auth::SigV4), // agent-registry.cn-north-1.api.aws -> agent-registry cn-north-1
+    g(24, 5602, 29, 117, 14, 292, 14, Auth::SigV4), // agent-registry.cn-northwest-1.api.aws -> agent-registry cn-northwest-1
+    g(24, 5631, 29, 117, 14, 329, 14, Auth::SigV4), // agent-registry.eu-isoe-west-1.api.aws -> agent-registry eu-isoe-west-1
+    g(24, 5660, 29, 117, 14, 366, 14, Auth::SigV4), // agent-registry.eusc-de-east-1.api.aws -> agent-registry eusc-de-east-1
+    g(24, 6530, 28, 117, 14, 514, 13, Auth::SigV4), // agent-registry.us-iso-east-1.api.aws -> agent-registry us-iso-east-1
+    g(24, 6558, 28, 117, 14, 550, 13, Auth::SigV4), // agent-registry.us-iso-west-1.api.aws -> agent-registry us-iso-west-1
+    g(24, 5689, 29, 117, 14, 403, 14, Auth::SigV4), // agent-registry.us-isob-east-1.api.aws -> agent-registry us-isob-east-1
+    g(24, 5718, 29, 117, 14, 440, 14, Auth::SigV4), // agent-registry.us-isob-west-1.api.aws -> agent-registry us-isob-west-1
+    g(24, 5747, 29, 117, 14, 477, 14, Auth::SigV4), // agent-registry.us-isof-east-1.api.aws -> agent-registry us-isof-east-1
+    g(24, 4942, 30, 117, 14, 140, 15, Auth::SigV4), // agent-registry.us-isof-south-1.api.aws -> agent-registry us-isof-south-1
+    g(24, 5776, 29, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.af-south-1.api.aws -> sustainability us-east-1
+    g(24, 6866, 28, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.ap-east-1.api.aws -> sustainability us-east-1
+    g(24, 6894, 28, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.ap-east-2.api.aws -> sustainability us-east-1
+    g(24, 1992, 33, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.ap-northeast-1.api.aws -> sustainability us-east-1
+    g(24, 2025, 33, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.ap-northeast-2.api.aws -> sustainability us-east-1
+    g(24, 2058, 33, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.ap-northeast-3.api.aws -> sustainability us-east-1
+    g(24, 5805, 29, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.ap-south-1.api.aws -> sustainability us-east-1
+    g(24, 5834, 29, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.ap-south-2.api.aws -> sustainability us-east-1
+    g(24, 2091, 33, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.ap-southeast-1.api.aws -> sustainability us-east-1
+    g(24, 2124, 33, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.ap-southeast-2.api.aws -> sustainability us-east-1
+    g(24, 2157, 33, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.ap-southeast-3.api.aws -> sustainability us-east-1
+    g(24, 2190, 33, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.ap-southeast-4.api.aws -> sustainability us-east-1
+    g(24, 2223, 33, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.ap-southeast-5.api.aws -> sustainability us-east-1
+    g(24, 2256, 33, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.ap-southeast-6.api.aws -> sustainability us-east-1
+    g(24, 2289, 33, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.ap-southeast-7.api.aws -> sustainability us-east-1
+    g(24, 5863, 29, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.aws-global.api.aws -> sustainability us-east-1
+    g(24, 3640, 31, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.ca-central-1.api.aws -> sustainability us-east-1
+    g(24, 6922, 28, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.ca-west-1.api.aws -> sustainability us-east-1
+    g(24, 3671, 31, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.eu-central-1.api.aws -> sustainability us-east-1
+    g(24, 3702, 31, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.eu-central-2.api.aws -> sustainability us-east-1
+    g(24, 5892, 29, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.eu-north-1.api.aws -> sustainability us-east-1
+    g(24, 5921, 29, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.eu-south-1.api.aws -> sustainability us-east-1
+    g(24, 5950, 29, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.eu-south-2.api.aws -> sustainability us-east-1
+    g(24, 6950, 28, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.eu-west-1.api.aws -> sustainability us-east-1
+    g(24, 6978, 28, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.eu-west-2.api.aws -> sustainability us-east-1
+    g(24, 7006, 28, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.eu-west-3.api.aws -> sustainability us-east-1
+    g(24, 3733, 31, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.il-central-1.api.aws -> sustainability us-east-1
+    g(24, 3764, 31, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.me-central-1.api.aws -> sustainability us-east-1
+    g(24, 5979, 29, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.me-south-1.api.aws -> sustainability us-east-1
+    g(24, 7034, 28, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.me-west-1.api.aws -> sustainability us-east-1
+    g(24, 3795, 31, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.mx-central-1.api.aws -> sustainability us-east-1
+    g(24, 7062, 28, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.sa-east-1.api.aws -> sustainability us-east-1
+    g(24, 7090, 28, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.sa-west-1.api.aws -> sustainability us-east-1
+    g(24, 7118, 28, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.us-east-2.api.aws -> sustainability us-east-1
+    g(24, 7146, 28, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.us-west-1.api.aws -> sustainability us-east-1
+    g(24, 7174, 28, 1996, 14, 2511, 9, Auth::SigV4), // api.sustainability.us-west-2.api.aws -> sustainability us-east-1
+    g(24, 2520, 32, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.af-south-1.api.aws -> billingconductor us-east-1
+    g(24, 3888, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-east-1.api.aws -> billingconductor us-east-1
+    g(24, 3919, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-east-2.api.aws -> billingconductor us-east-1
+    g(24, 563, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-northeast-1.api.aws -> billingconductor us-east-1
+    g(24, 599, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-northeast-2.api.aws -> billingconductor us-east-1
+    g(24, 635, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-northeast-3.api.aws -> billingconductor us-east-1
+    g(24, 2552, 32, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-south-1.api.aws -> billingconductor us-east-1
+    g(24, 2584, 32, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-south-2.api.aws -> billingconductor us-east-1
+    g(24, 671, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-1.api.aws -> billingconductor us-east-1
+    g(24, 707, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-2.api.aws -> billingconductor us-east-1
+    g(24, 743, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-3.api.aws -> billingconductor us-east-1
+    g(24, 779, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-4.api.aws -> billingconductor us-east-1
+    g(24, 815, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-5.api.aws -> billingconductor us-east-1
+    g(24, 851, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-6.api.aws -> billingconductor us-east-1
+    g(24, 887, 36, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ap-southeast-7.api.aws -> billingconductor us-east-1
+    g(24, 2616, 32, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.aws-global.api.aws -> billingconductor us-east-1
+    g(24, 0, 39, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.aws-us-gov-global.api.aws -> billingconductor us-east-1
+    g(24, 1313, 34, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ca-central-1.api.aws -> billingconductor us-east-1
+    g(24, 3950, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.ca-west-1.api.aws -> billingconductor us-east-1
+    g(24, 1347, 34, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.eu-central-1.api.aws -> billingconductor us-east-1
+    g(24, 1381, 34, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.eu-central-2.api.aws -> billingconductor us-east-1
+    g(24, 2648, 32, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.eu-north-1.api.aws -> billingconductor us-east-1
+    g(24, 2680, 32, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.eu-south-1.api.aws -> billingconductor us-east-1
+    g(24, 2712, 32, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.eu-south-2.api.aws -> billingconductor us-east-1
+    g(24, 3981, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.eu-west-1.api.aws -> billingconductor us-east-1
+    g(24, 4012, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.eu-west-2.api.aws -> billingconductor us-east-1
+    g(24, 4043, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.eu-west-3.api.aws -> billingconductor us-east-1
+    g(24, 1415, 34, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.il-central-1.api.aws -> billingconductor us-east-1
+    g(24, 1449, 34, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.me-central-1.api.aws -> billingconductor us-east-1
+    g(24, 2744, 32, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.me-south-1.api.aws -> billingconductor us-east-1
+    g(24, 4074, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.me-west-1.api.aws -> billingconductor us-east-1
+    g(24, 1483, 34, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.mx-central-1.api.aws -> billingconductor us-east-1
+    g(24, 4105, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.sa-east-1.api.aws -> billingconductor us-east-1
+    g(24, 4136, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.sa-west-1.api.aws -> billingconductor us-east-1
+    g(24, 4167, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.us-east-2.api.aws -> billingconductor us-east-1
+    g(24, 4198, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.us-west-1.api.aws -> billingconductor us-east-1
+    g(24, 4229, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor-fips.us-west-2.api.aws -> billingconductor us-east-1
+    g(24, 8097, 27, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.af-south-1.api.aws -> billingconductor us-east-1
+    g(24, 9662, 26, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.ap-east-1.api.aws -> billingconductor us-east-1
+    g(24, 9688, 26, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.ap-east-2.api.aws -> billingconductor us-east-1
+    g(24, 4260, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.ap-northeast-1.api.aws -> billingconductor us-east-1
+    g(24, 4291, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.ap-northeast-2.api.aws -> billingconductor us-east-1
+    g(24, 4322, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.ap-northeast-3.api.aws -> billingconductor us-east-1
+    g(24, 8124, 27, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.ap-south-1.api.aws -> billingconductor us-east-1
+    g(24, 8151, 27, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.ap-south-2.api.aws -> billingconductor us-east-1
+    g(24, 4353, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.ap-southeast-1.api.aws -> billingconductor us-east-1
+    g(24, 4384, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.ap-southeast-2.api.aws -> billingconductor us-east-1
+    g(24, 4415, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.ap-southeast-3.api.aws -> billingconductor us-east-1
+    g(24, 4446, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.ap-southeast-4.api.aws -> billingconductor us-east-1
+    g(24, 4477, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.ap-southeast-5.api.aws -> billingconductor us-east-1
+    g(24, 4508, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.ap-southeast-6.api.aws -> billingconductor us-east-1
+    g(24, 4539, 31, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.ap-southeast-7.api.aws -> billingconductor us-east-1
+    g(24, 8178, 27, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.aws-global.api.aws -> billingconductor us-east-1
+    g(24, 1517, 34, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.aws-us-gov-global.api.aws -> billingconductor us-east-1
+    g(24, 6008, 29, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.ca-central-1.api.aws -> billingconductor us-east-1
+    g(24, 9714, 26, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.ca-west-1.api.aws -> billingconductor us-east-1
+    g(24, 6037, 29, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.eu-central-1.api.aws -> billingconductor us-east-1
+    g(24, 6066, 29, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.eu-central-2.api.aws -> billingconductor us-east-1
+    g(24, 8205, 27, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.eu-north-1.api.aws -> billingconductor us-east-1
+    g(24, 8232, 27, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.eu-south-1.api.aws -> billingconductor us-east-1
+    g(24, 8259, 27, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.eu-south-2.api.aws -> billingconductor us-east-1
+    g(24, 9740, 26, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.eu-west-1.api.aws -> billingconductor us-east-1
+    g(24, 9766, 26, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.eu-west-2.api.aws -> billingconductor us-east-1
+    g(24, 9792, 26, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.eu-west-3.api.aws -> billingconductor us-east-1
+    g(24, 6095, 29, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.il-central-1.api.aws -> billingconductor us-east-1
+    g(24, 6124, 29, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.me-central-1.api.aws -> billingconductor us-east-1
+    g(24, 8286, 27, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.me-south-1.api.aws -> billingconductor us-east-1
+    g(24, 9818, 26, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.me-west-1.api.aws -> billingconductor us-east-1
+    g(24, 6153, 29, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.mx-central-1.api.aws -> billingconductor us-east-1
+    g(24, 9844, 26, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.sa-east-1.api.aws -> billingconductor us-east-1
+    g(24, 9870, 26, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.sa-west-1.api.aws -> billingconductor us-east-1
+    g(24, 9896, 26, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.us-east-2.api.aws -> billingconductor us-east-1
+    g(24, 9922, 26, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.us-west-1.api.aws -> billingconductor us-east-1
+    g(24, 9948, 26, 0, 16, 2511, 9, Auth::SigV4), // billingconductor.us-west-2.api.aws -> billingconductor us-east-1
+    g(24, 23354, 7, 23354, 7, 104, 13, Auth::SigV4), // budgets.api.aws -> budgets us-gov-west-1
+    g(24, 24404, 12, 23354, 7, 2511, 9, Auth::SigV4), // budgets-fips.api.aws -> budgets us-east-1
+    g(24, 15441, 21, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.af-south-1.api.aws -> chime us-east-1
+    g(24, 17404, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-east-1.api.aws -> chime us-east-1
+    g(24, 17424, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-east-2.api.aws -> chime us-east-1
+    g(24, 11167, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-northeast-1.api.aws -> chime us-east-1
+    g(24, 11192, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-northeast-2.api.aws -> chime us-east-1
+    g(24, 11217, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-northeast-3.api.aws -> chime us-east-1
+    g(24, 15462, 21, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-south-1.api.aws -> chime us-east-1
+    g(24, 15483, 21, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-south-2.api.aws -> chime us-east-1
+    g(24, 11242, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-southeast-1.api.aws -> chime us-east-1
+    g(24, 11267, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-southeast-2.api.aws -> chime us-east-1
+    g(24, 11292, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-southeast-3.api.aws -> chime us-east-1
+    g(24, 11317, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-southeast-4.api.aws -> chime us-east-1
+    g(24, 11342, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-southeast-5.api.aws -> chime us-east-1
+    g(24, 11367, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-southeast-6.api.aws -> chime us-east-1
+    g(24, 11392, 25, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ap-southeast-7.api.aws -> chime us-east-1
+    g(24, 15504, 21, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.aws-global.api.aws -> chime us-east-1
+    g(24, 7202, 28, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.aws-us-gov-global.api.aws -> chime us-east-1
+    g(24, 12851, 23, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ca-central-1.api.aws -> chime us-east-1
+    g(24, 17444, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.ca-west-1.api.aws -> chime us-east-1
+    g(24, 12874, 23, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.eu-central-1.api.aws -> chime us-east-1
+    g(24, 12897, 23, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.eu-central-2.api.aws -> chime us-east-1
+    g(24, 15525, 21, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.eu-north-1.api.aws -> chime us-east-1
+    g(24, 15546, 21, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.eu-south-1.api.aws -> chime us-east-1
+    g(24, 15567, 21, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.eu-south-2.api.aws -> chime us-east-1
+    g(24, 17464, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.eu-west-1.api.aws -> chime us-east-1
+    g(24, 17484, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.eu-west-2.api.aws -> chime us-east-1
+    g(24, 17504, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.eu-west-3.api.aws -> chime us-east-1
+    g(24, 12920, 23, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.il-central-1.api.aws -> chime us-east-1
+    g(24, 12943, 23, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.me-central-1.api.aws -> chime us-east-1
+    g(24, 15588, 21, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.me-south-1.api.aws -> chime us-east-1
+    g(24, 17524, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.me-west-1.api.aws -> chime us-east-1
+    g(24, 12966, 23, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.mx-central-1.api.aws -> chime us-east-1
+    g(24, 17544, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.sa-east-1.api.aws -> chime us-east-1
+    g(24, 17564, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.sa-west-1.api.aws -> chime us-east-1
+    g(24, 17584, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.us-east-2.api.aws -> chime us-east-1
+    g(24, 17604, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.us-west-1.api.aws -> chime us-east-1
+    g(24, 17624, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime-fips.us-west-2.api.aws -> chime us-east-1
+    g(24, 21328, 16, 7202, 5, 2511, 9, Auth::SigV4), // chime.af-south-1.api.aws -> chime us-east-1
+    g(24, 22596, 15, 7202, 5, 2511, 9, Auth::SigV4), // chime.ap-east-1.api.aws -> chime us-east-1
+    g(24, 22611, 15, 7202, 5, 2511, 9, Auth::SigV4), // chime.ap-east-2.api.aws -> chime us-east-1
+    g(24, 17644, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime.ap-northeast-1.api.aws -> chime us-east-1
+    g(24, 17664, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime.ap-northeast-2.api.aws -> chime us-east-1
+    g(24, 17684, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime.ap-northeast-3.api.aws -> chime us-east-1
+    g(24, 21344, 16, 7202, 5, 2511, 9, Auth::SigV4), // chime.ap-south-1.api.aws -> chime us-east-1
+    g(24, 21360, 16, 7202, 5, 2511, 9, Auth::SigV4), // chime.ap-south-2.api.aws -> chime us-east-1
+    g(24, 17704, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime.ap-southeast-1.api.aws -> chime us-east-1
+    g(24, 17724, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime.ap-southeast-2.api.aws -> chime us-east-1
+    g(24, 17744, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime.ap-southeast-3.api.aws -> chime us-east-1
+    g(24, 17764, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime.ap-southeast-4.api.aws -> chime us-east-1
+    g(24, 17784, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime.ap-southeast-5.api.aws -> chime us-east-1
+    g(24, 17804, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime.ap-southeast-6.api.aws -> chime us-east-1
+    g(24, 17824, 20, 7202, 5, 2511, 9, Auth::SigV4), // chime.ap-southeast-7.api.aws -> chime us-east-1
+    g(24, 21376, 16, 7202, 5, 2511, 9, Auth::SigV4), // chime.aws-global.api.aws -> chime us-east-1
+    g(24, 12989, 23, 7202, 5, 2511, 9, Auth::SigV4), // chime.aws-us-gov-global.api.aws -> chime us-east-1
+    g(24, 19384, 18, 7202, 5, 2511, 9, Auth::SigV4), // chime.ca-central-1.api.aws -> chime us-east-1
+    g(24, 22626, 15, 7202, 5, 2511, 9, Auth::SigV4), // chime.ca-west-1.api.aws -> chime us-east-1
+    g(24, 19402, 18, 7202, 5, 2511, 9, Auth::SigV4), // chime.eu-central-1.api.aws -> chime us-east-1
+    g(24, 19420, 18, 7202, 5, 2511, 9, Auth::SigV4), // chime.eu-central-2.api.aws -> chime us-east-1
+    g(24, 21392, 16, 7202, 5, 2511, 9, Auth::SigV4), // chime.eu-north-1.api.aws -> chime us-east-1
+    g(24, 21408, 16, 7202, 5, 2511, 9, Auth::SigV4), // chime.eu-south-1.api.aws -> chime us-east-1
+    g(24, 21424, 16, 7202, 5, 2511, 9, Auth::SigV4), // chime.eu-south-2.api.aws -> chime us-east-1
+    g(24, 22641, 15, 7202, 5, 2511, 9, Auth::SigV4), // chime.eu-west-1.api.aws -> chime us-east-1
+    g(24, 22656, 15, 7202, 5, 2511, 9, Auth::SigV4), // chime.eu-west-2.api.aws -> chime us-east-1
+    g(24, 22671, 15, 7202, 5, 2511, 9, Auth::SigV4), // chime.eu-west-3.api.aws -> chime us-east-1
+    g(24, 19438, 18, 7202, 5, 2511, 9, Auth::SigV4), // chime.il-central-1.api.aws -> chime us-east-1
+    g(24, 19456, 18, 7202, 5, 2511, 9, Auth::SigV4), // chime.me-central-1.api.aws -> chime us-east-1
+    g(24, 21440, 16, 7202, 5, 2511, 9, Auth::SigV4), // chime.me-south-1.api.aws -> chime us-east-1
+    g(24, 22686, 15, 7202, 5, 2511, 9, Auth::SigV4), // chime.me-west-1.api.aws -> chime us-east-1
+    g(24, 19474, 18, 7202, 5, 2511, 9, Auth::SigV4), // chime.mx-central-1.api.aws -> chime us-east-1
+    g(24, 22701, 15, 7202, 5, 2511, 9, Auth::SigV4), // chime.sa-east-1.api.aws -> chime us-east-1
+    g(24, 22716, 15, 7202, 5, 2511, 9, Auth::SigV4), // chime.sa-west-1.api.aws -> chime us-east-1
+    g(24, 22731, 15, 7202, 5, 2511, 9, Auth::SigV4), // chime.us-east-2.api.aws -> chime us-east-1
+    g(24, 22746, 15, 7202, 5, 2511, 9, Auth::SigV4), // chime.us-west-1.api.aws -> chime us-east-1
+    g(24, 22761, 15, 7202, 5, 2511, 9, Auth::SigV4), // chime.us-west-2.api.aws -> chime us-east-1
+    g(24, 12160, 10, 12160, 10, 104, 13, Auth::SigV4), // cloudfront.api.aws -> cloudfront us-gov-west-1
+    g(24, 14112, 15, 12160, 10, 104, 13, Auth::SigV4), // cloudfront-fips.api.aws -> cloudfront us-gov-west-1
+    g(24, 14112, 22, 12160, 10, 2511, 9, Auth::SigV4), // cloudfront-fips.global.api.aws -> cloudfront us-east-1
+    g(24, 20421, 17, 12160, 10, 2511, 9, Auth::SigV4), // cloudfront.global.api.aws -> cloudfront us-east-1
+    g(24, 12208, 24, 12208, 12, 0, 0, Auth::NotSigV4), // codecatalyst-fips.global.api.aws -> codecatalyst ""
+    g(24, 18475, 19, 12208, 12, 0, 0, Auth::NotSigV4), // codecatalyst.global.api.aws -> codecatalyst ""
+    g(24, 39, 39, 39, 10, 65, 13, Auth::SigV4), // greengrass-fips.dataplane-us-gov-east-1.api.aws -> greengrass us-gov-east-1
+    g(24, 78, 39, 39, 10, 104, 13, Auth::SigV4), // greengrass-fips.dataplane-us-gov-west-1.api.aws -> greengrass us-gov-west-1
+    g(24, 1551, 34, 39, 10, 65, 13, Auth::SigV4), // greengrass.dataplane-us-gov-east-1.api.aws -> greengrass us-gov-east-1
+    g(24, 1585, 34, 39, 10, 104, 13, Auth::SigV4), // greengrass.dataplane-us-gov-west-1.api.aws -> greengrass us-gov-west-1
+    g(24, 14244, 22, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.af-south-1.api.aws -> health us-east-1
+    g(24, 15777, 21, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-east-1.api.aws -> health us-east-1
+    g(24, 15798, 21, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-east-2.api.aws -> health us-east-1
+    g(24, 10052, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-northeast-1.api.aws -> health us-east-1
+    g(24, 10078, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-northeast-2.api.aws -> health us-east-1
+    g(24, 10104, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-northeast-3.api.aws -> health us-east-1
+    g(24, 14266, 22, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-south-1.api.aws -> health us-east-1
+    g(24, 14288, 22, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-south-2.api.aws -> health us-east-1
+    g(24, 10130, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-southeast-1.api.aws -> health us-east-1
+    g(24, 10156, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-southeast-2.api.aws -> health us-east-1
+    g(24, 10182, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-southeast-3.api.aws -> health us-east-1
+    g(24, 10208, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-southeast-4.api.aws -> health us-east-1
+    g(24, 10234, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-southeast-5.api.aws -> health us-east-1
+    g(24, 10260, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-southeast-6.api.aws -> health us-east-1
+    g(24, 10286, 26, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ap-southeast-7.api.aws -> health us-east-1
+    g(24, 14310, 22, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.aws-global.api.aws -> health us-east-1
+    g(24, 6211, 29, 6201, 6, 104, 13, Auth::SigV4), // health-fips.aws-us-gov-global.api.aws -> health us-gov-west-1
+    g(24, 12304, 24, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ca-central-1.api.aws -> health us-east-1
+    g(24, 15819, 21, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.ca-west-1.api.aws -> health us-east-1
+    g(24, 12328, 24, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.eu-central-1.api.aws -> health us-east-1
+    g(24, 12352, 24, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.eu-central-2.api.aws -> health us-east-1
+    g(24, 14354, 22, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.eu-north-1.api.aws -> health us-east-1
+    g(24, 14376, 22, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.eu-south-1.api.aws -> health us-east-1
+    g(24, 14398, 22, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.eu-south-2.api.aws -> health us-east-1
+    g(24, 15840, 21, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.eu-west-1.api.aws -> health us-east-1
+    g(24, 15861, 21, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.eu-west-2.api.aws -> health us-east-1
+    g(24, 15882, 21, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.eu-west-3.api.aws -> health us-east-1
+    g(24, 12376, 24, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.il-central-1.api.aws -> health us-east-1
+    g(24, 12400, 24, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.me-central-1.api.aws -> health us-east-1
+    g(24, 14420, 22, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.me-south-1.api.aws -> health us-east-1
+    g(24, 15903, 21, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.me-west-1.api.aws -> health us-east-1
+    g(24, 12424, 24, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.mx-central-1.api.aws -> health us-east-1
+    g(24, 15924, 21, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.sa-east-1.api.aws -> health us-east-1
+    g(24, 15945, 21, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.sa-west-1.api.aws -> health us-east-1
+    g(24, 15966, 21, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.us-west-1.api.aws -> health us-east-1
+    g(24, 15987, 21, 6201, 6, 2511, 9, Auth::SigV4), // health-fips.us-west-2.api.aws -> health us-east-1
+    g(24, 20693, 17, 6201, 6, 2511, 9, Auth::SigV4), // health.af-south-1.api.aws -> health us-east-1
+    g(24, 21632, 16, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-east-1.api.aws -> health us-east-1
+    g(24, 21648, 16, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-east-2.api.aws -> health us-east-1
+    g(24, 16008, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-northeast-1.api.aws -> health us-east-1
+    g(24, 16029, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-northeast-2.api.aws -> health us-east-1
+    g(24, 16050, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-northeast-3.api.aws -> health us-east-1
+    g(24, 20710, 17, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-south-1.api.aws -> health us-east-1
+    g(24, 20727, 17, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-south-2.api.aws -> health us-east-1
+    g(24, 16071, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-southeast-1.api.aws -> health us-east-1
+    g(24, 16092, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-southeast-2.api.aws -> health us-east-1
+    g(24, 16113, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-southeast-3.api.aws -> health us-east-1
+    g(24, 16134, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-southeast-4.api.aws -> health us-east-1
+    g(24, 16155, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-southeast-5.api.aws -> health us-east-1
+    g(24, 16176, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-southeast-6.api.aws -> health us-east-1
+    g(24, 16197, 21, 6201, 6, 2511, 9, Auth::SigV4), // health.ap-southeast-7.api.aws -> health us-east-1
+    g(24, 20744, 17, 6201, 6, 2511, 9, Auth::SigV4), // health.aws-global.api.aws -> health us-east-1
+    g(24, 12448, 24, 6201, 6, 104, 13, Auth::SigV4), // health.aws-us-gov-global.api.aws -> health us-gov-west-1
+    g(24, 18570, 19, 6201, 6, 2511, 9, Auth::SigV4), // health.ca-central-1.api.aws -> health us-east-1
+    g(24, 21664, 16, 6201, 6, 2511, 9, Auth::SigV4), // health.ca-west-1.api.aws -> health us-east-1
+    g(24, 18589, 19, 6201, 6, 2511, 9, Auth::SigV4), // health.eu-central-1.api.aws -> health us-east-1
+    g(24, 18608, 19, 6201, 6, 2511, 9, Auth::SigV4), // health.eu-central-2.api.aws -> health us-east-1
+    g(24, 20778, 17, 6201, 6, 2511, 9, Auth::SigV4), // health.eu-north-1.api.aws -> health us-east-1
+    g(24, 20795, 17, 6201, 6, 2511, 9, Auth::SigV4), // health.eu-south-1.api.aws -> health us-east-1
+    g(24, 20812, 17, 6201, 6, 2511, 9, Auth::SigV4), // health.eu-south-2.api.aws -> health us-east-1
+    g(24, 21680, 16, 6201, 6, 2511, 9, Auth::SigV4), // health.eu-west-1.api.aws -> health us-east-1
+    g(24, 21696, 16, 6201, 6, 2511, 9, Auth::SigV4), // health.eu-west-2.api.aws -> health us-east-1
+    g(24, 21712, 16, 6201, 6, 2511, 9, Auth::SigV4), // health.eu-west-3.api.aws -> health us-east-1
+    g(24, 18627, 19, 6201, 6, 2511, 9, Auth::SigV4), // health.il-central-1.api.aws -> health us-east-1
+    g(24, 18646, 19, 6201, 6, 2511, 9, Auth::SigV4), // health.me-central-1.api.aws -> health us-east-1
+    g(24, 20829, 17, 6201, 6, 2511, 9, Auth::SigV4), // health.me-south-1.api.aws -> health us-east-1
+    g(24, 21728, 16, 6201, 6, 2511, 9, Auth::SigV4), // health.me-west-1.api.aws -> health us-east-1
+    g(24, 18665, 19, 6201, 6, 2511, 9, Auth::SigV4), // health.mx-central-1.api.aws -> health us-east-1
+    g(24, 21744, 16, 6201, 6, 2511, 9, Auth::SigV4), // health.sa-east-1.api.aws -> health us-east-1
+    g(24, 21760, 16, 6201, 6, 2511, 9, Auth::SigV4), // health.sa-west-1.api.aws -> health us-east-1
+    g(24, 21776, 16, 6201, 6, 2511, 9, Auth::SigV4), // health.us-west-1.api.aws -> health us-east-1
+    g(24, 21792, 16, 6201, 6, 2511, 9, Auth::SigV4), // health.us-west-2.api.aws -> health us-east-1
+    g(24, 22971, 15, 22971, 3, 2511, 9, Auth::SigV4), // iam-fips.global.api.aws -> iam us-east-1
+    g(24, 25021, 10, 22971, 3, 2511, 9, Auth::SigV4), // iam.global.api.aws -> iam us-east-1
+    g(24, 25031, 10, 22971, 3, 104, 13, Auth::SigV4), // iam.us-gov.api.aws -> iam us-gov-west-1
+    g(24, 7398, 28, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.af-south-1.api.aws -> IngestionService us-east-1
+    g(24, 8394, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-east-1.api.aws -> IngestionService us-east-1
+    g(24, 8421, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-east-2.api.aws -> IngestionService us-east-1
+    g(24, 2776, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-northeast-1.api.aws -> IngestionService us-east-1
+    g(24, 2808, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-northeast-2.api.aws -> IngestionService us-east-1
+    g(24, 2840, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-northeast-3.api.aws -> IngestionService us-east-1
+    g(24, 7426, 28, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-south-1.api.aws -> IngestionService us-east-1
+    g(24, 7454, 28, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-south-2.api.aws -> IngestionService us-east-1
+    g(24, 2872, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-southeast-1.api.aws -> IngestionService us-east-1
+    g(24, 2904, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-southeast-2.api.aws -> IngestionService us-east-1
+    g(24, 2936, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-southeast-3.api.aws -> IngestionService us-east-1
+    g(24, 2968, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-southeast-4.api.aws -> IngestionService us-east-1
+    g(24, 3000, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-southeast-5.api.aws -> IngestionService us-east-1
+    g(24, 3032, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-southeast-6.api.aws -> IngestionService us-east-1
+    g(24, 3064, 32, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ap-southeast-7.api.aws -> IngestionService us-east-1
+    g(24, 7482, 28, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.aws-global.api.aws -> IngestionService us-east-1
+    g(24, 1208, 35, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.aws-us-gov-global.api.aws -> IngestionService us-east-1
+    g(24, 5122, 30, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ca-central-1.api.aws -> IngestionService us-east-1
+    g(24, 8448, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.ca-west-1.api.aws -> IngestionService us-east-1
+    g(24, 5152, 30, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.eu-central-1.api.aws -> IngestionService us-east-1
+    g(24, 5182, 30, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.eu-central-2.api.aws -> IngestionService us-east-1
+    g(24, 7510, 28, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.eu-north-1.api.aws -> IngestionService us-east-1
+    g(24, 7538, 28, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.eu-south-1.api.aws -> IngestionService us-east-1
+    g(24, 7566, 28, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.eu-south-2.api.aws -> IngestionService us-east-1
+    g(24, 8475, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.eu-west-1.api.aws -> IngestionService us-east-1
+    g(24, 8502, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.eu-west-2.api.aws -> IngestionService us-east-1
+    g(24, 8529, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.eu-west-3.api.aws -> IngestionService us-east-1
+    g(24, 5212, 30, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.il-central-1.api.aws -> IngestionService us-east-1
+    g(24, 5242, 30, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.me-central-1.api.aws -> IngestionService us-east-1
+    g(24, 7594, 28, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.me-south-1.api.aws -> IngestionService us-east-1
+    g(24, 8556, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.me-west-1.api.aws -> IngestionService us-east-1
+    g(24, 5272, 30, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.mx-central-1.api.aws -> IngestionService us-east-1
+    g(24, 8583, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.sa-east-1.api.aws -> IngestionService us-east-1
+    g(24, 8610, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.sa-west-1.api.aws -> IngestionService us-east-1
+    g(24, 8637, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.us-east-1.api.aws -> IngestionService us-east-1
+    g(24, 8664, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.us-east-2.api.aws -> IngestionService us-east-1
+    g(24, 8691, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.us-west-1.api.aws -> IngestionService us-east-1
+    g(24, 8718, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport-fips.us-west-2.api.aws -> IngestionService us-east-1
+    g(24, 13196, 23, 21152, 16, 2511, 9, Auth::SigV4), // importexport.af-south-1.api.aws -> IngestionService us-east-1
+    g(24, 14442, 22, 21152, 16, 2511, 9, Auth::SigV4), // importexport.ap-east-1.api.aws -> IngestionService us-east-1
+    g(24, 14464, 22, 21152, 16, 2511, 9, Auth::SigV4), // importexport.ap-east-2.api.aws -> IngestionService us-east-1
+    g(24, 8745, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport.ap-northeast-1.api.aws -> IngestionService us-east-1
+    g(24, 8772, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport.ap-northeast-2.api.aws -> IngestionService us-east-1
+    g(24, 8799, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport.ap-northeast-3.api.aws -> IngestionService us-east-1
+    g(24, 13219, 23, 21152, 16, 2511, 9, Auth::SigV4), // importexport.ap-south-1.api.aws -> IngestionService us-east-1
+    g(24, 13242, 23, 21152, 16, 2511, 9, Auth::SigV4), // importexport.ap-south-2.api.aws -> IngestionService us-east-1
+    g(24, 8826, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport.ap-southeast-1.api.aws -> IngestionService us-east-1
+    g(24, 8853, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport.ap-southeast-2.api.aws -> IngestionService us-east-1
+    g(24, 8880, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport.ap-southeast-3.api.aws -> IngestionService us-east-1
+    g(24, 8907, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport.ap-southeast-4.api.aws -> IngestionService us-east-1
+    g(24, 8934, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport.ap-southeast-5.api.aws -> IngestionService us-east-1
+    g(24, 8961, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport.ap-southeast-6.api.aws -> IngestionService us-east-1
+    g(24, 8988, 27, 21152, 16, 2511, 9, Auth::SigV4), // importexport.ap-southeast-7.api.aws -> IngestionService us-east-1
+    g(24, 13265, 23, 21152, 16, 2511, 9, Auth::SigV4), // importexport.aws-global.api.aws -> IngestionService us-east-1
+    g(24, 5302, 30, 21152, 16, 2511, 9, Auth::SigV4), // importexport.aws-us-gov-global.api.aws -> IngestionService us-east-1
+    g(24, 11592, 25, 21152, 16, 2511, 9, Auth::SigV4), // importexport.ca-central-1.api.aws -> IngestionService us-east-1
+    g(24, 14486, 22, 21152, 16, 2511, 9, Auth::SigV4), // importexport.ca-west-1.api.aws -> IngestionService us-east-1
+    g(24, 11617, 25, 21152, 16, 2511, 9, Auth::SigV4), // importexport.eu-central-1.api.aws -> IngestionService us-east-1
+    g(24, 11642, 25, 21152, 16, 2511, 9, Auth::SigV4), // importexport.eu-central-2.api.aws -> IngestionService us-east-1
+    g(24, 13288, 23, 21152, 16, 2511, 9, Auth::SigV4), // importexport.eu-north-1.api.aws -> IngestionService us-east-1
+    g(24, 13311, 23, 21152, 16, 2511, 9, Auth::SigV4), // importexport.eu-south-1.api.aws -> IngestionService us-east-1
+    g(24, 13334, 23, 21152, 16, 2511, 9, Auth::SigV4), // importexport.eu-south-2.api.aws -> IngestionService us-east-1
+    g(24, 14508, 22, 21152, 16, 2511, 9, Auth::SigV4), // importexport.eu-west-1.api.aws -> IngestionService us-east-1
+    g(24, 14530, 22, 21152, 16, 2511, 9, Auth::SigV4), // importexport.eu-west-2.api.aws -> IngestionService us-east-1
+    g(24, 14552, 22, 21152, 16, 2511, 9, Auth::SigV4), // importexport.eu-west-3.api.aws -> IngestionService us-east-1
+    g(24, 11667, 25, 21152, 16, 2511, 9, Auth::SigV4), // importexport.il-central-1.api.aws -> IngestionService us-east-1
+    g(24, 11692, 25, 21152, 16, 2511, 9, Auth::SigV4), // importexport.me-central-1.api.aws -> IngestionService us-east-1
+    g(24, 13357, 23, 21152, 16, 2511, 9, Auth::SigV4), // importexport.me-south-1.api.aws -> IngestionService us-east-1
+    g(24, 14574, 22, 21152, 16, 2511, 9, Auth::SigV4), // importexport.me-west-1.api.aws -> IngestionService us-east-1
+    g(24, 11717, 25, 21152, 16, 2511, 9, Auth::SigV4), // importexport.mx-central-1.api.aws -> IngestionService us-east-1
+    g(24, 14596, 22, 21152, 16, 2511, 9, Auth::SigV4), // importexport.sa-east-1.api.aws -> IngestionService us-east-1
+    g(24, 14618, 22, 21152, 16, 2511, 9, Auth::SigV4), // importexport.sa-west-1.api.aws -> IngestionService us-east-1
+    g(24, 14640, 22, 21152, 16, 2511, 9, Auth::SigV4), // importexport.us-east-1.api.aws -> IngestionService us-east-1
+    g(24, 14662, 22, 21152, 16, 2511, 9, Auth::SigV4), // importexport.us-east-2.api.aws -> IngestionService us-east-1
+    g(24, 14684, 22, 21152, 16, 2511, 9, Auth::SigV4), // importexport.us-west-1.api.aws -> IngestionService us-east-1
+    g(24, 14706, 22, 21152, 16, 2511, 9, Auth::SigV4), // importexport.us-west-2.api.aws -> IngestionService us-east-1
+    g(24, 18741, 19, 25387, 8, 4220, 9, Auth::SigV4), // memory-db-fips.fips.api.aws -> memorydb us-west-1
+    g(24, 23536, 14, 25387, 8, 4220, 9, Auth::SigV4), // memory-db.fips.api.aws -> memorydb us-west-1
+    g(24, 7650, 28, 2487, 15, 2503, 7, Auth::SigV4), // mturk-requester-fips.sandbox.api.aws -> mturk-requester sandbox
+    g(24, 13426, 23, 2487, 15, 2503, 7, Auth::SigV4), // mturk-requester.sandbox.api.aws -> mturk-requester sandbox
+    g(24, 23578, 14, 18817, 3, 1982, 10, Auth::SigV4), // osm.cn-north-1.api.aws -> osm cn-north-1
+    g(24, 19672, 18, 18817, 3, 292, 14, Auth::SigV4), // osm.cn-northwest-1.api.aws -> osm cn-northwest-1
+    g(24, 19690, 18, 18817, 3, 329, 14, Auth::SigV4), // osm.eu-isoe-west-1.api.aws -> osm eu-isoe-west-1
+    g(24, 19708, 18, 18817, 3, 366, 14, Auth::SigV4), // osm.eusc-de-east-1.api.aws -> osm eusc-de-east-1
+    g(24, 20897, 17, 18817, 3, 514, 13, Auth::SigV4), // osm.us-iso-east-1.api.aws -> osm us-iso-east-1
+    g(24, 20914, 17, 18817, 3, 550, 13, Auth::SigV4), // osm.us-iso-west-1.api.aws -> osm us-iso-west-1
+    g(24, 19726, 18, 18817, 3, 403, 14, Auth::SigV4), // osm.us-isob-east-1.api.aws -> osm us-isob-east-1
+    g(24, 19744, 18, 18817, 3, 440, 14, Auth::SigV4), // osm.us-isob-west-1.api.aws -> osm us-isob-west-1
+    g(24, 19762, 18, 18817, 3, 477, 14, Auth::SigV4), // osm.us-isof-east-1.api.aws -> osm us-isof-east-1
+    g(24, 18817, 19, 18817, 3, 140, 15, Auth::SigV4), // osm.us-isof-south-1.api.aws -> osm us-isof-south-1
+    g(24, 1755, 34, 1755, 22, 2511, 9, Auth::SigV4), // partnercentral-channel-fips.global.api.aws -> partnercentral-channel us-east-1
+    g(24, 1789, 34, 1755, 22, 104, 13, Auth::SigV4), // partnercentral-channel-fips.us-gov.api.aws -> partnercentral-channel us-gov-west-1
+    g(24, 6327, 29, 1755, 22, 2511, 9, Auth::SigV4), // partnercentral-channel.global.api.aws -> partnercentral-channel us-east-1
+    g(24, 6356, 29, 1755, 22, 104, 13, Auth::SigV4), // partnercentral-channel.us-gov.api.aws -> partnercentral-channel us-gov-west-1
+    g(24, 5332, 30, 1755, 14, 2511, 9, Auth::SigV4), // partnercentral-prm-fips.global.api.aws -> partnercentral us-east-1
+    g(24, 5362, 30, 1755, 14, 104, 13, Auth::SigV4), // partnercentral-prm-fips.us-gov.api.aws -> partnercentral us-gov-west-1
+    g(24, 11767, 25, 1755, 14, 2511, 9, Auth::SigV4), // partnercentral-prm.global.api.aws -> partnercentral us-east-1
+    g(24, 11792, 25, 1755, 14, 104, 13, Auth::SigV4), // partnercentral-prm.us-gov.api.aws -> partnercentral us-gov-west-1
+    g(24, 18931, 19, 4756, 7, 2511, 9, Auth::SigV4), // route53-fips.global.api.aws -> route53 us-east-1
+    g(24, 23592, 14, 4756, 7, 2511, 9, Auth::SigV4), // route53.global.api.aws -> route53 us-east-1
+    g(24, 23606, 14, 4756, 7, 104, 13, Auth::SigV4), // route53.us-gov.api.aws -> route53 us-gov-west-1
+    g(24, 1031, 36, 25011, 10, 65, 13, Auth::SigV4), // routes.geo-fips.us-gov-east-1.us-gov.api.aws -> geo-routes us-gov-east-1
+    g(24, 1067, 36, 25011, 10, 104, 13, Auth::SigV4), // routes.geo-fips.us-gov-west-1.us-gov.api.aws -> geo-routes us-gov-west-1
+    g(24, 4787, 31, 25011, 10, 65, 13, Auth::SigV4), // routes.geo.us-gov-east-1.us-gov.api.aws -> geo-routes us-gov-east-1
+    g(24, 4818, 31, 25011, 10, 104, 13, Auth::SigV4), // routes.geo.us-gov-west-1.us-gov.api.aws -> geo-routes us-gov-west-1
+    g(24, 7678, 28, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.af-south-1.api.aws -> savingsplans us-east-1
+    g(24, 9096, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-east-1.api.aws -> savingsplans us-east-1
+    g(24, 9123, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-east-2.api.aws -> savingsplans us-east-1
+    g(24, 3192, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-northeast-1.api.aws -> savingsplans us-east-1
+    g(24, 3224, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-northeast-2.api.aws -> savingsplans us-east-1
+    g(24, 3256, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-northeast-3.api.aws -> savingsplans us-east-1
+    g(24, 7706, 28, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-south-1.api.aws -> savingsplans us-east-1
+    g(24, 7734, 28, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-south-2.api.aws -> savingsplans us-east-1
+    g(24, 3288, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-1.api.aws -> savingsplans us-east-1
+    g(24, 3320, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-2.api.aws -> savingsplans us-east-1
+    g(24, 3352, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-3.api.aws -> savingsplans us-east-1
+    g(24, 3384, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-4.api.aws -> savingsplans us-east-1
+    g(24, 3416, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-5.api.aws -> savingsplans us-east-1
+    g(24, 3448, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-6.api.aws -> savingsplans us-east-1
+    g(24, 3480, 32, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ap-southeast-7.api.aws -> savingsplans us-east-1
+    g(24, 7762, 28, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.aws-global.api.aws -> savingsplans us-east-1
+    g(24, 1278, 35, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.aws-us-gov-global.api.aws -> savingsplans us-east-1
+    g(24, 5392, 30, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ca-central-1.api.aws -> savingsplans us-east-1
+    g(24, 9150, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.ca-west-1.api.aws -> savingsplans us-east-1
+    g(24, 5422, 30, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.eu-central-1.api.aws -> savingsplans us-east-1
+    g(24, 5452, 30, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.eu-central-2.api.aws -> savingsplans us-east-1
+    g(24, 7790, 28, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.eu-north-1.api.aws -> savingsplans us-east-1
+    g(24, 7818, 28, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.eu-south-1.api.aws -> savingsplans us-east-1
+    g(24, 7846, 28, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.eu-south-2.api.aws -> savingsplans us-east-1
+    g(24, 9177, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.eu-west-1.api.aws -> savingsplans us-east-1
+    g(24, 9204, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.eu-west-2.api.aws -> savingsplans us-east-1
+    g(24, 9231, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.eu-west-3.api.aws -> savingsplans us-east-1
+    g(24, 5482, 30, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.il-central-1.api.aws -> savingsplans us-east-1
+    g(24, 5512, 30, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.me-central-1.api.aws -> savingsplans us-east-1
+    g(24, 7874, 28, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.me-south-1.api.aws -> savingsplans us-east-1
+    g(24, 9258, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.me-west-1.api.aws -> savingsplans us-east-1
+    g(24, 5542, 30, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.mx-central-1.api.aws -> savingsplans us-east-1
+    g(24, 9285, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.sa-east-1.api.aws -> savingsplans us-east-1
+    g(24, 9312, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.sa-west-1.api.aws -> savingsplans us-east-1
+    g(24, 9339, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.us-east-2.api.aws -> savingsplans us-east-1
+    g(24, 9366, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.us-west-1.api.aws -> savingsplans us-east-1
+    g(24, 9393, 27, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans-fips.us-west-2.api.aws -> savingsplans us-east-1
+    g(24, 5572, 30, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans.aws-us-gov-global.api.aws -> savingsplans us-east-1
+    g(24, 18950, 19, 1278, 12, 2511, 9, Auth::SigV4), // savingsplans.global.api.aws -> savingsplans us-east-1
+    g(24, 14838, 22, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.af-south-1.api.aws -> shield us-east-1
+    g(24, 16386, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.ap-east-1.api.aws -> shield us-east-1
+    g(24, 16407, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.ap-east-2.api.aws -> shield us-east-1
+    g(24, 10676, 26, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.ap-northeast-1.api.aws -> shield us-east-1
+    g(24, 10702, 26, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.ap-northeast-2.api.aws -> shield us-east-1
+    g(24, 10728, 26, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.ap-northeast-3.api.aws -> shield us-east-1
+    g(24, 14860, 22, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.ap-south-1.api.aws -> shield us-east-1
+    g(24, 14882, 22, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.ap-south-2.api.aws -> shield us-east-1
+    g(24, 10754, 26, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.ap-southeast-1.api.aws -> shield us-east-1
+    g(24, 10780, 26, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.ap-southeast-2.api.aws -> shield us-east-1
+    g(24, 10806, 26, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.ap-southeast-3.api.aws -> shield us-east-1
+    g(24, 10832, 26, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.ap-southeast-4.api.aws -> shield us-east-1
+    g(24, 10858, 26, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.ap-southeast-5.api.aws -> shield us-east-1
+    g(24, 10884, 26, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.ap-southeast-6.api.aws -> shield us-east-1
+    g(24, 10910, 26, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.ap-southeast-7.api.aws -> shield us-east-1
+    g(24, 14904, 22, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.aws-global.api.aws -> shield us-east-1
+    g(24, 6472, 29, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.aws-us-gov-global.api.aws -> shield us-east-1
+    g(24, 12568, 24, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.ca-central-1.api.aws -> shield us-east-1
+    g(24, 16428, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.ca-west-1.api.aws -> shield us-east-1
+    g(24, 12592, 24, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.eu-central-1.api.aws -> shield us-east-1
+    g(24, 12616, 24, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.eu-central-2.api.aws -> shield us-east-1
+    g(24, 14926, 22, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.eu-north-1.api.aws -> shield us-east-1
+    g(24, 14948, 22, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.eu-south-1.api.aws -> shield us-east-1
+    g(24, 14970, 22, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.eu-south-2.api.aws -> shield us-east-1
+    g(24, 16449, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.eu-west-1.api.aws -> shield us-east-1
+    g(24, 16470, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.eu-west-2.api.aws -> shield us-east-1
+    g(24, 16491, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.eu-west-3.api.aws -> shield us-east-1
+    g(24, 12640, 24, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.il-central-1.api.aws -> shield us-east-1
+    g(24, 12664, 24, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.me-central-1.api.aws -> shield us-east-1
+    g(24, 14992, 22, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.me-south-1.api.aws -> shield us-east-1
+    g(24, 16512, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.me-west-1.api.aws -> shield us-east-1
+    g(24, 12688, 24, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.mx-central-1.api.aws -> shield us-east-1
+    g(24, 16533, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.sa-east-1.api.aws -> shield us-east-1
+    g(24, 16554, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.sa-west-1.api.aws -> shield us-east-1
+    g(24, 16575, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.us-east-2.api.aws -> shield us-east-1
+    g(24, 16596, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.us-west-1.api.aws -> shield us-east-1
+    g(24, 16617, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield-fips.us-west-2.api.aws -> shield us-east-1
+    g(24, 20948, 17, 6472, 6, 2511, 9, Auth::SigV4), // shield.af-south-1.api.aws -> shield us-east-1
+    g(24, 22000, 16, 6472, 6, 2511, 9, Auth::SigV4), // shield.ap-east-1.api.aws -> shield us-east-1
+    g(24, 22016, 16, 6472, 6, 2511, 9, Auth::SigV4), // shield.ap-east-2.api.aws -> shield us-east-1
+    g(24, 16638, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield.ap-northeast-1.api.aws -> shield us-east-1
+    g(24, 16659, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield.ap-northeast-2.api.aws -> shield us-east-1
+    g(24, 16680, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield.ap-northeast-3.api.aws -> shield us-east-1
+    g(24, 20965, 17, 6472, 6, 2511, 9, Auth::SigV4), // shield.ap-south-1.api.aws -> shield us-east-1
+    g(24, 20982, 17, 6472, 6, 2511, 9, Auth::SigV4), // shield.ap-south-2.api.aws -> shield us-east-1
+    g(24, 16701, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield.ap-southeast-1.api.aws -> shield us-east-1
+    g(24, 16722, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield.ap-southeast-2.api.aws -> shield us-east-1
+    g(24, 16743, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield.ap-southeast-3.api.aws -> shield us-east-1
+    g(24, 16764, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield.ap-southeast-4.api.aws -> shield us-east-1
+    g(24, 16785, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield.ap-southeast-5.api.aws -> shield us-east-1
+    g(24, 16806, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield.ap-southeast-6.api.aws -> shield us-east-1
+    g(24, 16827, 21, 6472, 6, 2511, 9, Auth::SigV4), // shield.ap-southeast-7.api.aws -> shield us-east-1
+    g(24, 20999, 17, 6472, 6, 2511, 9, Auth::SigV4), // shield.aws-global.api.aws -> shield us-east-1
+    g(24, 12712, 24, 6472, 6, 2511, 9, Auth::SigV4), // shield.aws-us-gov-global.api.aws -> shield us-east-1
+    g(24, 18988, 19, 6472, 6, 2511, 9, Auth::SigV4), // shield.ca-central-1.api.aws -> shield us-east-1
+    g(24, 22032, 16, 6472, 6, 2511, 9, Auth::SigV4), // shield.ca-west-1.api.aws -> shield us-east-1
+    g(24, 19007, 19, 6472, 6, 2511, 9, Auth::SigV4), // shield.eu-central-1.api.aws -> shield us-east-1
+    g(24, 19026, 19, 6472, 6, 2511, 9, Auth::SigV4), // shield.eu-central-2.api.aws -> shield us-east-1
+    g(24, 21016, 17, 6472, 6, 2511, 9, Auth::SigV4), // shield.eu-north-1.api.aws -> shield us-east-1
+    g(24, 21033, 17, 6472, 6, 2511, 9, Auth::SigV4), // shield.eu-south-1.api.aws -> shield us-east-1
+    g(24, 21050, 17, 6472, 6, 2511, 9, Auth::SigV4), // shield.eu-south-2.api.aws -> shield us-east-1
+    g(24, 22048, 16, 6472, 6, 2511, 9, Auth::SigV4), // shield.eu-west-1.api.aws -> shield us-east-1
+    g(24, 22064, 16, 6472, 6, 2511, 9, Auth::SigV4), // shield.eu-west-2.api.aws -> shield us-east-1
+    g(24, 22080, 16, 6472, 6, 2511, 9, Auth::SigV4), // shield.eu-west-3.api.aws -> shield us-east-1
+    g(24, 19045, 19, 6472, 6, 2511, 9, Auth::SigV4), // shield.il-central-1.api.aws -> shield us-east-1
+    g(24, 19064, 19, 6472, 6, 2511, 9, Auth::SigV4), // shield.me-central-1.api.aws -> shield us-east-1
+    g(24, 21067, 17, 6472, 6, 2511, 9, Auth::SigV4), // shield.me-south-1.api.aws -> shield us-east-1
+    g(24, 22096, 16, 6472, 6, 2511, 9, Auth::SigV4), // shield.me-west-1.api.aws -> shield us-east-1
+    g(24, 19083, 19, 6472, 6, 2511, 9, Auth::SigV4), // shield.mx-central-1.api.aws -> shield us-east-1
+    g(24, 22112, 16, 6472, 6, 2511, 9, Auth::SigV4), // shield.sa-east-1.api.aws -> shield us-east-1
+    g(24, 22128, 16, 6472, 6, 2511, 9, Auth::SigV4), // shield.sa-west-1.api.aws -> shield us-east-1
+    g(24, 22144, 16, 6472, 6, 2511, 9, Auth::SigV4), // shield.us-east-2.api.aws -> shield us-east-1
+    g(24, 22160, 16, 6472, 6, 2511, 9, Auth::SigV4), // shield.us-west-1.api.aws -> shield us-east-1
+    g(24, 22176, 16, 6472, 6, 2511, 9, Auth::SigV4), // shield.us-west-2.api.aws -> shield us-east-1
+    g(24, 19102, 19, 19102, 3, 2511, 9, Auth::SigV4), // sts-fips.aws-global.api.aws -> sts us-east-1
+    g(24, 23732, 14, 19102, 3, 2511, 9, Auth::SigV4), // sts.aws-global.api.aws -> sts us-east-1
+    g(24, 11014, 26, 1996, 14, 2511, 9, Auth::SigV4), // sustainability-fips.global.api.aws -> sustainability us-east-1
+    g(24, 11040, 26, 1996, 14, 104, 13, Auth::SigV4), // sustainability-fips.us-gov.api.aws -> sustainability us-gov-west-1
+    g(24, 16932, 21, 1996, 14, 104, 13, Auth::SigV4), // sustainability.us-gov.api.aws -> sustainability us-gov-west-1
+    g(24, 19159, 19, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.af-south-1.api.aws -> waf us-east-1
+    g(24, 19852, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.ap-east-1.api.aws -> waf us-east-1
+    g(24, 19870, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.ap-east-2.api.aws -> waf us-east-1
+    g(24, 13725, 23, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.ap-northeast-1.api.aws -> waf us-east-1
+    g(24, 13748, 23, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.ap-northeast-2.api.aws -> waf us-east-1
+    g(24, 13771, 23, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.ap-northeast-3.api.aws -> waf us-east-1
+    g(24, 19178, 19, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.ap-south-1.api.aws -> waf us-east-1
+    g(24, 19197, 19, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.ap-south-2.api.aws -> waf us-east-1
+    g(24, 13794, 23, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.ap-southeast-1.api.aws -> waf us-east-1
+    g(24, 13817, 23, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.ap-southeast-2.api.aws -> waf us-east-1
+    g(24, 13840, 23, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.ap-southeast-3.api.aws -> waf us-east-1
+    g(24, 13863, 23, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.ap-southeast-4.api.aws -> waf us-east-1
+    g(24, 13886, 23, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.ap-southeast-5.api.aws -> waf us-east-1
+    g(24, 13909, 23, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.ap-southeast-6.api.aws -> waf us-east-1
+    g(24, 13932, 23, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.ap-southeast-7.api.aws -> waf us-east-1
+    g(24, 19216, 19, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.aws-global.api.aws -> waf us-east-1
+    g(24, 11066, 26, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.aws-us-gov-global.api.aws -> waf us-east-1
+    g(24, 17016, 21, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.ca-central-1.api.aws -> waf us-east-1
+    g(24, 19888, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.ca-west-1.api.aws -> waf us-east-1
+    g(24, 17037, 21, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.eu-central-1.api.aws -> waf us-east-1
+    g(24, 17058, 21, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.eu-central-2.api.aws -> waf us-east-1
+    g(24, 19235, 19, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.eu-north-1.api.aws -> waf us-east-1
+    g(24, 19254, 19, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.eu-south-1.api.aws -> waf us-east-1
+    g(24, 19273, 19, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.eu-south-2.api.aws -> waf us-east-1
+    g(24, 19906, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.eu-west-1.api.aws -> waf us-east-1
+    g(24, 19924, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.eu-west-2.api.aws -> waf us-east-1
+    g(24, 19942, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.eu-west-3.api.aws -> waf us-east-1
+    g(24, 17079, 21, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.il-central-1.api.aws -> waf us-east-1
+    g(24, 17100, 21, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.me-central-1.api.aws -> waf us-east-1
+    g(24, 19292, 19, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.me-south-1.api.aws -> waf us-east-1
+    g(24, 19960, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.me-west-1.api.aws -> waf us-east-1
+    g(24, 17121, 21, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.mx-central-1.api.aws -> waf us-east-1
+    g(24, 19978, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.sa-east-1.api.aws -> waf us-east-1
+    g(24, 19996, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.sa-west-1.api.aws -> waf us-east-1
+    g(24, 20014, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.us-east-2.api.aws -> waf us-east-1
+    g(24, 20032, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.us-west-1.api.aws -> waf us-east-1
+    g(24, 20050, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf-fips.us-west-2.api.aws -> waf us-east-1
+    g(24, 23760, 14, 11066, 3, 2511, 9, Auth::SigV4), // waf.af-south-1.api.aws -> waf us-east-1
+    g(24, 24224, 13, 11066, 3, 2511, 9, Auth::SigV4), // waf.ap-east-1.api.aws -> waf us-east-1
+    g(24, 24237, 13, 11066, 3, 2511, 9, Auth::SigV4), // waf.ap-east-2.api.aws -> waf us-east-1
+    g(24, 20068, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf.ap-northeast-1.api.aws -> waf us-east-1
+    g(24, 20086, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf.ap-northeast-2.api.aws -> waf us-east-1
+    g(24, 20104, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf.ap-northeast-3.api.aws -> waf us-east-1
+    g(24, 23774, 14, 11066, 3, 2511, 9, Auth::SigV4), // waf.ap-south-1.api.aws -> waf us-east-1
+    g(24, 23788, 14, 11066, 3, 2511, 9, Auth::SigV4), // waf.ap-south-2.api.aws -> waf us-east-1
+    g(24, 20122, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf.ap-southeast-1.api.aws -> waf us-east-1
+    g(24, 20140, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf.ap-southeast-2.api.aws -> waf us-east-1
+    g(24, 20158, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf.ap-southeast-3.api.aws -> waf us-east-1
+    g(24, 20176, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf.ap-southeast-4.api.aws -> waf us-east-1
+    g(24, 20194, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf.ap-southeast-5.api.aws -> waf us-east-1
+    g(24, 20212, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf.ap-southeast-6.api.aws -> waf us-east-1
+    g(24, 20230, 18, 11066, 3, 2511, 9, Auth::SigV4), // waf.ap-southeast-7.api.aws -> waf us-east-1
+    g(24, 23802, 14, 11066, 3, 2511, 9, Auth::SigV4), // waf.aws-global.api.aws -> waf us-east-1
+    g(24, 17142, 21, 11066, 3, 2511, 9, Auth::SigV4), // waf.aws-us-gov-global.api.aws -> waf us-east-1
+    g(24, 22320, 16, 11066, 3, 2511, 9, Auth::SigV4), // waf.ca-central-1.api.aws -> waf us-east-1
+    g(24, 24250, 13, 11066, 3, 2511, 9, Auth::SigV4), // waf.ca-west-1.api.aws -> waf us-east-1
+    g(24, 22336, 16, 11066, 3, 2511, 9, Auth::SigV4), // waf.eu-central-1.api.aws -> waf us-east-1
+    g(24, 22352, 16, 11066, 3, 2511, 9, Auth::SigV4), // waf.eu-central-2.api.aws -> waf us-east-1
+    g(24, 23816, 14, 11066, 3, 2511, 9, Auth::SigV4), // waf.eu-north-1.api.aws -> waf us-east-1
+    g(24, 23830, 14, 11066, 3, 2511, 9, Auth::SigV4), // waf.eu-south-1.api.aws -> waf us-east-1
+    g(24, 23844, 14, 11066, 3, 2511, 9, Auth::SigV4), // waf.eu-south-2.api.aws -> waf us-east-1
+    g(24, 24263, 13, 11066, 3, 2511, 9, Auth::SigV4), // waf.eu-west-1.api.aws -> waf us-east-1
+    g(24, 24276, 13, 11066, 3, 2511, 9, Auth::SigV4), // waf.eu-west-2.api.aws -> waf us-east-1
+    g(24, 24289, 13, 11066, 3, 2511, 9, Auth::SigV4), // waf.eu-west-3.api.aws -> waf us-east-1
+    g(24, 22368, 16, 11066, 3, 2511, 9, Auth::SigV4), // waf.il-central-1.api.aws -> waf us-east-1
+    g(24, 22384, 16, 11066, 3, 2511, 9, Auth::SigV4), // waf.me-central-1.api.aws -> waf us-east-1
+    g(24, 23858, 14, 11066, 3, 2511, 9, Auth::SigV4), // waf.me-south-1.api.aws -> waf us-east-1
+    g(24, 24302, 13, 11066, 3, 2511, 9, Auth::SigV4), // waf.me-west-1.api.aws -> waf us-east-1
+    g(24, 22400, 16, 11066, 3, 2511, 9, Auth::SigV4), // waf.mx-central-1.api.aws -> waf us-east-1
+    g(24, 24315, 13, 11066, 3, 2511, 9, Auth::SigV4), // waf.sa-east-1.api.aws -> waf us-east-1
+    g(24, 24328, 13, 11066, 3, 2511, 9, Auth::SigV4), // waf.sa-west-1.api.aws -> waf us-east-1
+    g(24, 24341, 13, 11066, 3, 2511, 9, Auth::SigV4), // waf.us-east-2.api.aws -> waf us-east-1
+    g(24, 24354, 13, 11066, 3, 2511, 9, Auth::SigV4), // waf.us-west-1.api.aws -> waf us-east-1
+    g(24, 24367, 13, 11066, 3, 2511, 9, Auth::SigV4), // waf.us-west-2.api.aws -> waf us-east-1
 ];
 
 /// Global hosts below customer labels (`BUCKET.` + key) -> (signing name, region, auth).
 /// Sorted by (suffix, rest).
 pub(crate) static GLOBAL_WILDCARDS: &[Global] = &[
-    g(0, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.api.amazonwebservices.com.cn -> events ""
-    g(0, 11310, 22, 1257, 3, 0, 0, Auth::NotSigV4), // endpoints.email.global.api.amazonwebservices.com.cn -> ses ""
-    g(2, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.api.amazonwebservices.eu -> events ""
-    g(2, 11310, 22, 1257, 3, 0, 0, Auth::NotSigV4), // endpoints.email.global.api.amazonwebservices.eu -> ses ""
-    g(3, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.api.cloud-aws.adc-e.uk -> events ""
-    g(3, 11310, 22, 1257, 3, 0, 0, Auth::NotSigV4), // endpoints.email.global.api.cloud-aws.adc-e.uk -> ses ""
-    g(6, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.api.aws.hci.ic.gov -> events ""
-    g(6, 11310, 22, 1257, 3, 0, 0, Auth::NotSigV4), // endpoints.email.global.api.aws.hci.ic.gov -> ses ""
-    g(7, 6476, 27, 2874, 13, 6476, 13, Auth::SigV4), // aws-cn-global.neptune-graph.amazonaws.com.cn -> neptune-graph aws-cn-global
-    g(7, 9659, 24, 2874, 13, 1305, 10, Auth::SigV4), // cn-north-1.neptune-graph.amazonaws.com.cn -> neptune-graph cn-north-1
-    g(7, 5805, 28, 2874, 13, 101, 14, Auth::SigV4), // cn-northwest-1.neptune-graph.amazonaws.com.cn -> neptune-graph cn-northwest-1
-    g(7, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.amazonaws.com.cn -> events ""
-    g(7, 11310, 15, 1257, 3, 0, 0, Auth::NotSigV4),  // endpoints.email.amazonaws.com.cn -> ses ""
-    g(8, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.api.aws.ic.gov -> events ""
-    g(8, 11310, 22, 1257, 3, 0, 0, Auth::NotSigV4), // endpoints.email.global.api.aws.ic.gov -> ses ""
-    g(9, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.api.aws.scloud -> events ""
-    g(9, 11310, 22, 1257, 3, 0, 0, Auth::NotSigV4), // endpoints.email.global.api.aws.scloud -> ses ""
-    g(10, 3753, 30, 2874, 13, 1198, 16, Auth::SigV4), // aws-iso-e-global.neptune-graph.cloud.adc-e.uk -> neptune-graph aws-iso-e-global
-    g(10, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.cloud.adc-e.uk -> events ""
-    g(10, 11310, 15, 1257, 3, 0, 0, Auth::NotSigV4),  // endpoints.email.cloud.adc-e.uk -> ses ""
-    g(10, 5833, 28, 2874, 13, 138, 14, Auth::SigV4), // eu-isoe-west-1.neptune-graph.cloud.adc-e.uk -> neptune-graph eu-isoe-west-1
-    g(10, 10831, 13, 10831, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.cloud.adc-e.uk -> s3 ""
-    g(10, 10831, 23, 10831, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.dualstack.cloud.adc-e.uk -> s3 ""
-    g(11, 3783, 30, 2874, 13, 1232, 16, Auth::SigV4), // aws-iso-f-global.neptune-graph.csp.hci.ic.gov -> neptune-graph aws-iso-f-global
-    g(11, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.csp.hci.ic.gov -> events ""
-    g(11, 11310, 15, 1257, 3, 0, 0, Auth::NotSigV4),  // endpoints.email.csp.hci.ic.gov -> ses ""
-    g(11, 10831, 13, 10831, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.csp.hci.ic.gov -> s3 ""
-    g(11, 10831, 23, 10831, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.dualstack.csp.hci.ic.gov -> s3 ""
-    g(11, 6421, 28, 2874, 13, 286, 14, Auth::SigV4), // us-isof-east-1.neptune-graph.csp.hci.ic.gov -> neptune-graph us-isof-east-1
-    g(11, 5076, 29, 2874, 13, 63, 15, Auth::SigV4), // us-isof-south-1.neptune-graph.csp.hci.ic.gov -> neptune-graph us-isof-south-1
-    g(12, 9515, 24, 2874, 13, 1733, 10, Auth::SigV4), // af-south-1.neptune-graph.amazonaws.com -> neptune-graph af-south-1
-    g(12, 10187, 23, 2874, 13, 2940, 9, Auth::SigV4), // ap-east-1.neptune-graph.amazonaws.com -> neptune-graph ap-east-1
-    g(12, 10210, 23, 2874, 13, 2971, 9, Auth::SigV4), // ap-east-2.neptune-graph.amazonaws.com -> neptune-graph ap-east-2
-    g(12, 5161, 28, 2874, 13, 394, 14, Auth::SigV4), // ap-northeast-1.neptune-graph.amazonaws.com -> neptune-graph ap-northeast-1
-    g(12, 5189, 28, 2874, 13, 430, 14, Auth::SigV4), // ap-northeast-2.neptune-graph.amazonaws.com -> neptune-graph ap-northeast-2
-    g(12, 5217, 28, 2874, 13, 466, 14, Auth::SigV4), // ap-northeast-3.neptune-graph.amazonaws.com -> neptune-graph ap-northeast-3
-    g(12, 9539, 24, 2874, 13, 1765, 10, Auth::SigV4), // ap-south-1.neptune-graph.amazonaws.com -> neptune-graph ap-south-1
-    g(12, 9563, 24, 2874, 13, 1797, 10, Auth::SigV4), // ap-south-2.neptune-graph.amazonaws.com -> neptune-graph ap-south-2
-    g(12, 5245, 28, 2874, 13, 502, 14, Auth::SigV4), // ap-southeast-1.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-1
-    g(12, 5273, 28, 2874, 13, 538, 14, Auth::SigV4), // ap-southeast-2.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-2
-    g(12, 5301, 28, 2874, 13, 574, 14, Auth::SigV4), // ap-southeast-3.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-3
-    g(12, 5329, 28, 2874, 13, 610, 14, Auth::SigV4), // ap-southeast-4.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-4
-    g(12, 5357, 28, 2874, 13, 646, 14, Auth::SigV4), // ap-southeast-5.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-5
-    g(12, 5385, 28, 2874, 13, 682, 14, Auth::SigV4), // ap-southeast-6.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-6
-    g(12, 5413, 28, 2874, 13, 718, 14, Auth::SigV4), // ap-southeast-7.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-7
-    g(12, 9611, 24, 2874, 13, 1829, 10, Auth::SigV4), // aws-global.neptune-graph.amazonaws.com -> neptune-graph aws-global
-    g(12, 2856, 31, 2874, 13, 16, 17, Auth::SigV4), // aws-us-gov-global.neptune-graph.amazonaws.com -> neptune-graph aws-us-gov-global
-    g(12, 8110, 26, 2874, 13, 896, 12, Auth::SigV4), // ca-central-1.neptune-graph.amazonaws.com -> neptune-graph ca-central-1
-    g(12, 10279, 23, 2874, 13, 3002, 9, Auth::SigV4), // ca-west-1.neptune-graph.amazonaws.com -> neptune-graph ca-west-1
-    g(12, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.amazonaws.com -> events ""
-    g(12, 11310, 15, 1257, 3, 0, 0, Auth::NotSigV4),  // endpoints.email.amazonaws.com -> ses ""
-    g(12, 11332, 22, 1257, 3, 0, 0, Auth::NotSigV4), // endpoints.email.us-gov.amazonaws.com -> ses ""
-    g(12, 8136, 26, 2874, 13, 930, 12, Auth::SigV4), // eu-central-1.neptune-graph.amazonaws.com -> neptune-graph eu-central-1
-    g(12, 8162, 26, 2874, 13, 964, 12, Auth::SigV4), // eu-central-2.neptune-graph.amazonaws.com -> neptune-graph eu-central-2
-    g(12, 9707, 24, 2874, 13, 1861, 10, Auth::SigV4), // eu-north-1.neptune-graph.amazonaws.com -> neptune-graph eu-north-1
-    g(12, 9731, 24, 2874, 13, 1893, 10, Auth::SigV4), // eu-south-1.neptune-graph.amazonaws.com -> neptune-graph eu-south-1
-    g(12, 9755, 24, 2874, 13, 1925, 10, Auth::SigV4), // eu-south-2.neptune-graph.amazonaws.com -> neptune-graph eu-south-2
-    g(12, 10486, 23, 2874, 13, 3033, 9, Auth::SigV4), // eu-west-1.neptune-graph.amazonaws.com -> neptune-graph eu-west-1
-    g(12, 10509, 23, 2874, 13, 3064, 9, Auth::SigV4), // eu-west-2.neptune-graph.amazonaws.com -> neptune-graph eu-west-2
-    g(12, 10532, 23, 2874, 13, 3095, 9, Auth::SigV4), // eu-west-3.neptune-graph.amazonaws.com -> neptune-graph eu-west-3
-    g(12, 8448, 26, 2874, 13, 998, 12, Auth::SigV4), // il-central-1.neptune-graph.amazonaws.com -> neptune-graph il-central-1
-    g(12, 8474, 26, 2874, 13, 1032, 12, Auth::SigV4), // me-central-1.neptune-graph.amazonaws.com -> neptune-graph me-central-1
-    g(12, 9947, 24, 2874, 13, 1957, 10, Auth::SigV4), // me-south-1.neptune-graph.amazonaws.com -> neptune-graph me-south-1
-    g(12, 10762, 23, 2874, 13, 3126, 9, Auth::SigV4), // me-west-1.neptune-graph.amazonaws.com -> neptune-graph me-west-1
-    g(12, 8500, 26, 2874, 13, 1066, 12, Auth::SigV4), // mx-central-1.neptune-graph.amazonaws.com -> neptune-graph mx-central-1
-    g(12, 10831, 2, 10831, 2, 0, 0, Auth::RegionUnknown), // s3.amazonaws.com -> s3 ""
-    g(12, 10831, 13, 10831, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.amazonaws.com -> s3 ""
-    g(12, 10831, 23, 10831, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.dualstack.amazonaws.com -> s3 ""
-    g(12, 10854, 23, 2874, 13, 3157, 9, Auth::SigV4), // sa-east-1.neptune-graph.amazonaws.com -> neptune-graph sa-east-1
-    g(12, 10877, 23, 2874, 13, 3188, 9, Auth::SigV4), // sa-west-1.neptune-graph.amazonaws.com -> neptune-graph sa-west-1
-    g(12, 10900, 23, 2874, 13, 10900, 9, Auth::SigV4), // us-east-1.neptune-graph.amazonaws.com -> neptune-graph us-east-1
-    g(12, 10923, 23, 2874, 13, 3219, 9, Auth::SigV4), // us-east-2.neptune-graph.amazonaws.com -> neptune-graph us-east-2
-    g(12, 7664, 27, 2874, 13, 748, 13, Auth::SigV4), // us-gov-east-1.neptune-graph.amazonaws.com -> neptune-graph us-gov-east-1
-    g(12, 7691, 27, 2874, 13, 784, 13, Auth::SigV4), // us-gov-west-1.neptune-graph.amazonaws.com -> neptune-graph us-gov-west-1
-    g(12, 10946, 23, 2874, 13, 3250, 9, Auth::SigV4), // us-west-1.neptune-graph.amazonaws.com -> neptune-graph us-west-1
-    g(12, 10969, 23, 2874, 13, 3281, 9, Auth::SigV4), // us-west-2.neptune-graph.amazonaws.com -> neptune-graph us-west-2
-    g(13, 3723, 30, 2874, 13, 3723, 16, Auth::SigV4), // aws-iso-b-global.neptune-graph.sc2s.sgov.gov -> neptune-graph aws-iso-b-global
-    g(13, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.sc2s.sgov.gov -> events ""
-    g(13, 11310, 15, 1257, 3, 0, 0, Auth::NotSigV4),  // endpoints.email.sc2s.sgov.gov -> ses ""
-    g(13, 10831, 13, 10831, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.sc2s.sgov.gov -> s3 ""
-    g(13, 10831, 23, 10831, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.dualstack.sc2s.sgov.gov -> s3 ""
-    g(13, 6365, 28, 2874, 13, 212, 14, Auth::SigV4), // us-isob-east-1.neptune-graph.sc2s.sgov.gov -> neptune-graph us-isob-east-1
-    g(13, 6393, 28, 2874, 13, 249, 14, Auth::SigV4), // us-isob-west-1.neptune-graph.sc2s.sgov.gov -> neptune-graph us-isob-west-1
-    g(14, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.amazonaws.eu -> events ""
-    g(14, 11310, 15, 1257, 3, 0, 0, Auth::NotSigV4), // endpoints.email.amazonaws.eu -> ses ""
-    g(14, 5861, 28, 2874, 13, 175, 14, Auth::SigV4), // eusc-de-east-1.neptune-graph.amazonaws.eu -> neptune-graph eusc-de-east-1
-    g(14, 10831, 13, 10831, 2, 175, 14, Auth::SigV4), // s3-accelerate.amazonaws.eu -> s3 eusc-de-east-1
-    g(14, 10831, 23, 10831, 2, 175, 14, Auth::SigV4), // s3-accelerate.dualstack.amazonaws.eu -> s3 eusc-de-east-1
-    g(15, 5777, 28, 2874, 13, 5777, 14, Auth::SigV4), // aws-iso-global.neptune-graph.c2s.ic.gov -> neptune-graph aws-iso-global
-    g(15, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.c2s.ic.gov -> events ""
-    g(15, 11310, 15, 1257, 3, 0, 0, Auth::NotSigV4),  // endpoints.email.c2s.ic.gov -> ses ""
-    g(15, 10831, 13, 10831, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.c2s.ic.gov -> s3 ""
-    g(15, 10831, 23, 10831, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.dualstack.c2s.ic.gov -> s3 ""
-    g(15, 7718, 27, 2874, 13, 323, 13, Auth::SigV4), // us-iso-east-1.neptune-graph.c2s.ic.gov -> neptune-graph us-iso-east-1
-    g(15, 7745, 27, 2874, 13, 359, 13, Auth::SigV4), // us-iso-west-1.neptune-graph.c2s.ic.gov -> neptune-graph us-iso-west-1
-    g(17, 12399, 21, 9635, 24, 0, 0, Auth::NotSigV4), // cloudfront-kvs.global.api.aws -> cloudfront-keyvaluestore ""
-    g(17, 18478, 15, 15840, 6, 0, 0, Auth::NotSigV4), // endpoint.events.api.aws -> events ""
-    g(17, 11310, 22, 1257, 3, 0, 0, Auth::NotSigV4),  // endpoints.email.global.api.aws -> ses ""
-    g(17, 11332, 22, 1257, 3, 0, 0, Auth::NotSigV4),  // endpoints.email.us-gov.api.aws -> ses ""
+    g(0, 22896, 15, 19810, 6, 0, 0, Auth::NotSigV4), // endpoint.events.api.amazonwebservices.com.cn -> events ""
+    g(0, 14200, 22, 1934, 3, 0, 0, Auth::NotSigV4), // endpoints.email.global.api.amazonwebservices.com.cn -> ses ""
+    g(2, 22896, 15, 19810, 6, 0, 0, Auth::NotSigV4), // endpoint.events.api.amazonwebservices.eu -> events ""
+    g(2, 14200, 22, 1934, 3, 0, 0, Auth::NotSigV4), // endpoints.email.global.api.amazonwebservices.eu -> ses ""
+    g(3, 22896, 15, 19810, 6, 0, 0, Auth::NotSigV4), // endpoint.events.api.cloud-aws.adc-e.uk -> events ""
+    g(3, 14200, 22, 1934, 3, 0, 0, Auth::NotSigV4), // endpoints.email.global.api.cloud-aws.adc-e.uk -> ses ""
+    g(6, 22896, 15, 19810, 6, 0, 0, Auth::NotSigV4), // endpoint.events.api.aws.hci.ic.gov -> events ""
+    g(6, 14200, 22, 1934, 3, 0, 0, Auth::NotSigV4), // endpoints.email.global.api.aws.hci.ic.gov -> ses ""
+    g(10, 12184, 24, 6517, 13, 1982, 10, Auth::SigV4), // cn-north-1.neptune-graph.amazonaws.com.cn -> neptune-graph cn-north-1
+    g(10, 7230, 28, 6517, 13, 292, 14, Auth::SigV4), // cn-northwest-1.neptune-graph.amazonaws.com.cn -> neptune-graph cn-northwest-1
+    g(10, 22896, 15, 19810, 6, 0, 0, Auth::NotSigV4), // endpoint.events.amazonaws.com.cn -> events ""
+    g(10, 14200, 15, 1934, 3, 0, 0, Auth::NotSigV4),  // endpoints.email.amazonaws.com.cn -> ses ""
+    g(12, 22896, 15, 19810, 6, 0, 0, Auth::NotSigV4), // endpoint.events.api.aws.ic.gov -> events ""
+    g(12, 14200, 22, 1934, 3, 0, 0, Auth::NotSigV4), // endpoints.email.global.api.aws.ic.gov -> ses ""
+    g(13, 22896, 15, 19810, 6, 0, 0, Auth::NotSigV4), // endpoint.events.api.aws.scloud -> events ""
+    g(13, 14200, 22, 1934, 3, 0, 0, Auth::NotSigV4), // endpoints.email.global.api.aws.scloud -> ses ""
+    g(16, 22896, 15, 19810, 6, 0, 0, Auth::NotSigV4), // endpoint.events.cloud.adc-e.uk -> events ""
+    g(16, 14200, 15, 1934, 3, 0, 0, Auth::NotSigV4), // endpoints.email.cloud.adc-e.uk -> ses ""
+    g(16, 7258, 28, 6517, 13, 329, 14, Auth::SigV4), // eu-isoe-west-1.neptune-graph.cloud.adc-e.uk -> neptune-graph eu-isoe-west-1
+    g(16, 13495, 13, 13495, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.cloud.adc-e.uk -> s3 ""
+    g(16, 13495, 23, 13495, 2, 215, 16, Auth::SigV4), // s3-accelerate.dualstack.cloud.adc-e.uk -> s3 aws-iso-e-global
+    g(17, 22896, 15, 19810, 6, 0, 0, Auth::NotSigV4), // endpoint.events.csp.hci.ic.gov -> events ""
+    g(17, 14200, 15, 1934, 3, 0, 0, Auth::NotSigV4),  // endpoints.email.csp.hci.ic.gov -> ses ""
+    g(17, 13495, 13, 13495, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.csp.hci.ic.gov -> s3 ""
+    g(17, 13495, 23, 13495, 2, 253, 16, Auth::SigV4), // s3-accelerate.dualstack.csp.hci.ic.gov -> s3 aws-iso-f-global
+    g(17, 8042, 28, 6517, 13, 477, 14, Auth::SigV4), // us-isof-east-1.neptune-graph.csp.hci.ic.gov -> neptune-graph us-isof-east-1
+    g(17, 6501, 29, 6517, 13, 140, 15, Auth::SigV4), // us-isof-south-1.neptune-graph.csp.hci.ic.gov -> neptune-graph us-isof-south-1
+    g(18, 11992, 24, 6517, 13, 2542, 10, Auth::SigV4), // af-south-1.neptune-graph.amazonaws.com -> neptune-graph af-south-1
+    g(18, 12736, 23, 6517, 13, 3910, 9, Auth::SigV4), // ap-east-1.neptune-graph.amazonaws.com -> neptune-graph ap-east-1
+    g(18, 12759, 23, 6517, 13, 3941, 9, Auth::SigV4), // ap-east-2.neptune-graph.amazonaws.com -> neptune-graph ap-east-2
+    g(18, 6586, 28, 6517, 13, 585, 14, Auth::SigV4), // ap-northeast-1.neptune-graph.amazonaws.com -> neptune-graph ap-northeast-1
+    g(18, 6614, 28, 6517, 13, 621, 14, Auth::SigV4), // ap-northeast-2.neptune-graph.amazonaws.com -> neptune-graph ap-northeast-2
+    g(18, 6642, 28, 6517, 13, 657, 14, Auth::SigV4), // ap-northeast-3.neptune-graph.amazonaws.com -> neptune-graph ap-northeast-3
+    g(18, 12016, 24, 6517, 13, 2574, 10, Auth::SigV4), // ap-south-1.neptune-graph.amazonaws.com -> neptune-graph ap-south-1
+    g(18, 12040, 24, 6517, 13, 2606, 10, Auth::SigV4), // ap-south-2.neptune-graph.amazonaws.com -> neptune-graph ap-south-2
+    g(18, 6670, 28, 6517, 13, 693, 14, Auth::SigV4), // ap-southeast-1.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-1
+    g(18, 6698, 28, 6517, 13, 729, 14, Auth::SigV4), // ap-southeast-2.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-2
+    g(18, 6726, 28, 6517, 13, 765, 14, Auth::SigV4), // ap-southeast-3.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-3
+    g(18, 6754, 28, 6517, 13, 801, 14, Auth::SigV4), // ap-southeast-4.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-4
+    g(18, 6782, 28, 6517, 13, 837, 14, Auth::SigV4), // ap-southeast-5.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-5
+    g(18, 6810, 28, 6517, 13, 873, 14, Auth::SigV4), // ap-southeast-6.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-6
+    g(18, 6838, 28, 6517, 13, 909, 14, Auth::SigV4), // ap-southeast-7.neptune-graph.amazonaws.com -> neptune-graph ap-southeast-7
+    g(18, 9974, 26, 6517, 13, 1335, 12, Auth::SigV4), // ca-central-1.neptune-graph.amazonaws.com -> neptune-graph ca-central-1
+    g(18, 12828, 23, 6517, 13, 3972, 9, Auth::SigV4), // ca-west-1.neptune-graph.amazonaws.com -> neptune-graph ca-west-1
+    g(18, 22896, 15, 19810, 6, 0, 0, Auth::NotSigV4), // endpoint.events.amazonaws.com -> events ""
+    g(18, 14200, 15, 1934, 3, 0, 0, Auth::NotSigV4),  // endpoints.email.amazonaws.com -> ses ""
+    g(18, 14222, 22, 1934, 3, 0, 0, Auth::NotSigV4), // endpoints.email.us-gov.amazonaws.com -> ses ""
+    g(18, 10000, 26, 6517, 13, 1369, 12, Auth::SigV4), // eu-central-1.neptune-graph.amazonaws.com -> neptune-graph eu-central-1
+    g(18, 10026, 26, 6517, 13, 1403, 12, Auth::SigV4), // eu-central-2.neptune-graph.amazonaws.com -> neptune-graph eu-central-2
+    g(18, 12232, 24, 6517, 13, 2670, 10, Auth::SigV4), // eu-north-1.neptune-graph.amazonaws.com -> neptune-graph eu-north-1
+    g(18, 12256, 24, 6517, 13, 2702, 10, Auth::SigV4), // eu-south-1.neptune-graph.amazonaws.com -> neptune-graph eu-south-1
+    g(18, 12280, 24, 6517, 13, 2734, 10, Auth::SigV4), // eu-south-2.neptune-graph.amazonaws.com -> neptune-graph eu-south-2
+    g(18, 13058, 23, 6517, 13, 4003, 9, Auth::SigV4), // eu-west-1.neptune-graph.amazonaws.com -> neptune-graph eu-west-1
+    g(18, 13081, 23, 6517, 13, 4034, 9, Auth::SigV4), // eu-west-2.neptune-graph.amazonaws.com -> neptune-graph eu-west-2
+    g(18, 13104, 23, 6517, 13, 4065, 9, Auth::SigV4), // eu-west-3.neptune-graph.amazonaws.com -> neptune-graph eu-west-3
+    g(18, 10390, 26, 6517, 13, 1437, 12, Auth::SigV4), // il-central-1.neptune-graph.amazonaws.com -> neptune-graph il-central-1
+    g(18, 10494, 26, 6517, 13, 1471, 12, Auth::SigV4), // me-central-1.neptune-graph.amazonaws.com -> neptune-graph me-central-1
+    g(18, 12472, 24, 6517, 13, 2766, 10, Auth::SigV4), // me-south-1.neptune-graph.amazonaws.com -> neptune-graph me-south-1
+    g(18, 13403, 23, 6517, 13, 4096, 9, Auth::SigV4), // me-west-1.neptune-graph.amazonaws.com -> neptune-graph me-west-1
+    g(18, 10520, 26, 6517, 13, 1505, 12, Auth::SigV4), // mx-central-1.neptune-graph.amazonaws.com -> neptune-graph mx-central-1
+    g(18, 13495, 2, 13495, 2, 0, 0, Auth::RegionUnknown), // s3.amazonaws.com -> s3 ""
+    g(18, 13495, 13, 13495, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.amazonaws.com -> s3 ""
+    g(18, 13495, 23, 13495, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.dualstack.amazonaws.com -> s3 ""
+    g(18, 13518, 23, 6517, 13, 4127, 9, Auth::SigV4), // sa-east-1.neptune-graph.amazonaws.com -> neptune-graph sa-east-1
+    g(18, 13541, 23, 6517, 13, 4158, 9, Auth::SigV4), // sa-west-1.neptune-graph.amazonaws.com -> neptune-graph sa-west-1
+    g(18, 13633, 23, 6517, 13, 2511, 9, Auth::SigV4), // us-east-1.neptune-graph.amazonaws.com -> neptune-graph us-east-1
+    g(18, 13656, 23, 6517, 13, 4189, 9, Auth::SigV4), // us-east-2.neptune-graph.amazonaws.com -> neptune-graph us-east-2
+    g(18, 9528, 27, 6517, 13, 65, 13, Auth::SigV4), // us-gov-east-1.neptune-graph.amazonaws.com -> neptune-graph us-gov-east-1
+    g(18, 9555, 27, 6517, 13, 104, 13, Auth::SigV4), // us-gov-west-1.neptune-graph.amazonaws.com -> neptune-graph us-gov-west-1
+    g(18, 13679, 23, 6517, 13, 4220, 9, Auth::SigV4), // us-west-1.neptune-graph.amazonaws.com -> neptune-graph us-west-1
+    g(18, 13702, 23, 6517, 13, 4251, 9, Auth::SigV4), // us-west-2.neptune-graph.amazonaws.com -> neptune-graph us-west-2
+    g(19, 22896, 15, 19810, 6, 0, 0, Auth::NotSigV4), // endpoint.events.sc2s.sgov.gov -> events ""
+    g(19, 14200, 15, 1934, 3, 0, 0, Auth::NotSigV4),  // endpoints.email.sc2s.sgov.gov -> ses ""
+    g(19, 13495, 13, 13495, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.sc2s.sgov.gov -> s3 ""
+    g(19, 13495, 23, 13495, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.dualstack.sc2s.sgov.gov -> s3 ""
+    g(19, 7986, 28, 6517, 13, 403, 14, Auth::SigV4), // us-isob-east-1.neptune-graph.sc2s.sgov.gov -> neptune-graph us-isob-east-1
+    g(19, 8014, 28, 6517, 13, 440, 14, Auth::SigV4), // us-isob-west-1.neptune-graph.sc2s.sgov.gov -> neptune-graph us-isob-west-1
+    g(21, 22896, 15, 19810, 6, 0, 0, Auth::NotSigV4), // endpoint.events.amazonaws.eu -> events ""
+    g(21, 14200, 15, 1934, 3, 0, 0, Auth::NotSigV4), // endpoints.email.amazonaws.eu -> ses ""
+    g(21, 7286, 28, 6517, 13, 366, 14, Auth::SigV4), // eusc-de-east-1.neptune-graph.amazonaws.eu -> neptune-graph eusc-de-east-1
+    g(21, 13495, 13, 13495, 2, 366, 14, Auth::SigV4), // s3-accelerate.amazonaws.eu -> s3 eusc-de-east-1
+    g(21, 13495, 23, 13495, 2, 366, 14, Auth::SigV4), // s3-accelerate.dualstack.amazonaws.eu -> s3 eusc-de-east-1
+    g(22, 22896, 15, 19810, 6, 0, 0, Auth::NotSigV4), // endpoint.events.c2s.ic.gov -> events ""
+    g(22, 14200, 15, 1934, 3, 0, 0, Auth::NotSigV4),  // endpoints.email.c2s.ic.gov -> ses ""
+    g(22, 13495, 13, 13495, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.c2s.ic.gov -> s3 ""
+    g(22, 13495, 23, 13495, 2, 0, 0, Auth::RegionUnknown), // s3-accelerate.dualstack.c2s.ic.gov -> s3 ""
+    g(22, 9582, 27, 6517, 13, 514, 13, Auth::SigV4), // us-iso-east-1.neptune-graph.c2s.ic.gov -> neptune-graph us-iso-east-1
+    g(22, 9609, 27, 6517, 13, 550, 13, Auth::SigV4), // us-iso-west-1.neptune-graph.c2s.ic.gov -> neptune-graph us-iso-west-1
+    g(24, 15609, 21, 12160, 24, 0, 0, Auth::NotSigV4), // cloudfront-kvs.global.api.aws -> cloudfront-keyvaluestore ""
+    g(24, 22896, 15, 19810, 6, 0, 0, Auth::NotSigV4),  // endpoint.events.api.aws -> events ""
+    g(24, 14200, 22, 1934, 3, 0, 0, Auth::NotSigV4),   // endpoints.email.global.api.aws -> ses ""
+    g(24, 14222, 22, 1934, 3, 0, 0, Auth::NotSigV4),   // endpoints.email.us-gov.api.aws -> ses ""
 ];
 
 /// Region-first forms `NAME.REGION.KEY.SUFFIX` (from AWS documentation) -> signing name.

@@ -28,6 +28,10 @@ Forms served and verified here (host, what runs there):
 - S3 Control ``ACCOUNT.s3-control.us-west-2.amazonaws.com`` (signs ``s3``; moto's s3control
   creates an access point) and that access point's host
   ``NAME-ACCOUNT.s3-accesspoint.us-west-2.amazonaws.com`` (an object read through it);
+- account and resource hosts: Kinesis ``ACCOUNT.control-kinesis.us-east-1`` (a stream made
+  there), ``ACCOUNT.data-kinesis[-fips].us-east-1`` and the stream-id form
+  ``PREFIX20.SUF.data-kinesis.us-east-1`` (records put through each and read back);
+  DynamoDB ``ACCOUNT.ddb.eu-west-1`` (a table made and an item written and read there);
 - PrivateLink: regional ``vpce-0abc-def.sts.us-east-1.vpce.amazonaws.com``, zonal
   ``vpce-0abc-def-us-east-1a.sts.us-east-1.vpce.amazonaws.com`` and the S3 form
   ``BUCKET.vpce-0abc-def.s3.us-east-1.vpce.amazonaws.com`` (moto takes everything before
@@ -547,6 +551,62 @@ def test_s3_control_and_access_point(env):
     status, _, body = env.raw("GET", f"http://{ap_host}/a", bad=True)
     assert status == 403 and b"SignatureDoesNotMatch" in body, body
     env.assert_signed(mark, ap_host, region, "s3")
+
+
+# --------------------------------------------------------------------------- account and resource hosts
+
+
+def test_kinesis_account_and_stream_hosts(env):
+    """Kinesis's account-based hosts (``ACCOUNT.control-kinesis.REGION``, for an account id or
+    a ``StreamARN``; ``ACCOUNT.data-kinesis[-fips].REGION``) and the stream-id form
+    (``PREFIX20.SUF.data-kinesis.REGION``): each signs ``kinesis`` in the region and moto's
+    Kinesis answers for the stream made through the first."""
+    region = "us-east-1"
+    ctl = f"{ACCOUNT}.control-kinesis.{region}.amazonaws.com"
+
+    def create(bad):
+        return env.client("kinesis", ctl, region, bad=bad).create_stream(StreamName="hosts-stream", ShardCount=1)
+
+    check_form(env, ctl, region, "kinesis", create)
+    arn = env.client("kinesis", ctl, region).describe_stream_summary(
+        StreamName="hosts-stream")["StreamDescriptionSummary"]["StreamARN"]
+    assert arn == f"arn:aws:kinesis:{region}:{ACCOUNT}:stream/hosts-stream"
+    for data in (f"{ACCOUNT}.data-kinesis.{region}.amazonaws.com",
+                 f"{ACCOUNT}.data-kinesis-fips.{region}.amazonaws.com",
+                 f"abcdefghij0123456789.abc.data-kinesis.{region}.amazonaws.com"):
+        put = check_form(env, data, region, "kinesis", lambda bad, data=data: env.client(
+            "kinesis", data, region, bad=bad).put_record(StreamARN=arn, Data=b"through " + data.encode(),
+                                                         PartitionKey="k"))
+        assert put["ShardId"].startswith("shardId-"), put
+    shard = env.client("kinesis", ctl, region).list_shards(StreamARN=arn)["Shards"][0]["ShardId"]
+    data = f"{ACCOUNT}.data-kinesis.{region}.amazonaws.com"
+    it = env.client("kinesis", data, region).get_shard_iterator(
+        StreamARN=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    records = env.client("kinesis", data, region).get_records(ShardIterator=it, StreamARN=arn)["Records"]
+    assert [r["Data"] for r in records] == [
+        b"through " + h.encode() for h in (f"{ACCOUNT}.data-kinesis.{region}.amazonaws.com",
+                                          f"{ACCOUNT}.data-kinesis-fips.{region}.amazonaws.com",
+                                          f"abcdefghij0123456789.abc.data-kinesis.{region}.amazonaws.com")]
+
+
+def test_dynamodb_account_based_host(env):
+    """DynamoDB's account-based endpoint ``ACCOUNT.ddb.REGION.amazonaws.com`` (current SDKs'
+    default when they know the account) signs ``dynamodb`` in the region."""
+    region = "eu-west-1"
+    host = f"{ACCOUNT}.ddb.{region}.amazonaws.com"
+
+    def create(bad):
+        return env.client("dynamodb", host, region, bad=bad).create_table(
+            TableName="hosts-table", BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+
+    table = check_form(env, host, region, "dynamodb", create)["TableDescription"]
+    assert table["TableArn"] == f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/hosts-table"
+    check_form(env, host, region, "dynamodb", lambda bad: env.client("dynamodb", host, region, bad=bad).put_item(
+        TableName="hosts-table", Item={"id": {"S": "1"}, "v": {"S": "account host"}}))
+    item = env.client("dynamodb", host, region).get_item(TableName="hosts-table", Key={"id": {"S": "1"}})["Item"]
+    assert item["v"] == {"S": "account host"}
 
 
 # --------------------------------------------------------------------------- global, FIPS, other
