@@ -2,6 +2,8 @@
 //! `grant_sigv4.audit {...}` and for Envoy's access log (filter state
 //! `wasm.grant_sigv4_audit`). It never holds a secret, a signature or the Vault token.
 
+use crate::json::{push_json_str, JsonWriter};
+
 /// What is known of one request, filled in as it goes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditRecord {
@@ -150,142 +152,6 @@ impl Decision<'_> {
     }
 }
 
-/// Writes JSON the way `serde_json` writes it compactly (same escapes, no spaces), so the
-/// filter's own records need no `Serialize` code. Objects are written between [`begin`] and
-/// [`end`]; each member starts with [`key`] or one of the typed helpers.
-///
-/// [`begin`]: JsonWriter::begin
-/// [`end`]: JsonWriter::end
-/// [`key`]: JsonWriter::key
-#[derive(Default)]
-pub(crate) struct JsonWriter {
-    pub(crate) out: String,
-    /// No member written yet in the innermost open object or array.
-    first: bool,
-}
-
-impl JsonWriter {
-    pub(crate) fn with_capacity(n: usize) -> Self {
-        JsonWriter {
-            out: String::with_capacity(n),
-            first: false,
-        }
-    }
-
-    pub(crate) fn begin(&mut self) {
-        self.out.push('{');
-        self.first = true;
-    }
-
-    pub(crate) fn end(&mut self) {
-        self.out.push('}');
-        self.first = false;
-    }
-
-    pub(crate) fn key(&mut self, k: &str) {
-        if !self.first {
-            self.out.push(',');
-        }
-        self.first = false;
-        push_json_str(&mut self.out, k);
-        self.out.push(':');
-    }
-
-    pub(crate) fn str(&mut self, k: &str, v: &str) {
-        self.key(k);
-        push_json_str(&mut self.out, v);
-    }
-
-    pub(crate) fn opt_str(&mut self, k: &str, v: Option<&str>) {
-        self.key(k);
-        match v {
-            Some(v) => push_json_str(&mut self.out, v),
-            None => self.out.push_str("null"),
-        }
-    }
-
-    pub(crate) fn number(&mut self, v: u64) {
-        push_u64(&mut self.out, v);
-    }
-
-    pub(crate) fn u64(&mut self, k: &str, v: u64) {
-        self.key(k);
-        self.number(v);
-    }
-
-    /// `null` or an array of strings.
-    pub(crate) fn opt_str_list(&mut self, k: &str, v: Option<&[String]>) {
-        self.key(k);
-        match v {
-            None => self.out.push_str("null"),
-            Some(items) => {
-                self.out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        self.out.push(',');
-                    }
-                    push_json_str(&mut self.out, item);
-                }
-                self.out.push(']');
-            }
-        }
-    }
-}
-
-/// A JSON string with `serde_json`'s escapes: `\"`, `\\`, `\b \t \n \f \r`, and `\u00xx`
-/// for the other control characters; everything else (including non-ASCII) as is.
-pub(crate) fn push_json_str(out: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push('"');
-    let bytes = s.as_bytes();
-    // Most strings need no escape: skip them 8 bytes at a time.
-    let mut clean = 0;
-    while let Some(word) = bytes.get(clean..clean + 8) {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(word);
-        if word_needs_escape(u64::from_le_bytes(w)) {
-            break;
-        }
-        clean += 8;
-    }
-    let mut start = 0;
-    for (i, b) in bytes.iter().copied().enumerate().skip(clean) {
-        let esc: &str = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            0x08 => "\\b",
-            b'\t' => "\\t",
-            b'\n' => "\\n",
-            0x0c => "\\f",
-            b'\r' => "\\r",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        out.push_str(s.get(start..i).unwrap_or(""));
-        start = i + 1;
-        if esc.is_empty() {
-            out.push_str("\\u00");
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        } else {
-            out.push_str(esc);
-        }
-    }
-    out.push_str(s.get(start..).unwrap_or(""));
-    out.push('"');
-}
-
-/// Whether one of the 8 bytes of `w` is a control character, `"` or `\` (exact: the
-/// "has a byte less than n" word tricks, with bytes of 0x80 and above never matching).
-fn word_needs_escape(w: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGHS;
-    let quote = w ^ (ONES * u64::from(b'"'));
-    let backslash = w ^ (ONES * u64::from(b'\\'));
-    (below(w, 0x20) | below(quote, 1) | below(backslash, 1)) != 0
-}
-
 /// The path without query values: keys stay, so the operation is visible, values go, as
 /// they may hold data.
 pub fn path_without_query_values(path: &str) -> String {
@@ -337,23 +203,6 @@ pub fn rfc3339_ms(unix_ms: u64) -> String {
     out
 }
 
-/// Decimal digits of `v`, without the formatting machinery.
-fn push_u64(out: &mut String, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        if let Some(b) = buf.get_mut(i) {
-            *b = b'0' + (v % 10) as u8;
-        }
-        v /= 10;
-        if v == 0 || i == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(buf.get(i..).unwrap_or(b"")).unwrap_or(""));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,7 +228,7 @@ mod tests {
     fn numbers() {
         for v in [0, 7, 10, 403, 1_000_000, u64::from(u32::MAX), u64::MAX] {
             let mut s = String::new();
-            push_u64(&mut s, v);
+            crate::json::push_u64(&mut s, v);
             assert_eq!(s, v.to_string());
         }
     }

@@ -77,39 +77,41 @@ impl std::error::Error for HostError {}
 pub const BOTOCORE_VERSION: &str = table::BOTOCORE_VERSION;
 
 /// Parse `:authority` (`host[:port]`). `scheme` is `http` or `https` (the default port of
-/// which is dropped from [`AwsEndpoint::host`]).
-///
-/// The last [`MEMO_SIZE`] authorities accepted on this thread (a worker VM has one) are
-/// remembered: a worker mostly talks to a few hosts, and resolving one costs more than the
-/// rest of a request's plan. The answer is the same with or without the memo.
+/// which is dropped from [`AwsEndpoint::host`]). [`AuthorityMemo::parse`] gives the same
+/// answers from a memo of the last accepted authorities.
 pub fn parse_authority(authority: &str, scheme: &str) -> Result<AwsEndpoint, HostError> {
-    if let Some(e) = MEMO.with(|m| m.borrow().get(authority, scheme)) {
-        return Ok(e);
-    }
-    let e = resolve_authority(authority, scheme)?;
-    MEMO.with(|m| m.borrow_mut().put(authority, scheme, &e));
-    Ok(e)
+    resolve_authority(authority, scheme)
 }
 
-/// How many accepted authorities [`parse_authority`] remembers per thread.
+/// How many accepted authorities an [`AuthorityMemo`] remembers.
 pub const MEMO_SIZE: usize = 16;
 
-thread_local! {
-    static MEMO: std::cell::RefCell<Memo> = const { std::cell::RefCell::new(Memo::new()) };
-}
-
-/// Accepted `(authority, scheme)` pairs and their endpoints, replaced oldest first.
-struct Memo {
+/// The last [`MEMO_SIZE`] accepted `(authority, scheme)` pairs and their endpoints, replaced
+/// oldest first. A plugin instance mostly talks to a few hosts, and resolving one costs more
+/// than the rest of a request's plan (5.5k of 57k instructions of a native GET). The answer
+/// is the same with or without the memo.
+#[derive(Default)]
+pub struct AuthorityMemo {
     entries: Vec<(String, String, AwsEndpoint)>,
     next: usize,
 }
 
-impl Memo {
-    const fn new() -> Memo {
-        Memo {
+impl AuthorityMemo {
+    pub const fn new() -> AuthorityMemo {
+        AuthorityMemo {
             entries: Vec::new(),
             next: 0,
         }
+    }
+
+    /// [`parse_authority`], answered from the memo when it holds the authority.
+    pub fn parse(&mut self, authority: &str, scheme: &str) -> Result<AwsEndpoint, HostError> {
+        if let Some(e) = self.get(authority, scheme) {
+            return Ok(e);
+        }
+        let e = resolve_authority(authority, scheme)?;
+        self.put(authority, scheme, &e);
+        Ok(e)
     }
 
     fn get(&self, authority: &str, scheme: &str) -> Option<AwsEndpoint> {
@@ -467,6 +469,7 @@ mod tests {
                 "example.com".to_string(),
             ])
             .collect();
+        let mut memo = AuthorityMemo::new();
         for round in 0..3 {
             for (i, h) in hosts.iter().enumerate() {
                 let h = if round == 1 {
@@ -476,7 +479,7 @@ mod tests {
                 };
                 for scheme in ["https", "http"] {
                     assert_eq!(
-                        parse_authority(h, scheme),
+                        memo.parse(h, scheme),
                         resolve_authority(h, scheme),
                         "{h} {scheme}"
                     );
@@ -489,7 +492,7 @@ mod tests {
         );
         let e = parse_authority("bucket1.s3.us-west-2.amazonaws.com:443", "http").unwrap();
         assert_eq!(e.host, "bucket1.s3.us-west-2.amazonaws.com:443");
-        MEMO.with(|m| assert_eq!(m.borrow().entries.len(), MEMO_SIZE));
+        assert_eq!(memo.entries.len(), MEMO_SIZE);
     }
 
     #[test]

@@ -292,7 +292,7 @@ fn is_header_name(s: &str) -> bool {
 }
 
 /// A signing name or region: lowercase letters, digits and '-'.
-pub fn is_scope_part(s: &str) -> bool {
+pub fn is_signing_name_or_region(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes()
@@ -332,13 +332,13 @@ fn parse_host_overrides(v: Option<&Value>) -> Result<BTreeMap<String, HostOverri
         let service = o.string("service", None)?;
         let region = o.string("region", None)?;
         o.finish()?;
-        if !is_scope_part(&service) {
+        if !is_signing_name_or_region(&service) {
             return Err(err(
                 &format!("{key}.service"),
                 "must be a signing name (a-z, 0-9, '-')",
             ));
         }
-        if !is_scope_part(&region) {
+        if !is_signing_name_or_region(&region) {
             return Err(err(
                 &format!("{key}.region"),
                 "must be a region name (a-z, 0-9, '-')",

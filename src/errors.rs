@@ -185,7 +185,7 @@ impl LocalError {
 
     /// The JSON body of the local reply.
     pub fn body(&self) -> String {
-        let mut j = crate::audit::JsonWriter::default();
+        let mut j = crate::json::JsonWriter::default();
         j.begin();
         j.str("error", self.code.as_str());
         j.str("message", &self.message);

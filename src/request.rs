@@ -2,10 +2,10 @@
 //! endpoint it goes to, the payload hash to sign, the headers to strip and to sign — or the
 //! local error to answer. Then, given the grant's credential, the header edits that sign it.
 //!
-//! No proxy-wasm types here: the glue hands in the header map and applies the edits.
+//! No host types here: the engine hands in the header map and the host applies the edits.
 
 use crate::audit::Decision;
-use crate::aws_host::{self, AwsEndpoint, HostError};
+use crate::aws_host::{self, AuthorityMemo, AwsEndpoint, HostError};
 use crate::config::{Config, S3Payload};
 use crate::errors::{ErrorCode, LocalError};
 use crate::policy::{Caller, Policy};
@@ -95,8 +95,8 @@ fn parse_credential(v: &str) -> Option<ClientScope<'_>> {
         || term != "aws4_request"
         || date.len() != 8
         || !date.bytes().all(|b| b.is_ascii_digit())
-        || !crate::config::is_scope_part(region)
-        || !crate::config::is_scope_part(service)
+        || !crate::config::is_signing_name_or_region(region)
+        || !crate::config::is_signing_name_or_region(service)
     {
         return None;
     }
@@ -314,7 +314,7 @@ fn clip(s: &str) -> &str {
 fn override_value<'a>(name: &str, v: Option<&'a [u8]>) -> Result<Option<&'a str>, LocalError> {
     let Some(v) = v else { return Ok(None) };
     match std::str::from_utf8(v) {
-        Ok(s) if crate::config::is_scope_part(s) => Ok(Some(s)),
+        Ok(s) if crate::config::is_signing_name_or_region(s) => Ok(Some(s)),
         _ => Err(LocalError::new(
             ErrorCode::BadOverride,
             format!("{name} must be lowercase letters, digits and '-'"),
@@ -326,6 +326,7 @@ fn override_value<'a>(name: &str, v: Option<&'a [u8]>) -> Result<Option<&'a str>
 /// host name, then (when enabled) from the request's override headers.
 fn resolve_endpoint(
     cfg: &Config,
+    authorities: &mut AuthorityMemo,
     authority: &str,
     scheme: &str,
     service_override: Option<&[u8]>,
@@ -341,7 +342,7 @@ fn resolve_endpoint(
         ));
     }
     let mut endpoint = if cfg.host_overrides.is_empty() {
-        aws_host::parse_authority(authority, scheme).map_err(host_error)?
+        authorities.parse(authority, scheme).map_err(host_error)?
     } else {
         let (lower, host) = aws_host::split_authority(authority, scheme).map_err(host_error)?;
         match cfg.host_overrides.get(&lower) {
@@ -350,7 +351,7 @@ fn resolve_endpoint(
                 region: o.region.clone(),
                 host,
             },
-            None => aws_host::parse_authority(authority, scheme).map_err(host_error)?,
+            None => authorities.parse(authority, scheme).map_err(host_error)?,
         }
     };
     if let Some(s) = service_override {
@@ -372,7 +373,23 @@ pub fn plan_request<N: AsRef<str>, V: AsRef<[u8]>>(
     headers: &[(N, V)],
     end_of_stream: bool,
 ) -> Result<Plan, LocalError> {
-    plan(cfg, headers, end_of_stream, false)
+    plan(
+        cfg,
+        &mut AuthorityMemo::new(),
+        headers,
+        end_of_stream,
+        false,
+    )
+}
+
+/// [`plan_request`] with the plugin instance's memo of resolved authorities.
+pub fn plan_request_memoized<N: AsRef<str>, V: AsRef<[u8]>>(
+    cfg: &Config,
+    authorities: &mut AuthorityMemo,
+    headers: &[(N, V)],
+    end_of_stream: bool,
+) -> Result<Plan, LocalError> {
+    plan(cfg, authorities, headers, end_of_stream, false)
 }
 
 /// [`plan_request`] for a host that hashes the body itself before it signs (the native Envoy
@@ -384,7 +401,7 @@ pub fn plan_request_hashing_body<N: AsRef<str>, V: AsRef<[u8]>>(
     headers: &[(N, V)],
     end_of_stream: bool,
 ) -> Result<Plan, LocalError> {
-    plan(cfg, headers, end_of_stream, true)
+    plan(cfg, &mut AuthorityMemo::new(), headers, end_of_stream, true)
 }
 
 /// The checks that can be made before a body is buffered and hashed in front of the signing
@@ -401,12 +418,23 @@ pub fn precheck_request<N: AsRef<str>, V: AsRef<[u8]>>(
     headers: &[(N, V)],
     end_of_stream: bool,
 ) -> Result<Option<(&'static str, String)>, LocalError> {
-    plan(cfg, headers, end_of_stream, true)
+    precheck_request_memoized(cfg, &mut AuthorityMemo::new(), headers, end_of_stream)
+}
+
+/// [`precheck_request`] with the plugin instance's memo of resolved authorities.
+pub fn precheck_request_memoized<N: AsRef<str>, V: AsRef<[u8]>>(
+    cfg: &Config,
+    authorities: &mut AuthorityMemo,
+    headers: &[(N, V)],
+    end_of_stream: bool,
+) -> Result<Option<(&'static str, String)>, LocalError> {
+    plan(cfg, authorities, headers, end_of_stream, true)
         .map(|p| p.client_credential.map(|c| (CREDENTIAL_HEADER, c)))
 }
 
 fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
     cfg: &Config,
+    authorities: &mut AuthorityMemo,
     headers: &[(N, V)],
     end_of_stream: bool,
     hash_comes_later: bool,
@@ -523,6 +551,7 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
         .ok_or_else(|| LocalError::new(ErrorCode::BadRequest, "the request has no :authority"))?;
     let endpoint = resolve_endpoint(
         cfg,
+        authorities,
         authority,
         scheme.unwrap_or("http"),
         service_override,
@@ -739,7 +768,7 @@ pub fn sign(
     if let Some(t) = &creds.session_token {
         headers.push(("x-amz-security-token", t.as_bytes()));
     }
-    let key = keys.get(
+    let (key, memo) = keys.get_with_memo(
         &creds.secret_access_key,
         date,
         &plan.endpoint.region,
@@ -755,17 +784,18 @@ pub fn sign(
         service: &plan.endpoint.signing_name,
         uri_rules: plan.uri_rules,
     };
-    let signed = sigv4::sign(&input, &creds.access_key_id, &key).map_err(|e| match e {
-        sigv4::SigV4Error::BadPath(why) => LocalError::new(
-            ErrorCode::BadRequest,
-            format!("the path cannot be signed: {why}"),
-        ),
-        sigv4::SigV4Error::BadHeader(name) => LocalError::new(
-            ErrorCode::BadHeader,
-            format!("header {name} has a value that cannot be signed"),
-        ),
-        sigv4::SigV4Error::BadDate => LocalError::internal("the clock gave an unusable date"),
-    })?;
+    let signed =
+        sigv4::sign_memoized(&input, &creds.access_key_id, &key, memo).map_err(|e| match e {
+            sigv4::SigV4Error::BadPath(why) => LocalError::new(
+                ErrorCode::BadRequest,
+                format!("the path cannot be signed: {why}"),
+            ),
+            sigv4::SigV4Error::BadHeader(name) => LocalError::new(
+                ErrorCode::BadHeader,
+                format!("header {name} has a value that cannot be signed"),
+            ),
+            sigv4::SigV4Error::BadDate => LocalError::internal("the clock gave an unusable date"),
+        })?;
 
     let mut set = Vec::with_capacity(5);
     set.push(("authorization".to_string(), signed.authorization));

@@ -9,6 +9,7 @@
 //! Optional policy fields restrict what the grant may be used for (see [`crate::policy`]).
 
 use crate::config::VaultConfig;
+use crate::json::json_fields;
 use crate::policy::{Cidr, Policy};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -93,27 +94,6 @@ pub enum VaultError {
     Unavailable(String),
     /// The grant exists but its record lacks a field or holds a malformed one.
     BadRecord(String),
-}
-
-/// The members of `v` read as a struct with the fields `names`, the way
-/// `#[derive(Deserialize)]` reads one from JSON: an object (other members ignored) or an
-/// array of exactly one element per field. `None` when `v` is neither. A member that is
-/// absent or `null` is `None` (an error for a field that is not an `Option`).
-pub(crate) fn json_fields<'a, const N: usize>(
-    v: &'a Value,
-    names: [&str; N],
-) -> Option<[Option<&'a Value>; N]> {
-    match v {
-        Value::Object(m) => Some(names.map(|n| m.get(n).filter(|x| !x.is_null()))),
-        Value::Array(a) if a.len() == N => {
-            let mut out = [None; N];
-            for (o, x) in out.iter_mut().zip(a) {
-                *o = Some(x).filter(|x| !x.is_null());
-            }
-            Some(out)
-        }
-        _ => None,
-    }
 }
 
 /// `data.data` of a KV version 2 answer (`None`: absent or null). `Err` when the document
@@ -245,7 +225,10 @@ fn parse_policy(data: &Map<String, Value>) -> Result<Policy, VaultError> {
     let scope = |name: &str| -> Result<Option<Vec<String>>, VaultError> {
         let l = list(data, name)?;
         if let Some(items) = &l {
-            if !items.iter().all(|x| crate::config::is_scope_part(x)) {
+            if !items
+                .iter()
+                .all(|x| crate::config::is_signing_name_or_region(x))
+            {
                 return Err(VaultError::BadRecord(format!(
                     "{name} holds a value that is not lowercase letters, digits and '-'"
                 )));

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use grant_sigv4::aws_host::{has_aws_suffix, parse_authority, AwsEndpoint, HostError};
+use grant_sigv4_core::aws_host::{has_aws_suffix, parse_authority, AwsEndpoint, HostError};
 use proptest::prelude::*;
 use serde_json::Value;
 

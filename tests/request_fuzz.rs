@@ -2,8 +2,8 @@
 //! Property-based fuzzing of everything the pure core sees on the request path: the request
 //! header map (`plan_request`, `precheck_request`, `authorize`, `sign`), the vault's answers
 //! (`parse_grant_response`, `parse_dynamic_response`), the plugin configuration
-//! (`Config::parse`), the ABI header-map codec (`hostcalls`), `aws_response::key_verdict`, the
-//! shared-data cache codec and `aws_host::parse_authority`.
+//! (`Config::parse`), `aws_response::key_verdict`, the shared-data cache codec and
+//! `aws_host::parse_authority` (the proxy-wasm header-map codec: `hosts/wasm/tests`).
 //!
 //! A panic inside Envoy's wasm VM kills the VM for every request on that worker, so every
 //! property first checks "no panic", then the invariants of whatever came out: a request is
@@ -25,16 +25,16 @@
 //! is added. The generators below (realistic requests with
 //! random mutations) are the part worth porting to a libFuzzer target later.
 
-use grant_sigv4::aws_host;
-use grant_sigv4::aws_response::{self, KeyVerdict, CREDENTIAL_ERRORS};
-use grant_sigv4::cache::CachedGrant;
-use grant_sigv4::config::{self, Config};
-use grant_sigv4::errors::{ErrorCode, LocalError};
-use grant_sigv4::hostcalls;
-use grant_sigv4::policy::{Caller, Cidr, Policy};
-use grant_sigv4::request::{self, GrantFrom, Plan};
-use grant_sigv4::sigv4::{self, SigningKeyCache, UriRules};
-use grant_sigv4::vault::{self, Credentials, DynamicKind, GrantRecord, Source, VaultError};
+use grant_sigv4_core::aws_host;
+use grant_sigv4_core::aws_response::{self, KeyVerdict, CREDENTIAL_ERRORS};
+use grant_sigv4_core::config::{self, Config};
+use grant_sigv4_core::errors::{ErrorCode, LocalError};
+use grant_sigv4_core::grant_cache::CachedGrant;
+use grant_sigv4_core::policy::{Caller, Cidr, Policy};
+use grant_sigv4_core::request::{self, GrantFrom, Plan};
+use grant_sigv4_core::shared_grant;
+use grant_sigv4_core::sigv4::{self, SigningKeyCache, UriRules};
+use grant_sigv4_core::vault::{self, Credentials, DynamicKind, GrantRecord, Source, VaultError};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
@@ -615,12 +615,12 @@ fn check_plan(cfg: &Config, headers: &Headers, plan: &Plan) -> TestCaseResult {
         host
     );
     prop_assert!(
-        config::is_scope_part(&plan.endpoint.region),
+        config::is_signing_name_or_region(&plan.endpoint.region),
         "region {:?}",
         plan.endpoint.region
     );
     prop_assert!(
-        config::is_scope_part(&plan.endpoint.signing_name),
+        config::is_signing_name_or_region(&plan.endpoint.signing_name),
         "service {:?}",
         plan.endpoint.signing_name
     );
@@ -1496,7 +1496,11 @@ fn check_creds(c: &Credentials) -> TestCaseResult {
 
 fn check_policy(p: &Policy) -> TestCaseResult {
     for l in [&p.services, &p.regions].into_iter().flatten() {
-        prop_assert!(l.iter().all(|x| config::is_scope_part(x)), "{:?}", l);
+        prop_assert!(
+            l.iter().all(|x| config::is_signing_name_or_region(x)),
+            "{:?}",
+            l
+        );
     }
     if let Some(m) = &p.methods {
         prop_assert!(
@@ -1688,7 +1692,7 @@ fn vault_dynamic_responses() {
                         &CONFIGS[0].cache,
                     );
                     prop_assert!(g.usable_until >= now);
-                    prop_assert_eq!(CachedGrant::decode(&g.encode()), Some(g));
+                    prop_assert_eq!(shared_grant::decode(&shared_grant::encode(&g)), Some(g));
                 }
                 Err(e) => {
                     reach.hit(match e {
@@ -1731,7 +1735,7 @@ fn vault_arbitrary_bytes() {
                 check_creds(&c)?;
             }
             // The shared-data cache codec never panics on foreign bytes either.
-            let _ = CachedGrant::decode(&body);
+            let _ = shared_grant::decode(&body);
             Ok(())
         },
     );
@@ -1935,7 +1939,10 @@ fn check_config(input: &[u8], root: Option<&Value>, reach: &Reach) -> TestCaseRe
             prop_assert!(c.max_body_bytes <= 1 << 32);
             for (host, o) in &c.host_overrides {
                 prop_assert!(!host.is_empty() && !host.contains(':'));
-                prop_assert!(config::is_scope_part(&o.service) && config::is_scope_part(&o.region));
+                prop_assert!(
+                    config::is_signing_name_or_region(&o.service)
+                        && config::is_signing_name_or_region(&o.region)
+                );
             }
             prop_assert!(
                 !format!("{c:?}").contains(TOKEN_MARK),
@@ -2005,83 +2012,8 @@ fn config_parse_bytes() {
 }
 
 // -------------------------------------------------------------------------------------------
-// Host calls codec, AWS answers, authorities
+// AWS answers, authorities
 // -------------------------------------------------------------------------------------------
-
-fn pairs() -> BoxedStrategy<Vec<(String, Vec<u8>)>> {
-    vec(("[^\u{0}]{0,12}", vec(any::<u8>(), 0..32)), 0..10).boxed()
-}
-
-#[test]
-fn header_map_codec_round_trip() {
-    run(
-        "header_map_codec_round_trip",
-        2000,
-        0x5167_000a,
-        pairs(),
-        |p| {
-            let refs: Vec<(&str, &[u8])> =
-                p.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
-            let bytes = hostcalls::serialize_pairs(&refs);
-            prop_assert_eq!(hostcalls::deserialize_pairs(&bytes), Some(refs));
-            Ok(())
-        },
-    );
-}
-
-#[test]
-fn header_map_codec_garbage() {
-    let strategy = prop_oneof![
-        vec(any::<u8>(), 0..128),
-        (
-            pairs(),
-            vec((any::<Index>(), any::<u8>()), 0..4),
-            prop::option::of(any::<Index>())
-        )
-            .prop_map(|(p, flips, cut)| {
-                let refs: Vec<(&str, &[u8])> =
-                    p.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
-                let mut b = hostcalls::serialize_pairs(&refs);
-                for (at, x) in flips {
-                    let i = at.index(b.len());
-                    b[i] = x;
-                }
-                if let Some(c) = cut {
-                    let keep = c.index(b.len() + 1);
-                    b.truncate(keep);
-                }
-                b
-            }),
-        // A count or sizes near u32::MAX.
-        (
-            any::<u32>(),
-            vec(any::<u32>(), 0..6),
-            vec(any::<u8>(), 0..32)
-        )
-            .prop_map(|(n, sizes, tail)| {
-                let mut b = n.to_le_bytes().to_vec();
-                for s in sizes {
-                    b.extend_from_slice(&s.to_le_bytes());
-                }
-                b.extend(tail);
-                b
-            }),
-    ];
-    run(
-        "header_map_codec_garbage",
-        3000,
-        0x5167_000b,
-        strategy,
-        |b| {
-            if let Some(p) = hostcalls::deserialize_pairs(&b) {
-                let size: usize = p.iter().map(|(_, v)| v.len()).sum();
-                prop_assert!(size <= b.len());
-                prop_assert!(p.len() * 8 + 4 <= b.len().max(4));
-            }
-            Ok(())
-        },
-    );
-}
 
 #[test]
 fn key_verdicts() {

@@ -37,7 +37,7 @@ use aws_sigv4::http_request::{
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
-use grant_sigv4::sigv4::{
+use grant_sigv4_core::sigv4::{
     derive_signing_key, format_amz_date, sha256_hex, sign, SigV4Error, SigningInput, SigningKey,
     UriRules, UNSIGNED_PAYLOAD,
 };

@@ -1,5 +1,5 @@
 //! Runs every case of AWS's SigV4 test suites (`tests/data/sigv4-test-suite/`, three copies:
-//! classic botocore, aws-c-auth, smithy-rs) through `grant_sigv4::sigv4` and compares the
+//! classic botocore, aws-c-auth, smithy-rs) through `grant_sigv4_core::sigv4` and compares the
 //! canonical request, the string to sign, the signature and the `Authorization` value byte for
 //! byte.
 //!
@@ -13,7 +13,7 @@
 //! file before comparing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use grant_sigv4::sigv4::{
+use grant_sigv4_core::sigv4::{
     derive_signing_key, sha256_hex, sign, SigV4Error, SigningInput, UriRules,
 };
 use std::collections::BTreeMap;
@@ -216,7 +216,10 @@ struct Expected {
     authorization: Option<String>,
 }
 
-fn sign_request(req: &RawRequest, p: &Params) -> Result<grant_sigv4::sigv4::Signed, SigV4Error> {
+fn sign_request(
+    req: &RawRequest,
+    p: &Params,
+) -> Result<grant_sigv4_core::sigv4::Signed, SigV4Error> {
     let headers: Vec<(&str, &[u8])> = req
         .headers
         .iter()

@@ -2,7 +2,7 @@
 //! for values that are not secret, show it; a secret or session token is never echoed.
 //! The whole record then goes through the filter's own parser ([`filter_accepts`]).
 
-use grant_sigv4::policy::Cidr;
+use grant_sigv4_core::policy::Cidr;
 use serde_json::{Map, Value};
 
 /// Static key fields of a record.
@@ -72,7 +72,7 @@ fn shape(s: &str) -> String {
 }
 
 pub fn grant_id(id: &str) -> Result<(), String> {
-    grant_sigv4::vault::validate_grant_id(id.as_bytes())
+    grant_sigv4_core::vault::validate_grant_id(id.as_bytes())
         .map(|_| ())
         .map_err(|e| format!("grant id {id:?}: {}", e.describe()))
 }
@@ -289,9 +289,9 @@ pub fn rule_items(rule: &Rule, values: &[&str]) -> Result<Vec<String>, String> {
 /// Run the filter's own record parser over `record`: what the filter would answer for it.
 pub fn filter_accepts(record: &Map<String, Value>) -> Result<(), String> {
     let body = serde_json::json!({ "data": { "data": record } }).to_string();
-    match grant_sigv4::vault::parse_grant_response(Some(200), body.as_bytes()) {
+    match grant_sigv4_core::vault::parse_grant_response(Some(200), body.as_bytes()) {
         Ok(_) => Ok(()),
-        Err(grant_sigv4::vault::VaultError::BadRecord(m)) => {
+        Err(grant_sigv4_core::vault::VaultError::BadRecord(m)) => {
             Err(format!("the filter would refuse this record: {m}"))
         }
         Err(e) => Err(format!("the filter would refuse this record: {e:?}")),

@@ -8,10 +8,10 @@
 
 use crate::envoy::{self, Attribute, Body, EnvoyBuffer, EnvoyHeader, HeaderMap, LogLevel, Stream};
 use crate::interim_engine::{Next, Request, Step};
-use grant_sigv4::config::{AuthMethod, Config};
-use grant_sigv4::errors::LocalError;
-use grant_sigv4::policy::{self, Caller};
-use grant_sigv4::vault;
+use grant_sigv4_core::config::{AuthMethod, Config};
+use grant_sigv4_core::errors::LocalError;
+use grant_sigv4_core::policy::{self, Caller};
+use grant_sigv4_core::vault;
 use sha2::{Digest, Sha256};
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -15,14 +15,14 @@
 //! Everything it decides with comes from the core: `request` (planning, policy check,
 //! signing), `vault` (paths and answer parsing), `cache::CachedGrant` (time limits), `errors`.
 
-use grant_sigv4::aws_response::{self, KeyVerdict};
-use grant_sigv4::cache::CachedGrant;
-use grant_sigv4::config::{AuthMethod, Config, VaultConfig};
-use grant_sigv4::errors::{ErrorCode, LocalError};
-use grant_sigv4::policy::{Caller, Policy};
-use grant_sigv4::request::{self, Edits, Plan};
-use grant_sigv4::sigv4::SigningKeyCache;
-use grant_sigv4::vault::{self, DynamicSource, Source, VaultError};
+use grant_sigv4_core::aws_response::{self, KeyVerdict};
+use grant_sigv4_core::config::{AuthMethod, Config, VaultConfig};
+use grant_sigv4_core::errors::{ErrorCode, LocalError};
+use grant_sigv4_core::grant_cache::CachedGrant;
+use grant_sigv4_core::policy::{Caller, Policy};
+use grant_sigv4_core::request::{self, Edits, Plan};
+use grant_sigv4_core::sigv4::SigningKeyCache;
+use grant_sigv4_core::vault::{self, DynamicSource, Source, VaultError};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};

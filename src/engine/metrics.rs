@@ -1,8 +1,8 @@
-//! The filter's metrics, through the proxy-wasm metrics API. Envoy shows them in /stats
+//! The filter's metrics, defined and written through the host. Envoy shows them in /stats
 //! and /stats/prometheus under the names below (see docs/audit-and-metrics.md).
 
+use super::host::{Host, MetricKind};
 use crate::errors::ErrorCode;
-use crate::hostcalls::{self, MetricKind};
 use std::collections::HashMap;
 
 /// Counters, by index into [`Metrics::ids`].
@@ -43,7 +43,8 @@ const NAMES: [(Counter, &str); 10] = [
     (Counter::KeyRefusals, "grant_sigv4.key_refusals"),
 ];
 
-/// Metric ids of this VM; a metric that could not be defined is skipped silently.
+/// Metric ids of this plugin instance; a metric that could not be defined is skipped
+/// silently.
 ///
 /// Counts are kept in the VM and added to Envoy's counters by [`Metrics::flush`] on the root
 /// context's tick (every second): no host call per request for counting.
@@ -56,18 +57,14 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn define() -> Self {
+    pub fn define(host: &mut impl Host) -> Self {
         Metrics {
             ids: NAMES
                 .iter()
-                .map(|(_, n)| hostcalls::define_metric(MetricKind::Counter, n).ok())
+                .map(|(_, n)| host.define_metric(MetricKind::Counter, n))
                 .collect(),
             pending: vec![0; NAMES.len()],
-            callout_ms: hostcalls::define_metric(
-                MetricKind::Histogram,
-                "grant_sigv4.vault_callout_ms",
-            )
-            .ok(),
+            callout_ms: host.define_metric(MetricKind::Histogram, "grant_sigv4.vault_callout_ms"),
             errors: HashMap::new(),
         }
     }
@@ -83,33 +80,47 @@ impl Metrics {
     }
 
     /// Count a local reply by its error code (`grant_sigv4.local_errors.<Code>`).
-    pub fn error(&mut self, code: ErrorCode) {
+    pub fn error(&mut self, host: &mut impl Host, code: ErrorCode) {
         let entry = self.errors.entry(code).or_insert_with(|| {
             let name = format!("grant_sigv4.local_errors.{code}");
-            (hostcalls::define_metric(MetricKind::Counter, &name).ok(), 0)
+            (host.define_metric(MetricKind::Counter, &name), 0)
         });
         entry.1 += 1;
     }
 
     /// Add the counts kept since the last flush to Envoy's counters.
-    pub fn flush(&mut self) {
+    pub fn flush(&mut self, host: &mut impl Host) {
         for (id, p) in self.ids.iter().zip(self.pending.iter_mut()) {
             if let (Some(id), true) = (id, *p > 0) {
-                let _ = hostcalls::increment_metric(*id, *p);
+                host.increment_metric(*id, *p);
             }
             *p = 0;
         }
         for (id, n) in self.errors.values_mut() {
             if let (Some(id), true) = (id, *n > 0) {
-                let _ = hostcalls::increment_metric(*id, *n);
+                host.increment_metric(*id, *n);
             }
             *n = 0;
         }
     }
 
-    pub fn callout_latency(&self, ms: u64) {
+    pub fn callout_latency(&self, host: &mut impl Host, ms: u64) {
         if let Some(id) = self.callout_ms {
-            let _ = hostcalls::record_metric(id, ms);
+            host.record_metric(id, ms);
         }
+    }
+
+    /// What is counted and not yet flushed, by metric name (for tests).
+    pub fn pending(&self, name: &str) -> i64 {
+        let counter = NAMES
+            .iter()
+            .position(|(_, n)| *n == name)
+            .and_then(|i| self.pending.get(i).copied());
+        let error = name
+            .strip_prefix("grant_sigv4.local_errors.")
+            .and_then(|code| self.errors.iter().find(|(c, _)| c.as_str() == code))
+            .map(|(_, e)| e)
+            .map(|(_, n)| *n);
+        counter.or(error).unwrap_or(0)
     }
 }

@@ -1,0 +1,808 @@
+//! The engine as event sequences, with a fake host and a fake clock.
+
+use super::*;
+use crate::request::Edits;
+use std::collections::HashMap;
+
+const T0_MS: u64 = 1_700_000_000_000;
+const STS: &str = "sts.us-east-1.amazonaws.com";
+
+/// What the engine asked the host to do, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Effect {
+    /// Request signed with this access key id.
+    Signed(u32, String),
+    Resumed(u32),
+    Replied(u32, u32, &'static str),
+    FilterState(u32, String),
+    Callout(u32, String),
+    SharedWrite(String, usize),
+}
+
+/// Shared data of one process: value and version per key.
+type SharedData = Rc<RefCell<HashMap<String, (Vec<u8>, u32)>>>;
+
+struct FakeHost {
+    now_ms: u64,
+    effects: Vec<Effect>,
+    next_token: u32,
+    callouts_fail: bool,
+    /// The callout answer being delivered.
+    answer: (Option<u32>, Vec<u8>),
+    shared: SharedData,
+    /// Response headers of the request whose response-headers event runs.
+    response: Vec<(&'static str, String)>,
+    peer_address: Option<String>,
+    /// The clock is broken.
+    no_clock: bool,
+    /// Names of the headers of the last callout started.
+    callout_headers: Vec<String>,
+    /// Another worker changes a shared value right after each read of it.
+    race_after_read: bool,
+}
+
+impl Host for FakeHost {
+    fn now_ms(&mut self) -> Option<u64> {
+        (!self.no_clock).then_some(self.now_ms)
+    }
+    fn property(&mut self, _id: RequestId, property: Property) -> Option<Vec<u8>> {
+        match property {
+            Property::SourceAddress => self.peer_address.clone().map(String::into_bytes),
+            Property::PeerUriSan => None,
+        }
+    }
+    fn edit_request_headers(&mut self, id: RequestId, edits: &Edits) -> Result<(), String> {
+        let auth = edits
+            .set
+            .iter()
+            .find(|(k, _)| k == "authorization")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let akid = auth
+            .split("Credential=")
+            .nth(1)
+            .and_then(|c| c.split('/').next())
+            .unwrap_or("")
+            .to_string();
+        self.effects.push(Effect::Signed(id, akid));
+        Ok(())
+    }
+    fn resume_request(&mut self, id: RequestId) {
+        self.effects.push(Effect::Resumed(id));
+    }
+    fn send_local_reply(&mut self, id: RequestId, error: &LocalError) {
+        self.effects
+            .push(Effect::Replied(id, error.status(), error.code.as_str()));
+    }
+    fn set_filter_state(&mut self, id: RequestId, _name: &str, value: &[u8]) {
+        let v = String::from_utf8_lossy(value).into_owned();
+        self.effects.push(Effect::FilterState(id, v));
+    }
+    fn response_header(&mut self, _id: RequestId, name: &str) -> Option<Vec<u8>> {
+        self.response
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone().into_bytes())
+    }
+    fn start_callout(
+        &mut self,
+        _cluster: &str,
+        headers: &[(&str, &[u8])],
+        _timeout_ms: u32,
+    ) -> Result<CalloutToken, String> {
+        if self.callouts_fail {
+            return Err("no such cluster".into());
+        }
+        self.next_token += 1;
+        self.callout_headers = headers.iter().map(|(k, _)| k.to_string()).collect();
+        let path = headers
+            .iter()
+            .find(|(k, _)| *k == ":path")
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        self.effects.push(Effect::Callout(self.next_token, path));
+        Ok(self.next_token)
+    }
+    fn callout_status(&mut self) -> Option<u32> {
+        self.answer.0
+    }
+    fn callout_body(&mut self, size: usize) -> Vec<u8> {
+        self.answer.1.iter().copied().take(size).collect()
+    }
+    fn get_shared(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
+        let mut shared = self.shared.borrow_mut();
+        let read = shared.get(key).cloned();
+        if self.race_after_read {
+            if let Some((_, v)) = shared.get_mut(key) {
+                *v += 1;
+            }
+        }
+        read
+    }
+    fn set_shared(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), String> {
+        let mut shared = self.shared.borrow_mut();
+        let version = shared.get(key).map_or(0, |(_, v)| *v);
+        if cas != 0 && cas != version {
+            return Err("CAS mismatch".into());
+        }
+        shared.insert(key.to_string(), (value.to_vec(), version + 1));
+        self.effects
+            .push(Effect::SharedWrite(key.to_string(), value.len()));
+        Ok(())
+    }
+    fn set_tick_period_ms(&mut self, _ms: u32) -> Result<(), String> {
+        Ok(())
+    }
+    fn define_metric(&mut self, _kind: MetricKind, _name: &str) -> Option<u32> {
+        Some(1)
+    }
+    fn increment_metric(&mut self, _id: u32, _by: i64) {}
+    fn record_metric(&mut self, _id: u32, _value: u64) {}
+}
+
+/// One plugin instance on one worker, its host, and its clock.
+struct Worker {
+    engine: Engine,
+    host: FakeHost,
+}
+
+const CACHE: &str = r#""cache": {"ttl_seconds": 300, "max_stale_seconds": 600,
+    "negative_ttl_seconds": 10, "refresh_ahead_seconds": 60, "min_refetch_seconds": 5}"#;
+
+fn config(extra: &str) -> String {
+    format!(r#"{{"vault": {{"token": "vault-token"}}, {CACHE}{extra}}}"#)
+}
+
+impl Worker {
+    fn new(shared: &SharedData) -> Worker {
+        Worker::with_config(shared, &config(""))
+    }
+
+    fn with_config(shared: &SharedData, cfg: &str) -> Worker {
+        let mut host = FakeHost {
+            now_ms: T0_MS,
+            effects: Vec::new(),
+            next_token: 0,
+            callouts_fail: false,
+            answer: (None, Vec::new()),
+            shared: Rc::clone(shared),
+            response: Vec::new(),
+            peer_address: Some("10.0.0.7:5000".into()),
+            race_after_read: false,
+            no_clock: false,
+            callout_headers: Vec::new(),
+        };
+        let mut engine = Engine::new(Rc::default());
+        assert!(engine.on_configure(&mut host, cfg.as_bytes(), |_| None));
+        Worker { engine, host }
+    }
+
+    fn advance(&mut self, secs: u64) {
+        self.host.now_ms += secs * 1000;
+    }
+
+    /// A GET for `grant` as request `id`.
+    fn get(&mut self, id: u32, grant: &str) -> Action {
+        let headers: [(&str, &[u8]); 4] = [
+            (":method", b"GET"),
+            (":path", b"/?Action=GetCallerIdentity&Version=2011-06-15"),
+            (":authority", STS.as_bytes()),
+            ("x-grant-id", grant.as_bytes()),
+        ];
+        self.engine
+            .on_request_headers(&mut self.host, id, &headers, true)
+    }
+
+    fn answer(&mut self, token: u32, status: u32, body: &str) {
+        self.host.answer = (Some(status), body.as_bytes().to_vec());
+        self.engine
+            .on_callout_answer(&mut self.host, token, body.len());
+    }
+
+    fn respond(&mut self, id: u32, status: u32, error_type: Option<&str>) {
+        self.host.response = vec![(":status", status.to_string())];
+        if let Some(t) = error_type {
+            self.host.response.push(("x-amzn-errortype", t.to_string()));
+        }
+        self.engine.on_response_headers(&mut self.host, id);
+    }
+
+    fn done(&mut self, id: u32) {
+        self.engine.on_request_done(&mut self.host, id);
+    }
+
+    fn tick(&mut self) {
+        self.engine.on_tick(&mut self.host);
+    }
+
+    /// The effects since the last call, filter-state writes left out.
+    fn effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.host.effects)
+            .into_iter()
+            .filter(|e| !matches!(e, Effect::FilterState(..)))
+            .collect()
+    }
+
+    /// Tokens of the callouts started since the last call of `effects`.
+    fn callouts(effects: &[Effect]) -> Vec<u32> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Callout(t, _) => Some(*t),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn record(akid: &str) -> String {
+    format!(
+        r#"{{"data":{{"data":{{"access_key_id":"{akid}","secret_access_key":"secret-{akid}"}}}}}}"#
+    )
+}
+
+const KEY_A: &str = "AKIAAAAAAAAAAAAAAAAA";
+const KEY_B: &str = "AKIABBBBBBBBBBBBBBBB";
+const RECORD_PATH: &str = "/v1/secret/data/aws/grants/g";
+
+fn signed(id: u32, akid: &str) -> Effect {
+    Effect::Signed(id, akid.to_string())
+}
+
+fn new_shared() -> SharedData {
+    Rc::default()
+}
+
+/// Fetch grant `g` with key `akid` through request `id` (answered, resumed, done).
+fn warm(w: &mut Worker, id: u32, akid: &str) {
+    assert_eq!(w.get(id, "g"), Action::Pause);
+    let e = w.effects();
+    let token = Worker::callouts(&e)[0];
+    w.answer(token, 200, &record(akid));
+    assert!(w.effects().contains(&signed(id, akid)));
+    w.done(id);
+}
+
+#[test]
+fn a_cached_grant_is_signed_without_pausing_and_its_state_dropped() {
+    let mut w = Worker::new(&new_shared());
+    warm(&mut w, 1, KEY_A);
+    assert_eq!(w.get(2, "g"), Action::Continue);
+    assert_eq!(w.effects(), vec![signed(2, KEY_A)]);
+    w.respond(2, 200, None);
+    w.done(2);
+    assert_eq!(w.engine.requests_tracked(), 0);
+    assert_eq!(w.engine.fetches_under_way(), (0, 0));
+}
+
+#[test]
+fn single_flight_one_callout_for_a_burst_and_all_resumed() {
+    let mut w = Worker::new(&new_shared());
+    for id in 1..=5 {
+        assert_eq!(w.get(id, "g"), Action::Pause);
+    }
+    let e = w.effects();
+    assert_eq!(e, vec![Effect::Callout(1, RECORD_PATH.into())]);
+    w.answer(1, 200, &record(KEY_A));
+    let e = w.effects();
+    for id in 1..=5 {
+        assert!(e.contains(&signed(id, KEY_A)), "{e:?}");
+        assert!(e.contains(&Effect::Resumed(id)), "{e:?}");
+    }
+    assert_eq!(Worker::callouts(&e), Vec::<u32>::new());
+    for id in 1..=5 {
+        w.done(id);
+    }
+    assert_eq!(w.engine.requests_tracked(), 0);
+    assert_eq!(w.engine.fetches_under_way(), (0, 0));
+}
+
+#[test]
+fn when_the_request_that_started_a_fetch_goes_away_the_others_still_get_its_answer() {
+    let mut w = Worker::new(&new_shared());
+    w.get(1, "g");
+    w.get(2, "g");
+    w.get(3, "g");
+    let token = Worker::callouts(&w.effects())[0];
+    w.done(1);
+    assert_eq!(w.effects(), vec![], "nobody is answered 503");
+    w.answer(token, 200, &record(KEY_A));
+    let e = any_len(w.effects());
+    assert_eq!(
+        e,
+        vec![
+            Effect::SharedWrite("grant_sigv4/v1/g".into(), usize::MAX),
+            signed(2, KEY_A),
+            Effect::Resumed(2),
+            signed(3, KEY_A),
+            Effect::Resumed(3)
+        ]
+    );
+    // When every waiter went away, the answer still fills the cache.
+    w.done(2);
+    w.done(3);
+    w.get(4, "h");
+    let token = Worker::callouts(&w.effects())[0];
+    w.done(4);
+    w.answer(token, 200, &record(KEY_B));
+    assert_eq!(
+        any_len(w.effects()),
+        vec![Effect::SharedWrite("grant_sigv4/v1/h".into(), usize::MAX)]
+    );
+    assert_eq!(w.get(5, "h"), Action::Continue);
+    assert_eq!(w.effects(), vec![signed(5, KEY_B)]);
+}
+
+impl Effect {
+    /// A shared write of any length (for comparisons).
+    fn len_any(self) -> Effect {
+        match self {
+            Effect::SharedWrite(k, _) => Effect::SharedWrite(k, usize::MAX),
+            e => e,
+        }
+    }
+}
+
+fn any_len(e: Vec<Effect>) -> Vec<Effect> {
+    e.into_iter().map(Effect::len_any).collect()
+}
+
+#[test]
+fn another_worker_takes_the_key_from_shared_data() {
+    let shared = new_shared();
+    let mut a = Worker::new(&shared);
+    let mut b = Worker::new(&shared);
+    warm(&mut a, 1, KEY_A);
+    assert_eq!(b.get(1, "g"), Action::Continue);
+    assert_eq!(b.effects(), vec![signed(1, KEY_A)]);
+    assert_eq!(b.engine.metric_pending("grant_sigv4.cache_shared_hits"), 1);
+    assert_eq!(b.engine.metric_pending("grant_sigv4.vault_callouts"), 0);
+}
+
+#[test]
+fn shared_data_never_takes_an_older_key_and_forgets_only_the_refused_one() {
+    let shared = new_shared();
+    let mut a = Worker::new(&shared);
+    let mut b = Worker::new(&shared);
+    // a starts a fetch; b fetches later and stores a newer key first.
+    a.get(1, "g");
+    let ta = Worker::callouts(&a.effects())[0];
+    b.advance(1);
+    b.get(1, "g");
+    let tb = Worker::callouts(&b.effects())[0];
+    b.answer(tb, 200, &record(KEY_B));
+    assert!(
+        any_len(b.effects()).contains(&Effect::SharedWrite("grant_sigv4/v1/g".into(), usize::MAX))
+    );
+    a.answer(ta, 200, &record(KEY_A));
+    let e = a.effects();
+    assert!(e.contains(&signed(1, KEY_A)));
+    assert!(
+        !e.iter().any(|x| matches!(x, Effect::SharedWrite(..))),
+        "the older key does not replace the newer one: {e:?}"
+    );
+    // A third worker gets the newer key.
+    let mut c = Worker::new(&shared);
+    c.advance(2);
+    assert_eq!(c.get(1, "g"), Action::Continue);
+    assert_eq!(c.effects(), vec![signed(1, KEY_B)]);
+    // AWS refuses a's (older) key: a drops it, the shared newer key stays.
+    a.respond(1, 403, Some("InvalidClientTokenId"));
+    assert!(a.effects().is_empty());
+    assert!(shared
+        .borrow()
+        .get("grant_sigv4/v1/g")
+        .is_some_and(|(v, _)| !v.is_empty()));
+    // AWS refuses c's key (the shared one): it is forgotten in shared data too.
+    c.respond(1, 403, Some("InvalidClientTokenId"));
+    assert_eq!(
+        any_len(c.effects()),
+        vec![Effect::SharedWrite("grant_sigv4/v1/g".into(), usize::MAX)]
+    );
+    assert!(shared
+        .borrow()
+        .get("grant_sigv4/v1/g")
+        .is_some_and(|(v, _)| v.is_empty()));
+    assert_eq!(c.engine.metric_pending("grant_sigv4.key_refusals"), 1);
+}
+
+#[test]
+fn a_shared_write_that_loses_the_compare_and_set_is_dropped() {
+    let shared = new_shared();
+    let mut w = Worker::new(&shared);
+    w.get(1, "g");
+    let t = Worker::callouts(&w.effects())[0];
+    shared
+        .borrow_mut()
+        .insert("grant_sigv4/v1/g".into(), (b"not a grant".to_vec(), 7));
+    // Another worker writes right after the engine's read.
+    w.host.race_after_read = true;
+    w.answer(t, 200, &record(KEY_A));
+    let e = w.effects();
+    assert_eq!(e, vec![signed(1, KEY_A), Effect::Resumed(1)], "no write");
+    assert_eq!(
+        shared.borrow().get("grant_sigv4/v1/g").map(|(_, v)| *v),
+        Some(8)
+    );
+    // Without the race, the write replaces what is not a grant, with the token read.
+    w.host.race_after_read = false;
+    w.advance(1);
+    w.respond(1, 403, Some("InvalidClientTokenId"));
+    w.get(2, "g");
+    let t = Worker::callouts(&w.effects())[0];
+    w.answer(t, 200, &record(KEY_B));
+    let (v, version) = shared
+        .borrow()
+        .get("grant_sigv4/v1/g")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(version, 9);
+    assert_eq!(
+        crate::shared_grant::decode(&v).map(|g| g.creds.access_key_id),
+        Some(KEY_B.into())
+    );
+}
+
+#[test]
+fn after_the_ttl_the_grant_is_fetched_again() {
+    let mut w = Worker::new(&new_shared());
+    warm(&mut w, 1, KEY_A);
+    w.advance(299);
+    assert_eq!(w.get(2, "g"), Action::Continue);
+    w.effects();
+    w.advance(1);
+    assert_eq!(w.get(3, "g"), Action::Pause);
+    let e = w.effects();
+    assert_eq!(Worker::callouts(&e).len(), 1, "{e:?}");
+    w.answer(Worker::callouts(&e)[0], 200, &record(KEY_B));
+    assert!(w.effects().contains(&signed(3, KEY_B)));
+}
+
+#[test]
+fn used_grants_are_refreshed_ahead_and_requests_do_not_wait() {
+    let mut w = Worker::new(&new_shared());
+    warm(&mut w, 1, KEY_A);
+    w.get(2, "g");
+    w.effects();
+    w.advance(239);
+    w.tick();
+    assert!(w.effects().is_empty(), "not yet due");
+    w.advance(1);
+    w.tick();
+    let e = w.effects();
+    assert_eq!(e, vec![Effect::Callout(2, RECORD_PATH.into())]);
+    // Requests during the refresh are signed at once with the current key.
+    assert_eq!(w.get(3, "g"), Action::Continue);
+    assert_eq!(w.effects(), vec![signed(3, KEY_A)]);
+    w.tick();
+    assert!(w.effects().is_empty(), "one refresh at a time");
+    w.answer(2, 200, &record(KEY_B));
+    assert_eq!(
+        any_len(w.effects()),
+        vec![Effect::SharedWrite("grant_sigv4/v1/g".into(), usize::MAX)]
+    );
+    assert_eq!(
+        w.engine.metric_pending("grant_sigv4.credential_refreshes"),
+        1
+    );
+    assert_eq!(w.get(4, "g"), Action::Continue);
+    assert_eq!(w.effects(), vec![signed(4, KEY_B)]);
+}
+
+#[test]
+fn idle_grants_are_not_refreshed() {
+    let mut w = Worker::new(&new_shared());
+    warm(&mut w, 1, KEY_A);
+    w.advance(250);
+    w.tick();
+    assert!(w.effects().is_empty());
+}
+
+#[test]
+fn a_stale_static_key_is_served_while_the_vault_fails_then_refused_past_max_stale() {
+    let mut w = Worker::new(&new_shared());
+    warm(&mut w, 1, KEY_A);
+    w.advance(301);
+    assert_eq!(w.get(2, "g"), Action::Pause);
+    let t = Worker::callouts(&w.effects())[0];
+    // Further requests join the fetch under way.
+    assert_eq!(w.get(3, "g"), Action::Pause);
+    assert!(w.effects().is_empty());
+    w.answer(t, 503, "{}");
+    let e = w.effects();
+    assert_eq!(
+        e,
+        vec![
+            signed(2, KEY_A),
+            Effect::Resumed(2),
+            signed(3, KEY_A),
+            Effect::Resumed(3)
+        ]
+    );
+    assert_eq!(w.engine.metric_pending("grant_sigv4.cache_stale_serves"), 1);
+    assert_eq!(w.engine.metric_pending("grant_sigv4.vault_failures"), 1);
+    // Past ttl + max_stale the key is never used.
+    w.advance(600);
+    w.get(4, "g");
+    let t = Worker::callouts(&w.effects())[0];
+    w.answer(t, 503, "{}");
+    assert_eq!(
+        w.effects(),
+        vec![Effect::Replied(4, 503, "VaultUnavailable")]
+    );
+}
+
+#[test]
+fn a_refresh_that_fails_keeps_the_key_and_is_tried_again() {
+    let mut w = Worker::new(&new_shared());
+    warm(&mut w, 1, KEY_A);
+    w.get(2, "g");
+    w.advance(240);
+    w.tick();
+    let t = Worker::callouts(&w.effects())[0];
+    w.answer(t, 500, "{}");
+    assert!(w.effects().is_empty());
+    assert_eq!(w.get(3, "g"), Action::Continue);
+    w.effects();
+    w.tick();
+    assert_eq!(Worker::callouts(&w.effects()).len(), 1, "tried again");
+}
+
+#[test]
+fn an_unknown_grant_is_remembered_for_the_negative_ttl() {
+    let mut w = Worker::new(&new_shared());
+    w.get(1, "g");
+    w.get(2, "g");
+    let t = Worker::callouts(&w.effects())[0];
+    w.answer(t, 404, "{}");
+    assert_eq!(
+        w.effects(),
+        vec![
+            Effect::Replied(1, 403, "GrantNotFound"),
+            Effect::Replied(2, 403, "GrantNotFound")
+        ]
+    );
+    w.advance(9);
+    assert_eq!(w.get(3, "g"), Action::Pause);
+    assert_eq!(w.effects(), vec![Effect::Replied(3, 403, "GrantNotFound")]);
+    w.advance(1);
+    w.get(4, "g");
+    assert_eq!(
+        Worker::callouts(&w.effects()).len(),
+        1,
+        "asked again after 10 s"
+    );
+}
+
+#[test]
+fn a_refused_key_is_dropped_and_the_same_key_refetched_at_most_once_per_min_refetch() {
+    let mut w = Worker::new(&new_shared());
+    warm(&mut w, 1, KEY_A);
+    w.get(2, "g");
+    w.effects();
+    // Not a refusal of the key.
+    w.respond(2, 403, Some("AccessDenied"));
+    assert_eq!(w.get(3, "g"), Action::Continue);
+    w.effects();
+    w.respond(3, 403, Some("InvalidClientTokenId"));
+    assert_eq!(w.engine.metric_pending("grant_sigv4.key_refusals"), 1);
+    // Fetched again; the vault still has the same key.
+    assert_eq!(w.get(4, "g"), Action::Pause);
+    let t = Worker::callouts(&w.effects())[0];
+    w.answer(t, 200, &record(KEY_A));
+    w.effects();
+    // Refused again within min_refetch_seconds: kept (no callout per request).
+    w.advance(4);
+    w.get(5, "g");
+    w.effects();
+    w.respond(5, 403, Some("InvalidClientTokenId"));
+    assert_eq!(w.get(6, "g"), Action::Continue);
+    w.effects();
+    // After min_refetch_seconds the refusal drops it again.
+    w.advance(1);
+    w.respond(6, 403, Some("InvalidClientTokenId"));
+    assert_eq!(w.get(7, "g"), Action::Pause);
+    assert_eq!(Worker::callouts(&w.effects()).len(), 1);
+    assert_eq!(w.engine.metric_pending("grant_sigv4.key_refusals"), 2);
+}
+
+const DYNAMIC_RECORD: &str = r#"{"data":{"data":{"aws_role":"app"}}}"#;
+
+fn issued(akid: &str, lease: u64) -> String {
+    format!(
+        r#"{{"lease_duration":{lease},"data":{{"access_key":"{akid}","secret_key":"s-{akid}","session_token":null}}}}"#
+    )
+}
+
+#[test]
+fn a_dynamic_key_is_refreshed_before_its_lease_ends_and_never_used_after() {
+    let mut w = Worker::new(&new_shared());
+    w.get(1, "g");
+    let e = w.effects();
+    w.answer(Worker::callouts(&e)[0], 200, DYNAMIC_RECORD);
+    let e = w.effects();
+    assert_eq!(e, vec![Effect::Callout(2, "/v1/aws/creds/app".into())]);
+    w.answer(2, 200, &issued(KEY_A, 60));
+    assert!(w.effects().contains(&signed(1, KEY_A)));
+    // A 60 s lease: refreshed half-way, usable until 60 - 10 s.
+    w.get(2, "g");
+    w.effects();
+    w.advance(30);
+    w.tick();
+    let t = Worker::callouts(&w.effects())[0];
+    // The vault fails: the key is served until its lease's end, then never.
+    w.answer(t, 503, "{}");
+    w.effects();
+    w.advance(19);
+    assert_eq!(w.get(3, "g"), Action::Continue);
+    w.effects();
+    w.advance(1);
+    assert_eq!(w.get(4, "g"), Action::Pause);
+    let t = Worker::callouts(&w.effects())[0];
+    w.answer(t, 503, "{}");
+    assert_eq!(
+        w.effects(),
+        vec![Effect::Replied(4, 503, "VaultUnavailable")]
+    );
+}
+
+#[test]
+fn a_callout_that_cannot_start_answers_503() {
+    let mut w = Worker::new(&new_shared());
+    w.host.callouts_fail = true;
+    assert_eq!(w.get(1, "g"), Action::Pause);
+    assert_eq!(
+        w.effects(),
+        vec![Effect::Replied(1, 503, "VaultUnavailable")]
+    );
+    assert_eq!(w.engine.fetches_under_way(), (0, 0));
+    w.host.callouts_fail = false;
+    w.get(2, "g");
+    assert_eq!(Worker::callouts(&w.effects()).len(), 1);
+}
+
+#[test]
+fn an_answer_for_an_unknown_token_is_ignored() {
+    let mut w = Worker::new(&new_shared());
+    w.answer(42, 200, &record(KEY_A));
+    assert!(w.effects().is_empty());
+}
+
+#[test]
+fn a_request_refused_before_planning_has_its_decision_in_the_filter_state() {
+    let mut w = Worker::new(&new_shared());
+    let headers: [(&str, &[u8]); 2] = [(":method", b"GET"), (":authority", STS.as_bytes())];
+    assert_eq!(
+        w.engine.on_request_headers(&mut w.host, 1, &headers, true),
+        Action::Pause
+    );
+    let e = std::mem::take(&mut w.host.effects);
+    assert!(
+        matches!(e.last(), Some(Effect::Replied(1, 401, "GrantMissing"))),
+        "{e:?}"
+    );
+    assert!(e
+        .iter()
+        .any(|x| matches!(x, Effect::FilterState(1, s) if s.contains("GrantMissing"))));
+    w.done(1);
+    assert_eq!(w.engine.requests_tracked(), 0);
+}
+
+#[test]
+fn upstream_retries_carry_the_grant_of_their_first_attempt() {
+    let shared = new_shared();
+    let mut w = Worker::with_config(&shared, &config(r#", "upstream_filter": true"#));
+    warm(&mut w, 1, KEY_A);
+    let first: [(&str, &[u8]); 5] = [
+        (":method", b"GET"),
+        (":path", b"/"),
+        (":authority", STS.as_bytes()),
+        ("x-grant-id", b"g"),
+        ("x-request-id", b"r-1"),
+    ];
+    assert_eq!(
+        w.engine.on_request_headers(&mut w.host, 2, &first, true),
+        Action::Continue
+    );
+    let retry: [(&str, &[u8]); 4] = [
+        (":method", b"GET"),
+        (":path", b"/"),
+        (":authority", STS.as_bytes()),
+        ("x-request-id", b"r-1"),
+    ];
+    assert_eq!(
+        w.engine.on_request_headers(&mut w.host, 3, &retry, true),
+        Action::Continue
+    );
+    assert_eq!(w.effects(), vec![signed(2, KEY_A), signed(3, KEY_A)]);
+    // Another caller cannot use the request id.
+    w.host.peer_address = Some("10.0.0.8:5000".into());
+    assert_eq!(
+        w.engine.on_request_headers(&mut w.host, 4, &retry, true),
+        Action::Pause
+    );
+    assert!(matches!(
+        w.effects().as_slice(),
+        [Effect::Replied(4, 401, "GrantMissing")]
+    ));
+}
+
+#[test]
+fn behind_a_vault_proxy_no_token_is_sent() {
+    let mut w = Worker::new(&new_shared());
+    w.get(1, "g");
+    assert!(w
+        .host
+        .callout_headers
+        .contains(&"x-vault-token".to_string()));
+    let proxy = r#"{"vault": {"auth": {"method": "proxy"}}}"#;
+    let mut p = Worker::with_config(&new_shared(), proxy);
+    p.get(1, "g");
+    assert_eq!(Worker::callouts(&p.effects()).len(), 1);
+    assert_eq!(
+        p.host.callout_headers,
+        vec![":method", ":path", ":authority", "accept"]
+    );
+    p.answer(1, 503, "{}");
+    let e = p.effects();
+    assert_eq!(e, vec![Effect::Replied(1, 503, "VaultUnavailable")]);
+}
+
+#[test]
+fn without_a_clock_nothing_is_signed() {
+    let mut w = Worker::new(&new_shared());
+    warm(&mut w, 1, KEY_A);
+    w.host.no_clock = true;
+    assert_eq!(w.get(2, "g"), Action::Pause);
+    assert_eq!(w.effects(), vec![Effect::Replied(2, 500, "InternalError")]);
+    // A vault answer that arrives without a clock refuses its waiters.
+    w.host.no_clock = false;
+    w.get(3, "h");
+    let t = Worker::callouts(&w.effects())[0];
+    w.host.no_clock = true;
+    w.answer(t, 200, &record(KEY_B));
+    assert_eq!(w.effects(), vec![Effect::Replied(3, 500, "InternalError")]);
+    w.tick();
+    assert!(w.effects().is_empty());
+}
+
+#[test]
+fn the_tick_leaves_a_grant_to_the_request_fetch_under_way() {
+    let mut w = Worker::new(&new_shared());
+    warm(&mut w, 1, KEY_A);
+    w.get(2, "g");
+    w.effects();
+    // Past the TTL a request fetches; the tick that finds the grant due starts nothing.
+    w.advance(300);
+    w.get(3, "g");
+    let t = Worker::callouts(&w.effects())[0];
+    w.tick();
+    assert!(w.effects().is_empty());
+    w.answer(t, 200, &record(KEY_B));
+    assert!(w.effects().contains(&signed(3, KEY_B)));
+    // The new key is refreshed ahead of its own expiry.
+    w.get(4, "g");
+    w.effects();
+    w.advance(240);
+    w.tick();
+    assert_eq!(Worker::callouts(&w.effects()).len(), 1);
+}
+
+#[test]
+fn a_waiting_request_that_goes_away_is_not_resumed() {
+    let mut w = Worker::new(&new_shared());
+    w.get(1, "g");
+    w.get(2, "g");
+    let t = Worker::callouts(&w.effects())[0];
+    w.done(2);
+    w.answer(t, 200, &record(KEY_A));
+    let e = w.effects();
+    assert!(e.contains(&Effect::Resumed(1)));
+    assert!(
+        !e.iter()
+            .any(|x| matches!(x, Effect::Signed(2, _) | Effect::Resumed(2))),
+        "{e:?}"
+    );
+    w.done(1);
+    assert_eq!(w.engine.requests_tracked(), 0);
+}

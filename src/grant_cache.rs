@@ -1,0 +1,364 @@
+//! Credential cache policy per plugin instance: how long a grant's key is used, served
+//! stale, refreshed, remembered as absent, and when a refusal by AWS drops it.
+//!
+//! Time is passed in (seconds since the Unix epoch) so the policy is tested without a clock.
+
+use crate::config::CacheConfig;
+use crate::policy::Policy;
+use crate::vault::{Credentials, DynamicSource};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// Most grants kept per worker; past this, expired entries are dropped first, then the
+/// entry closest to expiry.
+pub const MAX_ENTRIES: usize = 4096;
+
+/// Seconds before a dynamic lease's end after which its key is no longer used (clock skew).
+pub const LEASE_SAFETY_SECONDS: u64 = 10;
+
+/// What signing needs for one grant, with its time limits (seconds since the Unix epoch).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CachedGrant {
+    pub creds: Credentials,
+    pub policy: Policy,
+    pub fetched_at: u64,
+    /// Used without asking the vault until then.
+    pub fresh_until: u64,
+    /// Never used after this: the end of a dynamic lease, or for a static key the end of
+    /// the time it may be served stale while the vault is down.
+    pub usable_until: u64,
+    /// Refreshed in the background from then on, so no request waits on the refresh.
+    pub refresh_at: u64,
+    /// Where a dynamic key is issued (refreshes read the grant record again, then this).
+    pub dynamic: Option<DynamicSource>,
+}
+
+impl CachedGrant {
+    /// A static key: fresh for `ttl_seconds`, then served stale for at most
+    /// `max_stale_seconds` while the vault cannot be read.
+    pub fn new_static(creds: Credentials, policy: Policy, now: u64, cfg: &CacheConfig) -> Self {
+        let fresh_until = now.saturating_add(cfg.ttl_seconds);
+        CachedGrant {
+            creds,
+            policy,
+            fetched_at: now,
+            fresh_until,
+            usable_until: fresh_until.saturating_add(cfg.max_stale_seconds),
+            refresh_at: fresh_until.saturating_sub(cfg.refresh_ahead_seconds),
+            dynamic: None,
+        }
+    }
+
+    /// A key issued with a lease of `lease_seconds` (0: no lease given, use `ttl_seconds`).
+    /// It is never used past the lease's end, and is refreshed `refresh_ahead_seconds`
+    /// before (or half-way through a shorter lease).
+    pub fn new_dynamic(
+        creds: Credentials,
+        policy: Policy,
+        source: DynamicSource,
+        lease_seconds: u64,
+        now: u64,
+        cfg: &CacheConfig,
+    ) -> Self {
+        let lease = if lease_seconds == 0 {
+            cfg.ttl_seconds
+        } else {
+            lease_seconds
+        };
+        let end = now.saturating_add(lease.saturating_sub(LEASE_SAFETY_SECONDS.min(lease / 4)));
+        let ahead = if cfg.refresh_ahead_seconds * 2 <= lease {
+            cfg.refresh_ahead_seconds
+        } else {
+            lease / 2
+        };
+        CachedGrant {
+            creds,
+            policy,
+            fetched_at: now,
+            fresh_until: end,
+            usable_until: end,
+            refresh_at: now.saturating_add(lease.saturating_sub(ahead)),
+            dynamic: Some(source),
+        }
+    }
+}
+
+/// What the cache knows about a grant at a time.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// Use it.
+    Fresh(Rc<CachedGrant>),
+    /// Past its TTL: fetch again, but it may still be used if the vault cannot be read.
+    Stale(Rc<CachedGrant>),
+    /// The vault said recently that there is no such grant.
+    NotFound,
+    Miss,
+}
+
+struct Entry {
+    grant: Rc<CachedGrant>,
+    used: bool,
+    refreshing: bool,
+}
+
+/// Grants per worker, with "no such grant" remembered for a short while.
+#[derive(Default)]
+pub struct GrantCache {
+    entries: HashMap<String, Entry>,
+    not_found: HashMap<String, u64>,
+    /// The last key AWS refused per grant, and when.
+    refused: HashMap<String, (String, u64)>,
+}
+
+impl GrantCache {
+    pub fn lookup(&mut self, grant: &str, now: u64) -> Lookup {
+        if let Some(e) = self.entries.get_mut(grant) {
+            if now < e.grant.fresh_until {
+                e.used = true;
+                return Lookup::Fresh(Rc::clone(&e.grant));
+            }
+            if now < e.grant.usable_until {
+                return Lookup::Stale(Rc::clone(&e.grant));
+            }
+        }
+        match self.not_found.get(grant) {
+            Some(&until) if now < until => Lookup::NotFound,
+            _ => Lookup::Miss,
+        }
+    }
+
+    /// The freshest of the worker's entry and `other` (from shared data) wins.
+    pub fn insert(&mut self, grant: &str, g: CachedGrant) -> Rc<CachedGrant> {
+        self.not_found.remove(grant);
+        if let Some(e) = self.entries.get(grant) {
+            if e.grant.fetched_at > g.fetched_at {
+                return Rc::clone(&e.grant);
+            }
+        }
+        if self.entries.len() >= MAX_ENTRIES && !self.entries.contains_key(grant) {
+            let now = g.fetched_at;
+            self.entries.retain(|_, e| now < e.grant.usable_until);
+            if self.entries.len() >= MAX_ENTRIES {
+                if let Some(k) = self
+                    .entries
+                    .iter()
+                    .min_by_key(|(_, e)| e.grant.usable_until)
+                    .map(|(k, _)| k.clone())
+                {
+                    self.entries.remove(&k);
+                }
+            }
+        }
+        let g = Rc::new(g);
+        self.entries.insert(
+            grant.to_string(),
+            Entry {
+                grant: Rc::clone(&g),
+                used: false,
+                refreshing: false,
+            },
+        );
+        g
+    }
+
+    pub fn remember_not_found(&mut self, grant: &str, until: u64) {
+        if self.not_found.len() >= MAX_ENTRIES {
+            self.not_found.clear();
+        }
+        self.entries.remove(grant);
+        self.not_found.insert(grant.to_string(), until);
+    }
+
+    /// AWS refused the key fetched at `fetched_at`: forget it so the next request fetches
+    /// the grant again. When the vault gave the same key again after a refusal (the refusal
+    /// is not about the key, e.g. a 403 AccessDenied), the grant is fetched again at most
+    /// once per `min_refetch` seconds, so such refusals do not turn every request into a
+    /// vault call. Returns whether the entry was dropped.
+    pub fn invalidate(&mut self, grant: &str, fetched_at: u64, now: u64, min_refetch: u64) -> bool {
+        let Some(e) = self.entries.get(grant) else {
+            return false;
+        };
+        if e.grant.fetched_at != fetched_at {
+            // An older key's refusal does not drop a newer key.
+            return false;
+        }
+        let akid = &e.grant.creds.access_key_id;
+        if let Some((last, at)) = self.refused.get(grant) {
+            if last == akid && now.saturating_sub(*at) < min_refetch {
+                return false;
+            }
+        }
+        if self.refused.len() >= MAX_ENTRIES {
+            self.refused.clear();
+        }
+        self.refused.insert(grant.to_string(), (akid.clone(), now));
+        self.entries.remove(grant);
+        true
+    }
+
+    /// Grants to refresh in the background now: used since they were fetched, past their
+    /// refresh time, still usable, and not already being refreshed. They are marked.
+    pub fn due_for_refresh(&mut self, now: u64) -> Vec<String> {
+        let mut due = Vec::new();
+        for (k, e) in self.entries.iter_mut() {
+            if e.used && !e.refreshing && now >= e.grant.refresh_at && now < e.grant.usable_until {
+                e.refreshing = true;
+                due.push(k.clone());
+            }
+        }
+        due
+    }
+
+    /// A background refresh ended without a new key: it may be tried again later.
+    pub fn refresh_failed(&mut self, grant: &str) {
+        if let Some(e) = self.entries.get_mut(grant) {
+            e.refreshing = false;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds(k: &str) -> Credentials {
+        Credentials {
+            access_key_id: k.into(),
+            secret_access_key: "s".into(),
+            session_token: None,
+        }
+    }
+
+    fn cfg() -> CacheConfig {
+        CacheConfig {
+            ttl_seconds: 300,
+            max_stale_seconds: 600,
+            negative_ttl_seconds: 10,
+            refresh_ahead_seconds: 60,
+            min_refetch_seconds: 5,
+        }
+    }
+
+    fn stat(k: &str, now: u64) -> CachedGrant {
+        CachedGrant::new_static(creds(k), Policy::default(), now, &cfg())
+    }
+
+    fn key(l: Lookup) -> Option<(bool, String)> {
+        match l {
+            Lookup::Fresh(g) => Some((true, g.creds.access_key_id.clone())),
+            Lookup::Stale(g) => Some((false, g.creds.access_key_id.clone())),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn static_ttl_then_stale_then_gone() {
+        let mut c = GrantCache::default();
+        c.insert("g", stat("A", 100));
+        assert_eq!(key(c.lookup("g", 100)), Some((true, "A".into())));
+        assert_eq!(key(c.lookup("g", 399)), Some((true, "A".into())));
+        assert_eq!(key(c.lookup("g", 400)), Some((false, "A".into())));
+        assert_eq!(key(c.lookup("g", 999)), Some((false, "A".into())));
+        assert_eq!(c.lookup("g", 1000), Lookup::Miss);
+        assert_eq!(c.lookup("other", 100), Lookup::Miss);
+    }
+
+    #[test]
+    fn dynamic_lease_is_never_exceeded() {
+        let src = DynamicSource {
+            mount: "aws".into(),
+            role: "r".into(),
+            kind: crate::vault::DynamicKind::Creds,
+        };
+        let g = CachedGrant::new_dynamic(
+            creds("D"),
+            Policy::default(),
+            src.clone(),
+            900,
+            1000,
+            &cfg(),
+        );
+        assert_eq!(g.usable_until, 1000 + 900 - LEASE_SAFETY_SECONDS);
+        assert_eq!(g.fresh_until, g.usable_until);
+        assert_eq!(g.refresh_at, 1000 + 900 - 60);
+        // a short lease is refreshed half-way
+        let s = CachedGrant::new_dynamic(creds("D"), Policy::default(), src, 60, 1000, &cfg());
+        assert_eq!(s.refresh_at, 1030);
+        assert!(s.usable_until <= 1060);
+        let back = crate::shared_grant::decode(&crate::shared_grant::encode(&g)).unwrap();
+        assert_eq!(back, g);
+    }
+
+    #[test]
+    fn newer_wins_and_invalidate_respects_min_refetch() {
+        let mut c = GrantCache::default();
+        c.insert("g", stat("B", 200));
+        c.insert("g", stat("A", 100));
+        assert_eq!(key(c.lookup("g", 201)), Some((true, "B".into())));
+        assert!(
+            !c.invalidate("g", 100, 300, 5),
+            "an older key's refusal does not drop a newer one"
+        );
+        assert!(
+            c.invalidate("g", 200, 201, 5),
+            "a first refusal drops the key at once"
+        );
+        assert_eq!(c.lookup("g", 202), Lookup::Miss);
+        // The vault gave the same key again and AWS refused it again: not within 5 s.
+        c.insert("g", stat("B", 202));
+        assert!(!c.invalidate("g", 202, 203, 5));
+        assert!(c.invalidate("g", 202, 207, 5));
+        // A different key is dropped at once.
+        c.insert("g", stat("C", 208));
+        assert!(c.invalidate("g", 208, 208, 5));
+    }
+
+    #[test]
+    fn not_found_is_remembered_briefly() {
+        let mut c = GrantCache::default();
+        c.insert("g", stat("A", 0));
+        c.remember_not_found("g", 10);
+        assert_eq!(c.lookup("g", 5), Lookup::NotFound);
+        assert_eq!(c.lookup("g", 10), Lookup::Miss);
+        c.remember_not_found("h", 10);
+        c.insert("h", stat("A", 1));
+        assert!(matches!(c.lookup("h", 2), Lookup::Fresh(_)));
+    }
+
+    #[test]
+    fn refresh_only_used_entries_once() {
+        let mut c = GrantCache::default();
+        c.insert("used", stat("A", 0));
+        c.insert("idle", stat("B", 0));
+        let _ = c.lookup("used", 1);
+        assert!(c.due_for_refresh(100).is_empty());
+        assert_eq!(c.due_for_refresh(240), vec!["used".to_string()]);
+        assert!(c.due_for_refresh(241).is_empty(), "already refreshing");
+        c.refresh_failed("used");
+        assert_eq!(c.due_for_refresh(242), vec!["used".to_string()]);
+    }
+
+    #[test]
+    fn bounded() {
+        let mut c = GrantCache::default();
+        for i in 0..MAX_ENTRIES + 10 {
+            let mut g = stat("A", 0);
+            g.usable_until = 10 + i as u64;
+            c.insert(&format!("g{i}"), g);
+        }
+        assert_eq!(c.len(), MAX_ENTRIES);
+        assert!(matches!(
+            c.lookup(&format!("g{}", MAX_ENTRIES + 9), 0),
+            Lookup::Fresh(_)
+        ));
+        assert_eq!(c.lookup("g0", 0), Lookup::Miss);
+    }
+}
