@@ -8,7 +8,8 @@
 //! short-lived keys are then read from `/v1/<aws_mount>/creds/<role>` (or `sts/<role>`).
 //! Optional policy fields restrict what the grant may be used for (see [`crate::policy`]).
 
-use crate::config::VaultConfig;
+use crate::config::{AuthMethod, VaultConfig};
+use crate::errors::{ErrorCode, LocalError};
 use crate::json::json_fields;
 use crate::policy::{Cidr, Policy};
 use serde_json::{Map, Value};
@@ -94,6 +95,30 @@ pub enum VaultError {
     Unavailable(String),
     /// The grant exists but its record lacks a field or holds a malformed one.
     BadRecord(String),
+}
+
+impl VaultError {
+    /// The local reply for a grant the vault could not give (the same for every host).
+    pub fn local_error(&self, vault: &VaultConfig) -> LocalError {
+        match self {
+            VaultError::NotFound => LocalError::grant_not_found(),
+            // Behind a proxy, the reply names it: that is where the operator looks first.
+            VaultError::Unavailable(why) if vault.auth == AuthMethod::Proxy => LocalError::new(
+                ErrorCode::VaultUnavailable,
+                format!(
+                    "the credential store could not be read through the Vault/OpenBao Proxy \
+                         (cluster {}): {}",
+                    vault.cluster,
+                    why.replace("the filter's token", "the proxy's token")
+                ),
+            ),
+            VaultError::Unavailable(why) => LocalError::vault_unavailable(why),
+            VaultError::BadRecord(why) => LocalError::new(
+                ErrorCode::GrantRecordInvalid,
+                format!("the stored record for this grant is not usable: {why}"),
+            ),
+        }
+    }
 }
 
 /// `data.data` of a KV version 2 answer (`None`: absent or null). `Err` when the document

@@ -382,7 +382,7 @@ impl Engine {
             Err(VaultError::NotFound) => {
                 self.cache
                     .remember_not_found(&grant, now.saturating_add(cfg.cache.negative_ttl_seconds));
-                Err(vault_fetch::vault_error(&cfg, &VaultError::NotFound))
+                Err(VaultError::NotFound.local_error(&cfg.vault))
             }
             Err(e @ VaultError::Unavailable(_)) => match self.cache.lookup(&grant, now) {
                 // The vault is down: serve the stale key while it is usable.
@@ -394,12 +394,12 @@ impl Engine {
                 }
                 _ => {
                     warn!("vault read for a grant failed: {e:?}");
-                    Err(vault_fetch::vault_error(&cfg, &e))
+                    Err(e.local_error(&cfg.vault))
                 }
             },
             Err(e) => {
                 warn!("vault read for a grant failed: {e:?}");
-                Err(vault_fetch::vault_error(&cfg, &e))
+                Err(e.local_error(&cfg.vault))
             }
         };
         self.finish_fetch(host, &grant, outcome, fresh, now);

@@ -1,8 +1,7 @@
 //! Vault fetches: the callouts that read a grant (its KV record, then for a dynamic grant
 //! the AWS secrets engine), and what each answer means.
 
-use crate::config::{AuthMethod, Config, VaultConfig};
-use crate::errors::{ErrorCode, LocalError};
+use crate::config::{Config, VaultConfig};
 use crate::grant_cache::CachedGrant;
 use crate::policy::Policy;
 use crate::vault::{self, DynamicSource, Source, VaultError};
@@ -78,28 +77,6 @@ pub(super) fn digest(
             vault::parse_dynamic_response(status, body).map(|(creds, lease)| {
                 CachedGrant::new_dynamic(creds, policy, source, lease, now, &cfg.cache)
             }),
-        ),
-    }
-}
-
-/// The local reply for a grant the vault could not give.
-pub(super) fn vault_error(cfg: &Config, e: &VaultError) -> LocalError {
-    match e {
-        VaultError::NotFound => LocalError::grant_not_found(),
-        // Behind a proxy, the reply names it: that is where the operator looks first.
-        VaultError::Unavailable(why) if cfg.vault.auth == AuthMethod::Proxy => LocalError::new(
-            ErrorCode::VaultUnavailable,
-            format!(
-                "the credential store could not be read through the Vault/OpenBao Proxy \
-                     (cluster {}): {}",
-                cfg.vault.cluster,
-                why.replace("the filter's token", "the proxy's token")
-            ),
-        ),
-        VaultError::Unavailable(why) => LocalError::vault_unavailable(why),
-        VaultError::BadRecord(why) => LocalError::new(
-            ErrorCode::GrantRecordInvalid,
-            format!("the stored record for this grant is not usable: {why}"),
         ),
     }
 }

@@ -16,7 +16,7 @@
 //! signing), `vault` (paths and answer parsing), `cache::CachedGrant` (time limits), `errors`.
 
 use grant_sigv4_core::aws_response::{self, KeyVerdict};
-use grant_sigv4_core::config::{AuthMethod, Config, VaultConfig};
+use grant_sigv4_core::config::{Config, VaultConfig};
 use grant_sigv4_core::errors::{ErrorCode, LocalError};
 use grant_sigv4_core::grant_cache::CachedGrant;
 use grant_sigv4_core::policy::{Caller, Policy};
@@ -125,28 +125,6 @@ pub struct Request {
     /// The grant and when its key was fetched, once signed: an AWS refusal drops that key.
     signed_with: Option<(String, u64)>,
     finished: bool,
-}
-
-/// The local reply for a vault failure (the wasm filter's wording, proxy case included).
-fn vault_error(cfg: &Config, e: &VaultError) -> LocalError {
-    match e {
-        VaultError::NotFound => LocalError::grant_not_found(),
-        // Behind a proxy, the reply names it: that is where the operator looks first.
-        VaultError::Unavailable(why) if cfg.vault.auth == AuthMethod::Proxy => LocalError::new(
-            ErrorCode::VaultUnavailable,
-            format!(
-                "the credential store could not be read through the Vault/OpenBao Proxy \
-                     (cluster {}): {}",
-                cfg.vault.cluster,
-                why.replace("the filter's token", "the proxy's token")
-            ),
-        ),
-        VaultError::Unavailable(why) => LocalError::vault_unavailable(why),
-        VaultError::BadRecord(why) => LocalError::new(
-            ErrorCode::GrantRecordInvalid,
-            format!("the stored record for this grant is not usable: {why}"),
-        ),
-    }
 }
 
 impl Request {
@@ -300,10 +278,10 @@ impl Request {
                 // The vault is down: a key still usable is served.
                 match with_grants(|m| m.get(&key).filter(|g| now < g.usable_until).cloned()) {
                     Some(g) => g,
-                    None => return self.refuse(vault_error(&self.cfg, &e)),
+                    None => return self.refuse(e.local_error(&self.cfg.vault)),
                 }
             }
-            Err(e) => return self.refuse(vault_error(&self.cfg, &e)),
+            Err(e) => return self.refuse(e.local_error(&self.cfg.vault)),
         };
         self.grant = Some(grant);
         self.sign_if_ready(now, caller)
