@@ -225,11 +225,12 @@ impl GrantCache {
     }
 }
 
+/// Grants and cache settings for the tests of the cache and of its shared-data codec.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
 
-    fn creds(k: &str) -> Credentials {
+    pub(crate) fn creds(k: &str) -> Credentials {
         Credentials {
             access_key_id: k.into(),
             secret_access_key: "s".into(),
@@ -237,7 +238,7 @@ mod tests {
         }
     }
 
-    fn cfg() -> CacheConfig {
+    pub(crate) fn cfg() -> CacheConfig {
         CacheConfig {
             ttl_seconds: 300,
             max_stale_seconds: 600,
@@ -247,9 +248,16 @@ mod tests {
         }
     }
 
-    fn stat(k: &str, now: u64) -> CachedGrant {
+    /// A static grant with key id `k`, fetched at `now`.
+    pub(crate) fn stat(k: &str, now: u64) -> CachedGrant {
         CachedGrant::new_static(creds(k), Policy::default(), now, &cfg())
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{cfg, creds, stat};
+    use super::*;
 
     fn key(l: Lookup) -> Option<(bool, String)> {
         match l {

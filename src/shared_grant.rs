@@ -188,29 +188,7 @@ fn json_kind(v: &Value) -> Option<DynamicKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::CacheConfig;
-
-    fn creds(k: &str) -> Credentials {
-        Credentials {
-            access_key_id: k.into(),
-            secret_access_key: "s".into(),
-            session_token: None,
-        }
-    }
-
-    fn cfg() -> CacheConfig {
-        CacheConfig {
-            ttl_seconds: 300,
-            max_stale_seconds: 600,
-            negative_ttl_seconds: 10,
-            refresh_ahead_seconds: 60,
-            min_refetch_seconds: 5,
-        }
-    }
-
-    fn stat(k: &str, now: u64) -> CachedGrant {
-        CachedGrant::new_static(creds(k), Policy::default(), now, &cfg())
-    }
+    use crate::grant_cache::fixtures::stat;
 
     /// The layout `#[derive(Serialize, Deserialize)]` gave before the JSON was hand-written.
     mod derived {
