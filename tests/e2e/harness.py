@@ -481,13 +481,18 @@ class Stack:
         c.meta.events.register("before-send.*.*", add_headers)
         return c
 
-    def raw(self, method: str, url: str, headers: dict | None = None, body: bytes | None = None):
-        """A raw request through Envoy as an HTTP proxy (absolute-form)."""
+    def raw(self, method: str, url: str, headers: dict | None = None, body: bytes | None = None,
+            chunks: list[bytes] | None = None):
+        """A raw request through Envoy as an HTTP proxy (absolute-form); with ``chunks``, the
+        body is sent with ``transfer-encoding: chunked`` and no content-length."""
         import http.client
 
         conn = http.client.HTTPConnection("127.0.0.1", self.listen_port, timeout=10)
         try:
-            conn.request(method, url, body=body, headers=headers or {})
+            if chunks is not None:
+                conn.request(method, url, body=iter(chunks), headers=headers or {}, encode_chunked=True)
+            else:
+                conn.request(method, url, body=body, headers=headers or {})
             r = conn.getresponse()
             return r.status, dict(r.getheaders()), r.read()
         finally:

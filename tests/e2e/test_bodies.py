@@ -77,22 +77,13 @@ def test_body_over_the_limit_is_413_before_buffering(stack):
 
 
 def test_chunked_client_body_is_hashed_and_signed(stack):
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", stack.listen_port, timeout=10)
-    try:
-        conn.request(
-            "POST",
-            "http://sts.us-east-1.amazonaws.com/",
-            body=iter([STS_FORM[:10], STS_FORM[10:]]),
-            headers={"x-grant-id": stack.grant, "content-type": "application/x-www-form-urlencoded"},
-            encode_chunked=True,
-        )
-        r = conn.getresponse()
-        body = r.read()
-    finally:
-        conn.close()
-    assert r.status == 200, body
+    status, _, body = stack.raw(
+        "POST",
+        "http://sts.us-east-1.amazonaws.com/",
+        headers={"x-grant-id": stack.grant, "content-type": "application/x-www-form-urlencoded"},
+        chunks=[STS_FORM[:10], STS_FORM[10:]],
+    )
+    assert status == 200, body
     assert b":user/app-user" in body
 
 

@@ -68,22 +68,13 @@ def test_sts_post_form_body_is_hashed_and_signed(native):
 
 
 def test_chunked_body_without_length_is_hashed_and_signed(native):
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", native.listen_port, timeout=10)
-    try:
-        conn.request(
-            "POST",
-            "http://sts.us-east-1.amazonaws.com/",
-            body=iter([STS_FORM[:10], STS_FORM[10:]]),
-            headers={"x-grant-id": native.grant, "content-type": "application/x-www-form-urlencoded"},
-            encode_chunked=True,
-        )
-        r = conn.getresponse()
-        body = r.read()
-    finally:
-        conn.close()
-    assert r.status == 200, body
+    status, _, body = native.raw(
+        "POST",
+        "http://sts.us-east-1.amazonaws.com/",
+        headers={"x-grant-id": native.grant, "content-type": "application/x-www-form-urlencoded"},
+        chunks=[STS_FORM[:10], STS_FORM[10:]],
+    )
+    assert status == 200, body
     assert b":user/native-user" in body
 
 
