@@ -28,6 +28,8 @@ pub enum Action {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetricKind {
     Counter,
+    /// A value set, not added to (the seconds left on the filter's vault token).
+    Gauge,
     Histogram,
 }
 
@@ -67,6 +69,22 @@ pub trait Host {
         headers: &[(&str, &[u8])],
         timeout_ms: u32,
     ) -> Result<CalloutToken, String>;
+    /// Start a callout with a body (`:method` in `headers`, e.g. a POST of a JSON document:
+    /// a vault login or token renewal); its answer comes back like [`Host::start_callout`]'s.
+    /// A host that cannot send a body refuses a non-empty one.
+    fn start_callout_with_body(
+        &mut self,
+        cluster: &str,
+        headers: &[(&str, &[u8])],
+        body: &[u8],
+        timeout_ms: u32,
+    ) -> Result<CalloutToken, String> {
+        if body.is_empty() {
+            self.start_callout(cluster, headers, timeout_ms)
+        } else {
+            Err(String::from("this host cannot send a callout body"))
+        }
+    }
     /// `:status` of the callout answer being delivered.
     fn callout_status(&mut self) -> Option<u32>;
     /// The first `size` bytes of the body of the callout answer being delivered.

@@ -25,6 +25,7 @@ mod host;
 mod metrics;
 mod request_audit;
 mod vault_fetch;
+mod vault_token;
 
 #[cfg(test)]
 mod tests;
@@ -35,7 +36,7 @@ pub use request_audit::AUDIT_FILTER_STATE;
 use crate::audit;
 use crate::aws_host::AuthorityMemo;
 use crate::aws_response::{self, KeyVerdict};
-use crate::config::{AuthMethod, Config, Mode};
+use crate::config::{Config, Mode};
 use crate::errors::{ErrorCode, LocalError};
 use crate::grant_cache::{CachedGrant, GrantCache, Lookup};
 use crate::policy::Caller;
@@ -51,6 +52,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use vault_fetch::{Answer, Callout, GrantFetch, Stage};
+use vault_token::{TokenUse, VaultToken};
 
 /// How often the host delivers the tick event.
 pub const TICK_MS: u32 = 1000;
@@ -80,6 +82,8 @@ pub struct Engine {
     /// Callouts under way, by token.
     callouts: IdMap<Callout>,
     metrics: Metrics,
+    /// The filter's own vault token (see `vault_token.rs`).
+    auth: VaultToken,
 }
 
 impl Engine {
@@ -96,6 +100,7 @@ impl Engine {
             fetches: HashMap::new(),
             callouts: IdMap::default(),
             metrics: Metrics::default(),
+            auth: VaultToken::default(),
         }
     }
 
@@ -148,9 +153,10 @@ impl Engine {
                 if let Err(s) = host.set_tick_period_ms(TICK_MS) {
                     warn!("no tick ({s}): no background refresh, metrics not flushed");
                 }
-                self.config = Some(Rc::new(cfg));
                 self.cache = GrantCache::default();
                 self.metrics = Metrics::define(host);
+                self.auth = VaultToken::configure(host, &cfg);
+                self.config = Some(Rc::new(cfg));
                 true
             }
             Err(e) => {
@@ -334,8 +340,12 @@ impl Engine {
         body_size: usize,
     ) {
         let Some(call) = self.callouts.remove(&token) else {
+            if self.auth.owns(token) {
+                self.on_auth_answer(host, body_size);
+            }
             return;
         };
+        let read_with = self.auth.read_answered(token);
         let Some(cfg) = self.config.clone() else {
             return;
         };
@@ -360,6 +370,7 @@ impl Engine {
         if !matches!(status, Some(200) | Some(404)) {
             self.metrics.inc(Counter::VaultFailures);
         }
+        let stage = call.stage.clone();
         let fetched = match vault_fetch::digest(&cfg, call.stage, status, &body, now) {
             Answer::Next(stage) => match self.start_callout(host, &cfg, &grant, stage) {
                 Ok(()) => return,
@@ -371,7 +382,17 @@ impl Engine {
                     return;
                 }
             },
-            Answer::Fetched(f) => f,
+            // A refused token: with AppRole, log in again and read once more.
+            Answer::Fetched(Err(_))
+                if status == Some(403)
+                    && self.retry_refused_read(host, &grant, &stage, read_with, now) =>
+            {
+                return
+            }
+            Answer::Fetched(f) => {
+                self.read_done(&grant);
+                f.map_err(|e| self.auth.explain_refusal(status, e, now))
+            }
         };
         let mut fresh = true;
         let outcome = match fetched {
@@ -479,6 +500,7 @@ impl Engine {
             warn!("no background refresh: Envoy did not give the current time");
             return;
         };
+        self.auth_tick(host, &cfg, now);
         for grant in self.cache.due_for_refresh(now) {
             if self.fetches.contains_key(&grant) {
                 // A request's fetch is under way: it brings the new key.
@@ -513,6 +535,20 @@ impl Engine {
         grant: &str,
         stage: Stage,
     ) -> Result<(), String> {
+        let started_ms = host.now_ms();
+        // Behind a Vault or OpenBao Proxy the filter holds no token and sends none; with
+        // AppRole, a read waits for the first login.
+        let vault_token = match self
+            .auth
+            .token_for_read(host, cfg, started_ms.unwrap_or(0) / 1000)
+        {
+            TokenUse::Header(t) => t,
+            TokenUse::NoHeader => String::new(),
+            TokenUse::Wait => {
+                self.defer_read(grant, stage, started_ms.unwrap_or(0) / 1000);
+                return Ok(());
+            }
+        };
         self.metrics.inc(Counter::VaultCallouts);
         let path = vault_fetch::path(&cfg.vault, grant, &stage);
         let all: [(&str, &[u8]); 5] = [
@@ -520,16 +556,16 @@ impl Engine {
             (":path", path.as_bytes()),
             (":authority", cfg.vault.authority.as_bytes()),
             ("accept", b"application/json"),
-            ("x-vault-token", cfg.vault.token.as_bytes()),
+            ("x-vault-token", vault_token.as_bytes()),
         ];
-        // Behind a Vault or OpenBao Proxy the filter holds no token and sends none.
-        let headers = match cfg.vault.auth {
-            AuthMethod::Token => &all[..],
-            AuthMethod::Proxy => &all[..4],
+        let headers = if vault_token.is_empty() {
+            &all[..4]
+        } else {
+            &all[..]
         };
         let timeout_ms = u32::try_from(cfg.vault.timeout_ms).unwrap_or(u32::MAX);
-        let started_ms = host.now_ms();
         let token = host.start_callout(&cfg.vault.cluster, headers, timeout_ms)?;
+        self.auth.read_started(token);
         self.callouts.insert(
             token,
             Callout {

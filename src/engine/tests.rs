@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::request::Edits;
+use crate::vault_auth;
 use std::collections::HashMap;
 
 const T0_MS: u64 = 1_700_000_000_000;
@@ -39,6 +40,14 @@ struct FakeHost {
     callout_headers: Vec<String>,
     /// Another worker changes a shared value right after each read of it.
     race_after_read: bool,
+    /// The `X-Vault-Token`, `:method` and body of the last callout started.
+    callout_token: Option<String>,
+    callout_method: String,
+    callout_body_sent: Vec<u8>,
+    /// The message of the last local reply.
+    reply_message: String,
+    /// Gauge values recorded, by metric id.
+    gauges: HashMap<u32, u64>,
 }
 
 impl Host for FakeHost {
@@ -71,6 +80,7 @@ impl Host for FakeHost {
         self.effects.push(Effect::Resumed(id));
     }
     fn send_local_reply(&mut self, id: RequestId, error: &LocalError) {
+        self.reply_message = error.message.clone();
         self.effects
             .push(Effect::Replied(id, error.status(), error.code.as_str()));
     }
@@ -95,6 +105,15 @@ impl Host for FakeHost {
         }
         self.next_token += 1;
         self.callout_headers = headers.iter().map(|(k, _)| k.to_string()).collect();
+        let value = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        };
+        self.callout_token = value("x-vault-token");
+        self.callout_method = value(":method").unwrap_or_default();
+        self.callout_body_sent.clear();
         let path = headers
             .iter()
             .find(|(k, _)| *k == ":path")
@@ -102,6 +121,17 @@ impl Host for FakeHost {
             .unwrap_or_default();
         self.effects.push(Effect::Callout(self.next_token, path));
         Ok(self.next_token)
+    }
+    fn start_callout_with_body(
+        &mut self,
+        cluster: &str,
+        headers: &[(&str, &[u8])],
+        body: &[u8],
+        timeout_ms: u32,
+    ) -> Result<CalloutToken, String> {
+        let t = self.start_callout(cluster, headers, timeout_ms)?;
+        self.callout_body_sent = body.to_vec();
+        Ok(t)
     }
     fn callout_status(&mut self) -> Option<u32> {
         self.answer.0
@@ -133,11 +163,13 @@ impl Host for FakeHost {
     fn set_tick_period_ms(&mut self, _ms: u32) -> Result<(), String> {
         Ok(())
     }
-    fn define_metric(&mut self, _kind: MetricKind, _name: &str) -> Option<u32> {
-        Some(1)
+    fn define_metric(&mut self, kind: MetricKind, _name: &str) -> Option<u32> {
+        Some(if kind == MetricKind::Gauge { 2 } else { 1 })
     }
     fn increment_metric(&mut self, _id: u32, _by: i64) {}
-    fn record_metric(&mut self, _id: u32, _value: u64) {}
+    fn record_metric(&mut self, id: u32, value: u64) {
+        self.gauges.insert(id, value);
+    }
 }
 
 /// One plugin instance on one worker, its host, and its clock.
@@ -158,7 +190,32 @@ impl Worker {
         Worker::with_config(shared, &config(""))
     }
 
+    /// A worker configured with `cfg`; with method `token`, its first tick's lookup-self
+    /// is answered (a token with no expiry) and forgotten.
     fn with_config(shared: &SharedData, cfg: &str) -> Worker {
+        let mut w = Worker::bare(shared, cfg);
+        w.tick();
+        let e = w.effects();
+        if let Some(Effect::Callout(t, p)) = e.first() {
+            assert_eq!(p, vault_auth::LOOKUP_SELF_PATH);
+            w.answer(
+                *t,
+                200,
+                r#"{"data": {"ttl": 0, "renewable": false, "policies": ["p"]}}"#,
+            );
+        }
+        w.effects();
+        w.host.next_token = 0;
+        w
+    }
+
+    /// A worker configured with `cfg`, before its first tick.
+    fn bare(shared: &SharedData, cfg: &str) -> Worker {
+        Worker::bare_env(shared, cfg, |_| None)
+    }
+
+    /// A worker configured with `cfg` in a VM whose environment is `env`.
+    fn bare_env(shared: &SharedData, cfg: &str, env: fn(&str) -> Option<String>) -> Worker {
         let mut host = FakeHost {
             now_ms: T0_MS,
             effects: Vec::new(),
@@ -171,9 +228,14 @@ impl Worker {
             race_after_read: false,
             no_clock: false,
             callout_headers: Vec::new(),
+            callout_token: None,
+            callout_method: String::new(),
+            callout_body_sent: Vec::new(),
+            reply_message: String::new(),
+            gauges: HashMap::new(),
         };
         let mut engine = Engine::new(Rc::default());
-        assert!(engine.on_configure(&mut host, cfg.as_bytes(), |_| None));
+        assert!(engine.on_configure(&mut host, cfg.as_bytes(), env));
         Worker { engine, host }
     }
 
@@ -806,3 +868,6 @@ fn a_waiting_request_that_goes_away_is_not_resumed() {
     w.done(1);
     assert_eq!(w.engine.requests_tracked(), 0);
 }
+
+#[path = "vault_token_tests.rs"]
+mod vault_token_tests;

@@ -145,7 +145,8 @@ fn apply(stream: Stream, cfg: &Config, f: &mut Filter, step: Step) -> Next {
         // Behind a Vault or OpenBao Proxy the module holds no token and sends none.
         let headers = match cfg.vault.auth {
             AuthMethod::Token => &all[..],
-            AuthMethod::Proxy => &all[..4],
+            // Refused at configuration (the module has no AppRole login).
+            AuthMethod::Proxy | AuthMethod::AppRole => &all[..4],
         };
         match stream.http_callout(&cfg.vault.cluster, headers, cfg.vault.timeout_ms) {
             Ok(id) => f.callout = Some(id),
@@ -180,6 +181,14 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         let bytes = unsafe { config.bytes() };
         let parsed = Config::parse(bytes).and_then(|mut c| {
             c.resolve_token(|name| std::env::var(name).ok())?;
+            if c.vault.auth == AuthMethod::AppRole {
+                return Err(grant_sigv4_core::config::ConfigError {
+                    key: "vault.auth.method".into(),
+                    problem: "\"approle\" is not supported by the dynamic module: use \"proxy\" \
+                              (a local OpenBao or Vault Proxy logs in) or \"token\""
+                        .into(),
+                });
+            }
             Ok(c)
         });
         match parsed {
