@@ -761,10 +761,12 @@ impl Engine {
             return false;
         };
         if let Some(i) = self.auth.retried.iter().position(|g| g == grant) {
-            // Refused again with a new token: the refusal stands.
+            // Refused again with a new token: the refusal stands (and is counted where the
+            // read's error is explained).
             self.auth.retried.swap_remove(i);
             return false;
         }
+        count(&mut self.auth.metrics.failures);
         self.auth.retried.push(grant.to_string());
         if self.auth.serial() == serial {
             warn!("the vault refused the filter's token on a grant read; logging in again");

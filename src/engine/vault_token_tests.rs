@@ -307,6 +307,7 @@ fn approle_a_refused_read_logs_in_again_and_is_tried_once_more() {
     w.answer(t, 200, &lease("s.revoked", 60, true));
     let t = one_callout(&mut w, RECORD_PATH);
     w.answer(t, 403, r#"{"errors": ["permission denied"]}"#);
+    assert_eq!(w.engine.auth_metric_pending(AUTH_FAILURES), 1);
     let t = one_callout(&mut w, LOGIN);
     w.answer(t, 200, &lease("s.new", 60, true));
     let t = one_callout(&mut w, RECORD_PATH);
@@ -325,6 +326,7 @@ fn approle_a_refused_read_logs_in_again_and_is_tried_once_more() {
         without_shared_writes(w.effects()),
         vec![Effect::Replied(2, 503, "VaultUnavailable")]
     );
+    assert_eq!(w.engine.auth_metric_pending(AUTH_FAILURES), 3);
     assert_eq!(w.engine.fetches_under_way(), (0, 0));
 }
 

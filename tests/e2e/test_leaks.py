@@ -24,6 +24,11 @@ trace level in production.
 
 A second, default stack (inline ``vault.token``) shows that ``/config_dump`` then holds the
 Vault token, which is why ``token_env`` is the advice.
+
+A third stack logs in with AppRole (``vault.auth.method`` ``approle``, ``secret_id_env``),
+at trace level behind the relay: the secret id is only in the login's body, and the token
+the login gave only on the vault callouts (and, like any upstream header, in Envoy's router
+header dumps).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import pytest
 
 from echo import Echo
 from fakes import FakeVault
-from harness import Stack, http_get
+from harness import Stack, http_get, wait_until
 
 SECRET = "LeakCanarySecretKey/0123456789+abcdefXYZqrs"
 SESSION = "LeakCanarySessionToken-IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMQ=="
@@ -229,3 +234,62 @@ def test_inline_token_is_visible_in_config_dump():
             s.stop()
             s.cleanup()
         echo.stop()
+
+
+@pytest.fixture(scope="module")
+def approle_leaky():
+    """A trace-level stack whose filter logs in with AppRole (secret id from Envoy's
+    environment), behind the recording relay: the login, a renewal and signed requests."""
+    relay = VaultRelay({})
+    echo = Echo()
+    s = None
+    try:
+        s = Stack(aws_port=echo.port, vault_port=relay.port, concurrency=1, log_level="trace",
+                  approle={"token_ttl": "6s", "token_max_ttl": "1h"})
+        relay.upstream = s.bao.addr
+        s.bao.put_grant("g-leak", {"access_key_id": AKID, "secret_access_key": SECRET})
+        for _ in range(3):
+            status, _, body = s.raw("GET", STS, headers={"x-grant-id": "g-leak"})
+            assert status == 200, body
+        wait_until(lambda: any(r["path"] == "/v1/auth/token/renew-self" for r in relay.requests),
+                   "a renewal of the logged-in token", timeout=20)
+        s.relay = relay
+        s.admin_outputs = {p: http_get(s.envoy.admin + p)[1].decode("latin-1") for p in ADMIN_PATHS}
+        s.log = s.envoy.proc.log_text()
+        yield s
+    finally:
+        if s is not None:
+            s.stop()
+            s.cleanup()
+        echo.stop()
+        relay.stop()
+
+
+def test_approle_secret_id_only_in_the_login_body(approle_leaky):
+    s = approle_leaky
+    sid = s.approle_secret_id
+    assert sid not in json.dumps(s.plugin_config), "secret_id_env keeps it out of the configuration"
+    assert sid not in s.log, "secret id in Envoy's trace log"
+    for path, text in s.admin_outputs.items():
+        assert sid not in text, f"secret id in admin {path}"
+    logins = [r for r in s.relay.requests if r["path"] == "/v1/auth/approle/login"]
+    assert len(logins) == 1, "one login for the process"
+    assert json.loads(logins[0]["body"])["secret_id"] == sid
+    assert not [r for r in s.relay.requests if r not in logins and sid in dump(r)]
+
+
+def test_approle_token_only_on_the_vault_callouts(approle_leaky):
+    s = approle_leaky
+    tokens = {r["headers"].get("X-Vault-Token") or r["headers"].get("x-vault-token")
+              for r in s.relay.requests if r["path"] != "/v1/auth/approle/login"}
+    assert len(tokens) == 1 and None not in tokens, tokens
+    token = tokens.pop()
+    for path, text in s.admin_outputs.items():
+        assert token not in text, f"logged-in token in admin {path}"
+    own = [line for line in s.log.splitlines() if "wasm log" in line]
+    assert any("vault login" in line for line in own)
+    assert not [line for line in own if token in line], "the filter logged its token"
+    # As with a configured token, only Envoy's router header dumps show it (see above).
+    entries = log_entries(s.log)
+    dumps = [e for e in entries if "router decoding headers:" in e.split("\n", 1)[0]]
+    assert not [e for e in entries if token in e and e not in dumps]
