@@ -89,6 +89,9 @@ pub(super) struct VaultToken {
     next_try: u64,
     /// A token refused by a grant read (its serial): never taken again from shared data.
     refused_serial: Option<u64>,
+    /// A token that a grant read was refused with right after a new login: the refusals are
+    /// the policy's, not the token's, and log in again no more.
+    policy_refused_serial: Option<u64>,
     deferred: Vec<Deferred>,
     /// Grants whose read was refused once and is being tried again with a new token.
     retried: Vec<String>,
@@ -587,6 +590,9 @@ impl Engine {
                 );
                 a.publish(host);
                 a.warn_of_end(now);
+                if !self.auth.deferred.is_empty() {
+                    self.resume_deferred(host, now);
+                }
             }
             Err(AuthError::Denied(m)) => {
                 // Permission denied: not renewable (Vault's own client does the same).
@@ -760,10 +766,20 @@ impl Engine {
         let Some(cfg) = self.config.clone() else {
             return false;
         };
+        if self.auth.policy_refused_serial == Some(serial) {
+            return false;
+        }
         if let Some(i) = self.auth.retried.iter().position(|g| g == grant) {
             // Refused again with a new token: the refusal stands (and is counted where the
-            // read's error is explained).
+            // read's error is explained). The policy refuses it, not the token: more
+            // refusals with this token do not log in again (a revoked token is still found
+            // out by its next renewal).
             self.auth.retried.swap_remove(i);
+            self.auth.policy_refused_serial = Some(serial);
+            warn!(
+                "a grant read was refused right after a new vault login: the filter's policy \
+                 does not allow it (check vault.kv_mount and vault.path_prefix against the policy)"
+            );
             return false;
         }
         count(&mut self.auth.metrics.failures);

@@ -328,6 +328,15 @@ fn approle_a_refused_read_logs_in_again_and_is_tried_once_more() {
     );
     assert_eq!(w.engine.auth_metric_pending(AUTH_FAILURES), 3);
     assert_eq!(w.engine.fetches_under_way(), (0, 0));
+    // The policy refuses those reads, not the token: no more logins for them.
+    w.get(3, "k");
+    let t = Worker::callouts(&w.effects())[0];
+    w.answer(t, 403, "{}");
+    assert_eq!(
+        without_shared_writes(w.effects()),
+        vec![Effect::Replied(3, 503, "VaultUnavailable")]
+    );
+    assert_eq!(w.engine.auth_metric_pending(LOGINS), 3);
 }
 
 #[test]
