@@ -48,6 +48,8 @@ struct FakeHost {
     reply_message: String,
     /// Gauge values recorded, by metric id.
     gauges: HashMap<u32, u64>,
+    /// The tick period last asked for.
+    tick_ms: u32,
 }
 
 impl Host for FakeHost {
@@ -160,7 +162,8 @@ impl Host for FakeHost {
             .push(Effect::SharedWrite(key.to_string(), value.len()));
         Ok(())
     }
-    fn set_tick_period_ms(&mut self, _ms: u32) -> Result<(), String> {
+    fn set_tick_period_ms(&mut self, ms: u32) -> Result<(), String> {
+        self.tick_ms = ms;
         Ok(())
     }
     fn define_metric(&mut self, kind: MetricKind, _name: &str) -> Option<u32> {
@@ -233,6 +236,7 @@ impl Worker {
             callout_body_sent: Vec::new(),
             reply_message: String::new(),
             gauges: HashMap::new(),
+            tick_ms: 0,
         };
         let mut engine = Engine::new(Rc::default());
         assert!(engine.on_configure(&mut host, cfg.as_bytes(), env));

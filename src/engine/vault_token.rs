@@ -65,8 +65,14 @@ pub const RENEWALS: &str = "grant_sigv4.vault_token_renewals";
 pub const AUTH_FAILURES: &str = "grant_sigv4.vault_auth_failures";
 pub const TTL_GAUGE: &str = "grant_sigv4.vault_token_ttl_seconds";
 
-/// A login claim is held at most this long (a login's callout times out well before).
-const CLAIM_SECONDS: u64 = 30;
+/// A login claim is held at most this long past the callout's timeout (a worker that went
+/// away with the claim blocks the others no longer).
+const CLAIM_MARGIN_SECONDS: u64 = 2;
+/// The first tick comes this soon after configuration (the token's lookup or first login);
+/// the later ones every [`super::TICK_MS`]. Not at configuration itself: Envoy configures a
+/// plugin in VMs that do not live on (the main thread's first one), whose callouts would be
+/// lost with them.
+pub const FIRST_TICK_MS: u32 = 100;
 /// Reads wait at most this long for a login made by another worker.
 const WAIT_FOR_LOGIN_SECONDS: u64 = 10;
 
@@ -99,6 +105,10 @@ pub(super) struct VaultToken {
     reads: IdMap<u64>,
     warned_near_end: bool,
     warned_expired: bool,
+    /// The first (early) tick has set the tick period back to [`super::TICK_MS`].
+    ticking: bool,
+    /// How long a login claim is held (s).
+    claim_seconds: u64,
     metrics: AuthMetrics,
 }
 
@@ -117,10 +127,15 @@ impl VaultToken {
         let mut t = VaultToken {
             method: Some(method),
             keys: vault_auth::shared_keys(&identity),
+            claim_seconds: cfg.vault.timeout_ms.div_ceil(1000) + CLAIM_MARGIN_SECONDS,
             ..VaultToken::default()
         };
-        if method == AuthMethod::Proxy {
+        if method == AuthMethod::Proxy || cfg.mode != crate::config::Mode::Sign {
+            t.ticking = true;
             return t;
+        }
+        if let Err(s) = host.set_tick_period_ms(FIRST_TICK_MS) {
+            debug!("no early first tick ({s})");
         }
         t.metrics = AuthMetrics {
             logins: (host.define_metric(MetricKind::Counter, LOGINS), 0),
@@ -227,7 +242,7 @@ impl VaultToken {
         if self.holds_claim {
             return true;
         }
-        let until = now.saturating_add(CLAIM_SECONDS).to_string();
+        let until = now.saturating_add(self.claim_seconds).to_string();
         let ok = match host.get_shared(&self.keys.1) {
             Some((v, cas)) => {
                 let held_until = std::str::from_utf8(&v)
@@ -411,6 +426,12 @@ impl Engine {
     /// The token's share of the tick: flush its metrics, take a newer shared token, and
     /// start a lookup, renewal or login when one is due.
     pub(super) fn auth_tick(&mut self, host: &mut impl Host, cfg: &Config, now: u64) {
+        if !self.auth.ticking {
+            self.auth.ticking = true;
+            if let Err(s) = host.set_tick_period_ms(super::TICK_MS) {
+                warn!("tick period not restored ({s})");
+            }
+        }
         self.auth.flush(host, now);
         let method = self.auth.method();
         if method == AuthMethod::Proxy || cfg.mode != crate::config::Mode::Sign {

@@ -2,7 +2,7 @@
 //! expiry, AppRole login, one login per process, re-login after a refusal.
 
 use super::*;
-use crate::engine::vault_token::{AUTH_FAILURES, LOGINS, RENEWALS};
+use crate::engine::vault_token::{self, AUTH_FAILURES, LOGINS, RENEWALS};
 
 const LOOKUP: &str = vault_auth::LOOKUP_SELF_PATH;
 const RENEW: &str = vault_auth::RENEW_SELF_PATH;
@@ -55,7 +55,10 @@ fn one_callout(w: &mut Worker, path: &str) -> u32 {
 
 fn token_worker(shared: &SharedData, lookup: &str) -> Worker {
     let mut w = Worker::bare(shared, &config(""));
+    // The first tick comes early, for the lookup; then every second.
+    assert_eq!(w.host.tick_ms, vault_token::FIRST_TICK_MS);
     w.tick();
+    assert_eq!(w.host.tick_ms, TICK_MS);
     let t = one_callout(&mut w, LOOKUP);
     assert_eq!(w.host.callout_method, "GET");
     assert_eq!(w.host.callout_token.as_deref(), Some("vault-token"));
@@ -372,6 +375,7 @@ fn a_vault_proxy_needs_no_token_calls() {
     let shared = new_shared();
     let cfg = format!(r#"{{"vault": {{"auth": {{"method": "proxy"}}}}, {CACHE}}}"#);
     let mut w = Worker::bare(&shared, &cfg);
+    assert_eq!(w.host.tick_ms, TICK_MS, "no early tick: nothing to look up");
     for _ in 0..5 {
         w.advance(1);
         w.tick();
