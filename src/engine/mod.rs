@@ -285,25 +285,17 @@ impl Engine {
                 self.refuse_planned(host, id, &LocalError::grant_not_found(), &plan);
                 return Action::Pause;
             }
-            Lookup::Stale(g) => {
-                // Never waits on the vault: signed at once, while one background fetch (if
-                // none is under way or backing off) tries the vault.
-                let g = match self.cache.start_revalidation(&plan.grant_id, now) {
-                    true => self
-                        .background_fetch(host, &cfg, &plan.grant_id, start_ms)
-                        .unwrap_or(g),
-                    false => g,
-                };
-                if now >= g.fresh_until {
-                    self.metrics.inc(Counter::StaleServed);
-                }
-                return self.sign_or_refuse(host, id, &plan, &g, now);
-            }
+            Lookup::Stale(g) => return self.sign_stale(host, &cfg, id, &plan, g, start_ms),
             Lookup::Miss => {}
         }
-        if let Some(g) = shared_lookup(host, &plan.grant_id, now) {
+        // Another worker's key, even a stale one, is better than waiting on the vault.
+        let shared = shared_usable(host, &plan.grant_id, now);
+        if let Some(g) = shared {
             self.metrics.inc(Counter::SharedHit);
             let g = self.cache.insert(&plan.grant_id, g);
+            if now >= g.fresh_until {
+                return self.sign_stale(host, &cfg, id, &plan, g, start_ms);
+            }
             return self.sign_or_refuse(host, id, &plan, &g, now);
         }
         self.metrics.inc(Counter::CacheMiss);
@@ -336,6 +328,31 @@ impl Engine {
             self.finish_fetch(host, &grant, Err(e), true, now);
         }
         Action::Pause
+    }
+
+    /// Sign request `id` at once with `g`, a key past its TTL but still usable, while one
+    /// background fetch (unless one is under way or the vault is backing off) tries the
+    /// vault: no request waits on the vault while a stale key may be used.
+    fn sign_stale(
+        &mut self,
+        host: &mut impl Host,
+        cfg: &Config,
+        id: RequestId,
+        plan: &Plan,
+        g: Rc<CachedGrant>,
+        now_ms: u64,
+    ) -> Action {
+        let now = now_ms / 1000;
+        let g = match self.cache.start_revalidation(&plan.grant_id, now) {
+            true => self
+                .background_fetch(host, cfg, &plan.grant_id, now_ms)
+                .unwrap_or(g),
+            false => g,
+        };
+        if now >= g.fresh_until {
+            self.metrics.inc(Counter::StaleServed);
+        }
+        self.sign_or_refuse(host, id, plan, &g, now)
     }
 
     /// The headers of request `id` could not be read from the host.
@@ -820,9 +837,14 @@ fn no_clock() -> LocalError {
 
 /// The grant as another worker stored it, if it is still fresh.
 fn shared_lookup(host: &mut impl Host, grant: &str, now: u64) -> Option<CachedGrant> {
+    shared_usable(host, grant, now).filter(|g| now < g.fresh_until)
+}
+
+/// The grant as another worker stored it, if it may still be used (fresh or stale).
+fn shared_usable(host: &mut impl Host, grant: &str, now: u64) -> Option<CachedGrant> {
     match host.get_shared(&shared_grant::key(grant)) {
         Some((bytes, _)) if !bytes.is_empty() => {
-            shared_grant::decode(&bytes).filter(|g| now < g.fresh_until)
+            shared_grant::decode(&bytes).filter(|g| now < g.usable_until)
         }
         _ => None,
     }

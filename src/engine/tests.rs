@@ -1079,3 +1079,23 @@ fn one_worker_probes_a_failing_vault_for_a_stale_grant_and_the_backoff_is_shared
         "one probe for the process: {ea:?} {eb:?}"
     );
 }
+
+#[test]
+fn a_worker_without_the_grant_takes_another_workers_stale_key_rather_than_wait() {
+    let shared = new_shared();
+    let mut a = Worker::new(&shared);
+    let mut b = Worker::new(&shared);
+    warm(&mut a, 1, KEY_A);
+    // b never saw the grant; past its TTL it takes a's stale key and probes the vault once.
+    b.advance(301);
+    assert_eq!(b.get(1, "g"), Action::Continue);
+    let e = b.effects();
+    assert_eq!(
+        e,
+        vec![Effect::Callout(1, RECORD_PATH.into()), signed(1, KEY_A)]
+    );
+    assert_eq!(b.engine.metric_pending("grant_sigv4.cache_stale_serves"), 1);
+    b.answer(1, 503, "{}");
+    assert_eq!(b.get(2, "g"), Action::Continue);
+    assert_eq!(b.effects(), vec![signed(2, KEY_A)]);
+}
