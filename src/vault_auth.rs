@@ -96,6 +96,11 @@ fn status_error(what: &str, status: Option<u32>, body: &[u8]) -> Option<AuthErro
             "{what}: the vault refused ({s}{})",
             vault_errors(body)
         ))),
+        // No such endpoint (a wrong AppRole mount, or not a Vault): asking again won't help.
+        Some(404) => Some(AuthError::Denied(format!(
+            "{what}: the vault has no such path (404{}): check vault.auth.mount and the vault cluster",
+            vault_errors(body)
+        ))),
         Some(s) => Some(AuthError::Unavailable(format!(
             "{what}: the vault answered {s}{}",
             vault_errors(body)
@@ -403,6 +408,10 @@ mod tests {
             true,
         );
         assert!(matches!(e, Err(AuthError::Denied(m)) if m.contains("invalid role or secret ID")));
+        assert!(matches!(
+            parse_auth(Some(404), b"{}", true),
+            Err(AuthError::Denied(m)) if m.contains("no such path")
+        ));
         assert!(matches!(
             parse_auth(None, b"", true),
             Err(AuthError::Unavailable(_))

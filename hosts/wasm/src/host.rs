@@ -115,7 +115,11 @@ impl Host for WasmHost {
             return;
         }
         let body = error.body();
-        let headers = serialize_pairs(&[("content-type", b"application/json")]);
+        let ctype: (&str, &[u8]) = ("content-type", b"application/json");
+        let headers = match error.code.retry_after() {
+            Some(s) => serialize_pairs(&[ctype, ("retry-after", s.as_bytes())]),
+            None => serialize_pairs(&[ctype]),
+        };
         let details = b"grant_sigv4_local_reply";
         let (d, dl, b, bl) = (details.as_ptr(), details.len(), body.as_ptr(), body.len());
         let (h, hl) = (headers.as_ptr(), headers.len());
