@@ -186,3 +186,25 @@ def test_static_token_revoked_cached_grants_stale_new_grants_503(stacks):
                "the cached grant served stale", timeout=30)
     wait_until(lambda: s.envoy.counter("wasmcustom.grant_sigv4.vault_auth_failures") > failures_before,
                "the refusal counted as an auth failure")
+
+
+def test_approle_login_refused_answers_503_naming_it(stacks):
+    """The secret id destroyed and the token revoked: the new login is refused, and a new
+    grant's request gets a 503 that says so (last: the stack cannot log in again)."""
+    s = stacks["approle"]
+    failures = s.envoy.counter("wasmcustom.grant_sigv4.vault_auth_failures")
+    st, body = s.bao.request("POST", "/v1/auth/approle/role/grant-sigv4-filter/secret-id/destroy",
+                             {"secret_id": s.approle_secret_id})
+    assert st in (200, 204), (st, body)
+    for a in approle_accessors(s):
+        st, body = s.bao.request("POST", "/v1/auth/token/revoke-accessor", {"accessor": a})
+        assert st in (200, 204), (st, body)
+    s.bao.put_grant("g-after-secret-id", s.creds)
+    status, _, body = sts(s, "g-after-secret-id")
+    reply = json.loads(body)
+    assert (status, reply["error"]) == (503, "VaultUnavailable"), body
+    assert "the filter's vault login failed" in reply["message"], reply
+    assert "invalid role or secret ID" in reply["message"], reply
+    assert s.approle_secret_id not in body.decode()
+    wait_until(lambda: s.envoy.counter("wasmcustom.grant_sigv4.vault_auth_failures") > failures,
+               "the refused login counted")
