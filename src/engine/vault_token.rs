@@ -725,6 +725,7 @@ impl Engine {
         };
         for d in std::mem::take(&mut self.auth.deferred) {
             if !self.fetches.contains_key(&d.grant) {
+                self.auth.retried.retain(|g| *g != d.grant);
                 continue;
             }
             if let Err(e) = self.start_callout(host, &cfg, &d.grant, d.stage) {
