@@ -24,6 +24,7 @@
 mod host;
 mod metrics;
 mod request_audit;
+mod request_body;
 mod vault_fetch;
 
 #[cfg(test)]
@@ -63,6 +64,8 @@ struct RequestState {
     /// Signed with this grant's key, fetched at that time: an AWS refusal drops exactly it.
     signed_with: Option<(String, u64)>,
     audit: Option<Box<Audit>>,
+    /// Planned, its body being buffered by the host, which hands in its hash.
+    awaiting_body: Option<Box<Plan>>,
 }
 
 /// The filter's state and logic for one plugin instance.
@@ -80,6 +83,8 @@ pub struct Engine {
     /// Callouts under way, by token.
     callouts: IdMap<Callout>,
     metrics: Metrics,
+    /// The host buffers and hashes request bodies ([`Engine::hash_bodies_in_host`]).
+    body_hashing: bool,
 }
 
 impl Engine {
@@ -96,6 +101,7 @@ impl Engine {
             fetches: HashMap::new(),
             callouts: IdMap::default(),
             metrics: Metrics::default(),
+            body_hashing: false,
         }
     }
 
@@ -235,11 +241,12 @@ impl Engine {
                 }
             };
         }
-        let plan = match request::plan_request_memoized(
+        let plan = match request::plan_request_hashing_body(
             &cfg,
             &mut self.authorities,
             headers,
             end_of_stream,
+            self.body_hashing,
         ) {
             Ok(p) => p,
             Err(e) => {
@@ -267,6 +274,22 @@ impl Engine {
             r.reason = plan.reason.clone();
             r.context = plan.context.clone();
         }
+        if plan.payload_hash.is_empty() {
+            return self.await_body(id, plan);
+        }
+        self.sign_planned(host, &cfg, id, plan, now)
+    }
+
+    /// Sign request `id`, planned as `plan`, with its grant's key from the caches, or pause it
+    /// until the fetch of its grant ends.
+    fn sign_planned(
+        &mut self,
+        host: &mut impl Host,
+        cfg: &Config,
+        id: RequestId,
+        plan: Plan,
+        now: u64,
+    ) -> Action {
         match self.cache.lookup(&plan.grant_id, now) {
             Lookup::Fresh(g) => {
                 self.metrics.inc(Counter::CacheHit);
@@ -298,7 +321,7 @@ impl Engine {
                 refresh: false,
             },
         );
-        if let Err(e) = self.start_callout(host, &cfg, &grant, Stage::Record) {
+        if let Err(e) = self.start_callout(host, cfg, &grant, Stage::Record) {
             warn!(
                 "vault callout to cluster {} failed to start: {e}",
                 cfg.vault.cluster
@@ -466,6 +489,12 @@ impl Engine {
                 a.write_log(host, id, false);
             }
         }
+    }
+
+    /// Add the counts kept since the last flush to the host's metrics now (the tick does it
+    /// every second; a host whose metric calls are cheap may do it after every request).
+    pub fn flush_metrics(&mut self, host: &mut impl Host) {
+        self.metrics.flush(host);
     }
 
     /// The periodic tick: flush the metrics and refresh used grants ahead of their expiry

@@ -39,6 +39,8 @@ struct FakeHost {
     callout_headers: Vec<String>,
     /// Another worker changes a shared value right after each read of it.
     race_after_read: bool,
+    /// The header edits of the last request signed.
+    last_edits: Option<Edits>,
 }
 
 impl Host for FakeHost {
@@ -65,6 +67,7 @@ impl Host for FakeHost {
             .unwrap_or("")
             .to_string();
         self.effects.push(Effect::Signed(id, akid));
+        self.last_edits = Some(edits.clone());
         Ok(())
     }
     fn resume_request(&mut self, id: RequestId) {
@@ -171,6 +174,7 @@ impl Worker {
             race_after_read: false,
             no_clock: false,
             callout_headers: Vec::new(),
+            last_edits: None,
         };
         let mut engine = Engine::new(Rc::default());
         assert!(engine.on_configure(&mut host, cfg.as_bytes(), |_| None));
@@ -806,3 +810,6 @@ fn a_waiting_request_that_goes_away_is_not_resumed() {
     w.done(1);
     assert_eq!(w.engine.requests_tracked(), 0);
 }
+
+#[path = "request_body_tests.rs"]
+mod request_body;
