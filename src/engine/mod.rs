@@ -31,6 +31,7 @@ mod vault_fetch;
 mod tests;
 
 pub use host::{Action, CalloutToken, Host, IdHasher, IdMap, MetricKind, Property, RequestId};
+pub use metrics::all_metrics;
 pub use request_audit::AUDIT_FILTER_STATE;
 
 use crate::audit;
