@@ -10,9 +10,32 @@ import time
 import urllib.error
 import urllib.request
 
-from harness import ENVOY_LOCAL, ENVOY_LOCAL_RETRY, Stack, wait_until
+import pytest
+
+from harness import (
+    ENVOY_DYNAMIC_MODULE_LOCAL,
+    ENVOY_DYNAMIC_MODULE_LOCAL_RETRY,
+    ENVOY_LOCAL,
+    ENVOY_LOCAL_RETRY,
+    HOSTS,
+    Stack,
+    wait_until,
+)
 
 STS_GET = "http://sts.us-east-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15"
+
+
+@pytest.fixture(scope="module", params=HOSTS)
+def stack(request):
+    """Both hosts, with concurrency 2: the workers coordinate through the shared data."""
+    s = Stack(host=request.param)
+    try:
+        s.creds = s.moto.create_user_key("app-user")
+        s.bao.put_grant("grant-main-1", s.creds)
+        yield s
+    finally:
+        s.stop()
+        s.cleanup()
 
 
 def burst(stack, grant: str, n: int, url: str = STS_GET):
@@ -156,12 +179,14 @@ class AwsEngine:
         self.server.server_close()
 
 
-def test_dynamic_credentials_are_refreshed_before_the_lease_ends():
+@pytest.mark.parametrize("host", HOSTS)
+def test_dynamic_credentials_are_refreshed_before_the_lease_ends(host):
     engine = AwsEngine(lease_seconds=15)
     s = None
     try:
         # Envoy's vault cluster points at the engine, which relays the rest to OpenBao.
         s = Stack(
+            host=host,
             concurrency=1,
             vault_port=engine.port,
             plugin_overrides={"cache": {"ttl_seconds": 300, "refresh_ahead_seconds": 6}},
@@ -196,11 +221,11 @@ def test_dynamic_credentials_are_refreshed_before_the_lease_ends():
 ROTATION_CLIENTS = 16
 
 
-def _rotation(envoy_config, workers: int, overrides=None, clients: int = ROTATION_CLIENTS):
+def _rotation(envoy_config, workers: int, overrides=None, clients: int = ROTATION_CLIENTS, host: str = "wasm"):
     """Steady traffic from ``clients`` concurrent clients while the key is rotated in OpenBao
     and the old one deleted in AWS. Returns (failed requests, total requests, Envoy's
     counters of the AWS clusters' retries and retry overflows)."""
-    s = Stack(concurrency=workers, envoy_config=envoy_config, plugin_overrides=overrides)
+    s = Stack(concurrency=workers, envoy_config=envoy_config, plugin_overrides=overrides, host=host)
     try:
         old = s.moto.create_user_key("rotating-user")
         s.bao.put_grant("grant-rot", old)
@@ -259,16 +284,24 @@ def _rotation(envoy_config, workers: int, overrides=None, clients: int = ROTATIO
         s.cleanup()
 
 
-def test_rotation_with_upstream_retry_loses_no_request():
-    failed, total, retries = _rotation(ENVOY_LOCAL_RETRY, workers=2, overrides={"upstream_filter": True})
+RETRY_CONFIGS = {"wasm": ENVOY_LOCAL_RETRY, "native": ENVOY_DYNAMIC_MODULE_LOCAL_RETRY}
+PLAIN_CONFIGS = {"wasm": ENVOY_LOCAL, "native": ENVOY_DYNAMIC_MODULE_LOCAL}
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_rotation_with_upstream_retry_loses_no_request(host):
+    failed, total, retries = _rotation(
+        RETRY_CONFIGS[host], workers=2, overrides={"upstream_filter": True}, host=host
+    )
     print(f"with retry: {failed} of {total} failed, {retries}")
     assert total > 10 * ROTATION_CLIENTS
     assert failed == 0, f"{failed} of {total} requests failed across the rotation ({retries})"
     assert retries["upstream_rq_retry_overflow"] == 0, retries
 
 
-def test_rotation_without_retry_fails_at_most_the_requests_in_flight():
-    failed, total, _ = _rotation(ENVOY_LOCAL, workers=2)
+@pytest.mark.parametrize("host", HOSTS)
+def test_rotation_without_retry_fails_at_most_the_requests_in_flight(host):
+    failed, total, _ = _rotation(PLAIN_CONFIGS[host], workers=2, host=host)
     print(f"without retry: {failed} of {total} failed")
     assert total > 10 * ROTATION_CLIENTS
     # Each worker drops the refused key at its first refusal; only the requests already in
@@ -276,8 +309,10 @@ def test_rotation_without_retry_fails_at_most_the_requests_in_flight():
     assert failed <= ROTATION_CLIENTS, f"{failed} of {total} requests failed across the rotation"
 
 
-def test_vault_outage_serves_cached_grants_and_recovers():
+@pytest.mark.parametrize("host", HOSTS)
+def test_vault_outage_serves_cached_grants_and_recovers(host):
     s = Stack(
+        host=host,
         concurrency=1,
         plugin_overrides={
             "vault": {"timeout_ms": 500},

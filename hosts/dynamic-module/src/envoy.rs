@@ -200,6 +200,26 @@ extern "C" {
         timeout_ms: u64,
     ) -> CalloutInit;
     fn envoy_dynamic_module_callback_http_filter_continue_decoding(f: FilterEnvoyPtr);
+    fn envoy_dynamic_module_callback_http_filter_config_http_callout(
+        c: ConfigEnvoyPtr,
+        callout_id: *mut u64,
+        cluster: ModuleBuffer,
+        headers: *mut ModuleHeader,
+        headers_len: usize,
+        body: ModuleBuffer,
+        timeout_ms: u64,
+    ) -> CalloutInit;
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
+        c: ConfigEnvoyPtr,
+    ) -> *mut c_void;
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+        s: *mut c_void,
+        event_id: u64,
+    );
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(s: *mut c_void);
+    fn envoy_dynamic_module_callback_http_filter_scheduler_new(f: FilterEnvoyPtr) -> *mut c_void;
+    fn envoy_dynamic_module_callback_http_filter_scheduler_commit(s: *mut c_void, event_id: u64);
+    fn envoy_dynamic_module_callback_http_filter_scheduler_delete(s: *mut c_void);
     fn envoy_dynamic_module_callback_http_set_filter_state_bytes(
         f: FilterEnvoyPtr,
         key: ModuleBuffer,
@@ -286,6 +306,44 @@ impl ConfigRef {
         (r == METRICS_SUCCESS).then_some(id)
     }
 
+    /// A scheduler that runs `on_http_filter_config_scheduled` on the main thread (only
+    /// while the configuration is created, on the main thread).
+    pub fn scheduler(self) -> Option<ConfigScheduler> {
+        // SAFETY: `self.0` is the configuration being created.
+        let p = unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_new(self.0) };
+        (!p.is_null()).then_some(ConfigScheduler(p))
+    }
+
+    /// Start an HTTP callout that belongs to the configuration, not to a stream (on the
+    /// main thread only); its answer comes to `on_http_filter_config_http_callout_done`.
+    pub fn http_callout(
+        self,
+        cluster: &str,
+        headers: &[(&str, &[u8])],
+        timeout_ms: u64,
+    ) -> Result<u64, CalloutInit> {
+        let mut hs = module_headers(headers);
+        let mut id = 0u64;
+        // SAFETY: called on the main thread while the configuration lives; the buffers
+        // live until the call returns (Envoy copies the request), `id` is valid for writes.
+        let r = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_http_callout(
+                self.0,
+                &mut id,
+                ModuleBuffer::of(cluster.as_bytes()),
+                hs.as_mut_ptr(),
+                hs.len(),
+                ModuleBuffer::of(&[]),
+                timeout_ms,
+            )
+        };
+        if r == CALLOUT_INIT_SUCCESS {
+            Ok(id)
+        } else {
+            Err(r)
+        }
+    }
+
     /// Add `by` to counter `id`.
     pub fn increment(self, id: usize, by: u64) {
         // SAFETY: the configuration lives while its filters run (see the type's comment); no
@@ -313,6 +371,62 @@ impl ConfigRef {
                 value,
             )
         };
+    }
+}
+
+fn module_headers(headers: &[(&str, &[u8])]) -> Vec<ModuleHeader> {
+    headers
+        .iter()
+        .map(|(k, v)| ModuleHeader {
+            key: ModuleBuffer::of(k.as_bytes()),
+            value: ModuleBuffer::of(v),
+        })
+        .collect()
+}
+
+/// Runs `on_http_filter_config_scheduled` on the main thread; deleted when dropped.
+pub struct ConfigScheduler(*mut c_void);
+
+// SAFETY: Envoy's configuration scheduler may be committed to from any thread.
+unsafe impl Send for ConfigScheduler {}
+// SAFETY: as for Send; commit takes no module memory.
+unsafe impl Sync for ConfigScheduler {}
+
+impl ConfigScheduler {
+    pub fn commit(&self, event_id: u64) {
+        // SAFETY: a live scheduler (deleted only in Drop); thread-safe per the ABI.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_scheduler_commit(self.0, event_id)
+        }
+    }
+}
+
+impl Drop for ConfigScheduler {
+    fn drop(&mut self) {
+        // SAFETY: made by config_scheduler_new, deleted once, here.
+        unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.0) }
+    }
+}
+
+/// Runs `on_http_filter_scheduled` of one stream on its worker; deleted when dropped. A
+/// commit after the stream is destroyed does nothing.
+pub struct FilterScheduler(*mut c_void);
+
+// SAFETY: Envoy's filter scheduler may be committed to from any thread (a no-op once the
+// filter is destroyed); it is deleted on the stream's worker.
+unsafe impl Send for FilterScheduler {}
+
+impl FilterScheduler {
+    pub fn commit(&self, event_id: u64) {
+        // SAFETY: a live scheduler (deleted only in Drop); thread-safe per the ABI.
+        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_commit(self.0, event_id) }
+    }
+}
+
+impl Drop for FilterScheduler {
+    fn drop(&mut self) {
+        // SAFETY: made by http_filter_scheduler_new, deleted once, here.
+        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_delete(self.0) }
     }
 }
 
@@ -567,6 +681,13 @@ impl Stream {
         } else {
             Err(r)
         }
+    }
+
+    /// A scheduler that runs this stream's `on_http_filter_scheduled` on its worker.
+    pub fn scheduler(self) -> Option<FilterScheduler> {
+        // SAFETY: `self.0` is valid while the filter lives.
+        let p = unsafe { envoy_dynamic_module_callback_http_filter_scheduler_new(self.0) };
+        (!p.is_null()).then_some(FilterScheduler(p))
     }
 
     /// Put `value` into the stream's filter state under `key` (a string accessor, readable

@@ -3,6 +3,7 @@
 //! (each worker's engine parses them), the namespace of its shared data, and its metrics,
 //! which Envoy lets a module define only while the configuration is created.
 
+use crate::background::MainThread;
 use crate::envoy::{self, ConfigRef, LogLevel, MetricType};
 use grant_sigv4_core::config::Config;
 use grant_sigv4_core::engine::{all_metrics, MetricKind};
@@ -20,6 +21,8 @@ pub struct FilterConfig {
     pub envoy: ConfigRef,
     /// Name, kind and Envoy id of each metric; the engine's metric id is the index.
     pub metrics: Vec<(String, MetricKind, usize)>,
+    /// Its callouts that no request carries (`background`).
+    pub main: MainThread,
 }
 
 impl FilterConfig {
@@ -71,6 +74,7 @@ impl FilterConfig {
             namespace,
             envoy: envoy_config,
             metrics,
+            main: MainThread::new(envoy_config),
         })
     }
 

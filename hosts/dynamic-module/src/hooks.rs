@@ -121,12 +121,15 @@ fn run<T>(
     in_response: bool,
     f: impl FnOnce(&mut Engine, &mut NativeHost) -> T,
 ) -> Option<(T, NativeHost<'_>)> {
+    deliver_mailbox(Some((c.id, c.stream)));
     let mut host = NativeHost::new(&c.config, Some((c.id, c.stream)));
     host.in_response = in_response;
     let out = {
         let mut engine = c.engine.engine.try_borrow_mut().ok()?;
         if crate::native_host::now_ms().is_some_and(|now| c.engine.tick_due(now)) {
+            host.background = true;
             engine.on_tick(&mut host);
+            host.background = false;
         }
         f(&mut engine, &mut host)
     };
@@ -164,15 +167,29 @@ fn reply_after_panic(c: Option<&Ctx>) {
     }
 }
 
-/// Tell the engine of `c` that the callouts in `failed` got no answer.
-fn callouts_failed(c: &Ctx, failed: Vec<u32>) {
-    for token in failed {
-        if let Some(((), host)) = run(c, false, |e, h| {
-            h.answer = Some((None, Vec::new()));
-            e.on_callout_answer(h, token, 0);
-        }) {
-            host.finish();
-        }
+/// Hand the answers that came through the main thread to their engines (`current`: the
+/// request whose hook runs, if any).
+fn deliver_mailbox(current: Option<(RequestId, Stream)>) {
+    let Some(mailbox) = worker::mailbox() else {
+        return;
+    };
+    for a in mailbox.take() {
+        let Some(config_id) = worker::answered(a.token) else {
+            continue;
+        };
+        let Some((engine, config)) = worker::engine_of(config_id) else {
+            continue;
+        };
+        let Ok(mut e) = engine.engine.try_borrow_mut() else {
+            continue;
+        };
+        let mut host = NativeHost::new(&config, current);
+        host.background = true;
+        let size = a.body.len();
+        host.answer = Some((a.status, a.body));
+        e.on_callout_answer(&mut host, a.token, size);
+        drop(e);
+        host.finish();
     }
 }
 
@@ -233,7 +250,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
         };
         // SAFETY: the filter_envoy_ptr of the filter being made, valid until its destroy.
         let stream = unsafe { Stream::new(filter_envoy_ptr) };
-        let Some(id) = worker::add_request(stream, config.id) else {
+        let Some(id) = worker::add_request(stream) else {
             return std::ptr::null();
         };
         let f = Box::new(Filter {
@@ -276,7 +293,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_ptr: *const
                 // Destroyed without stream_complete.
                 tell_done(&f.engine, &f.config, f.id, None);
             }
-            worker::carrier_gone(f.id);
+            worker::request_gone(&f.config, f.id);
         },
     )
 }
@@ -337,10 +354,6 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
                 );
                 return HEADERS_STOP_ITERATION;
             };
-            if worker::has_orphans() {
-                let failed = worker::restart_orphans(c.config.id, c.id, c.stream);
-                callouts_failed(c, failed);
-            }
             let headers = c.stream.headers(HeaderMap::RequestHeaders);
             #[cfg(feature = "panic-test")]
             panic_test(headers.as_ref());
@@ -354,6 +367,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
             };
             worker::set_phase(c.id, phase_after(action));
             host.finish();
+            if action == Action::Pause && worker::mailbox().is_some_and(|m| m.needs_waker()) {
+                // It may wait for an answer that comes through the main thread.
+                worker::make_waker(Some((c.id, c.stream)));
+            }
             match action {
                 Action::Continue => HEADERS_CONTINUE,
                 Action::Pause | Action::BufferBody => HEADERS_STOP_ITERATION,
@@ -504,6 +521,47 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     )
 }
 
+/// `:status` and body of a callout answer.
+///
+/// # Safety
+/// The pointers and sizes must be those Envoy passed to the callout-done hook being run.
+unsafe fn callout_answer(
+    result: u32,
+    headers: *const EnvoyHeader,
+    headers_size: usize,
+    body_chunks: *const EnvoyBuffer,
+    body_chunks_size: usize,
+) -> (Option<u32>, Vec<u8>) {
+    let mut status = None;
+    if result == CALLOUT_SUCCESS && !headers.is_null() {
+        // SAFETY: Envoy passes `headers_size` headers, valid during this hook.
+        let hs = unsafe { std::slice::from_raw_parts(headers, headers_size) };
+        for h in hs {
+            // SAFETY: views valid during this hook.
+            let (k, v) = unsafe { h.pair() };
+            if k == b":status" {
+                status = std::str::from_utf8(v).ok().and_then(|s| s.parse().ok());
+            }
+        }
+    }
+    let mut body = Vec::new();
+    if status.is_some() && !body_chunks.is_null() {
+        // SAFETY: Envoy passes `body_chunks_size` chunks, valid during this hook.
+        let chunks = unsafe { std::slice::from_raw_parts(body_chunks, body_chunks_size) };
+        for ch in chunks {
+            // SAFETY: views valid during this hook.
+            let bytes = unsafe { ch.bytes() };
+            if body.len() + bytes.len() > vault::MAX_RESPONSE_BYTES {
+                // Too large to be a grant record: the engine refuses it by its size.
+                body = vec![b' '; vault::MAX_RESPONSE_BYTES + 1];
+                break;
+            }
+            body.extend_from_slice(bytes);
+        }
+    }
+    (status, body)
+}
+
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     envoy_ptr: *mut c_void,
@@ -527,33 +585,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
             let Some(token) = worker::take_callout(c.id, callout_id) else {
                 return;
             };
-            let mut status = None;
-            if result == CALLOUT_SUCCESS && !headers.is_null() {
-                // SAFETY: Envoy passes `headers_size` headers, valid during this hook.
-                let hs = unsafe { std::slice::from_raw_parts(headers, headers_size) };
-                for h in hs {
-                    // SAFETY: views valid during this hook.
-                    let (k, v) = unsafe { h.pair() };
-                    if k == b":status" {
-                        status = std::str::from_utf8(v).ok().and_then(|s| s.parse().ok());
-                    }
-                }
-            }
-            let mut body = Vec::new();
-            if status.is_some() && !body_chunks.is_null() {
-                // SAFETY: Envoy passes `body_chunks_size` chunks, valid during this hook.
-                let chunks = unsafe { std::slice::from_raw_parts(body_chunks, body_chunks_size) };
-                for ch in chunks {
-                    // SAFETY: views valid during this hook.
-                    let bytes = unsafe { ch.bytes() };
-                    if body.len() + bytes.len() > vault::MAX_RESPONSE_BYTES {
-                        // Too large to be a grant record: the engine refuses it by its size.
-                        body = vec![b' '; vault::MAX_RESPONSE_BYTES + 1];
-                        break;
-                    }
-                    body.extend_from_slice(bytes);
-                }
-            }
+            // SAFETY: Envoy's arrays for this hook.
+            let (status, body) = unsafe {
+                callout_answer(result, headers, headers_size, body_chunks, body_chunks_size)
+            };
             let size = body.len();
             if let Some(((), host)) = run(c, false, |e, h| {
                 h.answer = Some((status, body));
@@ -610,12 +645,72 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
     TRAILERS_CONTINUE
 }
 
+/// The worker's waker: answers came through the main thread.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
-    _envoy_ptr: *mut c_void,
-    _filter_ptr: *const c_void,
+    envoy_ptr: *mut c_void,
+    filter_ptr: *const c_void,
     _event_id: u64,
 ) {
+    // SAFETY: this hook's own pointers.
+    let c = unsafe { ctx(envoy_ptr, filter_ptr) };
+    guard(
+        "scheduled",
+        || (),
+        || deliver_mailbox(c.as_ref().map(|c| (c.id, c.stream))),
+    )
+}
+
+/// The main thread: start the callouts the workers queued.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    config_envoy_ptr: *mut c_void,
+    config_ptr: *const c_void,
+    _event_id: u64,
+) {
+    guard(
+        "config_scheduled",
+        || (),
+        || {
+            // SAFETY: a live configuration from config_new (this hook runs before its destroy).
+            if let Some(config) = unsafe { (config_ptr as *const Arc<FilterConfig>).as_ref() } {
+                // SAFETY: this configuration's own Envoy pointer, on the main thread.
+                config
+                    .main
+                    .start_jobs(unsafe { ConfigRef::new(config_envoy_ptr) });
+            }
+        },
+    )
+}
+
+/// The main thread: the answer of a configuration callout, handed to its worker.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
+    _config_envoy_ptr: *mut c_void,
+    config_ptr: *const c_void,
+    callout_id: u64,
+    result: u32,
+    headers: *const EnvoyHeader,
+    headers_size: usize,
+    body_chunks: *const EnvoyBuffer,
+    body_chunks_size: usize,
+) {
+    guard(
+        "config_http_callout_done",
+        || (),
+        || {
+            // SAFETY: a live configuration from config_new (this hook runs before its destroy).
+            let Some(config) = (unsafe { (config_ptr as *const Arc<FilterConfig>).as_ref() })
+            else {
+                return;
+            };
+            // SAFETY: Envoy's arrays for this hook.
+            let (status, body) = unsafe {
+                callout_answer(result, headers, headers_size, body_chunks, body_chunks_size)
+            };
+            config.main.answered(callout_id, status, body);
+        },
+    )
 }
 
 #[no_mangle]

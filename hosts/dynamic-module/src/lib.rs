@@ -8,8 +8,10 @@
 //! - `worker`: each worker's engines, live requests and vault callouts.
 //! - `native_host`: the engine's host on the ABI, for one event.
 //! - `filter_config`: one filter configuration (its metrics, its shared-data namespace).
+//! - `background`: the callouts no request carries, made on the main thread.
 //! - `shared_data`: the data shared by all workers of the process.
 
+mod background;
 mod envoy;
 mod filter_config;
 mod hooks;

@@ -43,6 +43,9 @@ pub struct NativeHost<'a> {
     pub in_response: bool,
     /// The callout answer being delivered: `:status` and body.
     pub answer: Option<(Option<u32>, Vec<u8>)>,
+    /// The engine's work in this event is its own (tick, an answer from the main thread):
+    /// the callouts it starts go through the main thread (`background`).
+    pub background: bool,
     deferred: Vec<Deferred>,
 }
 
@@ -53,6 +56,7 @@ impl<'a> NativeHost<'a> {
             current,
             in_response: false,
             answer: None,
+            background: false,
             deferred: Vec::new(),
         }
     }
@@ -160,26 +164,7 @@ impl Host for NativeHost<'_> {
         headers: &[(&str, &[u8])],
         timeout_ms: u32,
     ) -> Result<CalloutToken, String> {
-        // Carried by the request whose event runs, or else by the newest live request of
-        // this configuration on the worker.
-        let carrier = match self.current {
-            Some(c) => Some(c),
-            None => worker::with_worker(|w| {
-                w.requests
-                    .iter()
-                    .filter(|(_, s)| s.config_id == self.config.id)
-                    .map(|(id, s)| (*id, s.stream))
-                    .max_by_key(|(id, _)| *id)
-            })
-            .flatten(),
-        };
-        let Some((carrier, stream)) = carrier else {
-            return Err(String::from("no request to carry the callout"));
-        };
-        let envoy_id = stream
-            .http_callout(cluster, headers, u64::from(timeout_ms))
-            .map_err(|code| format!("result {code}"))?;
-        worker::add_callout(Callout {
+        let record = |carrier, envoy_id| Callout {
             config_id: self.config.id,
             carrier,
             envoy_id,
@@ -189,8 +174,29 @@ impl Host for NativeHost<'_> {
                 .map(|(k, v)| (k.to_string(), v.to_vec()))
                 .collect(),
             timeout_ms,
-        })
-        .ok_or_else(|| String::from("the worker's state is in use"))
+        };
+        // A request's fetch is carried by the request; the engine's own work (a refresh, or
+        // the next read of a fetch whose answer came through the main thread) by the main
+        // thread, as no request's life bounds it.
+        match (self.current, self.background) {
+            (Some((carrier, stream)), false) => {
+                let envoy_id = stream
+                    .http_callout(cluster, headers, u64::from(timeout_ms))
+                    .map_err(|code| format!("result {code}"))?;
+                worker::add_callout(record(carrier, envoy_id))
+                    .ok_or_else(|| String::from("the worker's state is in use"))
+            }
+            _ => {
+                let token = worker::add_callout(record(0, 0))
+                    .ok_or_else(|| String::from("the worker's state is in use"))?;
+                if worker::to_background(self.config, token) {
+                    Ok(token)
+                } else {
+                    worker::answered(token);
+                    Err(String::from("the main thread cannot make callouts"))
+                }
+            }
+        }
     }
 
     fn callout_status(&mut self) -> Option<u32> {

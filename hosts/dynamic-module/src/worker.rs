@@ -8,16 +8,16 @@
 //!   filter.
 //! - **Callouts**: Envoy makes a callout on a stream and cancels it, silently, when that
 //!   stream is destroyed; the engine's fetches belong to the plugin instance, not to a
-//!   request. So each callout is carried by a live request of its configuration, and when
-//!   the carrier is destroyed first it is started again on another one ([`carrier_gone`]);
-//!   with none left (no request of that configuration is waiting on this worker), at the
-//!   next request of that configuration ([`restart_orphans`]).
+//!   request. So a request's fetch is carried by that request, and when the carrier is
+//!   destroyed first it is made again through the main thread ([`request_gone`]), as
+//!   background refreshes are (`background`).
 //! - **Ticks**: Envoy gives an HTTP filter no timer on its worker (the configuration's
 //!   scheduler runs on the main thread, which has no access to the workers' engines). The
 //!   engine's tick runs at the start of an event of its worker once a second has passed
-//!   since the last one: a worker with traffic refreshes grants in the background as the
-//!   wasm filter's does; an idle one has nothing to sign.
+//!   since the last one: a worker with traffic refreshes grants ahead of their expiry, in the
+//!   background, as the wasm filter's does; an idle one has nothing to sign.
 
+use crate::background::{Job, Mailbox};
 use crate::envoy::Stream;
 use crate::filter_config::FilterConfig;
 use crate::native_host::{now_ms, NativeHost};
@@ -46,7 +46,6 @@ pub enum Phase {
 /// A live request of this worker.
 pub struct Slot {
     pub stream: Stream,
-    pub config_id: u64,
     pub phase: Phase,
     /// The engine was told that it ended.
     pub done: bool,
@@ -78,8 +77,8 @@ pub struct Worker {
     next_request: RequestId,
     pub callouts: IdMap<Callout>,
     next_token: CalloutToken,
-    /// Callouts whose carrier went away with no other request of their configuration.
-    orphans: Vec<CalloutToken>,
+    /// Answers of this worker's callouts made by the main thread.
+    mailbox: Arc<Mailbox>,
     /// Grants of first attempts, for their retries (upstream filter mode); shared by the
     /// engines of the worker.
     retries: Rc<RefCell<RetryStash>>,
@@ -132,8 +131,6 @@ pub fn engine_for(config: &Arc<FilterConfig>) -> Option<Rc<WorkerEngine>> {
             let live: Vec<u64> = w.engines.iter().map(|(_, e)| e.config_id).collect();
             w.callouts
                 .retain(|_, c| live.contains(&c.config_id) || c.config_id == config.id);
-            let callouts = &w.callouts;
-            w.orphans.retain(|t| callouts.contains_key(t));
         }
         (found, Rc::clone(&w.retries))
     })?;
@@ -157,8 +154,8 @@ pub fn engine_for(config: &Arc<FilterConfig>) -> Option<Rc<WorkerEngine>> {
     Some(we)
 }
 
-/// Number a new request of `config_id` with stream `stream`.
-pub fn add_request(stream: Stream, config_id: u64) -> Option<RequestId> {
+/// Number a new request with stream `stream`.
+pub fn add_request(stream: Stream) -> Option<RequestId> {
     with_worker(|w| {
         loop {
             w.next_request = w.next_request.wrapping_add(1);
@@ -171,7 +168,6 @@ pub fn add_request(stream: Stream, config_id: u64) -> Option<RequestId> {
             id,
             Slot {
                 stream,
-                config_id,
                 phase: Phase::New,
                 done: false,
             },
@@ -209,100 +205,98 @@ pub fn take_callout(carrier: RequestId, envoy_id: u64) -> Option<CalloutToken> {
     .flatten()
 }
 
-/// Start callout `token` again on `stream` (request `carrier`); false if it could not be.
-fn restart_on(token: CalloutToken, carrier: RequestId, stream: Stream) -> bool {
-    let Some((cluster, headers, timeout_ms)) = with_worker(|w| {
-        w.callouts
-            .get(&token)
-            .map(|c| (c.cluster.clone(), c.headers.clone(), c.timeout_ms))
+/// Send callout `token` (of `config`) through the main thread: it no longer depends on any
+/// request's life. False if it could not be.
+pub fn to_background(config: &FilterConfig, token: CalloutToken) -> bool {
+    let Some((job, mailbox)) = with_worker(|w| {
+        let c = w.callouts.get_mut(&token)?;
+        c.carrier = 0;
+        let job = Job {
+            mailbox: Arc::clone(&w.mailbox),
+            token,
+            cluster: c.cluster.clone(),
+            headers: c.headers.clone(),
+            timeout_ms: c.timeout_ms,
+        };
+        Some((job, Arc::clone(&w.mailbox)))
     })
     .flatten() else {
         return false;
     };
-    let hs: Vec<(&str, &[u8])> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_slice()))
-        .collect();
-    match stream.http_callout(&cluster, &hs, u64::from(timeout_ms)) {
-        Ok(envoy_id) => {
-            with_worker(|w| {
-                if let Some(c) = w.callouts.get_mut(&token) {
-                    c.carrier = carrier;
-                    c.envoy_id = envoy_id;
-                }
-            });
-            debug!("vault callout {token} carried on by request {carrier}");
-            true
-        }
-        Err(code) => {
-            warn!("vault callout {token} could not be started again (result {code})");
-            false
-        }
+    if !config.main.submit(job) {
+        return false;
+    }
+    if mailbox.needs_waker() {
+        make_waker(None);
+    }
+    true
+}
+
+/// Give the worker a waker: the scheduler of `preferred`, or else of a live request (paused
+/// ones first).
+pub fn make_waker(preferred: Option<(RequestId, Stream)>) {
+    let pick = preferred.or_else(|| {
+        with_worker(|w| {
+            w.requests
+                .iter()
+                .max_by_key(|(id, s)| (s.phase == Phase::Paused, **id))
+                .map(|(id, s)| (*id, s.stream))
+        })
+        .flatten()
+    });
+    let Some((id, stream)) = pick else {
+        return;
+    };
+    let Some(mailbox) = with_worker(|w| Arc::clone(&w.mailbox)) else {
+        return;
+    };
+    if let Some(s) = stream.scheduler() {
+        mailbox.set_waker(id, s);
     }
 }
 
-/// Request `id` is destroyed: the callouts it carried, which Envoy cancelled, are started
-/// again on another live request of their configuration, or wait for the next one.
-pub fn carrier_gone(id: RequestId) {
-    let carried: Vec<(CalloutToken, u64)> = with_worker(|w| {
+/// This worker's mailbox.
+pub fn mailbox() -> Option<Arc<Mailbox>> {
+    with_worker(|w| Arc::clone(&w.mailbox))
+}
+
+/// Request `id` is destroyed: the callouts it carried, which Envoy cancelled, are made again
+/// through the main thread; if it was the worker's waker, another request becomes it.
+pub fn request_gone(config: &FilterConfig, id: RequestId) {
+    let carried: Vec<CalloutToken> = with_worker(|w| {
         w.callouts
             .iter()
             .filter(|(_, c)| c.carrier == id)
-            .map(|(t, c)| (*t, c.config_id))
+            .map(|(t, _)| *t)
             .collect()
     })
     .unwrap_or_default();
-    for (token, config_id) in carried {
-        let other = with_worker(|w| {
-            w.requests
-                .iter()
-                .filter(|(rid, s)| **rid != id && s.config_id == config_id)
-                .map(|(rid, s)| (*rid, s.stream))
-                .max_by_key(|(rid, _)| *rid)
-        })
-        .flatten();
-        let restarted = match other {
-            Some((rid, stream)) => restart_on(token, rid, stream),
-            None => false,
-        };
-        if !restarted {
-            with_worker(|w| {
-                if let Some(c) = w.callouts.get_mut(&token) {
-                    c.carrier = 0;
-                }
-                w.orphans.push(token);
-            });
+    for token in carried {
+        if to_background(config, token) {
+            debug!("vault callout {token} goes on without the request that carried it");
+        } else {
+            warn!("vault callout {token} was cancelled with the request that carried it");
         }
+    }
+    if mailbox().is_some_and(|m| m.request_gone(id)) {
+        make_waker(None);
     }
 }
 
-/// At a request of `config_id` (`id`, `stream`): start the orphaned callouts of that
-/// configuration on it. Returns those that could not be started (the engine is told they
-/// failed).
-pub fn restart_orphans(config_id: u64, id: RequestId, stream: Stream) -> Vec<CalloutToken> {
-    let mine: Vec<CalloutToken> = with_worker(|w| {
-        let callouts = &w.callouts;
-        let (mine, rest): (Vec<CalloutToken>, Vec<CalloutToken>) = w
-            .orphans
+/// The callout that answer `token` is for, removed: its configuration.
+pub fn answered(token: CalloutToken) -> Option<u64> {
+    with_worker(|w| w.callouts.remove(&token).map(|c| c.config_id)).flatten()
+}
+
+/// This worker's engine for configuration `config_id`, and the configuration.
+pub fn engine_of(config_id: u64) -> Option<(Rc<WorkerEngine>, Arc<FilterConfig>)> {
+    with_worker(|w| {
+        w.engines
             .iter()
-            .partition(|t| callouts.get(t).is_some_and(|c| c.config_id == config_id));
-        w.orphans = rest;
-        mine
+            .find(|(_, e)| e.config_id == config_id)
+            .and_then(|(c, e)| Some((Rc::clone(e), c.upgrade()?)))
     })
-    .unwrap_or_default();
-    let mut failed = Vec::new();
-    for token in mine {
-        if !restart_on(token, id, stream) {
-            with_worker(|w| w.callouts.remove(&token));
-            failed.push(token);
-        }
-    }
-    failed
-}
-
-/// Whether there are orphaned callouts (cheap check before [`restart_orphans`]).
-pub fn has_orphans() -> bool {
-    with_worker(|w| !w.orphans.is_empty()).unwrap_or(false)
+    .flatten()
 }
 
 impl WorkerEngine {
