@@ -101,9 +101,11 @@ self-contained:
 test: self-contained setup envoy-prev lint unit ts-client wasm-crash-test wasm dynamic-module-panic-test dynamic-module
 	$(PY) -m pytest -q tests/e2e
 
-# Start OpenBao, moto and Envoy locally, store a key under a grant and show signed calls.
-demo: setup wasm
-	$(PY) scripts/demo.py
+# Start OpenBao, moto and Envoy locally, store a key under a grant and show signed calls
+# (HOST=native: with the dynamic module instead of the wasm filter).
+HOST ?= wasm
+demo: setup wasm $(if $(filter native,$(HOST)),dynamic-module)
+	GRANT_SIGV4_DEMO_HOST=$(HOST) $(PY) scripts/demo.py
 
 # Regenerate src/endpoints_table.rs (and the host corpus) from botocore's data files.
 endpoints-table: venv
