@@ -117,7 +117,7 @@ clean:
 	rm -rf $(VENV) $(VENV_ENVOY_PREV) $(TS_CLIENT)/node_modules $(TS_CLIENT)/dist
 
 # Measure what the filter costs Envoy next to no signing and the native signer (wrk, about 3 minutes).
-bench: setup wasm
+bench: setup wasm dynamic-module
 	$(PY) bench/run.py
 
 # Instructions per request under valgrind (deterministic; for comparing builds).
