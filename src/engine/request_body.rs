@@ -68,13 +68,13 @@ impl Engine {
             );
             return Action::Pause;
         };
-        let Some(now) = host.now_ms().map(|t| t / 1000) else {
+        let Some(now_ms) = host.now_ms() else {
             self.refuse_planned(host, id, &no_clock(), &plan);
             return Action::Pause;
         };
         plan.payload_hash = sha256_hex.to_ascii_lowercase();
         plan.payload_hash_as_sent = false;
-        self.sign_planned(host, &cfg, id, *plan, now)
+        self.sign_planned(host, &cfg, id, *plan, now_ms)
     }
 
     /// The body of request `id` grew past `max_body_bytes` while it was buffered (it had no

@@ -232,6 +232,20 @@ extern "C" {
         label_names_len: usize,
         id: *mut usize,
     ) -> MetricsResult;
+    fn envoy_dynamic_module_callback_http_filter_config_define_gauge(
+        c: ConfigEnvoyPtr,
+        name: ModuleBuffer,
+        label_names: *mut ModuleBuffer,
+        label_names_len: usize,
+        id: *mut usize,
+    ) -> MetricsResult;
+    fn envoy_dynamic_module_callback_http_filter_config_set_gauge(
+        c: ConfigEnvoyPtr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_len: usize,
+        value: u64,
+    ) -> MetricsResult;
     fn envoy_dynamic_module_callback_http_filter_config_define_histogram(
         c: ConfigEnvoyPtr,
         name: ModuleBuffer,
@@ -259,6 +273,7 @@ extern "C" {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetricType {
     Counter,
+    Gauge,
     Histogram,
 }
 
@@ -296,6 +311,9 @@ impl ConfigRef {
                         self.0, name, none, 0, &mut id,
                     )
                 }
+                MetricType::Gauge => envoy_dynamic_module_callback_http_filter_config_define_gauge(
+                    self.0, name, none, 0, &mut id,
+                ),
                 MetricType::Histogram => {
                     envoy_dynamic_module_callback_http_filter_config_define_histogram(
                         self.0, name, none, 0, &mut id,
@@ -355,6 +373,20 @@ impl ConfigRef {
                 std::ptr::null_mut(),
                 0,
                 by,
+            )
+        };
+    }
+
+    /// Set gauge `id` to `value`.
+    pub fn set_gauge(self, id: usize, value: u64) {
+        // SAFETY: as for `increment`.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_set_gauge(
+                self.0,
+                id,
+                std::ptr::null_mut(),
+                0,
+                value,
             )
         };
     }

@@ -55,6 +55,7 @@ impl FilterConfig {
         for (kind, name) in all_metrics() {
             let t = match kind {
                 MetricKind::Counter => MetricType::Counter,
+                MetricKind::Gauge => MetricType::Gauge,
                 MetricKind::Histogram => MetricType::Histogram,
             };
             match envoy_config.define(t, &name) {
@@ -95,9 +96,12 @@ impl FilterConfig {
         }
     }
 
+    /// Record a histogram value, or set a gauge.
     pub fn record(&self, id: u32, value: u64) {
-        if let Some((_, MetricKind::Histogram, envoy_id)) = self.metrics.get(id as usize) {
-            self.envoy.record(*envoy_id, value);
+        match self.metrics.get(id as usize) {
+            Some((_, MetricKind::Histogram, envoy_id)) => self.envoy.record(*envoy_id, value),
+            Some((_, MetricKind::Gauge, envoy_id)) => self.envoy.set_gauge(*envoy_id, value),
+            _ => {}
         }
     }
 }
