@@ -71,6 +71,20 @@ impl Mailbox {
         }
     }
 
+    /// A callout of this worker could not be sent: its answer is a failure.
+    pub fn failed(&self, token: CalloutToken) {
+        let mut inbox = self.lock();
+        inbox.answers.push(Answer {
+            token,
+            status: None,
+            body: Vec::new(),
+        });
+        self.ready.store(true, Ordering::Release);
+        if let Some((_, waker)) = &inbox.waker {
+            waker.commit(WAKE);
+        }
+    }
+
     /// The answers that came since the last call (cheap when there are none).
     pub fn take(&self) -> Vec<Answer> {
         if !self.ready.load(Ordering::Acquire) {

@@ -13,7 +13,7 @@
 
 use crate::envoy::{self, Body, ConfigRef, EnvoyBuffer, EnvoyHeader, HeaderMap, LogLevel, Stream};
 use crate::filter_config::FilterConfig;
-use crate::native_host::NativeHost;
+use crate::native_host::{send_error, NativeHost};
 use crate::worker::{self, Phase, WorkerEngine};
 use grant_sigv4_core::engine::{Action, Engine, RequestId};
 use grant_sigv4_core::errors::LocalError;
@@ -145,17 +145,23 @@ fn phase_after(action: Action) -> Phase {
     }
 }
 
+/// The request of `c` paused: it may wait for an answer that comes through the main thread,
+/// so the worker needs a waker if it has none.
+fn waker_if_paused(c: &Ctx, action: Action) {
+    if action == Action::Pause
+        && worker::phase_of(c.id) == Some(Phase::Paused)
+        && worker::mailbox().is_some_and(|m| m.needs_waker())
+    {
+        worker::make_waker(Some((c.id, c.stream)));
+    }
+}
+
 /// Answer the request of `c` locally, unless it was already.
 fn reply_now(c: &Ctx, e: &LocalError) {
     if worker::set_phase(c.id, Phase::Replied) == Some(Phase::Replied) {
         return;
     }
-    c.stream.send_response(
-        e.status(),
-        &[("content-type", b"application/json")],
-        e.body().as_bytes(),
-        "grant_sigv4_local_reply",
-    );
+    send_error(c.stream, e);
 }
 
 /// The 500 answer of a request whose hook panicked (if it is still there and unanswered).
@@ -346,12 +352,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
                 // SAFETY: this hook's filter_envoy_ptr.
                 let stream = unsafe { Stream::new(envoy_ptr) };
                 let e = LocalError::internal("the filter was not created");
-                stream.send_response(
-                    e.status(),
-                    &[("content-type", b"application/json")],
-                    e.body().as_bytes(),
-                    "grant_sigv4_local_reply",
-                );
+                send_error(stream, &e);
                 return HEADERS_STOP_ITERATION;
             };
             let headers = c.stream.headers(HeaderMap::RequestHeaders);
@@ -367,10 +368,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
             };
             worker::set_phase(c.id, phase_after(action));
             host.finish();
-            if action == Action::Pause && worker::mailbox().is_some_and(|m| m.needs_waker()) {
-                // It may wait for an answer that comes through the main thread.
-                worker::make_waker(Some((c.id, c.stream)));
-            }
+            waker_if_paused(c, action);
             match action {
                 Action::Continue => HEADERS_CONTINUE,
                 Action::Pause | Action::BufferBody => HEADERS_STOP_ITERATION,
@@ -429,6 +427,7 @@ fn body_complete(c: &Ctx, in_body_hook: bool) -> Option<Action> {
     };
     worker::set_phase(c.id, phase_after(action));
     host.finish();
+    waker_if_paused(c, action);
     (worker::phase_of(c.id) != Some(Phase::Replied)).then_some(action)
 }
 

@@ -29,6 +29,22 @@ pub fn now_ms() -> Option<u64> {
     u64::try_from(d.as_millis()).ok()
 }
 
+/// Answer `stream` locally with `e`: `{"error": CODE, "message": ...}`, and `retry-after`
+/// when the code has one.
+pub fn send_error(stream: Stream, e: &LocalError) {
+    let ctype: (&str, &[u8]) = ("content-type", b"application/json");
+    let headers: Vec<(&str, &[u8])> = match e.code.retry_after() {
+        Some(s) => vec![ctype, ("retry-after", s.as_bytes())],
+        None => vec![ctype],
+    };
+    stream.send_response(
+        e.status(),
+        &headers,
+        e.body().as_bytes(),
+        "grant_sigv4_local_reply",
+    );
+}
+
 /// An effect carried out after the event.
 enum Deferred {
     Resume(RequestId),
@@ -47,6 +63,8 @@ pub struct NativeHost<'a> {
     /// the callouts it starts go through the main thread (`background`).
     pub background: bool,
     deferred: Vec<Deferred>,
+    /// Callouts started in this event, sent when it is over.
+    sends: Vec<CalloutToken>,
 }
 
 impl<'a> NativeHost<'a> {
@@ -58,6 +76,7 @@ impl<'a> NativeHost<'a> {
             answer: None,
             background: false,
             deferred: Vec::new(),
+            sends: Vec::new(),
         }
     }
 
@@ -69,7 +88,10 @@ impl<'a> NativeHost<'a> {
     }
 
     /// The event is over (the engine is free again): resume and answer the requests it said,
-    /// in order, each only if it is still there and not answered already.
+    /// in order, each only if it is still there and not answered already; then send the
+    /// callouts it started: on the stream of the request whose hook runs if that request now
+    /// waits (for its own grant's fetch), else through the main thread (a refresh, or the
+    /// revalidation of a stale key the request was just signed with, must outlive it).
     pub fn finish(self) {
         for d in self.deferred {
             match d {
@@ -90,13 +112,17 @@ impl<'a> NativeHost<'a> {
                     if worker::set_phase(id, Phase::Replied) == Some(Phase::Replied) {
                         continue;
                     }
-                    stream.send_response(
-                        e.status(),
-                        &[("content-type", b"application/json")],
-                        e.body().as_bytes(),
-                        "grant_sigv4_local_reply",
-                    );
+                    send_error(stream, &e);
                 }
+            }
+        }
+        for token in self.sends {
+            let waiting = self
+                .current
+                .filter(|(id, _)| worker::phase_of(*id) == Some(Phase::Paused));
+            let sent = waiting.is_some_and(|(id, stream)| worker::send_on(token, id, stream));
+            if !sent && !worker::to_background(self.config, token) {
+                worker::fail_callout(token);
             }
         }
     }
@@ -175,27 +201,24 @@ impl Host for NativeHost<'_> {
                 .collect(),
             timeout_ms,
         };
-        // A request's fetch is carried by the request; the engine's own work (a refresh, or
-        // the next read of a fetch whose answer came through the main thread) by the main
-        // thread, as no request's life bounds it.
-        match (self.current, self.background) {
-            (Some((carrier, stream)), false) => {
-                let envoy_id = stream
-                    .http_callout(cluster, headers, u64::from(timeout_ms))
-                    .map_err(|code| format!("result {code}"))?;
-                worker::add_callout(record(carrier, envoy_id))
-                    .ok_or_else(|| String::from("the worker's state is in use"))
-            }
-            _ => {
-                let token = worker::add_callout(record(0, 0))
-                    .ok_or_else(|| String::from("the worker's state is in use"))?;
-                if worker::to_background(self.config, token) {
-                    Ok(token)
-                } else {
-                    worker::answered(token);
-                    Err(String::from("the main thread cannot make callouts"))
-                }
-            }
+        // Sent when the event is over (`finish`), once it is known whether the request whose
+        // hook runs waits for it; the engine's own work (tick, an answer from the main thread)
+        // goes through the main thread at once.
+        let carrier = match (self.current, self.background) {
+            (Some((id, _)), false) => id,
+            _ => 0,
+        };
+        let token = worker::add_callout(record(carrier, 0))
+            .ok_or_else(|| String::from("the worker's state is in use"))?;
+        if carrier != 0 {
+            self.sends.push(token);
+            return Ok(token);
+        }
+        if worker::to_background(self.config, token) {
+            Ok(token)
+        } else {
+            worker::answered(token);
+            Err(String::from("the main thread cannot make callouts"))
         }
     }
 

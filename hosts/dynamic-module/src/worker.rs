@@ -205,6 +205,45 @@ pub fn take_callout(carrier: RequestId, envoy_id: u64) -> Option<CalloutToken> {
     .flatten()
 }
 
+/// Send callout `token` on request `carrier`'s stream; false if it could not be.
+pub fn send_on(token: CalloutToken, carrier: RequestId, stream: Stream) -> bool {
+    let Some((cluster, headers, timeout_ms)) = with_worker(|w| {
+        w.callouts
+            .get(&token)
+            .map(|c| (c.cluster.clone(), c.headers.clone(), c.timeout_ms))
+    })
+    .flatten() else {
+        return false;
+    };
+    let hs: Vec<(&str, &[u8])> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    match stream.http_callout(&cluster, &hs, u64::from(timeout_ms)) {
+        Ok(envoy_id) => with_worker(|w| match w.callouts.get_mut(&token) {
+            Some(c) => {
+                c.carrier = carrier;
+                c.envoy_id = envoy_id;
+                true
+            }
+            None => false,
+        })
+        .unwrap_or(false),
+        Err(code) => {
+            warn!("vault callout to cluster {cluster} failed to start (result {code})");
+            false
+        }
+    }
+}
+
+/// Callout `token` could not be sent at all: the engine gets a failed answer (at this
+/// worker's next event, or when its waker runs).
+pub fn fail_callout(token: CalloutToken) {
+    if let Some(m) = mailbox() {
+        m.failed(token);
+    }
+}
+
 /// Send callout `token` (of `config`) through the main thread: it no longer depends on any
 /// request's life. False if it could not be.
 pub fn to_background(config: &FilterConfig, token: CalloutToken) -> bool {
