@@ -95,6 +95,17 @@ impl Mailbox {
         std::mem::take(&mut inbox.answers)
     }
 
+    /// Answers taken but not handed to their engine yet, kept for a later event. Answers of
+    /// callouts the worker forgot (their configuration is gone) are dropped when taken again.
+    pub fn put_back(&self, answers: Vec<Answer>) {
+        if answers.is_empty() {
+            return;
+        }
+        let mut inbox = self.lock();
+        inbox.answers.extend(answers);
+        self.ready.store(true, Ordering::Release);
+    }
+
     /// Whether callouts are pending and the worker has no waker: then it should make one.
     pub fn needs_waker(&self) -> bool {
         let inbox = self.lock();

@@ -174,12 +174,23 @@ fn reply_after_panic(c: Option<&Ctx>) {
 }
 
 /// Hand the answers that came through the main thread to their engines (`current`: the
-/// request whose hook runs, if any).
+/// request whose hook runs, if any). An answer for a configuration with no live request on
+/// this worker waits for its next one (no request waits for it; its configuration may be
+/// gone).
 fn deliver_mailbox(current: Option<(RequestId, Stream)>) {
     let Some(mailbox) = worker::mailbox() else {
         return;
     };
+    let mut later = Vec::new();
     for a in mailbox.take() {
+        match worker::deliverable(a.token) {
+            Some(true) => {}
+            Some(false) => {
+                later.push(a);
+                continue;
+            }
+            None => continue,
+        }
         let Some(config_id) = worker::answered(a.token) else {
             continue;
         };
@@ -197,6 +208,7 @@ fn deliver_mailbox(current: Option<(RequestId, Stream)>) {
         drop(e);
         host.finish();
     }
+    mailbox.put_back(later);
 }
 
 #[no_mangle]
@@ -256,7 +268,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
         };
         // SAFETY: the filter_envoy_ptr of the filter being made, valid until its destroy.
         let stream = unsafe { Stream::new(filter_envoy_ptr) };
-        let Some(id) = worker::add_request(stream) else {
+        let Some(id) = worker::add_request(stream, config.id) else {
             return std::ptr::null();
         };
         let f = Box::new(Filter {

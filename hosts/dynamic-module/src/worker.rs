@@ -46,6 +46,7 @@ pub enum Phase {
 /// A live request of this worker.
 pub struct Slot {
     pub stream: Stream,
+    pub config_id: u64,
     pub phase: Phase,
     /// The engine was told that it ended.
     pub done: bool,
@@ -154,8 +155,8 @@ pub fn engine_for(config: &Arc<FilterConfig>) -> Option<Rc<WorkerEngine>> {
     Some(we)
 }
 
-/// Number a new request with stream `stream`.
-pub fn add_request(stream: Stream) -> Option<RequestId> {
+/// Number a new request of configuration `config_id` with stream `stream`.
+pub fn add_request(stream: Stream, config_id: u64) -> Option<RequestId> {
     with_worker(|w| {
         loop {
             w.next_request = w.next_request.wrapping_add(1);
@@ -168,6 +169,7 @@ pub fn add_request(stream: Stream) -> Option<RequestId> {
             id,
             Slot {
                 stream,
+                config_id,
                 phase: Phase::New,
                 done: false,
             },
@@ -320,6 +322,18 @@ pub fn request_gone(config: &FilterConfig, id: RequestId) {
     if mailbox().is_some_and(|m| m.request_gone(id)) {
         make_waker(None);
     }
+}
+
+/// Whether an answer to callout `token` may be handed to its engine now: `None` when the
+/// worker forgot the callout (its configuration is gone); false while the worker has no live
+/// request of its configuration. With one, Envoy's side of the configuration is alive too
+/// (each of its filters holds it), through which its engine counts.
+pub fn deliverable(token: CalloutToken) -> Option<bool> {
+    with_worker(|w| {
+        let config_id = w.callouts.get(&token)?.config_id;
+        Some(w.requests.values().any(|s| s.config_id == config_id))
+    })
+    .flatten()
 }
 
 /// The callout that answer `token` is for, removed: its configuration.
