@@ -306,3 +306,43 @@ def test_rotation_without_retry_fails_at_most_the_requests_in_flight(host):
     # Each worker drops the refused key at its first refusal; only the requests already in
     # flight with it fail too, and each client has one request in flight.
     assert failed <= ROTATION_CLIENTS, f"{failed} of {total} requests failed across the rotation"
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_a_fetch_outlives_the_request_that_started_it(host):
+    """The first request for a grant goes away while the vault is slow: the request waiting
+    for the same fetch still gets its answer. (The native module's callouts belong to a
+    stream, which Envoy cancels with it: the fetch is made again on Envoy's main thread.)"""
+    import socket
+
+    from fakes import GRANT_PREFIX, FakeVault
+
+    fake = FakeVault({}, relay_unknown=True)
+    s = None
+    try:
+        s = Stack(host=host, concurrency=1, vault_port=fake.port)
+        fake.upstream = s.bao.addr
+        s.bao.put_grant("grant-left", s.moto.create_user_key("left-user"))
+        calls = lambda: [r for r in fake.requests if r["path"] == GRANT_PREFIX + "grant-left"]  # noqa: E731
+        fake.freeze()
+        first = socket.create_connection(("127.0.0.1", s.listen_port), timeout=10)
+        first.sendall(f"GET {STS_GET} HTTP/1.1\r\nhost: sts.us-east-1.amazonaws.com\r\n"
+                      "x-grant-id: grant-left\r\n\r\n".encode())
+        wait_until(lambda: len(calls()) == 1, "the first request's vault read")
+        second = {}
+        t = threading.Thread(target=lambda: second.update(
+            status=s.raw("GET", STS_GET, headers={"x-grant-id": "grant-left"})[0]))
+        t.start()
+        wait_until(lambda: s.envoy.counter("http.egress.downstream_rq_active") >= 2, "the second request waiting")
+        first.close()
+        wait_until(lambda: s.envoy.counter("http.egress.downstream_rq_active") == 1, "the first request gone")
+        fake.thaw()
+        t.join(15)
+        assert second.get("status") == 200, second
+        # wasm: the callout belongs to the plugin; native: sent again from the main thread.
+        assert len(calls()) == {"wasm": 1, "native": 2}[host], f"{len(calls())} vault reads"
+    finally:
+        fake.stop()
+        if s:
+            s.stop()
+            s.cleanup()
