@@ -191,15 +191,15 @@ fn deliver_mailbox(current: Option<(RequestId, Stream)>) {
             }
             None => continue,
         }
-        let Some(config_id) = worker::answered(a.token) else {
-            continue;
-        };
-        let Some((engine, config)) = worker::engine_of(config_id) else {
+        let Some((engine, config)) = worker::callout_config(a.token).and_then(worker::engine_of)
+        else {
             continue;
         };
         let Ok(mut e) = engine.engine.try_borrow_mut() else {
+            later.push(a);
             continue;
         };
+        worker::answered(a.token);
         let mut host = NativeHost::new(&config, current);
         host.background = true;
         let size = a.body.len();

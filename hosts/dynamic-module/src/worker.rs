@@ -336,6 +336,11 @@ pub fn deliverable(token: CalloutToken) -> Option<bool> {
     .flatten()
 }
 
+/// The configuration of callout `token`.
+pub fn callout_config(token: CalloutToken) -> Option<u64> {
+    with_worker(|w| w.callouts.get(&token).map(|c| c.config_id)).flatten()
+}
+
 /// The callout that answer `token` is for, removed: its configuration.
 pub fn answered(token: CalloutToken) -> Option<u64> {
     with_worker(|w| w.callouts.remove(&token).map(|c| c.config_id)).flatten()
