@@ -22,6 +22,10 @@ pub enum Action {
     Continue,
     /// Stop until the engine resumes the request or has answered it locally.
     Pause,
+    /// Stop and buffer the whole body, then hand in its SHA-256 (`Engine::on_request_body`),
+    /// or tell that it passed `max_body_bytes` (`Engine::on_request_body_too_large`). Only
+    /// for an engine whose host hashes bodies (`Engine::hash_bodies_in_host`).
+    BufferBody,
 }
 
 /// Kinds of metrics.

@@ -31,6 +31,7 @@ mod host;
 mod metrics;
 mod refresh_claim;
 mod request_audit;
+mod request_body;
 mod vault_fetch;
 mod vault_health;
 mod vault_token;
@@ -39,6 +40,7 @@ mod vault_token;
 mod tests;
 
 pub use host::{Action, CalloutToken, Host, IdHasher, IdMap, MetricKind, Property, RequestId};
+pub use metrics::all_metrics;
 pub use request_audit::AUDIT_FILTER_STATE;
 
 use crate::audit;
@@ -73,6 +75,8 @@ struct RequestState {
     /// Signed with this grant's key, fetched at that time: an AWS refusal drops exactly it.
     signed_with: Option<(String, u64)>,
     audit: Option<Box<Audit>>,
+    /// Planned, its body being buffered by the host, which hands in its hash.
+    awaiting_body: Option<Box<Plan>>,
 }
 
 /// The filter's state and logic for one plugin instance.
@@ -92,6 +96,8 @@ pub struct Engine {
     metrics: Metrics,
     /// The filter's own vault token (see `vault_token.rs`).
     auth: VaultToken,
+    /// The host buffers and hashes request bodies ([`Engine::hash_bodies_in_host`]).
+    body_hashing: bool,
 }
 
 impl Engine {
@@ -109,6 +115,7 @@ impl Engine {
             callouts: IdMap::default(),
             metrics: Metrics::default(),
             auth: VaultToken::default(),
+            body_hashing: false,
         }
     }
 
@@ -249,11 +256,12 @@ impl Engine {
                 }
             };
         }
-        let plan = match request::plan_request_memoized(
+        let plan = match request::plan_request_hashing_body(
             &cfg,
             &mut self.authorities,
             headers,
             end_of_stream,
+            self.body_hashing,
         ) {
             Ok(p) => p,
             Err(e) => {
@@ -281,6 +289,23 @@ impl Engine {
             r.reason = plan.reason.clone();
             r.context = plan.context.clone();
         }
+        if plan.payload_hash.is_empty() {
+            return self.await_body(id, plan);
+        }
+        self.sign_planned(host, &cfg, id, plan, start_ms)
+    }
+
+    /// Sign request `id`, planned as `plan`, with its grant's key from the caches, or pause it
+    /// until the fetch of its grant ends.
+    fn sign_planned(
+        &mut self,
+        host: &mut impl Host,
+        cfg: &Config,
+        id: RequestId,
+        plan: Plan,
+        start_ms: u64,
+    ) -> Action {
+        let now = start_ms / 1000;
         match self.cache.lookup(&plan.grant_id, now) {
             Lookup::Fresh(g) => {
                 self.metrics.inc(Counter::CacheHit);
@@ -291,7 +316,7 @@ impl Engine {
                 self.refuse_planned(host, id, &LocalError::grant_not_found(), &plan);
                 return Action::Pause;
             }
-            Lookup::Stale(g) => return self.sign_stale(host, &cfg, id, &plan, g, start_ms),
+            Lookup::Stale(g) => return self.sign_stale(host, cfg, id, &plan, g, start_ms),
             Lookup::Miss => {}
         }
         // Another worker's key, even a stale one, is better than waiting on the vault.
@@ -300,7 +325,7 @@ impl Engine {
             self.metrics.inc(Counter::SharedHit);
             let g = self.cache.insert(&plan.grant_id, g);
             if now >= g.fresh_until {
-                return self.sign_stale(host, &cfg, id, &plan, g, start_ms);
+                return self.sign_stale(host, cfg, id, &plan, g, start_ms);
             }
             return self.sign_or_refuse(host, id, &plan, &g, now);
         }
@@ -323,7 +348,7 @@ impl Engine {
                 refresh: false,
             },
         );
-        if let Err(e) = self.start_callout(host, &cfg, &grant, Stage::Record) {
+        if let Err(e) = self.start_callout(host, cfg, &grant, Stage::Record) {
             warn!(
                 "vault callout to cluster {} failed to start: {e}",
                 cfg.vault.cluster
@@ -536,6 +561,12 @@ impl Engine {
                 a.write_log(host, id, false);
             }
         }
+    }
+
+    /// Add the counts kept since the last flush to the host's metrics now (the tick does it
+    /// every second; a host whose metric calls are cheap may do it after every request).
+    pub fn flush_metrics(&mut self, host: &mut impl Host) {
+        self.metrics.flush(host);
     }
 
     /// The periodic tick: flush the metrics and refresh used grants ahead of their expiry

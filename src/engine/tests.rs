@@ -51,6 +51,8 @@ struct FakeHost {
     reply_message: String,
     /// The tick period last asked for.
     tick_ms: u32,
+    /// The header edits of the last request signed.
+    last_edits: Option<Edits>,
 }
 
 impl Host for FakeHost {
@@ -77,6 +79,7 @@ impl Host for FakeHost {
             .unwrap_or("")
             .to_string();
         self.effects.push(Effect::Signed(id, akid));
+        self.last_edits = Some(edits.clone());
         Ok(())
     }
     fn resume_request(&mut self, id: RequestId) {
@@ -251,6 +254,7 @@ impl Worker {
             callout_body_sent: Vec::new(),
             reply_message: String::new(),
             tick_ms: 0,
+            last_edits: None,
             metric_names: Vec::new(),
             recorded: HashMap::new(),
         };
@@ -1165,5 +1169,7 @@ fn a_worker_without_the_grant_takes_another_workers_stale_key_rather_than_wait()
     assert_eq!(b.effects(), vec![signed(2, KEY_A)]);
 }
 
+#[path = "request_body_tests.rs"]
+mod request_body;
 #[path = "vault_token_tests.rs"]
 mod vault_token_tests;

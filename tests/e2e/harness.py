@@ -32,6 +32,7 @@ ENVOY_LOCAL_RETRY = ROOT / "envoy" / "local-retry.yaml"
 # The native host: the dynamic module (`make dynamic-module`) and its local config.
 DYNAMIC_MODULE = ROOT / "target" / "dynamic-module" / "libgrant_sigv4_dynamic_module.so"
 ENVOY_DYNAMIC_MODULE_LOCAL = ROOT / "envoy" / "dynamic-module-local.yaml"
+ENVOY_DYNAMIC_MODULE_LOCAL_RETRY = ROOT / "envoy" / "dynamic-module-local-retry.yaml"
 # Test-only build that panics on a marked request (`make dynamic-module-panic-test`).
 PANIC_TEST_DYNAMIC_MODULE = ROOT / "target" / "grant_sigv4_dynamic_module_panic_test.so"
 HOSTS = ("wasm", "native")
