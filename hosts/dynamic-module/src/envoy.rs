@@ -45,9 +45,9 @@ impl EnvoyBuffer {
 /// Memory owned by the module, lent to Envoy for one call (`..._module_buffer`).
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct ModuleBuffer {
-    ptr: *const u8,
-    len: usize,
+pub(crate) struct ModuleBuffer {
+    pub(crate) ptr: *const u8,
+    pub(crate) len: usize,
 }
 
 impl ModuleBuffer {
@@ -63,8 +63,8 @@ impl ModuleBuffer {
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct EnvoyHeader {
-    key: EnvoyBuffer,
-    value: EnvoyBuffer,
+    pub(crate) key: EnvoyBuffer,
+    pub(crate) value: EnvoyBuffer,
 }
 
 impl EnvoyHeader {
@@ -80,13 +80,13 @@ impl EnvoyHeader {
 
 /// A header owned by the module (`envoy_dynamic_module_type_module_http_header`).
 #[repr(C)]
-struct ModuleHeader {
-    key: ModuleBuffer,
-    value: ModuleBuffer,
+pub(crate) struct ModuleHeader {
+    pub(crate) key: ModuleBuffer,
+    pub(crate) value: ModuleBuffer,
 }
 
-type FilterEnvoyPtr = *mut c_void;
-type ConfigEnvoyPtr = *mut c_void;
+pub(crate) type FilterEnvoyPtr = *mut c_void;
+pub(crate) type ConfigEnvoyPtr = *mut c_void;
 
 /// `envoy_dynamic_module_type_http_header_type`.
 #[repr(C)]
@@ -132,7 +132,7 @@ pub enum Attribute {
 }
 
 /// `envoy_dynamic_module_type_metrics_result`.
-type MetricsResult = u32;
+pub(crate) type MetricsResult = u32;
 const METRICS_SUCCESS: MetricsResult = 0;
 
 /// `envoy_dynamic_module_type_http_callout_init_result`.

@@ -10,6 +10,9 @@
 //! - `filter_config`: one filter configuration (its metrics, its shared-data namespace).
 //! - `background`: the callouts no request carries, made on the main thread.
 //! - `shared_data`: the data shared by all workers of the process.
+//!
+//! Tests only: `fake_envoy` defines Envoy's callbacks in Rust, so that `hook_fuzz` drives the
+//! exported hooks natively as Envoy would, with hostile inputs and events out of order.
 
 mod background;
 mod envoy;
@@ -18,3 +21,8 @@ mod hooks;
 mod native_host;
 mod shared_data;
 mod worker;
+
+#[cfg(test)]
+mod fake_envoy;
+#[cfg(test)]
+mod hook_fuzz;
