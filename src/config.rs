@@ -7,7 +7,9 @@
 //!  "vault": {"cluster": "vault", "authority": "vault", "token": "...",
 //!            "kv_mount": "secret", "path_prefix": "aws/grants/", "timeout_ms": 2000},
 //!  "cache": {"ttl_seconds": 300, "max_stale_seconds": 900, "negative_ttl_seconds": 10,
-//!            "refresh_ahead_seconds": 60, "min_refetch_seconds": 5},
+//!            "refresh_ahead_seconds": 60, "min_refetch_seconds": 5,
+//!            "max_grants": 4096, "max_unknown_grants": 4096},
+//!  "new_grant_fetches": {"per_second": 50, "burst": 100},
 //!  "s3_payload": "unsigned", "grant_from_access_key_id": false,
 //!  "max_body_bytes": 8388608}
 //! ```
@@ -105,6 +107,11 @@ pub struct CacheConfig {
     pub refresh_ahead_seconds: u64,
     /// After AWS refused a grant's key, it is fetched again — but not more often than this.
     pub min_refetch_seconds: u64,
+    /// Most grants kept per worker; past this the least recently used is dropped.
+    pub max_grants: u64,
+    /// Most "no such grant" answers kept per worker; past this the least recently used is
+    /// dropped.
+    pub max_unknown_grants: u64,
 }
 
 impl Default for CacheConfig {
@@ -115,6 +122,27 @@ impl Default for CacheConfig {
             negative_ttl_seconds: 10,
             refresh_ahead_seconds: 60,
             min_refetch_seconds: 5,
+            max_grants: 4096,
+            max_unknown_grants: 4096,
+        }
+    }
+}
+
+/// The limit on fetches of grants that are in no cache, for the whole Envoy process
+/// (`new_grant_fetches`; see `engine/fetch_limit.rs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchLimitConfig {
+    /// Tokens gained per second.
+    pub per_second: u64,
+    /// Most tokens held (fetches that may start at once).
+    pub burst: u64,
+}
+
+impl Default for FetchLimitConfig {
+    fn default() -> Self {
+        FetchLimitConfig {
+            per_second: 50,
+            burst: 100,
         }
     }
 }
@@ -134,6 +162,7 @@ pub struct Config {
     pub grant_header: String,
     pub vault: VaultConfig,
     pub cache: CacheConfig,
+    pub new_grant_fetches: FetchLimitConfig,
     pub s3_payload: S3Payload,
     /// Largest request body the filter lets through for services whose body is hashed.
     pub max_body_bytes: u64,
@@ -518,6 +547,9 @@ impl Config {
                     c.uint("refresh_ahead_seconds", d.refresh_ahead_seconds, 0, 3_600)?;
                 let min_refetch_seconds =
                     c.uint("min_refetch_seconds", d.min_refetch_seconds, 0, 3_600)?;
+                let max_grants = c.uint("max_grants", d.max_grants, 1, 1_000_000)?;
+                let max_unknown_grants =
+                    c.uint("max_unknown_grants", d.max_unknown_grants, 1, 1_000_000)?;
                 c.finish()?;
                 if refresh_ahead_seconds >= ttl_seconds {
                     return Err(err(
@@ -531,7 +563,20 @@ impl Config {
                     negative_ttl_seconds,
                     refresh_ahead_seconds,
                     min_refetch_seconds,
+                    max_grants,
+                    max_unknown_grants,
                 }
+            }
+        };
+        let new_grant_fetches = match top.get("new_grant_fetches") {
+            None => FetchLimitConfig::default(),
+            Some(fv) => {
+                let d = FetchLimitConfig::default();
+                let mut f = Obj::new("new_grant_fetches", fv)?;
+                let per_second = f.uint("per_second", d.per_second, 1, 1_000_000)?;
+                let burst = f.uint("burst", d.burst, 1, 1_000_000)?;
+                f.finish()?;
+                FetchLimitConfig { per_second, burst }
             }
         };
 
@@ -579,6 +624,7 @@ impl Config {
                 timeout_ms,
             },
             cache,
+            new_grant_fetches,
             s3_payload,
             max_body_bytes,
             host_overrides,
@@ -676,6 +722,53 @@ mod tests {
             let e = parse(json).unwrap_err();
             assert_eq!(e.key, key, "for {json}: {e}");
             assert!(e.to_string().contains(key));
+        }
+    }
+
+    #[test]
+    fn cache_bounds_and_new_grant_fetch_limit() {
+        let d = parse(r#"{"vault": {"token": "t"}}"#).unwrap();
+        assert_eq!(
+            (d.cache.max_grants, d.cache.max_unknown_grants),
+            (4096, 4096)
+        );
+        assert_eq!(
+            d.new_grant_fetches,
+            FetchLimitConfig {
+                per_second: 50,
+                burst: 100
+            }
+        );
+        let c = parse(
+            r#"{"vault": {"token": "t"}, "cache": {"max_grants": 10, "max_unknown_grants": 20},
+            "new_grant_fetches": {"per_second": 5, "burst": 7}}"#,
+        )
+        .unwrap();
+        assert_eq!((c.cache.max_grants, c.cache.max_unknown_grants), (10, 20));
+        assert_eq!(
+            c.new_grant_fetches,
+            FetchLimitConfig {
+                per_second: 5,
+                burst: 7
+            }
+        );
+        for (json, key) in [
+            (r#"{"cache": {"max_grants": 0}}"#, "cache.max_grants"),
+            (
+                r#"{"new_grant_fetches": {"per_second": 0}}"#,
+                "new_grant_fetches.per_second",
+            ),
+            (
+                r#"{"new_grant_fetches": {"burst": -1}}"#,
+                "new_grant_fetches.burst",
+            ),
+            (
+                r#"{"new_grant_fetches": {"rate": 1}}"#,
+                "new_grant_fetches.rate",
+            ),
+        ] {
+            let full = json.replacen('{', r#"{"vault": {"token": "t"}, "#, 1);
+            assert_eq!(parse(&full).unwrap_err().key, key, "{full}");
         }
     }
 

@@ -22,6 +22,9 @@ pub enum ErrorCode {
     GrantRecordInvalid,
     /// 503: the credential store could not be read (retryable).
     VaultUnavailable,
+    /// 503: too many grants not in any cache asked for at once; nothing was fetched
+    /// (retryable, with `retry-after`).
+    VaultBusy,
     /// 403: the host is not an AWS endpoint that the filter signs.
     NotAwsEndpoint,
     /// 400: an AWS endpoint that is not signed with SigV4.
@@ -62,7 +65,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::GrantMissing,
         ErrorCode::GrantInvalid,
         ErrorCode::GrantAmbiguous,
@@ -70,6 +73,7 @@ impl ErrorCode {
         ErrorCode::GrantPolicyDenied,
         ErrorCode::GrantRecordInvalid,
         ErrorCode::VaultUnavailable,
+        ErrorCode::VaultBusy,
         ErrorCode::NotAwsEndpoint,
         ErrorCode::NotSigV4,
         ErrorCode::RegionUnknown,
@@ -99,7 +103,7 @@ impl ErrorCode {
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::InternalError => 500,
             ErrorCode::GrantRecordInvalid => 502,
-            ErrorCode::VaultUnavailable => 503,
+            ErrorCode::VaultUnavailable | ErrorCode::VaultBusy => 503,
             ErrorCode::GrantInvalid
             | ErrorCode::GrantAmbiguous
             | ErrorCode::NotSigV4
@@ -129,6 +133,7 @@ impl ErrorCode {
             ErrorCode::GrantPolicyDenied => "GrantPolicyDenied",
             ErrorCode::GrantRecordInvalid => "GrantRecordInvalid",
             ErrorCode::VaultUnavailable => "VaultUnavailable",
+            ErrorCode::VaultBusy => "VaultBusy",
             ErrorCode::NotAwsEndpoint => "NotAwsEndpoint",
             ErrorCode::NotSigV4 => "NotSigV4",
             ErrorCode::RegionUnknown => "RegionUnknown",
@@ -151,7 +156,15 @@ impl ErrorCode {
 
     /// Retryable codes: the same request may succeed later.
     pub const fn retryable(self) -> bool {
-        matches!(self, ErrorCode::VaultUnavailable)
+        matches!(self, ErrorCode::VaultUnavailable | ErrorCode::VaultBusy)
+    }
+
+    /// The `retry-after` header (seconds) of a local reply with this code, if it has one.
+    pub const fn retry_after(self) -> Option<&'static str> {
+        match self {
+            ErrorCode::VaultBusy => Some("1"),
+            _ => None,
+        }
     }
 }
 
@@ -213,6 +226,14 @@ impl LocalError {
         Self::new(
             ErrorCode::VaultUnavailable,
             format!("the credential store could not be read: {why}"),
+        )
+    }
+
+    pub fn vault_busy() -> Self {
+        Self::new(
+            ErrorCode::VaultBusy,
+            "too many grants not in the cache are being fetched from the credential store \
+             right now (plugin configuration new_grant_fetches): retry after a second",
         )
     }
 

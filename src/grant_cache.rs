@@ -9,8 +9,7 @@ use crate::vault::{Credentials, DynamicSource};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-/// Most grants kept per worker; past this, expired entries are dropped first, then the
-/// entry closest to expiry.
+/// Most entries of a per-worker table that has no configured bound (the retry stash).
 pub const MAX_ENTRIES: usize = 4096;
 
 /// Seconds before a dynamic lease's end after which its key is no longer used (clock skew).
@@ -98,31 +97,84 @@ pub enum Lookup {
 struct Entry {
     grant: Rc<CachedGrant>,
     used: bool,
+    /// A background fetch of it is under way.
     refreshing: bool,
+    /// No background fetch before this (s): the vault is backing off, or another worker
+    /// holds the fetch.
+    retry_at: u64,
+    /// When it was last looked up or stored, in lookups (least recently used goes first).
+    last_used: u64,
 }
 
-/// Grants per worker, with "no such grant" remembered for a short while.
-#[derive(Default)]
+/// Grants per worker, with "no such grant" remembered for a short while; both bounded,
+/// the least recently used dropped first.
 pub struct GrantCache {
     entries: HashMap<String, Entry>,
-    not_found: HashMap<String, u64>,
+    /// Until when, and when last used.
+    not_found: HashMap<String, (u64, u64)>,
     /// The last key AWS refused per grant, and when.
     refused: HashMap<String, (String, u64)>,
+    max_grants: usize,
+    max_unknown: usize,
+    /// Lookups and stores so far (the LRU clock).
+    uses: u64,
+}
+
+impl Default for GrantCache {
+    fn default() -> Self {
+        GrantCache::new(&CacheConfig::default())
+    }
+}
+
+/// The key of the least recently used of `items` (by `last_used`), preferring those no
+/// longer usable (`usable` false).
+fn least_recently_used<'a, V>(
+    items: impl Iterator<Item = (&'a String, &'a V)>,
+    key: impl Fn(&V) -> (bool, u64),
+) -> Option<String>
+where
+    V: 'a,
+{
+    items.min_by_key(|(_, v)| key(v)).map(|(k, _)| k.clone())
 }
 
 impl GrantCache {
+    /// A cache with the bounds of `cfg`.
+    pub fn new(cfg: &CacheConfig) -> GrantCache {
+        GrantCache {
+            entries: HashMap::new(),
+            not_found: HashMap::new(),
+            refused: HashMap::new(),
+            max_grants: usize::try_from(cfg.max_grants).unwrap_or(usize::MAX).max(1),
+            max_unknown: usize::try_from(cfg.max_unknown_grants)
+                .unwrap_or(usize::MAX)
+                .max(1),
+            uses: 0,
+        }
+    }
+
+    fn tick(&mut self) -> u64 {
+        self.uses += 1;
+        self.uses
+    }
+
     pub fn lookup(&mut self, grant: &str, now: u64) -> Lookup {
+        let t = self.tick();
         if let Some(e) = self.entries.get_mut(grant) {
-            if now < e.grant.fresh_until {
-                e.used = true;
-                return Lookup::Fresh(Rc::clone(&e.grant));
-            }
             if now < e.grant.usable_until {
+                e.used = true;
+                e.last_used = t;
+                if now < e.grant.fresh_until {
+                    return Lookup::Fresh(Rc::clone(&e.grant));
+                }
                 return Lookup::Stale(Rc::clone(&e.grant));
             }
         }
-        match self.not_found.get(grant) {
-            Some(&until) if now < until => Lookup::NotFound,
+        match self.not_found.get_mut(grant) {
+            Some((until, used)) if now < *until => {
+                *used = t;
+                Lookup::NotFound
+            }
             _ => Lookup::Miss,
         }
     }
@@ -131,24 +183,21 @@ impl GrantCache {
     pub fn insert(&mut self, grant: &str, g: CachedGrant) -> Rc<CachedGrant> {
         self.not_found.remove(grant);
         if let Some(e) = self.entries.get(grant) {
-            if e.grant.fetched_at > g.fetched_at {
+            // The same key again (from shared data) keeps the entry and its state.
+            if e.grant.fetched_at >= g.fetched_at {
                 return Rc::clone(&e.grant);
             }
         }
-        if self.entries.len() >= MAX_ENTRIES && !self.entries.contains_key(grant) {
+        if self.entries.len() >= self.max_grants && !self.entries.contains_key(grant) {
             let now = g.fetched_at;
-            self.entries.retain(|_, e| now < e.grant.usable_until);
-            if self.entries.len() >= MAX_ENTRIES {
-                if let Some(k) = self
-                    .entries
-                    .iter()
-                    .min_by_key(|(_, e)| e.grant.usable_until)
-                    .map(|(k, _)| k.clone())
-                {
-                    self.entries.remove(&k);
-                }
+            let lru = least_recently_used(self.entries.iter(), |e| {
+                (now < e.grant.usable_until, e.last_used)
+            });
+            if let Some(k) = lru {
+                self.entries.remove(&k);
             }
         }
+        let last_used = self.tick();
         let g = Rc::new(g);
         self.entries.insert(
             grant.to_string(),
@@ -156,17 +205,24 @@ impl GrantCache {
                 grant: Rc::clone(&g),
                 used: false,
                 refreshing: false,
+                retry_at: 0,
+                last_used,
             },
         );
         g
     }
 
-    pub fn remember_not_found(&mut self, grant: &str, until: u64) {
-        if self.not_found.len() >= MAX_ENTRIES {
-            self.not_found.clear();
+    /// The vault said at `now` there is no such grant: remembered until `until`.
+    pub fn remember_not_found(&mut self, grant: &str, now: u64, until: u64) {
+        if self.not_found.len() >= self.max_unknown && !self.not_found.contains_key(grant) {
+            let lru = least_recently_used(self.not_found.iter(), |(u, used)| (now < *u, *used));
+            if let Some(k) = lru {
+                self.not_found.remove(&k);
+            }
         }
         self.entries.remove(grant);
-        self.not_found.insert(grant.to_string(), until);
+        let t = self.tick();
+        self.not_found.insert(grant.to_string(), (until, t));
     }
 
     /// AWS refused the key fetched at `fetched_at`: forget it so the next request fetches
@@ -188,7 +244,7 @@ impl GrantCache {
                 return false;
             }
         }
-        if self.refused.len() >= MAX_ENTRIES {
+        if self.refused.len() >= self.max_grants {
             self.refused.clear();
         }
         self.refused.insert(grant.to_string(), (akid.clone(), now));
@@ -201,7 +257,12 @@ impl GrantCache {
     pub fn due_for_refresh(&mut self, now: u64) -> Vec<String> {
         let mut due = Vec::new();
         for (k, e) in self.entries.iter_mut() {
-            if e.used && !e.refreshing && now >= e.grant.refresh_at && now < e.grant.usable_until {
+            if e.used
+                && !e.refreshing
+                && now >= e.retry_at
+                && now >= e.grant.refresh_at
+                && now < e.grant.usable_until
+            {
                 e.refreshing = true;
                 due.push(k.clone());
             }
@@ -209,11 +270,35 @@ impl GrantCache {
         due
     }
 
+    /// Whether a background fetch of a stale `grant` may start now; if so it is marked.
+    pub fn start_revalidation(&mut self, grant: &str, now: u64) -> bool {
+        match self.entries.get_mut(grant) {
+            Some(e) if !e.refreshing && now >= e.retry_at => {
+                e.refreshing = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// A background refresh ended without a new key: it may be tried again later.
     pub fn refresh_failed(&mut self, grant: &str) {
         if let Some(e) = self.entries.get_mut(grant) {
             e.refreshing = false;
         }
+    }
+
+    /// No background fetch of `grant` before `at` (s).
+    pub fn retry_at(&mut self, grant: &str, at: u64) {
+        if let Some(e) = self.entries.get_mut(grant) {
+            e.refreshing = false;
+            e.retry_at = at;
+        }
+    }
+
+    /// "No such grant" answers kept.
+    pub fn unknown_len(&self) -> usize {
+        self.not_found.len()
     }
 
     pub fn len(&self) -> usize {
@@ -245,6 +330,8 @@ pub(crate) mod fixtures {
             negative_ttl_seconds: 10,
             refresh_ahead_seconds: 60,
             min_refetch_seconds: 5,
+            max_grants: 4096,
+            max_unknown_grants: 4096,
         }
     }
 
@@ -333,10 +420,10 @@ mod tests {
     fn not_found_is_remembered_briefly() {
         let mut c = GrantCache::default();
         c.insert("g", stat("A", 0));
-        c.remember_not_found("g", 10);
+        c.remember_not_found("g", 0, 10);
         assert_eq!(c.lookup("g", 5), Lookup::NotFound);
         assert_eq!(c.lookup("g", 10), Lookup::Miss);
-        c.remember_not_found("h", 10);
+        c.remember_not_found("h", 0, 10);
         c.insert("h", stat("A", 1));
         assert!(matches!(c.lookup("h", 2), Lookup::Fresh(_)));
     }
@@ -355,18 +442,43 @@ mod tests {
     }
 
     #[test]
-    fn bounded() {
-        let mut c = GrantCache::default();
-        for i in 0..MAX_ENTRIES + 10 {
-            let mut g = stat("A", 0);
-            g.usable_until = 10 + i as u64;
-            c.insert(&format!("g{i}"), g);
+    fn bounded_the_least_recently_used_goes_first() {
+        let mut bounds = cfg();
+        bounds.max_grants = 3;
+        bounds.max_unknown_grants = 2;
+        let mut c = GrantCache::new(&bounds);
+        for g in ["a", "b", "c"] {
+            c.insert(g, stat("A", 0));
         }
-        assert_eq!(c.len(), MAX_ENTRIES);
-        assert!(matches!(
-            c.lookup(&format!("g{}", MAX_ENTRIES + 9), 0),
-            Lookup::Fresh(_)
-        ));
-        assert_eq!(c.lookup("g0", 0), Lookup::Miss);
+        // "a" is used: "b" is now the least recently used.
+        assert!(matches!(c.lookup("a", 1), Lookup::Fresh(_)));
+        c.insert("d", stat("A", 1));
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.lookup("b", 1), Lookup::Miss);
+        for g in ["a", "c", "d"] {
+            assert!(matches!(c.lookup(g, 1), Lookup::Fresh(_)), "{g}");
+        }
+        // An entry no longer usable goes before any usable one.
+        let mut old = stat("A", 0);
+        old.usable_until = 2;
+        c.insert("e", stat("A", 1));
+        c.insert("old", old);
+        assert!(matches!(c.lookup("old", 1), Lookup::Fresh(_)));
+        c.insert("f", stat("A", 5));
+        assert_eq!(
+            c.lookup("old", 1),
+            Lookup::Miss,
+            "unusable at 5: dropped first"
+        );
+        assert_eq!(c.len(), 3);
+        // Unknown grants: bounded the same way.
+        c.remember_not_found("x", 0, 10);
+        c.remember_not_found("y", 0, 10);
+        assert_eq!(c.lookup("x", 1), Lookup::NotFound);
+        c.remember_not_found("z", 1, 10);
+        assert_eq!(c.unknown_len(), 2);
+        assert_eq!(c.lookup("y", 1), Lookup::Miss);
+        assert_eq!(c.lookup("x", 1), Lookup::NotFound);
+        assert_eq!(c.lookup("z", 1), Lookup::NotFound);
     }
 }

@@ -28,6 +28,8 @@ pub enum Action {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetricKind {
     Counter,
+    /// A value set by [`Host::record_metric`].
+    Gauge,
     Histogram,
 }
 
@@ -84,6 +86,7 @@ pub trait Host {
     /// Define (or find) a metric by name.
     fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32>;
     fn increment_metric(&mut self, id: u32, by: i64);
+    /// Record a histogram value, or set a gauge.
     fn record_metric(&mut self, id: u32, value: u64);
 }
 

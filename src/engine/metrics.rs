@@ -53,6 +53,7 @@ pub struct Metrics {
     ids: Vec<Option<u32>>,
     pending: Vec<i64>,
     callout_ms: Option<u32>,
+    vault_failing_s: Option<u32>,
     errors: HashMap<ErrorCode, (Option<u32>, i64)>,
 }
 
@@ -65,6 +66,8 @@ impl Metrics {
                 .collect(),
             pending: vec![0; NAMES.len()],
             callout_ms: host.define_metric(MetricKind::Histogram, "grant_sigv4.vault_callout_ms"),
+            vault_failing_s: host
+                .define_metric(MetricKind::Gauge, "grant_sigv4.vault_failing_seconds"),
             errors: HashMap::new(),
         }
     }
@@ -107,6 +110,13 @@ impl Metrics {
     pub fn callout_latency(&self, host: &mut impl Host, ms: u64) {
         if let Some(id) = self.callout_ms {
             host.record_metric(id, ms);
+        }
+    }
+
+    /// Seconds the vault has been failing (0 while it answers).
+    pub fn vault_failing(&self, host: &mut impl Host, seconds: u64) {
+        if let Some(id) = self.vault_failing_s {
+            host.record_metric(id, seconds);
         }
     }
 

@@ -13,7 +13,12 @@
 //! - Grants fetched here are also put into the host's shared data, so other workers take them
 //!   from there instead of calling the vault; a key there is never replaced by an older one.
 //! - The tick refreshes used grants before they expire, so requests do not wait on
-//!   refreshes; if the vault is down, a static key is served stale for a while.
+//!   refreshes. A static key past its TTL is still used at once (up to `max_stale_seconds`)
+//!   while one background fetch tries the vault, backing off while the vault fails. One
+//!   worker per process makes each background fetch (a claim in shared data,
+//!   [`refresh_claim`]); the others take the new key from shared data.
+//! - Fetches of grants in no cache are limited per process ([`fetch_limit`]): over the
+//!   limit a request gets 503 `VaultBusy` and nothing is fetched.
 //! - An AWS answer that refuses the key drops the grant from the caches, so the next request
 //!   (or a retry of this one, when the filter runs as an upstream filter) is signed with a
 //!   freshly fetched key.
@@ -21,10 +26,13 @@
 //! Everything kept per request is one [`RequestState`], created on first need and dropped in
 //! [`Engine::on_request_done`].
 
+mod fetch_limit;
 mod host;
 mod metrics;
+mod refresh_claim;
 mod request_audit;
 mod vault_fetch;
+mod vault_health;
 
 #[cfg(test)]
 mod tests;
@@ -148,8 +156,8 @@ impl Engine {
                 if let Err(s) = host.set_tick_period_ms(TICK_MS) {
                     warn!("no tick ({s}): no background refresh, metrics not flushed");
                 }
+                self.cache = GrantCache::new(&cfg.cache);
                 self.config = Some(Rc::new(cfg));
-                self.cache = GrantCache::default();
                 self.metrics = Metrics::define(host);
                 true
             }
@@ -277,20 +285,31 @@ impl Engine {
                 self.refuse_planned(host, id, &LocalError::grant_not_found(), &plan);
                 return Action::Pause;
             }
-            Lookup::Stale(_) | Lookup::Miss => {}
+            Lookup::Stale(g) => return self.sign_stale(host, &cfg, id, &plan, g, start_ms),
+            Lookup::Miss => {}
         }
-        if let Some(g) = shared_lookup(host, &plan.grant_id, now) {
+        // Another worker's key, even a stale one, is better than waiting on the vault.
+        let shared = shared_usable(host, &plan.grant_id, now);
+        if let Some(g) = shared {
             self.metrics.inc(Counter::SharedHit);
             let g = self.cache.insert(&plan.grant_id, g);
+            if now >= g.fresh_until {
+                return self.sign_stale(host, &cfg, id, &plan, g, start_ms);
+            }
             return self.sign_or_refuse(host, id, &plan, &g, now);
         }
         self.metrics.inc(Counter::CacheMiss);
         let grant = plan.grant_id.clone();
-        self.state(id).waiting = Some(Box::new(plan));
         if let Some(fetch) = self.fetches.get_mut(&grant) {
             fetch.waiters.push(id);
+            self.state(id).waiting = Some(Box::new(plan));
             return Action::Pause;
         }
+        if !fetch_limit::take(host, start_ms, &cfg.new_grant_fetches) {
+            self.refuse_planned(host, id, &LocalError::vault_busy(), &plan);
+            return Action::Pause;
+        }
+        self.state(id).waiting = Some(Box::new(plan));
         self.fetches.insert(
             grant.clone(),
             GrantFetch {
@@ -309,6 +328,31 @@ impl Engine {
             self.finish_fetch(host, &grant, Err(e), true, now);
         }
         Action::Pause
+    }
+
+    /// Sign request `id` at once with `g`, a key past its TTL but still usable, while one
+    /// background fetch (unless one is under way or the vault is backing off) tries the
+    /// vault: no request waits on the vault while a stale key may be used.
+    fn sign_stale(
+        &mut self,
+        host: &mut impl Host,
+        cfg: &Config,
+        id: RequestId,
+        plan: &Plan,
+        g: Rc<CachedGrant>,
+        now_ms: u64,
+    ) -> Action {
+        let now = now_ms / 1000;
+        let g = match self.cache.start_revalidation(&plan.grant_id, now) {
+            true => self
+                .background_fetch(host, cfg, &plan.grant_id, now_ms)
+                .unwrap_or(g),
+            false => g,
+        };
+        if now >= g.fresh_until {
+            self.metrics.inc(Counter::StaleServed);
+        }
+        self.sign_or_refuse(host, id, plan, &g, now)
     }
 
     /// The headers of request `id` could not be read from the host.
@@ -357,9 +401,11 @@ impl Engine {
             self.finish_fetch(host, &grant, Err(no_clock()), true, 0);
             return;
         };
-        if !matches!(status, Some(200) | Some(404)) {
+        let answered = matches!(status, Some(200) | Some(404));
+        if !answered {
             self.metrics.inc(Counter::VaultFailures);
         }
+        vault_health::record(host, now_ms.unwrap_or_default(), answered);
         let fetched = match vault_fetch::digest(&cfg, call.stage, status, &body, now) {
             Answer::Next(stage) => match self.start_callout(host, &cfg, &grant, stage) {
                 Ok(()) => return,
@@ -380,8 +426,11 @@ impl Engine {
                 Ok(self.cache.insert(&grant, g))
             }
             Err(VaultError::NotFound) => {
-                self.cache
-                    .remember_not_found(&grant, now.saturating_add(cfg.cache.negative_ttl_seconds));
+                self.cache.remember_not_found(
+                    &grant,
+                    now,
+                    now.saturating_add(cfg.cache.negative_ttl_seconds),
+                );
                 Err(VaultError::NotFound.local_error(&cfg.vault))
             }
             Err(e @ VaultError::Unavailable(_)) => match self.cache.lookup(&grant, now) {
@@ -475,33 +524,81 @@ impl Engine {
         let Some(cfg) = self.config.clone() else {
             return;
         };
-        let Some(now) = host.now_ms().map(|t| t / 1000) else {
+        let Some(now_ms) = host.now_ms() else {
             warn!("no background refresh: Envoy did not give the current time");
             return;
         };
-        for grant in self.cache.due_for_refresh(now) {
-            if self.fetches.contains_key(&grant) {
-                // A request's fetch is under way: it brings the new key.
-                self.cache.refresh_failed(&grant);
-                continue;
+        if cfg.mode == Mode::Sign {
+            let failing = vault_health::failing_seconds(host, now_ms);
+            self.metrics.vault_failing(host, failing);
+        }
+        for grant in self.cache.due_for_refresh(now_ms / 1000) {
+            self.background_fetch(host, &cfg, &grant, now_ms);
+        }
+    }
+
+    /// Fetch the cached `grant` in the background, at most once per process at a time:
+    /// take the key another worker fetched if there is a fresher one (returned), else claim
+    /// the fetch and start it. The caller marked the entry as refreshing; it is unmarked
+    /// here unless a fetch starts.
+    fn background_fetch(
+        &mut self,
+        host: &mut impl Host,
+        cfg: &Config,
+        grant: &str,
+        now_ms: u64,
+    ) -> Option<Rc<CachedGrant>> {
+        let now = now_ms / 1000;
+        if self.fetches.contains_key(grant) {
+            // A fetch is under way here: it brings the new key.
+            self.cache.refresh_failed(grant);
+            return None;
+        }
+        // Another worker may have fetched it already.
+        let mut newer = None;
+        if let Some(g) = shared_lookup(host, grant, now) {
+            let due = now >= g.refresh_at;
+            let g = self.cache.insert(grant, g);
+            if !due {
+                return Some(g);
             }
-            // Another worker may have refreshed it already.
-            if let Some(g) = shared_lookup(host, &grant, now).filter(|g| now < g.refresh_at) {
-                self.cache.insert(&grant, g);
-                continue;
-            }
-            self.fetches.insert(
-                grant.clone(),
-                GrantFetch {
-                    waiters: Vec::new(),
-                    refresh: true,
-                },
-            );
-            if let Err(e) = self.start_callout(host, &cfg, &grant, Stage::Record) {
-                warn!("background refresh could not start: {e}");
-                self.fetches.remove(&grant);
-                self.cache.refresh_failed(&grant);
-            }
+            newer = Some(g);
+        }
+        let lease_ms = cfg.vault.timeout_ms.saturating_mul(2).saturating_add(1000);
+        if !refresh_claim::try_claim(host, grant, now_ms, lease_ms) {
+            // Another worker is fetching it, or the vault is backing off: look again later.
+            self.cache.retry_at(grant, now.saturating_add(1));
+            return newer;
+        }
+        self.fetches.insert(
+            grant.to_string(),
+            GrantFetch {
+                waiters: Vec::new(),
+                refresh: true,
+            },
+        );
+        if let Err(e) = self.start_callout(host, cfg, grant, Stage::Record) {
+            warn!("background refresh could not start: {e}");
+            self.fetches.remove(grant);
+            self.release_claim(host, cfg, grant, now_ms, false);
+        }
+        newer
+    }
+
+    /// A background fetch of `grant` ended (`succeeded`: the vault answered): the other
+    /// workers may fetch it again, at once or after the backoff.
+    fn release_claim(
+        &mut self,
+        host: &mut impl Host,
+        cfg: &Config,
+        grant: &str,
+        now_ms: u64,
+        succeeded: bool,
+    ) {
+        let max_backoff_ms = cfg.cache.ttl_seconds.saturating_mul(1000);
+        let until_ms = refresh_claim::release(host, grant, now_ms, succeeded, max_backoff_ms);
+        if !succeeded {
+            self.cache.retry_at(grant, until_ms.div_ceil(1000));
         }
     }
 
@@ -556,6 +653,14 @@ impl Engine {
             return;
         };
         if fetch.refresh {
+            let succeeded = match &outcome {
+                Ok(_) => fresh,
+                Err(e) => e.code == ErrorCode::GrantNotFound,
+            };
+            if let Some(cfg) = self.config.clone() {
+                let now_ms = host.now_ms().unwrap_or(now.saturating_mul(1000));
+                self.release_claim(host, &cfg, grant, now_ms, succeeded);
+            }
             match &outcome {
                 Ok(_) if fresh => {
                     self.metrics.inc(Counter::Refreshes);
@@ -738,9 +843,14 @@ fn no_clock() -> LocalError {
 
 /// The grant as another worker stored it, if it is still fresh.
 fn shared_lookup(host: &mut impl Host, grant: &str, now: u64) -> Option<CachedGrant> {
+    shared_usable(host, grant, now).filter(|g| now < g.fresh_until)
+}
+
+/// The grant as another worker stored it, if it may still be used (fresh or stale).
+fn shared_usable(host: &mut impl Host, grant: &str, now: u64) -> Option<CachedGrant> {
     match host.get_shared(&shared_grant::key(grant)) {
         Some((bytes, _)) if !bytes.is_empty() => {
-            shared_grant::decode(&bytes).filter(|g| now < g.fresh_until)
+            shared_grant::decode(&bytes).filter(|g| now < g.usable_until)
         }
         _ => None,
     }

@@ -37,6 +37,9 @@ struct FakeHost {
     no_clock: bool,
     /// Names of the headers of the last callout started.
     callout_headers: Vec<String>,
+    /// Metric names by id, and the last value recorded per name (gauges, histograms).
+    metric_names: Vec<String>,
+    recorded: HashMap<String, u64>,
     /// Another worker changes a shared value right after each read of it.
     race_after_read: bool,
 }
@@ -126,18 +129,30 @@ impl Host for FakeHost {
             return Err("CAS mismatch".into());
         }
         shared.insert(key.to_string(), (value.to_vec(), version + 1));
-        self.effects
-            .push(Effect::SharedWrite(key.to_string(), value.len()));
+        // Grants' keys only: the fetch budget, claims and vault health are read from
+        // `shared` by the tests that check them.
+        let bookkeeping = key == fetch_limit::KEY
+            || key == vault_health::KEY
+            || key.starts_with("grant_sigv4/v1/claim/");
+        if !bookkeeping {
+            self.effects
+                .push(Effect::SharedWrite(key.to_string(), value.len()));
+        }
         Ok(())
     }
     fn set_tick_period_ms(&mut self, _ms: u32) -> Result<(), String> {
         Ok(())
     }
-    fn define_metric(&mut self, _kind: MetricKind, _name: &str) -> Option<u32> {
-        Some(1)
+    fn define_metric(&mut self, _kind: MetricKind, name: &str) -> Option<u32> {
+        self.metric_names.push(name.to_string());
+        u32::try_from(self.metric_names.len() - 1).ok()
     }
     fn increment_metric(&mut self, _id: u32, _by: i64) {}
-    fn record_metric(&mut self, _id: u32, _value: u64) {}
+    fn record_metric(&mut self, id: u32, value: u64) {
+        if let Some(name) = self.metric_names.get(id as usize) {
+            self.recorded.insert(name.clone(), value);
+        }
+    }
 }
 
 /// One plugin instance on one worker, its host, and its clock.
@@ -171,6 +186,8 @@ impl Worker {
             race_after_read: false,
             no_clock: false,
             callout_headers: Vec::new(),
+            metric_names: Vec::new(),
+            recorded: HashMap::new(),
         };
         let mut engine = Engine::new(Rc::default());
         assert!(engine.on_configure(&mut host, cfg.as_bytes(), |_| None));
@@ -179,6 +196,10 @@ impl Worker {
 
     fn advance(&mut self, secs: u64) {
         self.host.now_ms += secs * 1000;
+    }
+
+    fn advance_ms(&mut self, ms: u64) {
+        self.host.now_ms += ms;
     }
 
     /// A GET for `grant` as request `id`.
@@ -444,18 +465,32 @@ fn a_shared_write_that_loses_the_compare_and_set_is_dropped() {
 }
 
 #[test]
-fn after_the_ttl_the_grant_is_fetched_again() {
+fn after_the_ttl_the_stale_key_is_used_at_once_while_one_background_fetch_brings_the_new_one() {
     let mut w = Worker::new(&new_shared());
     warm(&mut w, 1, KEY_A);
     w.advance(299);
     assert_eq!(w.get(2, "g"), Action::Continue);
-    w.effects();
+    assert_eq!(w.effects(), vec![signed(2, KEY_A)]);
     w.advance(1);
-    assert_eq!(w.get(3, "g"), Action::Pause);
+    // Past the TTL: signed at once with the stale key, and one background fetch starts.
+    assert_eq!(w.get(3, "g"), Action::Continue);
     let e = w.effects();
-    assert_eq!(Worker::callouts(&e).len(), 1, "{e:?}");
-    w.answer(Worker::callouts(&e)[0], 200, &record(KEY_B));
-    assert!(w.effects().contains(&signed(3, KEY_B)));
+    assert_eq!(
+        e,
+        vec![Effect::Callout(2, RECORD_PATH.into()), signed(3, KEY_A)]
+    );
+    assert_eq!(w.get(4, "g"), Action::Continue);
+    assert_eq!(w.effects(), vec![signed(4, KEY_A)], "one fetch at a time");
+    assert_eq!(w.engine.metric_pending("grant_sigv4.cache_stale_serves"), 2);
+    w.tick();
+    assert!(w.effects().is_empty(), "the tick starts no second fetch");
+    w.answer(2, 200, &record(KEY_B));
+    assert_eq!(
+        any_len(w.effects()),
+        vec![Effect::SharedWrite("grant_sigv4/v1/g".into(), usize::MAX)]
+    );
+    assert_eq!(w.get(5, "g"), Action::Continue);
+    assert_eq!(w.effects(), vec![signed(5, KEY_B)]);
 }
 
 #[test]
@@ -499,41 +534,84 @@ fn idle_grants_are_not_refreshed() {
 }
 
 #[test]
-fn a_stale_static_key_is_served_while_the_vault_fails_then_refused_past_max_stale() {
+fn a_stale_key_is_served_at_once_while_the_vault_fails_and_the_probes_back_off() {
     let mut w = Worker::new(&new_shared());
     warm(&mut w, 1, KEY_A);
-    w.advance(301);
-    assert_eq!(w.get(2, "g"), Action::Pause);
-    let t = Worker::callouts(&w.effects())[0];
-    // Further requests join the fetch under way.
-    assert_eq!(w.get(3, "g"), Action::Pause);
-    assert!(w.effects().is_empty());
-    w.answer(t, 503, "{}");
-    let e = w.effects();
-    assert_eq!(
-        e,
-        vec![
-            signed(2, KEY_A),
-            Effect::Resumed(2),
-            signed(3, KEY_A),
-            Effect::Resumed(3)
-        ]
-    );
-    assert_eq!(w.engine.metric_pending("grant_sigv4.cache_stale_serves"), 1);
-    assert_eq!(w.engine.metric_pending("grant_sigv4.vault_failures"), 1);
-    // Past ttl + max_stale the key is never used.
-    w.advance(600);
-    w.get(4, "g");
+    w.get(2, "g");
+    w.effects();
+    // Used, so the tick refreshes it at 240 s; the vault is down from then on.
+    w.advance(240);
+    let mut probes = Vec::new();
+    let mut id = 10;
+    // Usable until ttl + max_stale (900 s).
+    for second in 240..900u64 {
+        w.tick();
+        id += 1;
+        // Never paused: signed at once, fresh or stale.
+        assert_eq!(w.get(id, "g"), Action::Continue, "at {second} s");
+        let e = w.effects();
+        assert!(e.contains(&signed(id, KEY_A)), "at {second} s: {e:?}");
+        for t in Worker::callouts(&e) {
+            probes.push(second);
+            w.answer(t, 503, "{}");
+            let after = w.effects();
+            assert!(after.is_empty(), "{after:?}");
+        }
+        w.done(id);
+        w.advance(1);
+    }
+    // Past it the key is never used: the request waits for the vault, which fails.
+    assert_eq!(w.get(1, "g"), Action::Pause);
     let t = Worker::callouts(&w.effects())[0];
     w.answer(t, 503, "{}");
     assert_eq!(
         w.effects(),
-        vec![Effect::Replied(4, 503, "VaultUnavailable")]
+        vec![Effect::Replied(1, 503, "VaultUnavailable")]
     );
+    w.done(1);
+    w.advance(300);
+    // Doubling from 1 s, with up to a quarter off for jitter, capped at ttl_seconds (300 s).
+    let gaps: Vec<u64> = probes.windows(2).map(|p| p[1] - p[0]).collect();
+    let mut expected = 1000u64;
+    for (i, gap) in gaps.iter().take(8).enumerate() {
+        let low = (expected - expected / 4) / 1000;
+        let high = expected.div_ceil(1000) + 1;
+        assert!(
+            (low..=high).contains(gap),
+            "gap {i}: {gap} s, expected {low}..={high} ({gaps:?})"
+        );
+        expected = (expected * 2).min(300_000);
+    }
+    assert!(
+        probes.len() <= 12,
+        "a dead vault gets a trickle of probes: {probes:?}"
+    );
+    // The vault has been failing since the first probe; the gauge says so.
+    w.tick();
+    let failing = w
+        .host
+        .recorded
+        .get("grant_sigv4.vault_failing_seconds")
+        .copied();
+    assert_eq!(failing, Some(1200 - 240));
+    assert!(probes.iter().all(|p| *p < 900));
+    // The vault is back: the next fetch brings a key, and the gauge drops to 0.
+    w.advance(3600);
+    w.get(1, "g");
+    let t = Worker::callouts(&w.effects())[0];
+    w.answer(t, 200, &record(KEY_B));
+    assert!(w.effects().contains(&signed(1, KEY_B)));
+    w.tick();
+    let failing = w
+        .host
+        .recorded
+        .get("grant_sigv4.vault_failing_seconds")
+        .copied();
+    assert_eq!(failing, Some(0));
 }
 
 #[test]
-fn a_refresh_that_fails_keeps_the_key_and_is_tried_again() {
+fn a_refresh_that_fails_keeps_the_key_and_is_tried_again_after_the_backoff() {
     let mut w = Worker::new(&new_shared());
     warm(&mut w, 1, KEY_A);
     w.get(2, "g");
@@ -544,6 +622,9 @@ fn a_refresh_that_fails_keeps_the_key_and_is_tried_again() {
     assert!(w.effects().is_empty());
     assert_eq!(w.get(3, "g"), Action::Continue);
     w.effects();
+    w.tick();
+    assert!(w.effects().is_empty(), "not within the first backoff");
+    w.advance(1);
     w.tick();
     assert_eq!(Worker::callouts(&w.effects()).len(), 1, "tried again");
 }
@@ -781,22 +862,23 @@ fn without_a_clock_nothing_is_signed() {
 }
 
 #[test]
-fn the_tick_leaves_a_grant_to_the_request_fetch_under_way() {
+fn the_tick_leaves_a_grant_to_the_fetch_under_way() {
     let mut w = Worker::new(&new_shared());
     warm(&mut w, 1, KEY_A);
     w.get(2, "g");
     w.effects();
-    // Past the TTL a request fetches; the tick that finds the grant due starts nothing.
+    // Past the TTL a request starts the background fetch; the tick that finds the grant
+    // due starts nothing.
     w.advance(300);
     w.get(3, "g");
     let t = Worker::callouts(&w.effects())[0];
     w.tick();
     assert!(w.effects().is_empty());
     w.answer(t, 200, &record(KEY_B));
-    assert!(w.effects().contains(&signed(3, KEY_B)));
-    // The new key is refreshed ahead of its own expiry.
-    w.get(4, "g");
     w.effects();
+    w.get(4, "g");
+    assert_eq!(w.effects(), vec![signed(4, KEY_B)]);
+    // The new key is refreshed ahead of its own expiry.
     w.advance(240);
     w.tick();
     assert_eq!(Worker::callouts(&w.effects()).len(), 1);
@@ -819,4 +901,215 @@ fn a_waiting_request_that_goes_away_is_not_resumed() {
     );
     w.done(1);
     assert_eq!(w.engine.requests_tracked(), 0);
+}
+
+/// A GET for `grant` as request `id` that must be refused with `code` at once.
+fn refused(w: &mut Worker, id: u32, grant: &str, status: u32, code: &'static str) {
+    assert_eq!(w.get(id, grant), Action::Pause);
+    assert_eq!(
+        w.effects(),
+        vec![Effect::Replied(id, status, code)],
+        "{grant}"
+    );
+    w.done(id);
+}
+
+#[test]
+fn new_grant_fetches_are_limited_per_process_and_cached_grants_never() {
+    let shared = new_shared();
+    let limit = r#", "new_grant_fetches": {"per_second": 2, "burst": 3}"#;
+    let mut a = Worker::with_config(&shared, &config(limit));
+    let mut b = Worker::with_config(&shared, &config(limit));
+    // The burst: three fetches, on two workers.
+    a.get(1, "g1");
+    a.get(2, "g2");
+    b.get(1, "g3");
+    let (ea, eb) = (a.effects(), b.effects());
+    assert_eq!(
+        (Worker::callouts(&ea).len(), Worker::callouts(&eb).len()),
+        (2, 1)
+    );
+    // A request that joins a fetch under way takes no token.
+    assert_eq!(a.get(3, "g1"), Action::Pause);
+    assert!(a.effects().is_empty());
+    // The fourth new grant, on either worker: 503 VaultBusy, nothing fetched.
+    refused(&mut b, 2, "g4", 503, "VaultBusy");
+    refused(&mut a, 4, "g5", 503, "VaultBusy");
+    assert_eq!(
+        b.engine
+            .metric_pending("grant_sigv4.local_errors.VaultBusy"),
+        1
+    );
+    // Answers: g1 found, g2 unknown. Both are cached now and take no token.
+    a.answer(Worker::callouts(&ea)[0], 200, &record(KEY_A));
+    a.answer(Worker::callouts(&ea)[1], 404, "{}");
+    a.effects();
+    assert_eq!(a.get(5, "g1"), Action::Continue);
+    a.effects();
+    refused(&mut a, 6, "g2", 403, "GrantNotFound");
+    // Another worker takes g1 from shared data without a token.
+    assert_eq!(b.get(3, "g1"), Action::Continue);
+    assert_eq!(b.effects(), vec![signed(3, KEY_A)]);
+    // Tokens come back at 2 a second: one after 500 ms.
+    b.advance_ms(499);
+    refused(&mut b, 4, "g4", 503, "VaultBusy");
+    b.advance_ms(1);
+    b.get(5, "g4");
+    assert_eq!(Worker::callouts(&b.effects()).len(), 1);
+    refused(&mut b, 6, "g6", 503, "VaultBusy");
+    // At most the burst, however long the bucket stays unused.
+    a.advance(3600);
+    for id in 10..13 {
+        a.get(id, &format!("n{id}"));
+    }
+    assert_eq!(Worker::callouts(&a.effects()).len(), 3);
+    refused(&mut a, 13, "n13", 503, "VaultBusy");
+}
+
+#[test]
+fn a_fetch_budget_that_cannot_be_updated_fails_closed() {
+    let shared = new_shared();
+    let mut w = Worker::new(&shared);
+    w.get(1, "g");
+    assert_eq!(Worker::callouts(&w.effects()).len(), 1);
+    // Every compare-and-set loses: no token, no fetch.
+    w.host.race_after_read = true;
+    refused(&mut w, 2, "h", 503, "VaultBusy");
+    assert!(w.engine.fetches_under_way().1 == 1);
+    w.host.race_after_read = false;
+    w.get(3, "h");
+    assert_eq!(Worker::callouts(&w.effects()).len(), 1);
+}
+
+#[test]
+fn vault_busy_tells_the_client_when_to_retry() {
+    let e = LocalError::vault_busy();
+    assert_eq!((e.status(), e.code.retry_after()), (503, Some("1")));
+    assert!(e.code.retryable());
+    assert_eq!(ErrorCode::VaultUnavailable.retry_after(), None);
+}
+
+#[test]
+fn the_caches_are_bounded_and_drop_the_least_recently_used() {
+    let bounds =
+        r#"{"vault": {"token": "t"}, "cache": {"max_grants": 2, "max_unknown_grants": 2}}"#;
+    let mut w = Worker::with_config(&new_shared(), bounds);
+    let fetch = |w: &mut Worker, id: u32, grant: &str, status: u32| {
+        w.get(id, grant);
+        let e = w.effects();
+        let t = Worker::callouts(&e);
+        assert_eq!(t.len(), 1, "{grant}: {e:?}");
+        w.answer(t[0], status, &record(KEY_A));
+        w.effects();
+        w.done(id);
+    };
+    fetch(&mut w, 1, "g1", 200);
+    fetch(&mut w, 2, "g2", 200);
+    assert_eq!(w.get(3, "g1"), Action::Continue);
+    w.effects();
+    fetch(&mut w, 4, "g3", 200);
+    // g2 was the least recently used: dropped from this worker's cache (shared data still
+    // has it); g1 and g3 stay.
+    assert_eq!(w.engine.metric_pending("grant_sigv4.cache_shared_hits"), 0);
+    assert_eq!(w.get(5, "g3"), Action::Continue);
+    assert_eq!(w.get(6, "g2"), Action::Continue);
+    assert_eq!(w.engine.metric_pending("grant_sigv4.cache_shared_hits"), 1);
+    // g2 is back in, and g1 (now the least recently used) went out; g3 stays.
+    assert_eq!(w.get(7, "g3"), Action::Continue);
+    assert_eq!(w.engine.metric_pending("grant_sigv4.cache_shared_hits"), 1);
+    assert_eq!(w.get(8, "g1"), Action::Continue);
+    assert_eq!(w.engine.metric_pending("grant_sigv4.cache_shared_hits"), 2);
+    w.effects();
+    // Unknown grants: two remembered, the least recently used forgotten first.
+    fetch(&mut w, 18, "u1", 404);
+    fetch(&mut w, 19, "u2", 404);
+    refused(&mut w, 20, "u1", 403, "GrantNotFound");
+    fetch(&mut w, 21, "u3", 404);
+    refused(&mut w, 22, "u1", 403, "GrantNotFound");
+    refused(&mut w, 23, "u3", 403, "GrantNotFound");
+    fetch(&mut w, 24, "u2", 404);
+}
+
+#[test]
+fn one_worker_refreshes_a_grant_and_the_others_take_its_key() {
+    let shared = new_shared();
+    let mut a = Worker::new(&shared);
+    let mut b = Worker::new(&shared);
+    warm(&mut a, 1, KEY_A);
+    assert_eq!(b.get(1, "g"), Action::Continue);
+    // Both use it.
+    b.get(2, "g");
+    b.effects();
+    a.get(2, "g");
+    a.effects();
+    // Both are due at 240 s: one callout for the process.
+    a.advance(240);
+    b.advance(240);
+    a.tick();
+    b.tick();
+    let (ea, eb) = (a.effects(), b.effects());
+    assert_eq!(Worker::callouts(&ea).len(), 1);
+    assert!(eb.is_empty(), "{eb:?}");
+    a.answer(Worker::callouts(&ea)[0], 200, &record(KEY_B));
+    a.effects();
+    // b looks again a second later and takes the new key from shared data.
+    b.advance(1);
+    b.tick();
+    assert!(b.effects().is_empty());
+    assert_eq!(b.get(3, "g"), Action::Continue);
+    assert_eq!(b.effects(), vec![signed(3, KEY_B)]);
+    assert_eq!(b.engine.metric_pending("grant_sigv4.vault_callouts"), 0);
+}
+
+#[test]
+fn one_worker_probes_a_failing_vault_for_a_stale_grant_and_the_backoff_is_shared() {
+    let shared = new_shared();
+    let mut a = Worker::new(&shared);
+    let mut b = Worker::new(&shared);
+    warm(&mut a, 1, KEY_A);
+    b.get(1, "g");
+    b.effects();
+    // Past the TTL, idle until now: a's request starts the one fetch, b's signs stale.
+    a.advance(301);
+    b.advance(301);
+    assert_eq!(a.get(2, "g"), Action::Continue);
+    let ea = a.effects();
+    assert_eq!(Worker::callouts(&ea).len(), 1);
+    assert_eq!(b.get(2, "g"), Action::Continue);
+    assert_eq!(b.effects(), vec![signed(2, KEY_A)]);
+    a.answer(Worker::callouts(&ea)[0], 503, "{}");
+    // The backoff (at most 1 s after the first failure) holds for b too.
+    b.tick();
+    b.get(3, "g");
+    assert_eq!(b.effects(), vec![signed(3, KEY_A)]);
+    b.advance(1);
+    a.advance(1);
+    b.tick();
+    a.tick();
+    let (ea, eb) = (a.effects(), b.effects());
+    assert_eq!(
+        Worker::callouts(&ea).len() + Worker::callouts(&eb).len(),
+        1,
+        "one probe for the process: {ea:?} {eb:?}"
+    );
+}
+
+#[test]
+fn a_worker_without_the_grant_takes_another_workers_stale_key_rather_than_wait() {
+    let shared = new_shared();
+    let mut a = Worker::new(&shared);
+    let mut b = Worker::new(&shared);
+    warm(&mut a, 1, KEY_A);
+    // b never saw the grant; past its TTL it takes a's stale key and probes the vault once.
+    b.advance(301);
+    assert_eq!(b.get(1, "g"), Action::Continue);
+    let e = b.effects();
+    assert_eq!(
+        e,
+        vec![Effect::Callout(1, RECORD_PATH.into()), signed(1, KEY_A)]
+    );
+    assert_eq!(b.engine.metric_pending("grant_sigv4.cache_stale_serves"), 1);
+    b.answer(1, 503, "{}");
+    assert_eq!(b.get(2, "g"), Action::Continue);
+    assert_eq!(b.effects(), vec![signed(2, KEY_A)]);
 }

@@ -25,19 +25,27 @@ class FakeVault:
     ``"slow"`` (answers after ``slow_seconds``), ``"reset"`` (closes the connection with a
     RST without answering) or ``"relay"`` (forwards the request, with its X-Vault-Token, to
     ``self.upstream``, the real OpenBao). Unknown grants get 404, or with ``relay_unknown``
-    are relayed too (a recording relay in front of OpenBao). Every request is recorded."""
+    are relayed too (a recording relay in front of OpenBao). Every request is recorded, with
+    its arrival time (``time.monotonic()``). While ``frozen`` is set, requests get no answer
+    until it is cleared (a vault that hangs)."""
 
     def __init__(self, answers: dict, slow_seconds: float = 1.5, relay_unknown: bool = False):
         self.answers = answers
         self.upstream: str | None = None
         self.requests: list[dict] = []
+        self.frozen = threading.Event()
+        self.thawed = threading.Event()
+        self.thawed.set()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self):  # noqa: N802 - http.server naming
-                fake.requests.append({"path": self.path, "headers": dict(self.headers.items())})
+                fake.requests.append({"path": self.path, "headers": dict(self.headers.items()),
+                                      "t": time.monotonic()})
+                if fake.frozen.is_set():
+                    fake.thawed.wait(60)
                 grant = self.path[len(GRANT_PREFIX):] if self.path.startswith(GRANT_PREFIX) else None
                 answer = fake.answers.get(grant)
                 if answer is None and relay_unknown:
@@ -78,7 +86,16 @@ class FakeVault:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def freeze(self):
+        self.thawed.clear()
+        self.frozen.set()
+
+    def thaw(self):
+        self.frozen.clear()
+        self.thawed.set()
+
     def stop(self):
+        self.thaw()
         self.server.shutdown()
         self.server.server_close()
 

@@ -31,7 +31,7 @@ class GrantSigV4Error(Exception):
     ``code`` is the filter's stable error code (``GrantMissing``, ``GrantInvalid``,
     ``GrantNotFound``, ``VaultUnavailable``, ``NotAwsEndpoint``, ``PayloadHashRequired``, ...),
     ``status`` the HTTP status of the local reply (``None`` when refused client-side), and
-    ``retryable`` is true for ``503 VaultUnavailable``. AWS's own errors are never turned into
+    ``retryable`` is true for 503 (``VaultUnavailable``, ``VaultBusy``). AWS's own errors are never turned into
     this exception: boto3 clients raise ``botocore.exceptions.ClientError`` for them and
     :func:`request` returns them as ordinary responses.
     """

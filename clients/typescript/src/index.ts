@@ -43,7 +43,7 @@ export type Headers = Record<string, HeaderValue>;
  * `code` is the filter's stable error code (`GrantMissing`, `GrantInvalid`, `GrantNotFound`,
  * `VaultUnavailable`, `NotAwsEndpoint`, `PayloadHashRequired`, ...), `status` the HTTP
  * status of the local reply (`undefined` when refused client-side), and `retryable` is true
- * for `503 VaultUnavailable`. AWS's own errors are never turned into this error: SDK clients
+ * for 503 (`VaultUnavailable`, `VaultBusy`). AWS's own errors are never turned into this error: SDK clients
  * throw their service exceptions and {@link request} returns them as ordinary responses.
  */
 export class GrantSigV4Error extends Error {

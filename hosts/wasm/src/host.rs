@@ -115,7 +115,11 @@ impl Host for WasmHost {
             return;
         }
         let body = error.body();
-        let headers = serialize_pairs(&[("content-type", b"application/json")]);
+        let ctype: (&str, &[u8]) = ("content-type", b"application/json");
+        let headers = match error.code.retry_after() {
+            Some(s) => serialize_pairs(&[ctype, ("retry-after", s.as_bytes())]),
+            None => serialize_pairs(&[ctype]),
+        };
         let details = b"grant_sigv4_local_reply";
         let (d, dl, b, bl) = (details.as_ptr(), details.len(), body.as_ptr(), body.len());
         let (h, hl) = (headers.as_ptr(), headers.len());
@@ -203,9 +207,10 @@ impl Host for WasmHost {
     }
 
     fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
-        // The ABI's metric types: 0 counter, 2 histogram.
+        // The ABI's metric types: 0 counter, 1 gauge, 2 histogram.
         let kind = match kind {
             MetricKind::Counter => 0,
+            MetricKind::Gauge => 1,
             MetricKind::Histogram => 2,
         };
         let mut id = 0u32;
