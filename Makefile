@@ -101,9 +101,11 @@ self-contained:
 test: self-contained setup envoy-prev lint unit ts-client wasm-crash-test wasm dynamic-module-panic-test dynamic-module
 	$(PY) -m pytest -q tests/e2e
 
-# Start OpenBao, moto and Envoy locally, store a key under a grant and show signed calls.
-demo: setup wasm
-	$(PY) scripts/demo.py
+# Start OpenBao, moto and Envoy locally, store a key under a grant and show signed calls
+# (HOST=native: with the dynamic module instead of the wasm filter).
+HOST ?= wasm
+demo: setup wasm $(if $(filter native,$(HOST)),dynamic-module)
+	GRANT_SIGV4_DEMO_HOST=$(HOST) $(PY) scripts/demo.py
 
 # Regenerate src/endpoints_table.rs (and the host corpus) from botocore's data files.
 endpoints-table: venv
@@ -115,7 +117,7 @@ clean:
 	rm -rf $(VENV) $(VENV_ENVOY_PREV) $(TS_CLIENT)/node_modules $(TS_CLIENT)/dist
 
 # Measure what the filter costs Envoy next to no signing and the native signer (wrk, about 3 minutes).
-bench: setup wasm
+bench: setup wasm dynamic-module
 	$(PY) bench/run.py
 
 # Instructions per request under valgrind (deterministic; for comparing builds).

@@ -8,8 +8,7 @@ requests whatever else the machine does. This runs each Envoy of `make bench` un
 sends a warm-up and then a counted run of GET requests (wrk, 4 connections), and prints the
 instructions per request of (a) no signing, (b) the native signer, (c) grant-sigv4 as shipped
 (envoy/local.yaml), (d) grant-sigv4 as a native dynamic module (envoy/dynamic-module-local.yaml),
-and each one's difference with (a). (d)'s access log has no audit record (the module does not
-write one yet), which (c)'s does.
+and each one's difference with (a). (c) and (d) write the same audit record into the access log.
 
 Envoy also runs instructions while idle (timers, stats, the filter's tick). Before the
 counted run the Envoy idles for BENCH_IR_IDLE_SECONDS, and that rate, times the counted run's

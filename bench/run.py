@@ -4,17 +4,18 @@
 Everything runs on 127.0.0.1 with free ports:
 
 * an upstream Envoy that answers every request at once (``direct_response``),
-* three Envoys under test, side by side, each ``--concurrency 1`` with the same routes:
+* four Envoys under test, side by side, each ``--concurrency 1`` with the same routes:
   (a) no signing filter, (b) Envoy's native ``aws_request_signing`` (inline key,
   service ``sts``, region ``us-east-1``), (c) grant-sigv4 exactly as shipped in
   ``envoy/local.yaml`` (native body hasher in front, wasm filter, vault cluster on a real
-  OpenBao dev server that holds the grant),
+  OpenBao dev server that holds the grant), (d) grant-sigv4 as a native dynamic module, as in
+  ``envoy/dynamic-module-local.yaml`` (no other filter: it hashes bodies itself),
 * wrk as the load generator (installed with apt-get when missing).
 
 Workloads: GET (no body) to STS, 64 KiB PUT to an S3 host (UNSIGNED-PAYLOAD, the hasher is
-disabled by route) and 64 KiB POST to SQS (hashed: by the hasher in (c), by a second native
-Envoy with ``use_unsigned_payload: false`` in (b)). Rounds are interleaved
-(a, b, c, a, b, c, ...) and medians reported. The Envoys under test run on CPU 0, wrk and
+disabled by route) and 64 KiB POST to SQS (hashed: by the hasher in (c), by the module itself
+in (d), by a second native Envoy with ``use_unsigned_payload: false`` in (b)). Rounds are
+interleaved (a, b, c, d, a, b, c, d, ...) and medians reported. The Envoys under test run on CPU 0, wrk and
 the upstream on CPU 1.
 
 Environment knobs: BENCH_ROUNDS (5), BENCH_SECONDS (3), BENCH_CONNECTIONS (16),
@@ -55,6 +56,8 @@ LOAD_CPU = os.environ.get("BENCH_LOAD_CPU", "1")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 GRANT = "bench-grant"
+# The configs that sign with the grant: the wasm filter (c) and the dynamic module (d).
+GRANTED = ("c", "d")
 KEY = {"access_key_id": "AKIABENCHGRANT000001", "secret_access_key": "bench/Secret+Key/0123456789abcdefghijklmn"}
 BODY = b"Action=SendMessage&Version=2012-11-05&MessageBody=" + b"x" * (65536 - 50)
 assert len(BODY) == 65536
@@ -267,7 +270,7 @@ def preflight(envoys: dict, workload_cfgs: dict):
     for workload, cfgs in workload_cfgs.items():
         for label, key in cfgs:
             e = envoys[key]
-            grant = GRANT if key == "c" else None
+            grant = GRANT if key in GRANTED else None
             status, h, rbody, _ = one_request(e.listen_port, workload, grant, path="/__preflight")
             problems = []
             if status != 200:
@@ -278,7 +281,7 @@ def preflight(envoys: dict, workload_cfgs: dict):
                 problems.append("(a) sent an Authorization header")
             if key in ("b", "b_hash") and not authz.startswith("AWS4-HMAC-SHA256 Credential=AKIANATIVEBENCH00001/"):
                 problems.append(f"not signed by the native filter: {authz!r}")
-            if key == "c":
+            if key in GRANTED:
                 if not authz.startswith(f"AWS4-HMAC-SHA256 Credential={KEY['access_key_id']}/"):
                     problems.append(f"not signed with the grant's key: {authz!r}")
                 if h.get("x-echo-grant"):
@@ -340,6 +343,9 @@ def main():
         shutil.copyfile(harness.WASM, wasm)
         wasm_bytes = wasm.stat().st_size
         log(f"wasm: {harness.WASM} ({wasm_bytes:,} bytes, sha256 {hashlib.sha256(wasm.read_bytes()).hexdigest()[:16]})")
+        module = logdir / harness.DYNAMIC_MODULE.name
+        shutil.copyfile(harness.DYNAMIC_MODULE, module)
+        log(f"dynamic module: {harness.DYNAMIC_MODULE} ({module.stat().st_size:,} bytes)")
         log("starting OpenBao (dev) ...")
         bao = harness.OpenBao(logdir)
         procs.append(bao)
@@ -373,22 +379,27 @@ def main():
         if hasattr(harness, "precheck_config"):
             shipped["PRECHECK_CONFIG"] = json.dumps(harness.precheck_config(plugin_cfg))
         start("c", shipped_tpl, shipped)
+        start("d", harness.ENVOY_DYNAMIC_MODULE_LOCAL.read_text(),
+              {"DYNAMIC_MODULE": module, "VAULT_PORT": bao.port, "PLUGIN_CONFIG": json.dumps(plugin_cfg)})
         for e in envoys.values():
             e.wait_ready()
         log("  " + ", ".join(f"{k}: pid {e.pid} port {e.listen_port}" for k, e in envoys.items())
             + f"; upstream pid {upstream.pid} port {upstream.listen_port}")
 
-        # What each workload compares: (a), (b) and (c).
+        # What each workload compares: (a), (b), (c) and (d).
+        mod = ("(d) grant-sigv4 module", "d")
         workload_cfgs = {
-            "GET": [("(a) no signing", "a"), ("(b) native, unsigned", "b"), ("(c) grant-sigv4", "c")],
-            "PUT 64 KiB S3": [("(a) no signing", "a"), ("(b) native, unsigned", "b"), ("(c) grant-sigv4", "c")],
-            "POST 64 KiB SQS": [("(a) no signing", "a"), ("(b) native, hashed", "b_hash"), ("(c) grant-sigv4", "c")],
+            "GET": [("(a) no signing", "a"), ("(b) native, unsigned", "b"), ("(c) grant-sigv4", "c"), mod],
+            "PUT 64 KiB S3": [("(a) no signing", "a"), ("(b) native, unsigned", "b"), ("(c) grant-sigv4", "c"), mod],
+            "POST 64 KiB SQS": [("(a) no signing", "a"), ("(b) native, hashed", "b_hash"), ("(c) grant-sigv4", "c"),
+                                mod],
         }
-        # Warm the grant cache of (c) (one vault callout), then check every path once.
-        for _ in range(5):
-            status, _, rbody, _ = one_request(envoys["c"].listen_port, "GET", GRANT)
-            if status != 200:
-                raise RuntimeError(f"warming (c): status {status}: {rbody[:300]!r}")
+        # Warm the grant caches of (c) and (d) (one vault callout each), then check every path once.
+        for key in GRANTED:
+            for _ in range(5):
+                status, _, rbody, _ = one_request(envoys[key].listen_port, "GET", GRANT)
+                if status != 200:
+                    raise RuntimeError(f"warming ({key}): status {status}: {rbody[:300]!r}")
         log("preflight (signature headers as seen by the upstream):")
         preflight(envoys, workload_cfgs)
 
@@ -396,7 +407,7 @@ def main():
         for workload, cfgs in workload_cfgs.items():
             for _, key in cfgs:
                 p = logdir / f"wrk-{workload.split()[0]}-{key}.lua"
-                wrk_script(p, workload, grant=(key == "c"))
+                wrk_script(p, workload, grant=(key in GRANTED))
                 scripts[(workload, key)] = p
 
         # Warm-up: one short untimed run per config and workload (JIT, connection pools, allocator).
@@ -407,7 +418,7 @@ def main():
                 if r["errors"]:
                     raise RuntimeError(f"warm-up {workload} {key}: {r['errors']} errors: {r}")
 
-        vault_before = envoys["c"].stat("cluster.vault.upstream_rq_total")
+        vault_before = {k: envoys[k].stat("cluster.vault.upstream_rq_total") for k in GRANTED}
         results: dict = {}
         errors_total = 0
         for rnd in range(1, ROUNDS + 1):
@@ -427,10 +438,10 @@ def main():
                         log(f"  ERRORS in round {rnd} {workload} {label}: {r['errors']} "
                             f"(non-2xx {r['status']}, connect {r['connect']}, read {r['read']}, "
                             f"write {r['write']}, timeout {r['timeout']})")
-                        st, _, rb, _ = one_request(e.listen_port, workload, GRANT if key == "c" else None)
+                        st, _, rb, _ = one_request(e.listen_port, workload, GRANT if key in GRANTED else None)
                         log(f"    a single request now answers {st}: {rb[:300]!r}")
                 log(f"  round {rnd}/{ROUNDS} {workload:16} " + " | ".join(line))
-        vault_during = envoys["c"].stat("cluster.vault.upstream_rq_total") - vault_before
+        vault_during = {k: envoys[k].stat("cluster.vault.upstream_rq_total") - vault_before[k] for k in GRANTED}
 
         rss = {k: e.rss_kib() for k, e in envoys.items()}
 
@@ -503,26 +514,27 @@ def main():
                 out.append(f"| {workload} | {label} | {rps:,.0f} | {cpu:.1f} | {added} | {fmt_us(p50)} | "
                            f"{fmt_us(p99)} | {util * 100:.0f}% | {errs} / {total:,} |")
         out.append("")
-        out.append("| workload | added CPU (b) | added CPU (c) | (c−a)/(b−a): of medians · paired per round "
-                   "| throughput (c)/(b): of medians · paired per round |")
-        out.append("|---|---:|---:|---:|---:|")
+        out.append("| workload | config | added CPU (b) | added CPU | (x−a)/(b−a): of medians · paired per round "
+                   "| throughput x/(b): of medians · paired per round |")
+        out.append("|---|---|---:|---:|---:|---:|")
         ratios = {}
         for workload, cfgs in workload_cfgs.items():
             bkey = cfgs[1][1]
             ab = summary[(workload, bkey)]["added"]
-            ac = summary[(workload, "c")]["added"]
-            ratio = ac / ab if ab > 0 else float("inf")
-            thr = summary[(workload, "c")]["rps"] / summary[(workload, bkey)]["rps"]
-            # Paired: the three configs of one round ran back to back, so their ratio is less
-            # exposed to slow drifts in what else the machine is doing.
-            ra, rb, rc = (results[(workload, k)] for k in ("a", bkey, "c"))
-            p_ratio = med([(c_["cpu_us_per_rq"] - a_["cpu_us_per_rq"]) / (b_["cpu_us_per_rq"] - a_["cpu_us_per_rq"])
-                           if b_["cpu_us_per_rq"] > a_["cpu_us_per_rq"] else float("inf")
-                           for a_, b_, c_ in zip(ra, rb, rc)])
-            p_thr = med([c_["rps"] / b_["rps"] for b_, c_ in zip(rb, rc)])
-            ratios[workload] = (p_ratio, p_thr, ab, ac)
-            out.append(f"| {workload} | {ab:+.1f} µs | {ac:+.1f} µs | {ratio:.2f} · {p_ratio:.2f} | "
-                       f"{thr * 100:.0f}% · {p_thr * 100:.0f}% |")
+            for x in GRANTED:
+                ax = summary[(workload, x)]["added"]
+                ratio = ax / ab if ab > 0 else float("inf")
+                thr = summary[(workload, x)]["rps"] / summary[(workload, bkey)]["rps"]
+                # Paired: the configs of one round ran back to back, so their ratio is less
+                # exposed to slow drifts in what else the machine is doing.
+                ra, rb, rx = (results[(workload, k)] for k in ("a", bkey, x))
+                p_ratio = med([(x_["cpu_us_per_rq"] - a_["cpu_us_per_rq"]) / (b_["cpu_us_per_rq"] - a_["cpu_us_per_rq"])
+                               if b_["cpu_us_per_rq"] > a_["cpu_us_per_rq"] else float("inf")
+                               for a_, b_, x_ in zip(ra, rb, rx)])
+                p_thr = med([x_["rps"] / b_["rps"] for b_, x_ in zip(rb, rx)])
+                ratios[(workload, x)] = (p_ratio, p_thr, ab, ax)
+                out.append(f"| {workload} | ({x}) | {ab:+.1f} µs | {ax:+.1f} µs | {ratio:.2f} · {p_ratio:.2f} | "
+                           f"{thr * 100:.0f}% · {p_thr * 100:.0f}% |")
         low = sum(1 for rs in results.values() for r in rs if r["cpu_util"] < 0.8)
         if low:
             out.append("")
@@ -533,8 +545,8 @@ def main():
         out.append("| other figure | value |")
         out.append("|---|---|")
         out.append(f"| wasm module size | {wasm_bytes / 1024:.0f} KiB ({wasm_bytes:,} bytes) |")
-        out.append(f"| Envoy RSS after load, concurrency 1: (a) / (b) / (c) | {rss['a'] / 1024:.1f} / "
-                   f"{rss['b'] / 1024:.1f} / {rss['c'] / 1024:.1f} MiB |")
+        out.append(f"| Envoy RSS after load, concurrency 1: (a) / (b) / (c) / (d) | {rss['a'] / 1024:.1f} / "
+                   f"{rss['b'] / 1024:.1f} / {rss['c'] / 1024:.1f} / {rss['d'] / 1024:.1f} MiB |")
         out.append(f"| RSS with the filter loaded, (c) − (a) | {(rss['c'] - rss['a']) / 1024:+.1f} MiB "
                    f"(base VM + 1 worker VM + hasher) |")
         out.append(f"| memory per worker VM: ((c) − (a) at 4 workers − same at 1) / 3 | {per_worker_kib / 1024:.1f} MiB "
@@ -542,7 +554,8 @@ def main():
         out.append(f"| cold grant, time to first response byte (median of {COLD_N}) | {fmt_us(med(cold) * 1e6)} "
                    f"(warm grant: {fmt_us(med(warm) * 1e6)}, difference {fmt_us((med(cold) - med(warm)) * 1e6)}; "
                    f"{cold_callouts} vault callouts for {COLD_N} cold grants) |")
-        out.append(f"| vault callouts during the measured rounds (grant cached) | {vault_during} |")
+        out.append(f"| vault callouts during the measured rounds (grant cached): (c) / (d) | "
+                   f"{vault_during['c']} / {vault_during['d']} |")
         out.append("")
 
         def verdict(ok_: bool) -> str:
@@ -550,11 +563,19 @@ def main():
 
         v = []
         for wl in ("GET", "PUT 64 KiB S3"):
-            ratio = ratios[wl][0]
+            ratio = ratios[(wl, "c")][0]
             v.append(f"added CPU (c) ≤ (b) for {wl}: {verdict(ratio <= 1)} ((c−a)/(b−a) = {ratio:.2f})")
         for wl in workload_cfgs:
-            thr = ratios[wl][1]
+            thr = ratios[(wl, "c")][1]
             v.append(f"throughput (c) ≥ 95% of (b) for {wl}: {verdict(thr >= 0.95)} ({thr * 100:.0f}%)")
+        # The native module's goals: at most 0.8x the native signer's added CPU for GET and the
+        # S3 PUT, at most 1.0x for the hashed POST, and at least its throughput.
+        for wl, limit in (("GET", 0.8), ("PUT 64 KiB S3", 0.8), ("POST 64 KiB SQS", 1.0)):
+            ratio = ratios[(wl, "d")][0]
+            v.append(f"added CPU (d) ≤ {limit}× (b) for {wl}: {verdict(ratio <= limit)} ((d−a)/(b−a) = {ratio:.2f})")
+        for wl in workload_cfgs:
+            thr = ratios[(wl, "d")][1]
+            v.append(f"throughput (d) ≥ (b) for {wl}: {verdict(thr >= 1.0)} ({thr * 100:.0f}%)")
         v.append(f"wasm ≤ 400 KiB: {verdict(wasm_bytes <= 400 * 1024)} ({wasm_bytes / 1024:.0f} KiB)")
         v.append(f"memory per worker VM ≤ 4 MiB: {verdict(per_worker_kib <= 4 * 1024)} ({per_worker_kib / 1024:.1f} MiB)")
         if errors_total:

@@ -1,8 +1,12 @@
 """`make demo`: start OpenBao, moto (the AWS stand-in, verifying every SigV4 signature) and
 Envoy with the grant-sigv4 filter on 127.0.0.1; store an AWS key under a grant; then call
 S3, DynamoDB and STS with boto3 *without* any AWS key, through Envoy, with only the grant id.
-Everything is stopped at the end or on Ctrl-C."""
+Everything is stopped at the end or on Ctrl-C.
 
+`make demo HOST=native` (environment GRANT_SIGV4_DEMO_HOST=native) runs the native dynamic
+module instead of the wasm filter."""
+
+import os
 import signal
 import sys
 from pathlib import Path
@@ -21,8 +25,10 @@ def step(text):
 
 def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
-    step("starting OpenBao, moto and Envoy (grant-sigv4 filter) on 127.0.0.1")
-    stack = Stack()
+    host = os.environ.get("GRANT_SIGV4_DEMO_HOST", "wasm")
+    what = "wasm filter" if host == "wasm" else "native dynamic module"
+    step(f"starting OpenBao, moto and Envoy (grant-sigv4 {what}) on 127.0.0.1")
+    stack = Stack(host=host)
     try:
         print(f"   OpenBao  {stack.bao.addr}")
         print(f"   moto     {stack.moto.endpoint}  (verifies SigV4 after the set-up calls)")

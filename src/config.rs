@@ -45,6 +45,9 @@ pub enum AuthMethod {
     /// No token: the vault cluster is a local Vault or OpenBao Proxy that authenticates
     /// itself and adds its own token (`api_proxy { use_auto_auth_token = "force" }`).
     Proxy,
+    /// The filter logs in with AppRole (`vault.auth.role_id`, `secret_id_env` or
+    /// `secret_id`; see [`AppRoleConfig`]) and renews or replaces its token itself.
+    AppRole,
 }
 
 impl AuthMethod {
@@ -53,6 +56,7 @@ impl AuthMethod {
         match self {
             AuthMethod::Token => "token",
             AuthMethod::Proxy => "proxy",
+            AuthMethod::AppRole => "approle",
         }
     }
 }
@@ -71,6 +75,8 @@ pub struct VaultConfig {
     pub token: String,
     /// The environment variable `token` is read from, when configured so.
     pub token_env: Option<String>,
+    /// The AppRole login (method `approle` only).
+    pub approle: Option<AppRoleConfig>,
     /// KV version 2 mount.
     pub kv_mount: String,
     /// Prefix of grant paths under the mount.
@@ -87,11 +93,105 @@ impl fmt::Debug for VaultConfig {
             .field("auth", &self.auth)
             .field("token", &"<redacted>")
             .field("token_env", &self.token_env)
+            .field("approle", &self.approle)
             .field("kv_mount", &self.kv_mount)
             .field("path_prefix", &self.path_prefix)
             .field("timeout_ms", &self.timeout_ms)
             .finish()
     }
+}
+
+/// `vault.auth` with method `approle`: `POST /v1/auth/<mount>/login` with the role id and
+/// the secret id.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AppRoleConfig {
+    /// Where the AppRole auth method is mounted (default `approle`).
+    pub mount: String,
+    pub role_id: String,
+    /// The secret id, given inline (`secret_id`, visible in /config_dump) or read at start
+    /// from the VM's environment (`secret_id_env`, see [`Config::resolve_token`]).
+    pub secret_id: String,
+    pub secret_id_env: Option<String>,
+}
+
+impl fmt::Debug for AppRoleConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppRoleConfig")
+            .field("mount", &self.mount)
+            .field("role_id", &self.role_id)
+            .field("secret_id", &"<redacted>")
+            .field("secret_id_env", &self.secret_id_env)
+            .finish()
+    }
+}
+
+/// `vault.auth` of method `approle`, read from its JSON object.
+fn parse_approle(a: &mut Obj<'_>) -> Result<AppRoleConfig, ConfigError> {
+    let mount = a.string("mount", Some("approle"))?;
+    let mount = mount.trim_matches('/').to_string();
+    if mount.is_empty() || !is_path_part(&mount) {
+        return Err(err(
+            "vault.auth.mount",
+            "must be a mount path such as \"approle\"",
+        ));
+    }
+    let role_id = a.string("role_id", None)?;
+    if !is_token_text(&role_id) {
+        return Err(err(
+            "vault.auth.role_id",
+            "must be printable ASCII without spaces",
+        ));
+    }
+    let inline = match a.get("secret_id") {
+        None => None,
+        Some(Value::String(t)) if is_token_text(t) => Some(t.clone()),
+        Some(_) => {
+            return Err(err(
+                "vault.auth.secret_id",
+                "must be a non-empty string of printable ASCII without spaces",
+            ))
+        }
+    };
+    let secret_id_env = match a.get("secret_id_env") {
+        None => None,
+        Some(Value::String(n)) if is_env_name(n) => Some(n.clone()),
+        Some(_) => {
+            return Err(err(
+                "vault.auth.secret_id_env",
+                "must be an environment variable name (A-Z, 0-9, '_')",
+            ))
+        }
+    };
+    let secret_id = match (inline, &secret_id_env) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "vault.auth.secret_id",
+                "give vault.auth.secret_id or vault.auth.secret_id_env, not both",
+            ))
+        }
+        (Some(t), None) => t,
+        (None, Some(_)) => String::new(),
+        (None, None) => {
+            return Err(err(
+                "vault.auth.secret_id_env",
+                "is required with method \"approle\" (or vault.auth.secret_id)",
+            ))
+        }
+    };
+    Ok(AppRoleConfig {
+        mount,
+        role_id,
+        secret_id,
+        secret_id_env,
+    })
+}
+
+fn is_token_text(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+fn is_env_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -392,10 +492,33 @@ impl Config {
     /// Fill in the Vault token from the VM's environment when `vault.token_env` names a
     /// variable (`lookup` is `std::env::var` in the filter). Keeps the token out of the
     /// plugin configuration and so out of Envoy's /config_dump.
+    /// Also fills in the AppRole secret id from `vault.auth.secret_id_env`.
     pub fn resolve_token(
         &mut self,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<(), ConfigError> {
+        if let Some(a) = self.vault.approle.as_mut() {
+            if let Some(name) = a.secret_id_env.clone() {
+                a.secret_id = match lookup(&name) {
+                    Some(t) if is_token_text(&t) => t,
+                    Some(_) => {
+                        return Err(err(
+                            "vault.auth.secret_id_env",
+                            format!("environment variable {name} is empty or not printable ASCII"),
+                        ))
+                    }
+                    None => {
+                        return Err(err(
+                            "vault.auth.secret_id_env",
+                            format!(
+                                "environment variable {name} is not set in the VM: list it in \
+                                 vm_config.environment_variables.host_env_keys"
+                            ),
+                        ))
+                    }
+                };
+            }
+        }
         let Some(name) = self.vault.token_env.clone() else {
             return Ok(());
         };
@@ -465,20 +588,30 @@ impl Config {
                 ))
             }
         };
-        let auth = match v.get("auth") {
-            None => AuthMethod::Token,
+        let (auth, approle) = match v.get("auth") {
+            None => (AuthMethod::Token, None),
             Some(av) => {
                 let mut a = Obj::new("vault.auth", av)?;
                 let method = match a.string("method", None)?.as_str() {
                     "token" => AuthMethod::Token,
                     "proxy" => AuthMethod::Proxy,
-                    _ => return Err(err("vault.auth.method", "must be \"token\" or \"proxy\"")),
+                    "approle" => AuthMethod::AppRole,
+                    _ => {
+                        return Err(err(
+                            "vault.auth.method",
+                            "must be \"token\", \"approle\" or \"proxy\"",
+                        ))
+                    }
+                };
+                let approle = match method {
+                    AuthMethod::AppRole => Some(parse_approle(&mut a)?),
+                    _ => None,
                 };
                 a.finish()?;
-                method
+                (method, approle)
             }
         };
-        if auth == AuthMethod::Proxy {
+        if auth != AuthMethod::Token {
             if let Some(key) = [
                 ("vault.token", inline.is_some()),
                 ("vault.token_env", token_env.is_some()),
@@ -486,15 +619,21 @@ impl Config {
             .into_iter()
             .find_map(|(k, set)| set.then_some(k))
             {
-                return Err(err(
-                    key,
-                    "must not be set with vault.auth.method \"proxy\": the proxy adds its own \
-                     token, and the filter sends none",
-                ));
+                let why = match auth {
+                    AuthMethod::AppRole => {
+                        "must not be set with vault.auth.method \"approle\": the filter logs in \
+                         and uses the token it is given"
+                    }
+                    _ => {
+                        "must not be set with vault.auth.method \"proxy\": the proxy adds its \
+                         own token, and the filter sends none"
+                    }
+                };
+                return Err(err(key, why));
             }
         }
         let token = match (inline, &token_env, mode) {
-            _ if auth == AuthMethod::Proxy => String::new(),
+            _ if auth != AuthMethod::Token => String::new(),
             (Some(_), Some(_), _) => {
                 return Err(err(
                     "vault.token",
@@ -619,6 +758,7 @@ impl Config {
                 auth,
                 token,
                 token_env,
+                approle,
                 kv_mount,
                 path_prefix,
                 timeout_ms,
@@ -896,6 +1036,72 @@ mod tests {
             "{}",
             e.problem
         );
+    }
+
+    #[test]
+    fn approle_auth_reads_its_secret_id_from_the_environment_or_inline() {
+        let mut c = parse(
+            r#"{"vault": {"auth": {"method": "approle", "role_id": "r-1",
+            "secret_id_env": "GRANT_SIGV4_SECRET_ID"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.vault.auth, AuthMethod::AppRole);
+        c.resolve_token(|n| (n == "GRANT_SIGV4_SECRET_ID").then(|| "sid-1".to_string()))
+            .unwrap();
+        let a = c.vault.approle.clone().unwrap();
+        assert_eq!(
+            (a.mount.as_str(), a.role_id.as_str(), a.secret_id.as_str()),
+            ("approle", "r-1", "sid-1")
+        );
+        assert!(
+            !format!("{c:?}").contains("sid-1"),
+            "the secret id is redacted"
+        );
+        let e = c.clone().resolve_token(|_| None).unwrap_err();
+        assert_eq!(e.key, "vault.auth.secret_id_env");
+        let inline = parse(
+            r#"{"vault": {"auth": {"method": "approle", "mount": "/ar/", "role_id": "r",
+            "secret_id": "s"}}}"#,
+        )
+        .unwrap();
+        let a = inline.vault.approle.unwrap();
+        assert_eq!((a.mount.as_str(), a.secret_id.as_str()), ("ar", "s"));
+        for (json, key) in [
+            (
+                r#"{"method": "approle", "secret_id": "s"}"#,
+                "vault.auth.role_id",
+            ),
+            (
+                r#"{"method": "approle", "role_id": "r"}"#,
+                "vault.auth.secret_id_env",
+            ),
+            (
+                r#"{"method": "approle", "role_id": "r", "secret_id": "s", "secret_id_env": "E"}"#,
+                "vault.auth.secret_id",
+            ),
+            (
+                r#"{"method": "approle", "role_id": "r", "secret_id_env": "bad name"}"#,
+                "vault.auth.secret_id_env",
+            ),
+            (
+                r#"{"method": "approle", "role_id": "r", "secret_id": "s", "mount": "../x"}"#,
+                "vault.auth.mount",
+            ),
+            (
+                r#"{"method": "approle", "role_id": "r", "secret_id": "s", "role": "x"}"#,
+                "vault.auth.role",
+            ),
+        ] {
+            let e = parse(&format!(r#"{{"vault": {{"auth": {json}}}}}"#)).unwrap_err();
+            assert_eq!(e.key, key, "{json}: {}", e.problem);
+        }
+        let e = parse(
+            r#"{"vault": {"token": "t", "auth": {"method": "approle", "role_id": "r",
+            "secret_id": "s"}}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "vault.token");
+        assert!(e.problem.contains("the filter logs in"), "{}", e.problem);
     }
 
     #[test]

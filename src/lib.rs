@@ -10,6 +10,8 @@
 //! - [`policy`]: what a grant may be used for (services, regions, methods, callers).
 //! - [`request`]: what to do with one request: which headers to strip, which to sign,
 //!   which payload hash to use, or which local error to answer.
+//! - [`vault_auth`]: the filter's own vault token: token-endpoint answers, renewal times,
+//!   its shared-data codec.
 //! - [`grant_cache`]: the per-grant credential cache policy.
 //! - [`shared_grant`]: the shared-data codec of a cached grant.
 //! - [`retry_stash`]: the grant of a request's first attempt, kept for its retries.
@@ -35,3 +37,4 @@ pub mod retry_stash;
 pub mod shared_grant;
 pub mod sigv4;
 pub mod vault;
+pub mod vault_auth;

@@ -392,16 +392,19 @@ pub fn plan_request_memoized<N: AsRef<str>, V: AsRef<[u8]>>(
     plan(cfg, authorities, headers, end_of_stream, false)
 }
 
-/// [`plan_request`] for a host that hashes the body itself before it signs (the native Envoy
-/// module): a body whose hash is not known at headers time is not refused, the plan's
-/// `payload_hash` is left empty for the host to fill in once the body is complete. Every other
-/// check is made, `max_body_bytes` against `content-length` included (413 before buffering).
+/// [`plan_request_memoized`], for a host that hashes the body itself before it signs (the
+/// native Envoy module) when `host_hashes_body`: a body whose hash is not known at headers
+/// time is not refused, the plan's `payload_hash` is left empty, to be filled in once the body
+/// is complete. Every other check is made, `max_body_bytes` against `content-length` included
+/// (413 before buffering).
 pub fn plan_request_hashing_body<N: AsRef<str>, V: AsRef<[u8]>>(
     cfg: &Config,
+    authorities: &mut AuthorityMemo,
     headers: &[(N, V)],
     end_of_stream: bool,
+    host_hashes_body: bool,
 ) -> Result<Plan, LocalError> {
-    plan(cfg, &mut AuthorityMemo::new(), headers, end_of_stream, true)
+    plan(cfg, authorities, headers, end_of_stream, host_hashes_body)
 }
 
 /// The checks that can be made before a body is buffered and hashed in front of the signing
@@ -949,23 +952,28 @@ mod tests {
     #[test]
     fn a_host_that_hashes_bodies_gets_an_empty_hash_to_fill_in() {
         let c = cfg();
-        let p = plan_request_hashing_body(&c, &base(&[("content-length", "5")]), false).unwrap();
+        let plan = |h: &[(&str, &str)], eos: bool, host_hashes: bool| {
+            plan_request_hashing_body(&c, &mut AuthorityMemo::new(), &base(h), eos, host_hashes)
+        };
+        let p = plan(&[("content-length", "5")], false, true).unwrap();
         assert_eq!(p.payload_hash, "");
         assert!(!p.payload_hash_as_sent);
+        // A host that does not hash bodies refuses it.
+        let e = plan(&[("content-length", "5")], false, false).unwrap_err();
+        assert_eq!(e.code, ErrorCode::PayloadHashRequired);
         // A known hash, an empty body and an S3 body are planned as before.
         let h = "ab".repeat(32);
-        let p = plan_request_hashing_body(
-            &c,
-            &base(&[("content-length", "5"), ("x-amz-content-sha256", &h)]),
+        let p = plan(
+            &[("content-length", "5"), ("x-amz-content-sha256", &h)],
             false,
+            true,
         )
         .unwrap();
         assert_eq!(p.payload_hash, h);
-        let p = plan_request_hashing_body(&c, &base(&[]), true).unwrap();
+        let p = plan(&[], true, true).unwrap();
         assert_eq!(p.payload_hash, sigv4::EMPTY_SHA256);
         // content-length over max_body_bytes is refused before any buffering.
-        let e =
-            plan_request_hashing_body(&c, &base(&[("content-length", "5000")]), false).unwrap_err();
+        let e = plan(&[("content-length", "5000")], false, true).unwrap_err();
         assert_eq!(e.code, ErrorCode::BodyTooLarge);
     }
 

@@ -20,6 +20,7 @@ KEEP = [
     "provider.type",
     "provider.kubernetes.envoyDeployment.container.image",
     "provider.kubernetes.envoyDeployment.container.env",
+    "provider.kubernetes.envoyDeployment.patch",
 ]
 
 

@@ -22,6 +22,10 @@ pub enum Action {
     Continue,
     /// Stop until the engine resumes the request or has answered it locally.
     Pause,
+    /// Stop and buffer the whole body, then hand in its SHA-256 (`Engine::on_request_body`),
+    /// or tell that it passed `max_body_bytes` (`Engine::on_request_body_too_large`). Only
+    /// for an engine whose host hashes bodies (`Engine::hash_bodies_in_host`).
+    BufferBody,
 }
 
 /// Kinds of metrics.
@@ -69,6 +73,22 @@ pub trait Host {
         headers: &[(&str, &[u8])],
         timeout_ms: u32,
     ) -> Result<CalloutToken, String>;
+    /// Start a callout with a body (`:method` in `headers`, e.g. a POST of a JSON document:
+    /// a vault login or token renewal); its answer comes back like [`Host::start_callout`]'s.
+    /// A host that cannot send a body refuses a non-empty one.
+    fn start_callout_with_body(
+        &mut self,
+        cluster: &str,
+        headers: &[(&str, &[u8])],
+        body: &[u8],
+        timeout_ms: u32,
+    ) -> Result<CalloutToken, String> {
+        if body.is_empty() {
+            self.start_callout(cluster, headers, timeout_ms)
+        } else {
+            Err(String::from("this host cannot send a callout body"))
+        }
+    }
     /// `:status` of the callout answer being delivered.
     fn callout_status(&mut self) -> Option<u32>;
     /// The first `size` bytes of the body of the callout answer being delivered.

@@ -43,6 +43,30 @@ const NAMES: [(Counter, &str); 10] = [
     (Counter::KeyRefusals, "grant_sigv4.key_refusals"),
 ];
 
+/// Every metric the engine may define, with its kind: for a host that defines its metrics
+/// when a configuration loads (Envoy's dynamic modules), not on first use.
+pub fn all_metrics() -> Vec<(MetricKind, String)> {
+    let mut out: Vec<(MetricKind, String)> = NAMES
+        .iter()
+        .map(|(_, n)| (MetricKind::Counter, n.to_string()))
+        .collect();
+    out.push((
+        MetricKind::Histogram,
+        String::from("grant_sigv4.vault_callout_ms"),
+    ));
+    out.push((
+        MetricKind::Gauge,
+        String::from("grant_sigv4.vault_failing_seconds"),
+    ));
+    for code in ErrorCode::ALL {
+        out.push((
+            MetricKind::Counter,
+            format!("grant_sigv4.local_errors.{code}"),
+        ));
+    }
+    out
+}
+
 /// Metric ids of this plugin instance; a metric that could not be defined is skipped
 /// silently.
 ///

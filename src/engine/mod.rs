@@ -31,19 +31,22 @@ mod host;
 mod metrics;
 mod refresh_claim;
 mod request_audit;
+mod request_body;
 mod vault_fetch;
 mod vault_health;
+mod vault_token;
 
 #[cfg(test)]
 mod tests;
 
 pub use host::{Action, CalloutToken, Host, IdHasher, IdMap, MetricKind, Property, RequestId};
+pub use metrics::all_metrics;
 pub use request_audit::AUDIT_FILTER_STATE;
 
 use crate::audit;
 use crate::aws_host::AuthorityMemo;
 use crate::aws_response::{self, KeyVerdict};
-use crate::config::{AuthMethod, Config, Mode};
+use crate::config::{Config, Mode};
 use crate::errors::{ErrorCode, LocalError};
 use crate::grant_cache::{CachedGrant, GrantCache, Lookup};
 use crate::policy::Caller;
@@ -59,6 +62,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use vault_fetch::{Answer, Callout, GrantFetch, Stage};
+use vault_token::{TokenUse, VaultToken};
 
 /// How often the host delivers the tick event.
 pub const TICK_MS: u32 = 1000;
@@ -71,6 +75,8 @@ struct RequestState {
     /// Signed with this grant's key, fetched at that time: an AWS refusal drops exactly it.
     signed_with: Option<(String, u64)>,
     audit: Option<Box<Audit>>,
+    /// Planned, its body being buffered by the host, which hands in its hash.
+    awaiting_body: Option<Box<Plan>>,
 }
 
 /// The filter's state and logic for one plugin instance.
@@ -88,6 +94,10 @@ pub struct Engine {
     /// Callouts under way, by token.
     callouts: IdMap<Callout>,
     metrics: Metrics,
+    /// The filter's own vault token (see `vault_token.rs`).
+    auth: VaultToken,
+    /// The host buffers and hashes request bodies ([`Engine::hash_bodies_in_host`]).
+    body_hashing: bool,
 }
 
 impl Engine {
@@ -104,6 +114,8 @@ impl Engine {
             fetches: HashMap::new(),
             callouts: IdMap::default(),
             metrics: Metrics::default(),
+            auth: VaultToken::default(),
+            body_hashing: false,
         }
     }
 
@@ -157,8 +169,9 @@ impl Engine {
                     warn!("no tick ({s}): no background refresh, metrics not flushed");
                 }
                 self.cache = GrantCache::new(&cfg.cache);
-                self.config = Some(Rc::new(cfg));
                 self.metrics = Metrics::define(host);
+                self.auth = VaultToken::configure(host, &cfg);
+                self.config = Some(Rc::new(cfg));
                 true
             }
             Err(e) => {
@@ -243,11 +256,12 @@ impl Engine {
                 }
             };
         }
-        let plan = match request::plan_request_memoized(
+        let plan = match request::plan_request_hashing_body(
             &cfg,
             &mut self.authorities,
             headers,
             end_of_stream,
+            self.body_hashing,
         ) {
             Ok(p) => p,
             Err(e) => {
@@ -275,6 +289,23 @@ impl Engine {
             r.reason = plan.reason.clone();
             r.context = plan.context.clone();
         }
+        if plan.payload_hash.is_empty() {
+            return self.await_body(id, plan);
+        }
+        self.sign_planned(host, &cfg, id, plan, start_ms)
+    }
+
+    /// Sign request `id`, planned as `plan`, with its grant's key from the caches, or pause it
+    /// until the fetch of its grant ends.
+    fn sign_planned(
+        &mut self,
+        host: &mut impl Host,
+        cfg: &Config,
+        id: RequestId,
+        plan: Plan,
+        start_ms: u64,
+    ) -> Action {
+        let now = start_ms / 1000;
         match self.cache.lookup(&plan.grant_id, now) {
             Lookup::Fresh(g) => {
                 self.metrics.inc(Counter::CacheHit);
@@ -285,7 +316,7 @@ impl Engine {
                 self.refuse_planned(host, id, &LocalError::grant_not_found(), &plan);
                 return Action::Pause;
             }
-            Lookup::Stale(g) => return self.sign_stale(host, &cfg, id, &plan, g, start_ms),
+            Lookup::Stale(g) => return self.sign_stale(host, cfg, id, &plan, g, start_ms),
             Lookup::Miss => {}
         }
         // Another worker's key, even a stale one, is better than waiting on the vault.
@@ -294,7 +325,7 @@ impl Engine {
             self.metrics.inc(Counter::SharedHit);
             let g = self.cache.insert(&plan.grant_id, g);
             if now >= g.fresh_until {
-                return self.sign_stale(host, &cfg, id, &plan, g, start_ms);
+                return self.sign_stale(host, cfg, id, &plan, g, start_ms);
             }
             return self.sign_or_refuse(host, id, &plan, &g, now);
         }
@@ -317,7 +348,7 @@ impl Engine {
                 refresh: false,
             },
         );
-        if let Err(e) = self.start_callout(host, &cfg, &grant, Stage::Record) {
+        if let Err(e) = self.start_callout(host, cfg, &grant, Stage::Record) {
             warn!(
                 "vault callout to cluster {} failed to start: {e}",
                 cfg.vault.cluster
@@ -378,8 +409,12 @@ impl Engine {
         body_size: usize,
     ) {
         let Some(call) = self.callouts.remove(&token) else {
+            if self.auth.owns(token) {
+                self.on_auth_answer(host, body_size);
+            }
             return;
         };
+        let read_with = self.auth.read_answered(token);
         let Some(cfg) = self.config.clone() else {
             return;
         };
@@ -406,6 +441,7 @@ impl Engine {
             self.metrics.inc(Counter::VaultFailures);
         }
         vault_health::record(host, now_ms.unwrap_or_default(), answered);
+        let stage = call.stage.clone();
         let fetched = match vault_fetch::digest(&cfg, call.stage, status, &body, now) {
             Answer::Next(stage) => match self.start_callout(host, &cfg, &grant, stage) {
                 Ok(()) => return,
@@ -417,7 +453,17 @@ impl Engine {
                     return;
                 }
             },
-            Answer::Fetched(f) => f,
+            // A refused token: with AppRole, log in again and read once more.
+            Answer::Fetched(Err(_))
+                if status == Some(403)
+                    && self.retry_refused_read(host, &grant, &stage, read_with, now) =>
+            {
+                return
+            }
+            Answer::Fetched(f) => {
+                self.read_done(&grant);
+                f.map_err(|e| self.auth.explain_refusal(status, e, now))
+            }
         };
         let mut fresh = true;
         let outcome = match fetched {
@@ -517,6 +563,12 @@ impl Engine {
         }
     }
 
+    /// Add the counts kept since the last flush to the host's metrics now (the tick does it
+    /// every second; a host whose metric calls are cheap may do it after every request).
+    pub fn flush_metrics(&mut self, host: &mut impl Host) {
+        self.metrics.flush(host);
+    }
+
     /// The periodic tick: flush the metrics and refresh used grants ahead of their expiry
     /// (the answers come back to the engine whatever happens to the requests).
     pub fn on_tick(&mut self, host: &mut impl Host) {
@@ -528,6 +580,7 @@ impl Engine {
             warn!("no background refresh: Envoy did not give the current time");
             return;
         };
+        self.auth_tick(host, &cfg, now_ms / 1000);
         if cfg.mode == Mode::Sign {
             let failing = vault_health::failing_seconds(host, now_ms);
             self.metrics.vault_failing(host, failing);
@@ -610,6 +663,20 @@ impl Engine {
         grant: &str,
         stage: Stage,
     ) -> Result<(), String> {
+        let started_ms = host.now_ms();
+        // Behind a Vault or OpenBao Proxy the filter holds no token and sends none; with
+        // AppRole, a read waits for the first login.
+        let vault_token = match self
+            .auth
+            .token_for_read(host, cfg, started_ms.unwrap_or(0) / 1000)
+        {
+            TokenUse::Header(t) => t,
+            TokenUse::NoHeader => String::new(),
+            TokenUse::Wait => {
+                self.defer_read(grant, stage, started_ms.unwrap_or(0) / 1000);
+                return Ok(());
+            }
+        };
         self.metrics.inc(Counter::VaultCallouts);
         let path = vault_fetch::path(&cfg.vault, grant, &stage);
         let all: [(&str, &[u8]); 5] = [
@@ -617,16 +684,16 @@ impl Engine {
             (":path", path.as_bytes()),
             (":authority", cfg.vault.authority.as_bytes()),
             ("accept", b"application/json"),
-            ("x-vault-token", cfg.vault.token.as_bytes()),
+            ("x-vault-token", vault_token.as_bytes()),
         ];
-        // Behind a Vault or OpenBao Proxy the filter holds no token and sends none.
-        let headers = match cfg.vault.auth {
-            AuthMethod::Token => &all[..],
-            AuthMethod::Proxy => &all[..4],
+        let headers = if vault_token.is_empty() {
+            &all[..4]
+        } else {
+            &all[..]
         };
         let timeout_ms = u32::try_from(cfg.vault.timeout_ms).unwrap_or(u32::MAX);
-        let started_ms = host.now_ms();
         let token = host.start_callout(&cfg.vault.cluster, headers, timeout_ms)?;
+        self.auth.read_started(token);
         self.callouts.insert(
             token,
             Callout {

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::request::Edits;
+use crate::vault_auth;
 use std::collections::HashMap;
 
 const T0_MS: u64 = 1_700_000_000_000;
@@ -42,6 +43,16 @@ struct FakeHost {
     recorded: HashMap<String, u64>,
     /// Another worker changes a shared value right after each read of it.
     race_after_read: bool,
+    /// The `X-Vault-Token`, `:method` and body of the last callout started.
+    callout_token: Option<String>,
+    callout_method: String,
+    callout_body_sent: Vec<u8>,
+    /// The message of the last local reply.
+    reply_message: String,
+    /// The tick period last asked for.
+    tick_ms: u32,
+    /// The header edits of the last request signed.
+    last_edits: Option<Edits>,
 }
 
 impl Host for FakeHost {
@@ -68,12 +79,14 @@ impl Host for FakeHost {
             .unwrap_or("")
             .to_string();
         self.effects.push(Effect::Signed(id, akid));
+        self.last_edits = Some(edits.clone());
         Ok(())
     }
     fn resume_request(&mut self, id: RequestId) {
         self.effects.push(Effect::Resumed(id));
     }
     fn send_local_reply(&mut self, id: RequestId, error: &LocalError) {
+        self.reply_message = error.message.clone();
         self.effects
             .push(Effect::Replied(id, error.status(), error.code.as_str()));
     }
@@ -98,6 +111,15 @@ impl Host for FakeHost {
         }
         self.next_token += 1;
         self.callout_headers = headers.iter().map(|(k, _)| k.to_string()).collect();
+        let value = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        };
+        self.callout_token = value("x-vault-token");
+        self.callout_method = value(":method").unwrap_or_default();
+        self.callout_body_sent.clear();
         let path = headers
             .iter()
             .find(|(k, _)| *k == ":path")
@@ -105,6 +127,17 @@ impl Host for FakeHost {
             .unwrap_or_default();
         self.effects.push(Effect::Callout(self.next_token, path));
         Ok(self.next_token)
+    }
+    fn start_callout_with_body(
+        &mut self,
+        cluster: &str,
+        headers: &[(&str, &[u8])],
+        body: &[u8],
+        timeout_ms: u32,
+    ) -> Result<CalloutToken, String> {
+        let t = self.start_callout(cluster, headers, timeout_ms)?;
+        self.callout_body_sent = body.to_vec();
+        Ok(t)
     }
     fn callout_status(&mut self) -> Option<u32> {
         self.answer.0
@@ -140,7 +173,8 @@ impl Host for FakeHost {
         }
         Ok(())
     }
-    fn set_tick_period_ms(&mut self, _ms: u32) -> Result<(), String> {
+    fn set_tick_period_ms(&mut self, ms: u32) -> Result<(), String> {
+        self.tick_ms = ms;
         Ok(())
     }
     fn define_metric(&mut self, _kind: MetricKind, name: &str) -> Option<u32> {
@@ -173,7 +207,36 @@ impl Worker {
         Worker::with_config(shared, &config(""))
     }
 
+    /// A worker configured with `cfg`; with method `token`, its first tick's lookup-self
+    /// is answered (a token with no expiry) and forgotten.
     fn with_config(shared: &SharedData, cfg: &str) -> Worker {
+        let mut w = Worker::bare(shared, cfg);
+        w.tick();
+        let e = w.effects();
+        let lookup = e.iter().find_map(|x| match x {
+            Effect::Callout(t, p) => Some((t, p)),
+            _ => None,
+        });
+        if let Some((t, p)) = lookup {
+            assert_eq!(p, vault_auth::LOOKUP_SELF_PATH);
+            w.answer(
+                *t,
+                200,
+                r#"{"data": {"ttl": 0, "renewable": false, "policies": ["p"]}}"#,
+            );
+        }
+        w.effects();
+        w.host.next_token = 0;
+        w
+    }
+
+    /// A worker configured with `cfg`, before its first tick.
+    fn bare(shared: &SharedData, cfg: &str) -> Worker {
+        Worker::bare_env(shared, cfg, |_| None)
+    }
+
+    /// A worker configured with `cfg` in a VM whose environment is `env`.
+    fn bare_env(shared: &SharedData, cfg: &str, env: fn(&str) -> Option<String>) -> Worker {
         let mut host = FakeHost {
             now_ms: T0_MS,
             effects: Vec::new(),
@@ -186,11 +249,17 @@ impl Worker {
             race_after_read: false,
             no_clock: false,
             callout_headers: Vec::new(),
+            callout_token: None,
+            callout_method: String::new(),
+            callout_body_sent: Vec::new(),
+            reply_message: String::new(),
+            tick_ms: 0,
+            last_edits: None,
             metric_names: Vec::new(),
             recorded: HashMap::new(),
         };
         let mut engine = Engine::new(Rc::default());
-        assert!(engine.on_configure(&mut host, cfg.as_bytes(), |_| None));
+        assert!(engine.on_configure(&mut host, cfg.as_bytes(), env));
         Worker { engine, host }
     }
 
@@ -1113,3 +1182,8 @@ fn a_worker_without_the_grant_takes_another_workers_stale_key_rather_than_wait()
     assert_eq!(b.get(2, "g"), Action::Continue);
     assert_eq!(b.effects(), vec![signed(2, KEY_A)]);
 }
+
+#[path = "request_body_tests.rs"]
+mod request_body;
+#[path = "vault_token_tests.rs"]
+mod vault_token_tests;

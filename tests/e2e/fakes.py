@@ -77,6 +77,31 @@ class FakeVault:
                 except OSError:
                     pass  # Envoy gave up (timeout) before the answer
 
+            def do_POST(self):  # noqa: N802 - http.server naming
+                """Token calls (login, renew-self): recorded with their body, and relayed."""
+                body = self.rfile.read(int(self.headers.get("content-length", "0") or 0))
+                fake.requests.append({"path": self.path, "headers": dict(self.headers.items()), "body": body,
+                                      "t": time.monotonic()})
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("x-vault-token", "content-type")}
+                req = urllib.request.Request((fake.upstream or "") + self.path, data=body, headers=headers,
+                                             method="POST")
+                try:
+                    with urllib.request.urlopen(req, timeout=5) as r:
+                        answer = (r.status, r.headers.get("content-type", ""), r.read())
+                except urllib.error.HTTPError as e:
+                    answer = (e.code, e.headers.get("content-type", ""), e.read())
+                except (OSError, ValueError):
+                    answer = (503, "application/json", b'{"errors":["no upstream"]}')
+                status, ctype, out = answer
+                try:
+                    self.send_response(status)
+                    self.send_header("content-type", ctype)
+                    self.send_header("content-length", str(len(out)))
+                    self.end_headers()
+                    self.wfile.write(out)
+                except OSError:
+                    pass
+
             def log_message(self, *args):
                 pass
 

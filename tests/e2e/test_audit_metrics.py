@@ -6,14 +6,14 @@ import re
 
 import pytest
 
-from harness import Stack, http_get, wait_until
+from harness import HOSTS, Stack, http_get, wait_until
 
 STS_GET = "http://sts.us-east-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15"
 
 
-@pytest.fixture(scope="module")
-def astack():
-    s = Stack(concurrency=1, plugin_overrides={"audit": {"log": True, "filter_state": True}})
+@pytest.fixture(scope="module", params=HOSTS)
+def astack(request):
+    s = Stack(concurrency=1, host=request.param, plugin_overrides={"audit": {"log": True, "filter_state": True}})
     try:
         s.creds = s.moto.create_user_key("audit-user")
         s.bao.put_grant("grant-audit", s.creds)

@@ -12,9 +12,23 @@ import pytest
 from botocore.exceptions import ClientError
 
 from fakes import exchange
-from harness import Stack
+from harness import HOSTS, Stack
 
 STS_FORM = b"Action=GetCallerIdentity&Version=2011-06-15"
+
+
+@pytest.fixture(scope="module", params=HOSTS)
+def stack(request):
+    """The wasm filter behind its body hasher, and the native module hashing bodies itself."""
+    s = Stack(host=request.param)
+    try:
+        s.creds = s.moto.create_user_key("app-user")
+        s.grant = "grant-main-1"
+        s.bao.put_grant(s.grant, s.creds)
+        yield s
+    finally:
+        s.stop()
+        s.cleanup()
 
 
 def test_dynamodb_request_with_1_mib_body(stack):
@@ -142,9 +156,10 @@ def test_per_chunk_signed_upload_is_refused(stack):
     assert stack.upstream_requests() == before
 
 
-def test_session_token_credentials_are_signed():
+@pytest.mark.parametrize("host", HOSTS)
+def test_session_token_credentials_are_signed(host):
     # Set-up calls made straight to moto (no signature check): CreateRole, PutRolePolicy, AssumeRole.
-    s = Stack(no_auth=3, concurrency=1)
+    s = Stack(no_auth=3, concurrency=1, host=host)
     try:
         iam = s.moto.direct_client("iam")
         role = iam.create_role(

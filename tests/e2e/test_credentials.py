@@ -9,9 +9,32 @@ import time
 import urllib.error
 import urllib.request
 
-from harness import ENVOY_LOCAL, ENVOY_LOCAL_RETRY, Stack, wait_until
+import pytest
+
+from harness import (
+    ENVOY_DYNAMIC_MODULE_LOCAL,
+    ENVOY_DYNAMIC_MODULE_LOCAL_RETRY,
+    ENVOY_LOCAL,
+    ENVOY_LOCAL_RETRY,
+    HOSTS,
+    Stack,
+    wait_until,
+)
 
 STS_GET = "http://sts.us-east-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15"
+
+
+@pytest.fixture(scope="module", params=HOSTS)
+def stack(request):
+    """Both hosts, with concurrency 2: the workers coordinate through the shared data."""
+    s = Stack(host=request.param)
+    try:
+        s.creds = s.moto.create_user_key("app-user")
+        s.bao.put_grant("grant-main-1", s.creds)
+        yield s
+    finally:
+        s.stop()
+        s.cleanup()
 
 
 def burst(stack, grant: str, n: int, url: str = STS_GET):
@@ -155,12 +178,14 @@ class AwsEngine:
         self.server.server_close()
 
 
-def test_dynamic_credentials_are_refreshed_before_the_lease_ends():
+@pytest.mark.parametrize("host", HOSTS)
+def test_dynamic_credentials_are_refreshed_before_the_lease_ends(host):
     engine = AwsEngine(lease_seconds=15)
     s = None
     try:
         # Envoy's vault cluster points at the engine, which relays the rest to OpenBao.
         s = Stack(
+            host=host,
             concurrency=1,
             vault_port=engine.port,
             plugin_overrides={"cache": {"ttl_seconds": 300, "refresh_ahead_seconds": 6}},
@@ -195,11 +220,11 @@ def test_dynamic_credentials_are_refreshed_before_the_lease_ends():
 ROTATION_CLIENTS = 16
 
 
-def _rotation(envoy_config, workers: int, overrides=None, clients: int = ROTATION_CLIENTS):
+def _rotation(envoy_config, workers: int, overrides=None, clients: int = ROTATION_CLIENTS, host: str = "wasm"):
     """Steady traffic from ``clients`` concurrent clients while the key is rotated in OpenBao
     and the old one deleted in AWS. Returns (failed requests, total requests, Envoy's
     counters of the AWS clusters' retries and retry overflows)."""
-    s = Stack(concurrency=workers, envoy_config=envoy_config, plugin_overrides=overrides)
+    s = Stack(concurrency=workers, envoy_config=envoy_config, plugin_overrides=overrides, host=host)
     try:
         old = s.moto.create_user_key("rotating-user")
         s.bao.put_grant("grant-rot", old)
@@ -258,18 +283,66 @@ def _rotation(envoy_config, workers: int, overrides=None, clients: int = ROTATIO
         s.cleanup()
 
 
-def test_rotation_with_upstream_retry_loses_no_request():
-    failed, total, retries = _rotation(ENVOY_LOCAL_RETRY, workers=2, overrides={"upstream_filter": True})
+RETRY_CONFIGS = {"wasm": ENVOY_LOCAL_RETRY, "native": ENVOY_DYNAMIC_MODULE_LOCAL_RETRY}
+PLAIN_CONFIGS = {"wasm": ENVOY_LOCAL, "native": ENVOY_DYNAMIC_MODULE_LOCAL}
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_rotation_with_upstream_retry_loses_no_request(host):
+    failed, total, retries = _rotation(
+        RETRY_CONFIGS[host], workers=2, overrides={"upstream_filter": True}, host=host
+    )
     print(f"with retry: {failed} of {total} failed, {retries}")
     assert total > 10 * ROTATION_CLIENTS
     assert failed == 0, f"{failed} of {total} requests failed across the rotation ({retries})"
     assert retries["upstream_rq_retry_overflow"] == 0, retries
 
 
-def test_rotation_without_retry_fails_at_most_the_requests_in_flight():
-    failed, total, _ = _rotation(ENVOY_LOCAL, workers=2)
+@pytest.mark.parametrize("host", HOSTS)
+def test_rotation_without_retry_fails_at_most_the_requests_in_flight(host):
+    failed, total, _ = _rotation(PLAIN_CONFIGS[host], workers=2, host=host)
     print(f"without retry: {failed} of {total} failed")
     assert total > 10 * ROTATION_CLIENTS
     # Each worker drops the refused key at its first refusal; only the requests already in
     # flight with it fail too, and each client has one request in flight.
     assert failed <= ROTATION_CLIENTS, f"{failed} of {total} requests failed across the rotation"
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_a_fetch_outlives_the_request_that_started_it(host):
+    """The first request for a grant goes away while the vault is slow: the request waiting
+    for the same fetch still gets its answer. (The native module's callouts belong to a
+    stream, which Envoy cancels with it: the fetch is made again on Envoy's main thread.)"""
+    import socket
+
+    from fakes import GRANT_PREFIX, FakeVault
+
+    fake = FakeVault({}, relay_unknown=True)
+    s = None
+    try:
+        s = Stack(host=host, concurrency=1, vault_port=fake.port)
+        fake.upstream = s.bao.addr
+        s.bao.put_grant("grant-left", s.moto.create_user_key("left-user"))
+        calls = lambda: [r for r in fake.requests if r["path"] == GRANT_PREFIX + "grant-left"]  # noqa: E731
+        fake.freeze()
+        first = socket.create_connection(("127.0.0.1", s.listen_port), timeout=10)
+        first.sendall(f"GET {STS_GET} HTTP/1.1\r\nhost: sts.us-east-1.amazonaws.com\r\n"
+                      "x-grant-id: grant-left\r\n\r\n".encode())
+        wait_until(lambda: len(calls()) == 1, "the first request's vault read")
+        second = {}
+        t = threading.Thread(target=lambda: second.update(
+            status=s.raw("GET", STS_GET, headers={"x-grant-id": "grant-left"})[0]))
+        t.start()
+        wait_until(lambda: s.envoy.counter("http.egress.downstream_rq_active") >= 2, "the second request waiting")
+        first.close()
+        wait_until(lambda: s.envoy.counter("http.egress.downstream_rq_active") == 1, "the first request gone")
+        fake.thaw()
+        t.join(15)
+        assert second.get("status") == 200, second
+        # wasm: the callout belongs to the plugin; native: sent again from the main thread.
+        assert len(calls()) == {"wasm": 1, "native": 2}[host], f"{len(calls())} vault reads"
+    finally:
+        fake.stop()
+        if s:
+            s.stop()
+            s.cleanup()

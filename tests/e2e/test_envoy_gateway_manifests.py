@@ -115,6 +115,36 @@ def test_policy_config_loads_in_envoy_and_its_cluster_is_defined(tmp_path):
     assert "grant-sigv4 configured (dynamic module): grant header x-grant-id" in out, out[-3000:]
 
 
+def test_no_vault_secret_in_the_proxy_the_openbao_proxy_container_holds_the_login():
+    """The module uses vault.auth.method "proxy" (no token anywhere in Envoy Gateway's
+    objects); the OpenBao Proxy container added by the Deployment patch runs the ConfigMap's
+    configuration, and the "vault" cluster is that container on loopback."""
+    [module] = doc_of("EnvoyExtensionPolicy")["spec"]["dynamicModule"]
+    vault = module["config"]["vault"]
+    assert vault["auth"] == {"method": "proxy"}
+    assert not {"token", "token_env"} & set(vault)
+    proxy = doc_of("EnvoyProxy")
+    deployment = proxy["spec"]["provider"]["kubernetes"]["envoyDeployment"]
+    assert "env" not in deployment["container"], "no Vault token in the proxy's environment"
+    pod = deployment["patch"]["value"]["spec"]["template"]["spec"]
+    [c] = pod["containers"]
+    assert c["args"] == ["proxy", "-config=/etc/grant-sigv4/proxy.hcl"]
+    [cm] = load_docs(EG / "kubernetes" / "vault-proxy.yaml")
+    assert cm["kind"] == "ConfigMap"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mount = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    assert volumes[mount["/etc/grant-sigv4"]]["configMap"]["name"] == cm["metadata"]["name"]
+    hcl = cm["data"]["proxy.hcl"]
+    assert 'use_auto_auth_token = "force"' in hcl and 'method "kubernetes"' in hcl
+    assert 'address     = "127.0.0.1:8100"' in hcl
+    [cluster] = [p["value"] for p in proxy["spec"]["bootstrap"]["jsonPatches"]
+                 if p["path"] == "/static_resources/clusters/-" and p["value"]["name"] == vault["cluster"]]
+    addr = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    assert (addr["address"], addr["port_value"]) == ("127.0.0.1", 8100)
+    text = "\n".join(p.read_text() for p in [*manifests(), EG / "kubernetes" / "vault-proxy.yaml"])
+    assert "GRANT_SIGV4_VAULT_TOKEN" not in text and "secretKeyRef" not in text
+
+
 def test_trimmed_schema_keeps_only_trim_py_list():
     """The trimmed CRD holds the fields trim.py keeps, and refuses others."""
     [crd] = load_docs(SCHEMAS / "gateway.envoyproxy.io_envoyproxies.trimmed.yaml")

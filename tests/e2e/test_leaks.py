@@ -24,6 +24,11 @@ trace level in production.
 
 A second, default stack (inline ``vault.token``) shows that ``/config_dump`` then holds the
 Vault token, which is why ``token_env`` is the advice.
+
+A third stack logs in with AppRole (``vault.auth.method`` ``approle``, ``secret_id_env``),
+at trace level behind the relay: the secret id is only in the login's body, and the token
+the login gave only on the vault callouts (and, like any upstream header, in Envoy's router
+header dumps).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import pytest
 
 from echo import Echo
 from fakes import FakeVault
-from harness import Stack, http_get
+from harness import HOSTS, Stack, http_get, wait_until
 
 SECRET = "LeakCanarySecretKey/0123456789+abcdefXYZqrs"
 SESSION = "LeakCanarySessionToken-IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMQ=="
@@ -85,8 +90,14 @@ TRAFFIC = [
 ]
 
 
-@pytest.fixture(scope="module")
-def leaky():
+# Where the native host answers otherwise: it hashes a body itself (and forwards it signed).
+NATIVE_STATUS = {"no-body-hash": 200}
+# How each host's own log lines are told apart from Envoy's.
+OWN_LOG_MARK = {"wasm": "wasm log", "native": "[dynamic_modules]"}
+
+
+@pytest.fixture(scope="module", params=HOSTS)
+def leaky(request):
     relay = VaultRelay({
         "g-500": (500, "application/json", b'{"errors":["internal"]}'),
         "g-reset": "reset",
@@ -95,7 +106,8 @@ def leaky():
     echo = Echo()
     s = None
     try:
-        s = Stack(aws_port=echo.port, vault_port=relay.port, concurrency=1, log_level="trace", token_via_env=True)
+        s = Stack(aws_port=echo.port, vault_port=relay.port, concurrency=1, log_level="trace", token_via_env=True,
+                  host=request.param)
         relay.upstream = s.bao.addr
         key = {"access_key_id": AKID, "secret_access_key": SECRET, "session_token": SESSION}
         s.bao.put_grant("g-leak", key)
@@ -105,6 +117,8 @@ def leaky():
         replies = {}
         for name, method, url, grant, headers, body, expected in TRAFFIC:
             status, hdrs, reply = s.raw(method, url, headers={"x-grant-id": grant, **headers}, body=body)
+            if s.host == "native":
+                expected = NATIVE_STATUS.get(name, expected)
             assert status == expected, (name, status, reply)
             replies[name] = {"status": status, "headers": hdrs, "body": reply}
         s.replies = replies
@@ -123,14 +137,17 @@ def leaky():
 
 def test_traffic_was_signed_with_the_session_token(leaky):
     signed = [r for r in leaky.echo.requests]
-    assert len(signed) == 4
+    assert len(signed) == 4 + (1 if leaky.host == "native" else 0)
     for req in signed:
         h = {k.lower(): v for k, v in req["headers"].items()}
         assert h["authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={AKID}/")
         assert "x-amz-security-token" in h["authorization"]  # signed
         assert h["x-amz-security-token"] == SESSION
     # The log really is at trace level, with the filter's own lines in it.
-    assert "[trace][wasm]" in leaky.log and "wasm log grant_sigv4" in leaky.log
+    if leaky.host == "wasm":
+        assert "[trace][wasm]" in leaky.log and "wasm log grant_sigv4" in leaky.log
+    else:
+        assert "[trace][router]" in leaky.log and "[debug][dynamic_modules] [:] signed" in leaky.log
 
 
 def test_secret_appears_nowhere(leaky):
@@ -172,8 +189,9 @@ def test_vault_token_only_on_the_vault_callout(leaky):
 
 
 def test_filter_log_lines_hold_no_secret(leaky):
-    """What the filter itself logs (``wasm log ...`` lines, every level up to trace)."""
-    own = [line for line in leaky.log.splitlines() if "wasm log" in line]
+    """What the filter itself logs (``wasm log ...`` lines, or the module's ``[dynamic_modules]``
+    lines, every level up to trace)."""
+    own = [line for line in leaky.log.splitlines() if OWN_LOG_MARK[leaky.host] in line]
     assert any("local reply" in line for line in own), "debug lines of the filter expected"
     for value in (SECRET, SESSION, leaky.bao.filter_token, leaky.bao.token):
         assert not [line for line in own if value in line]
@@ -213,13 +231,14 @@ def test_tokens_never_in_envoy_trace_log(leaky, which):
     assert value not in leaky.log
 
 
-def test_inline_token_is_visible_in_config_dump():
+@pytest.mark.parametrize("host", HOSTS)
+def test_inline_token_is_visible_in_config_dump(host):
     """The default (inline ``vault.token``) puts the token into Envoy's /config_dump: this backs
     the advice of docs/security.md to use ``vault.token_env``."""
     echo = Echo()
     s = None
     try:
-        s = Stack(aws_port=echo.port, concurrency=1)
+        s = Stack(aws_port=echo.port, concurrency=1, host=host)
         assert s.plugin_config["vault"]["token"] == s.bao.filter_token
         status, body = http_get(s.envoy.admin + "/config_dump")
         assert status == 200
@@ -229,3 +248,62 @@ def test_inline_token_is_visible_in_config_dump():
             s.stop()
             s.cleanup()
         echo.stop()
+
+
+@pytest.fixture(scope="module")
+def approle_leaky():
+    """A trace-level stack whose filter logs in with AppRole (secret id from Envoy's
+    environment), behind the recording relay: the login, a renewal and signed requests."""
+    relay = VaultRelay({})
+    echo = Echo()
+    s = None
+    try:
+        s = Stack(aws_port=echo.port, vault_port=relay.port, concurrency=1, log_level="trace",
+                  approle={"token_ttl": "6s", "token_max_ttl": "1h"})
+        relay.upstream = s.bao.addr
+        s.bao.put_grant("g-leak", {"access_key_id": AKID, "secret_access_key": SECRET})
+        for _ in range(3):
+            status, _, body = s.raw("GET", STS, headers={"x-grant-id": "g-leak"})
+            assert status == 200, body
+        wait_until(lambda: any(r["path"] == "/v1/auth/token/renew-self" for r in relay.requests),
+                   "a renewal of the logged-in token", timeout=20)
+        s.relay = relay
+        s.admin_outputs = {p: http_get(s.envoy.admin + p)[1].decode("latin-1") for p in ADMIN_PATHS}
+        s.log = s.envoy.proc.log_text()
+        yield s
+    finally:
+        if s is not None:
+            s.stop()
+            s.cleanup()
+        echo.stop()
+        relay.stop()
+
+
+def test_approle_secret_id_only_in_the_login_body(approle_leaky):
+    s = approle_leaky
+    sid = s.approle_secret_id
+    assert sid not in json.dumps(s.plugin_config), "secret_id_env keeps it out of the configuration"
+    assert sid not in s.log, "secret id in Envoy's trace log"
+    for path, text in s.admin_outputs.items():
+        assert sid not in text, f"secret id in admin {path}"
+    logins = [r for r in s.relay.requests if r["path"] == "/v1/auth/approle/login"]
+    assert len(logins) == 1, "one login for the process"
+    assert json.loads(logins[0]["body"])["secret_id"] == sid
+    assert not [r for r in s.relay.requests if r not in logins and sid in dump(r)]
+
+
+def test_approle_token_only_on_the_vault_callouts(approle_leaky):
+    s = approle_leaky
+    tokens = {r["headers"].get("X-Vault-Token") or r["headers"].get("x-vault-token")
+              for r in s.relay.requests if r["path"] != "/v1/auth/approle/login"}
+    assert len(tokens) == 1 and None not in tokens, tokens
+    token = tokens.pop()
+    for path, text in s.admin_outputs.items():
+        assert token not in text, f"logged-in token in admin {path}"
+    own = [line for line in s.log.splitlines() if "wasm log" in line]
+    assert any("vault login" in line for line in own)
+    assert not [line for line in own if token in line], "the filter logged its token"
+    # As with a configured token, only Envoy's router header dumps show it (see above).
+    entries = log_entries(s.log)
+    dumps = [e for e in entries if "router decoding headers:" in e.split("\n", 1)[0]]
+    assert not [e for e in entries if token in e and e not in dumps]

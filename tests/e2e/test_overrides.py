@@ -5,12 +5,13 @@ import json
 
 import pytest
 
-from harness import Stack
+from harness import HOSTS, Stack
 
 
-@pytest.fixture(scope="module")
-def ostack():
+@pytest.fixture(scope="module", params=HOSTS)
+def ostack(request):
     s = Stack(
+        host=request.param,
         concurrency=1,
         plugin_overrides={
             "request_overrides": True,

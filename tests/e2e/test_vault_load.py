@@ -21,8 +21,10 @@ import json
 import threading
 import time
 
+import pytest
+
 from fakes import GRANT_PREFIX, FakeVault
-from harness import Stack, http_get, wait_until
+from harness import HOSTS, Stack, http_get, wait_until
 
 STS_GET = "http://sts.us-east-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15"
 GRANTS = [f"grant-soak-{i}" for i in range(10)]
@@ -39,13 +41,21 @@ def vault_calls(fake, grant, t0=0.0, t1=float("inf")):
     return [r["t"] for r in fake.requests if r["path"] == GRANT_PREFIX + grant and t0 <= r["t"] < t1]
 
 
-def test_soak_flood_and_freeze_keep_the_vault_load_bounded_and_lose_no_request():
+# The filter's stats in /stats, per host (Envoy's custom stat namespace of each extension).
+STAT_NAMESPACE = {"wasm": "wasmcustom", "native": "dynamicmodulescustom"}
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_soak_flood_and_freeze_keep_the_vault_load_bounded_and_lose_no_request(host):
+    gauge = f"{STAT_NAMESPACE[host]}.grant_sigv4.vault_failing_seconds"
+    stale_serves = f"{STAT_NAMESPACE[host]}.grant_sigv4.cache_stale_serves"
     fake = FakeVault({}, relay_unknown=True)
     s = None
     stop = threading.Event()
     threads = []
     try:
         s = Stack(
+            host=host,
             concurrency=2,
             vault_port=fake.port,
             plugin_overrides={
@@ -114,7 +124,7 @@ def test_soak_flood_and_freeze_keep_the_vault_load_bounded_and_lose_no_request()
         wait_until(lambda: time.monotonic() >= soak_t0 + SOAK_SECONDS, "the soak's end", timeout=SOAK_SECONDS + 1)
 
         # The freeze: the vault stops answering, past the keys' TTL.
-        stale_before = s.envoy.counter("wasmcustom.grant_sigv4.cache_stale_serves")
+        stale_before = s.envoy.counter(stale_serves)
         freeze_t0 = time.monotonic()
         fake.freeze()
         try:
@@ -124,18 +134,18 @@ def test_soak_flood_and_freeze_keep_the_vault_load_bounded_and_lose_no_request()
             wait_until(lambda: time.monotonic() >= freeze_t0 + FREEZE_SECONDS - 1.5, "the freeze's last seconds",
                        timeout=FREEZE_SECONDS)
             # The gauge and the counter are flushed on the tick (every second).
-            failing = wait_until(lambda: s.envoy.counter("wasmcustom.grant_sigv4.vault_failing_seconds") >= 4 and
-                                 s.envoy.counter("wasmcustom.grant_sigv4.vault_failing_seconds"), "vault_failing_seconds", 3)
+            failing = wait_until(lambda: s.envoy.counter(gauge) >= 4 and
+                                 s.envoy.counter(gauge), "vault_failing_seconds", 3)
             wait_until(lambda: time.monotonic() >= freeze_t0 + FREEZE_SECONDS, "the freeze's end",
                        timeout=FREEZE_SECONDS)
         finally:
             fake.thaw()
         freeze_t1 = time.monotonic()
-        stale_served = s.envoy.counter("wasmcustom.grant_sigv4.cache_stale_serves") - stale_before
+        stale_served = s.envoy.counter(stale_serves) - stale_before
         # Back: a new grant works, with no restart of Envoy, and the gauge drops to 0.
         wait_until(lambda: s.raw("GET", STS_GET, headers={"x-grant-id": "grant-later"})[0] == 200,
                    "a new grant signed once the vault is back", timeout=10)
-        wait_until(lambda: s.envoy.counter("wasmcustom.grant_sigv4.vault_failing_seconds") == 0, "the gauge back to 0", 5)
+        wait_until(lambda: s.envoy.counter(gauge) == 0, "the gauge back to 0", 5)
         stop.set()
         for t in threads:
             t.join(15)

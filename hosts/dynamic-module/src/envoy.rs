@@ -86,6 +86,7 @@ struct ModuleHeader {
 }
 
 type FilterEnvoyPtr = *mut c_void;
+type ConfigEnvoyPtr = *mut c_void;
 
 /// `envoy_dynamic_module_type_http_header_type`.
 #[repr(C)]
@@ -129,6 +130,10 @@ pub enum Attribute {
     SourceAddress = 24,
     ConnectionUriSanPeerCertificate = 37,
 }
+
+/// `envoy_dynamic_module_type_metrics_result`.
+type MetricsResult = u32;
+const METRICS_SUCCESS: MetricsResult = 0;
 
 /// `envoy_dynamic_module_type_http_callout_init_result`.
 pub type CalloutInit = u32;
@@ -195,6 +200,267 @@ extern "C" {
         timeout_ms: u64,
     ) -> CalloutInit;
     fn envoy_dynamic_module_callback_http_filter_continue_decoding(f: FilterEnvoyPtr);
+    fn envoy_dynamic_module_callback_http_filter_config_http_callout(
+        c: ConfigEnvoyPtr,
+        callout_id: *mut u64,
+        cluster: ModuleBuffer,
+        headers: *mut ModuleHeader,
+        headers_len: usize,
+        body: ModuleBuffer,
+        timeout_ms: u64,
+    ) -> CalloutInit;
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
+        c: ConfigEnvoyPtr,
+    ) -> *mut c_void;
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+        s: *mut c_void,
+        event_id: u64,
+    );
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(s: *mut c_void);
+    fn envoy_dynamic_module_callback_http_filter_scheduler_new(f: FilterEnvoyPtr) -> *mut c_void;
+    fn envoy_dynamic_module_callback_http_filter_scheduler_commit(s: *mut c_void, event_id: u64);
+    fn envoy_dynamic_module_callback_http_filter_scheduler_delete(s: *mut c_void);
+    fn envoy_dynamic_module_callback_http_set_filter_state_bytes(
+        f: FilterEnvoyPtr,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_filter_config_define_counter(
+        c: ConfigEnvoyPtr,
+        name: ModuleBuffer,
+        label_names: *mut ModuleBuffer,
+        label_names_len: usize,
+        id: *mut usize,
+    ) -> MetricsResult;
+    fn envoy_dynamic_module_callback_http_filter_config_define_gauge(
+        c: ConfigEnvoyPtr,
+        name: ModuleBuffer,
+        label_names: *mut ModuleBuffer,
+        label_names_len: usize,
+        id: *mut usize,
+    ) -> MetricsResult;
+    fn envoy_dynamic_module_callback_http_filter_config_set_gauge(
+        c: ConfigEnvoyPtr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_len: usize,
+        value: u64,
+    ) -> MetricsResult;
+    fn envoy_dynamic_module_callback_http_filter_config_define_histogram(
+        c: ConfigEnvoyPtr,
+        name: ModuleBuffer,
+        label_names: *mut ModuleBuffer,
+        label_names_len: usize,
+        id: *mut usize,
+    ) -> MetricsResult;
+    fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        c: ConfigEnvoyPtr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_len: usize,
+        value: u64,
+    ) -> MetricsResult;
+    fn envoy_dynamic_module_callback_http_filter_config_record_histogram_value(
+        c: ConfigEnvoyPtr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_len: usize,
+        value: u64,
+    ) -> MetricsResult;
+}
+
+/// Kinds of metrics a filter configuration defines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// The Envoy side of one filter configuration (`DynamicModuleHttpFilterConfig`): valid from
+/// `on_http_filter_config_new` until `on_http_filter_config_destroy`, which Envoy calls after
+/// every filter made from it is destroyed. Its metrics are Envoy stats, safe to update from
+/// any thread.
+#[derive(Clone, Copy)]
+pub struct ConfigRef(ConfigEnvoyPtr);
+
+// SAFETY: the pointer is only used for metric updates, which Envoy's stats make thread-safe,
+// while the configuration lives (see the type's comment).
+unsafe impl Send for ConfigRef {}
+// SAFETY: as for Send: no call through it mutates state that is not thread-safe.
+unsafe impl Sync for ConfigRef {}
+
+impl ConfigRef {
+    /// # Safety
+    /// `ptr` must be the `filter_config_envoy_ptr` of `on_http_filter_config_new`.
+    pub unsafe fn new(ptr: *mut c_void) -> Self {
+        ConfigRef(ptr)
+    }
+
+    /// Define a metric (only while the configuration is created, on the main thread).
+    pub fn define(self, kind: MetricType, name: &str) -> Option<usize> {
+        let mut id = 0usize;
+        let name = ModuleBuffer::of(name.as_bytes());
+        let none = std::ptr::null_mut();
+        // SAFETY: `self.0` is the configuration being created; `name` lives during the call
+        // (Envoy copies it), no labels, `id` is valid for writes.
+        let r = unsafe {
+            match kind {
+                MetricType::Counter => {
+                    envoy_dynamic_module_callback_http_filter_config_define_counter(
+                        self.0, name, none, 0, &mut id,
+                    )
+                }
+                MetricType::Gauge => envoy_dynamic_module_callback_http_filter_config_define_gauge(
+                    self.0, name, none, 0, &mut id,
+                ),
+                MetricType::Histogram => {
+                    envoy_dynamic_module_callback_http_filter_config_define_histogram(
+                        self.0, name, none, 0, &mut id,
+                    )
+                }
+            }
+        };
+        (r == METRICS_SUCCESS).then_some(id)
+    }
+
+    /// A scheduler that runs `on_http_filter_config_scheduled` on the main thread (only
+    /// while the configuration is created, on the main thread).
+    pub fn scheduler(self) -> Option<ConfigScheduler> {
+        // SAFETY: `self.0` is the configuration being created.
+        let p = unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_new(self.0) };
+        (!p.is_null()).then_some(ConfigScheduler(p))
+    }
+
+    /// Start an HTTP callout that belongs to the configuration, not to a stream (on the
+    /// main thread only); its answer comes to `on_http_filter_config_http_callout_done`.
+    pub fn http_callout(
+        self,
+        cluster: &str,
+        headers: &[(&str, &[u8])],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, CalloutInit> {
+        let mut hs = module_headers(headers);
+        let mut id = 0u64;
+        // SAFETY: called on the main thread while the configuration lives; the buffers
+        // live until the call returns (Envoy copies the request), `id` is valid for writes.
+        let r = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_http_callout(
+                self.0,
+                &mut id,
+                ModuleBuffer::of(cluster.as_bytes()),
+                hs.as_mut_ptr(),
+                hs.len(),
+                ModuleBuffer::of(body),
+                timeout_ms,
+            )
+        };
+        if r == CALLOUT_INIT_SUCCESS {
+            Ok(id)
+        } else {
+            Err(r)
+        }
+    }
+
+    /// Add `by` to counter `id`.
+    pub fn increment(self, id: usize, by: u64) {
+        // SAFETY: the configuration lives while its filters run (see the type's comment); no
+        // labels.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                self.0,
+                id,
+                std::ptr::null_mut(),
+                0,
+                by,
+            )
+        };
+    }
+
+    /// Set gauge `id` to `value`.
+    pub fn set_gauge(self, id: usize, value: u64) {
+        // SAFETY: as for `increment`.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_set_gauge(
+                self.0,
+                id,
+                std::ptr::null_mut(),
+                0,
+                value,
+            )
+        };
+    }
+
+    /// Record `value` in histogram `id`.
+    pub fn record(self, id: usize, value: u64) {
+        // SAFETY: as for `increment`.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_record_histogram_value(
+                self.0,
+                id,
+                std::ptr::null_mut(),
+                0,
+                value,
+            )
+        };
+    }
+}
+
+fn module_headers(headers: &[(&str, &[u8])]) -> Vec<ModuleHeader> {
+    headers
+        .iter()
+        .map(|(k, v)| ModuleHeader {
+            key: ModuleBuffer::of(k.as_bytes()),
+            value: ModuleBuffer::of(v),
+        })
+        .collect()
+}
+
+/// Runs `on_http_filter_config_scheduled` on the main thread; deleted when dropped.
+pub struct ConfigScheduler(*mut c_void);
+
+// SAFETY: Envoy's configuration scheduler may be committed to from any thread.
+unsafe impl Send for ConfigScheduler {}
+// SAFETY: as for Send; commit takes no module memory.
+unsafe impl Sync for ConfigScheduler {}
+
+impl ConfigScheduler {
+    pub fn commit(&self, event_id: u64) {
+        // SAFETY: a live scheduler (deleted only in Drop); thread-safe per the ABI.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_scheduler_commit(self.0, event_id)
+        }
+    }
+}
+
+impl Drop for ConfigScheduler {
+    fn drop(&mut self) {
+        // SAFETY: made by config_scheduler_new, deleted once, here.
+        unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.0) }
+    }
+}
+
+/// Runs `on_http_filter_scheduled` of one stream on its worker; deleted when dropped. A
+/// commit after the stream is destroyed does nothing.
+pub struct FilterScheduler(*mut c_void);
+
+// SAFETY: Envoy's filter scheduler may be committed to from any thread (a no-op once the
+// filter is destroyed); it is deleted on the stream's worker.
+unsafe impl Send for FilterScheduler {}
+
+impl FilterScheduler {
+    pub fn commit(&self, event_id: u64) {
+        // SAFETY: a live scheduler (deleted only in Drop); thread-safe per the ABI.
+        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_commit(self.0, event_id) }
+    }
+}
+
+impl Drop for FilterScheduler {
+    fn drop(&mut self) {
+        // SAFETY: made by http_filter_scheduler_new, deleted once, here.
+        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_delete(self.0) }
+    }
 }
 
 /// Write a line to Envoy's log (component `dynamic_modules`).
@@ -210,24 +476,52 @@ pub fn log_enabled(level: LogLevel) -> bool {
 }
 
 /// The Envoy side of one HTTP stream's filter. Valid from `on_http_filter_new` until
-/// `on_http_filter_destroy`; used only on the stream's worker thread, from its hooks.
+/// `on_http_filter_destroy`; used only on the stream's worker thread.
 #[derive(Clone, Copy)]
 pub struct Stream(FilterEnvoyPtr);
 
-/// Headers copied out of Envoy's map (the views are only valid until the next setter).
-pub type Headers = Vec<(String, Vec<u8>)>;
+/// Headers copied out of Envoy's map in one block (Envoy's views are only valid until the
+/// next setter): two allocations, whatever the number of headers.
+#[derive(Default)]
+pub struct Headers {
+    bytes: Vec<u8>,
+    /// Name end, then value end, per header, as offsets into `bytes`.
+    ends: Vec<(usize, usize)>,
+}
+
+impl Headers {
+    /// Names and values, in order. Names that are not UTF-8 are left out (Envoy validates
+    /// them; none is expected).
+    pub fn pairs(&self) -> Vec<(&str, &[u8])> {
+        let mut out = Vec::with_capacity(self.ends.len());
+        let mut at = 0;
+        for &(name_end, value_end) in &self.ends {
+            let (Some(name), Some(value)) = (
+                self.bytes.get(at..name_end),
+                self.bytes.get(name_end..value_end),
+            ) else {
+                break;
+            };
+            if let Ok(name) = std::str::from_utf8(name) {
+                out.push((name, value));
+            }
+            at = value_end;
+        }
+        out
+    }
+}
 
 impl Stream {
     /// # Safety
-    /// `ptr` must be the `filter_envoy_ptr` Envoy passed to the hook being run.
+    /// `ptr` must be a `filter_envoy_ptr` Envoy passed to a hook of a filter that is not
+    /// destroyed yet (`on_http_filter_destroy` not called), used on that filter's worker.
     pub unsafe fn new(ptr: *mut c_void) -> Self {
         Stream(ptr)
     }
 
-    /// Every header of `map`, in order, copied. Names that are not UTF-8 are skipped (Envoy
-    /// lowercases and validates names; none is expected). `None` if Envoy gave none back.
+    /// Every header of `map`, in order, copied. `None` if Envoy gave none back.
     pub fn headers(self, map: HeaderMap) -> Option<Headers> {
-        // SAFETY: `self.0` is valid during the hook (see `Stream::new`).
+        // SAFETY: `self.0` is valid (see `Stream::new`).
         let n = unsafe { envoy_dynamic_module_callback_http_get_headers_size(self.0, map) };
         let mut raw = vec![
             EnvoyHeader {
@@ -243,14 +537,19 @@ impl Stream {
         if !filled {
             return None;
         }
-        let mut out = Vec::with_capacity(n);
+        let size: usize = raw.iter().map(|h| h.key.len + h.value.len).sum();
+        let mut out = Headers {
+            bytes: Vec::with_capacity(size),
+            ends: Vec::with_capacity(n),
+        };
         for h in &raw {
             // SAFETY: Envoy filled the views; they are valid until a setter is called, and
             // they are copied here before any is.
             let (k, v) = unsafe { h.pair() };
-            if let Ok(k) = std::str::from_utf8(k) {
-                out.push((k.to_string(), v.to_vec()));
-            }
+            out.bytes.extend_from_slice(k);
+            let name_end = out.bytes.len();
+            out.bytes.extend_from_slice(v);
+            out.ends.push((name_end, out.bytes.len()));
         }
         Some(out)
     }
@@ -259,7 +558,7 @@ impl Stream {
     pub fn header(self, map: HeaderMap, name: &str) -> Option<Vec<u8>> {
         let mut out = EnvoyBuffer::NULL;
         let mut count = 0usize;
-        // SAFETY: `self.0` is valid during the hook; `out` and `count` are valid for writes.
+        // SAFETY: `self.0` is valid while the filter lives; `out` and `count` are valid for writes.
         let ok = unsafe {
             envoy_dynamic_module_callback_http_get_header(
                 self.0,
@@ -279,7 +578,7 @@ impl Stream {
 
     /// Replace every value of request header `name` with `value`.
     pub fn set_request_header(self, name: &str, value: &[u8]) -> bool {
-        // SAFETY: `self.0` is valid during the hook; Envoy copies both buffers.
+        // SAFETY: `self.0` is valid while the filter lives; Envoy copies both buffers.
         unsafe {
             envoy_dynamic_module_callback_http_set_header(
                 self.0,
@@ -296,7 +595,7 @@ impl Stream {
             ptr: std::ptr::null(),
             len: 0,
         };
-        // SAFETY: `self.0` is valid during the hook; a null value is the documented removal.
+        // SAFETY: `self.0` is valid while the filter lives; a null value is the documented removal.
         unsafe {
             envoy_dynamic_module_callback_http_set_header(
                 self.0,
@@ -316,7 +615,7 @@ impl Stream {
                 value: ModuleBuffer::of(v),
             })
             .collect();
-        // SAFETY: `self.0` is valid during the hook; every buffer lives until the call returns
+        // SAFETY: `self.0` is valid while the filter lives; every buffer lives until the call returns
         // and Envoy copies them.
         unsafe {
             envoy_dynamic_module_callback_http_send_response(
@@ -332,13 +631,13 @@ impl Stream {
 
     /// Bytes in `body`.
     pub fn body_size(self, body: Body) -> usize {
-        // SAFETY: `self.0` is valid during the hook.
+        // SAFETY: `self.0` is valid while the filter lives.
         unsafe { envoy_dynamic_module_callback_http_get_body_size(self.0, body) }
     }
 
     /// Feed each chunk of `body` to `f`, in order. False if Envoy has no such body.
     pub fn for_each_body_chunk(self, body: Body, mut f: impl FnMut(&[u8])) -> bool {
-        // SAFETY: `self.0` is valid during the hook.
+        // SAFETY: `self.0` is valid while the filter lives.
         let n = unsafe { envoy_dynamic_module_callback_http_get_body_chunks_size(self.0, body) };
         if n == 0 {
             return true;
@@ -362,14 +661,14 @@ impl Stream {
     /// Whether the request body just received is the one buffered before (a filter in front
     /// buffered it and resumed): then it must not be counted twice.
     pub fn received_is_buffered_request_body(self) -> bool {
-        // SAFETY: `self.0` is valid during the hook.
+        // SAFETY: `self.0` is valid while the filter lives.
         unsafe { envoy_dynamic_module_callback_http_received_buffered_request_body(self.0) }
     }
 
     /// A string attribute of the stream (peer address, peer certificate URI SAN), copied.
     pub fn attribute(self, id: Attribute) -> Option<String> {
         let mut out = EnvoyBuffer::NULL;
-        // SAFETY: `self.0` is valid during the hook; `out` is valid for writes.
+        // SAFETY: `self.0` is valid while the filter lives; `out` is valid for writes.
         let ok = unsafe {
             envoy_dynamic_module_callback_http_filter_get_attribute_string(self.0, id, &mut out)
         };
@@ -387,6 +686,7 @@ impl Stream {
         self,
         cluster: &str,
         headers: &[(&str, &[u8])],
+        body: &[u8],
         timeout_ms: u64,
     ) -> Result<u64, CalloutInit> {
         let mut hs: Vec<ModuleHeader> = headers
@@ -397,7 +697,7 @@ impl Stream {
             })
             .collect();
         let mut id = 0u64;
-        // SAFETY: `self.0` is valid during the hook; the buffers live until the call returns
+        // SAFETY: `self.0` is valid while the filter lives; the buffers live until the call returns
         // (Envoy copies the request), `id` is valid for writes.
         let r = unsafe {
             envoy_dynamic_module_callback_http_filter_http_callout(
@@ -406,7 +706,7 @@ impl Stream {
                 ModuleBuffer::of(cluster.as_bytes()),
                 hs.as_mut_ptr(),
                 hs.len(),
-                ModuleBuffer::of(&[]),
+                ModuleBuffer::of(body),
                 timeout_ms,
             )
         };
@@ -414,6 +714,26 @@ impl Stream {
             Ok(id)
         } else {
             Err(r)
+        }
+    }
+
+    /// A scheduler that runs this stream's `on_http_filter_scheduled` on its worker.
+    pub fn scheduler(self) -> Option<FilterScheduler> {
+        // SAFETY: `self.0` is valid while the filter lives.
+        let p = unsafe { envoy_dynamic_module_callback_http_filter_scheduler_new(self.0) };
+        (!p.is_null()).then_some(FilterScheduler(p))
+    }
+
+    /// Put `value` into the stream's filter state under `key` (a string accessor, readable
+    /// by the access log as `%FILTER_STATE(key:PLAIN)%`).
+    pub fn set_filter_state(self, key: &str, value: &[u8]) -> bool {
+        // SAFETY: `self.0` is valid while the filter lives; Envoy copies both buffers.
+        unsafe {
+            envoy_dynamic_module_callback_http_set_filter_state_bytes(
+                self.0,
+                ModuleBuffer::of(key.as_bytes()),
+                ModuleBuffer::of(value),
+            )
         }
     }
 

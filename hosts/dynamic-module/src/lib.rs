@@ -1,12 +1,20 @@
-//! grant-sigv4 as a native Envoy dynamic module (`envoy.filters.http.dynamic_modules`): the
-//! same plugin configuration, request planning, vault records, signing and local errors as
-//! the proxy-wasm filter, from the core crate, in Envoy's own process.
+//! grant-sigv4 as a native Envoy dynamic module (`envoy.filters.http.dynamic_modules`): a
+//! thin host of the core's engine, with the same plugin configuration, request planning,
+//! caches, vault records, signing, local errors, audit record and metrics as the proxy-wasm
+//! filter, in Envoy's own process.
 //!
 //! - `envoy`: the raw ABI declarations of the callbacks used, each behind a safe wrapper.
-//! - `hooks`: the event hooks Envoy calls, translated into events, their effects applied.
-//! - `interim_engine`: TEMPORARY request state machine and process-wide grant cache, until
-//!   the core's engine replaces it.
+//! - `hooks`: the event hooks Envoy calls, turned into engine events.
+//! - `worker`: each worker's engines, live requests and vault callouts.
+//! - `native_host`: the engine's host on the ABI, for one event.
+//! - `filter_config`: one filter configuration (its metrics, its shared-data namespace).
+//! - `background`: the callouts no request carries, made on the main thread.
+//! - `shared_data`: the data shared by all workers of the process.
 
+mod background;
 mod envoy;
+mod filter_config;
 mod hooks;
-mod interim_engine;
+mod native_host;
+mod shared_data;
+mod worker;

@@ -155,18 +155,34 @@ impl Host for WasmHost {
         headers: &[(&str, &[u8])],
         timeout_ms: u32,
     ) -> Result<CalloutToken, String> {
+        self.start_callout_with_body(cluster, headers, &[], timeout_ms)
+    }
+
+    fn start_callout_with_body(
+        &mut self,
+        cluster: &str,
+        headers: &[(&str, &[u8])],
+        body: &[u8],
+        timeout_ms: u32,
+    ) -> Result<CalloutToken, String> {
         let h = serialize_pairs(headers);
         let mut token = 0u32;
         let (c, cl, n) = (cluster.as_ptr(), cluster.len(), std::ptr::null());
-        // SAFETY: see the module comment (no body, no trailers: null with size 0).
+        // An empty body is passed as null with size 0, like the trailers.
+        let (b, bl) = if body.is_empty() {
+            (n, 0)
+        } else {
+            (body.as_ptr(), body.len())
+        };
+        // SAFETY: see the module comment (no trailers: null with size 0).
         check(unsafe {
             ffi::proxy_http_call(
                 c,
                 cl,
                 h.as_ptr(),
                 h.len(),
-                n,
-                0,
+                b,
+                bl,
                 n,
                 0,
                 timeout_ms,

@@ -211,7 +211,8 @@ mod exports {
         });
         match action.unwrap_or(Action::Continue) {
             Action::Continue => 0,
-            Action::Pause => 1,
+            // BufferBody: never asked of this host (it does not hash bodies itself).
+            Action::Pause | Action::BufferBody => 1,
         }
     }
 

@@ -1,0 +1,107 @@
+//! One filter configuration (one `DynamicModuleFilter` in Envoy's config), made on the main
+//! thread when Envoy loads it and shared by every worker: the plugin configuration bytes
+//! (each worker's engine parses them), the namespace of its shared data, and its metrics,
+//! which Envoy lets a module define only while the configuration is created.
+
+use crate::background::MainThread;
+use crate::envoy::{self, ConfigRef, LogLevel, MetricType};
+use grant_sigv4_core::config::Config;
+use grant_sigv4_core::engine::{all_metrics, MetricKind};
+use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub struct FilterConfig {
+    /// Unique in the process (a new configuration may be allocated where an old one was).
+    pub id: u64,
+    /// The plugin configuration JSON.
+    pub bytes: Vec<u8>,
+    /// Prefix of this configuration's keys in the shared data: the same configuration
+    /// (reloaded, or repeated on another listener) shares its grants, another one does not.
+    pub namespace: String,
+    pub envoy: ConfigRef,
+    /// Name, kind and Envoy id of each metric; the engine's metric id is the index.
+    pub metrics: Vec<(String, MetricKind, usize)>,
+    /// Its callouts that no request carries (`background`).
+    pub main: MainThread,
+}
+
+impl FilterConfig {
+    /// Parse and check `bytes` (refusing the load with a log line naming the key), then
+    /// define the metrics.
+    pub fn new(envoy_config: ConfigRef, bytes: &[u8]) -> Option<FilterConfig> {
+        let cfg = match Config::parse(bytes).and_then(|mut c| {
+            c.resolve_token(|name| std::env::var(name).ok())?;
+            Ok(c)
+        }) {
+            Ok(c) => c,
+            Err(e) => {
+                envoy::log(LogLevel::Error, &format!("grant-sigv4: {e}"));
+                return None;
+            }
+        };
+        envoy::log(
+            LogLevel::Info,
+            &format!(
+                "grant-sigv4 configured (dynamic module): grant header {}, vault cluster {}, \
+                 vault auth {}, cache ttl {}s, max body {} bytes",
+                cfg.grant_header,
+                cfg.vault.cluster,
+                cfg.vault.auth.as_str(),
+                cfg.cache.ttl_seconds,
+                cfg.max_body_bytes
+            ),
+        );
+        let mut metrics = Vec::new();
+        for (kind, name) in all_metrics() {
+            let t = match kind {
+                MetricKind::Counter => MetricType::Counter,
+                MetricKind::Gauge => MetricType::Gauge,
+                MetricKind::Histogram => MetricType::Histogram,
+            };
+            match envoy_config.define(t, &name) {
+                Some(id) => metrics.push((name, kind, id)),
+                None => envoy::log(
+                    LogLevel::Warn,
+                    &format!("grant-sigv4: metric {name} could not be defined"),
+                ),
+            }
+        }
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let digest = Sha256::digest(bytes);
+        let namespace: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        Some(FilterConfig {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            bytes: bytes.to_vec(),
+            namespace,
+            envoy: envoy_config,
+            metrics,
+            main: MainThread::new(envoy_config),
+        })
+    }
+
+    /// The engine's id for metric `name` of `kind`.
+    pub fn metric_id(&self, kind: MetricKind, name: &str) -> Option<u32> {
+        let i = self
+            .metrics
+            .iter()
+            .position(|(n, k, _)| *k == kind && n == name)?;
+        u32::try_from(i).ok()
+    }
+
+    pub fn increment(&self, id: u32, by: i64) {
+        if let (Some((_, MetricKind::Counter, envoy_id)), Ok(by)) =
+            (self.metrics.get(id as usize), u64::try_from(by))
+        {
+            self.envoy.increment(*envoy_id, by);
+        }
+    }
+
+    /// Record a histogram value, or set a gauge.
+    pub fn record(&self, id: u32, value: u64) {
+        match self.metrics.get(id as usize) {
+            Some((_, MetricKind::Histogram, envoy_id)) => self.envoy.record(*envoy_id, value),
+            Some((_, MetricKind::Gauge, envoy_id)) => self.envoy.set_gauge(*envoy_id, value),
+            _ => {}
+        }
+    }
+}
