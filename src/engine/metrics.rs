@@ -58,6 +58,14 @@ pub fn all_metrics() -> Vec<(MetricKind, String)> {
         MetricKind::Gauge,
         String::from("grant_sigv4.vault_failing_seconds"),
     ));
+    for name in [
+        super::vault_token::LOGINS,
+        super::vault_token::RENEWALS,
+        super::vault_token::AUTH_FAILURES,
+    ] {
+        out.push((MetricKind::Counter, name.to_string()));
+    }
+    out.push((MetricKind::Gauge, super::vault_token::TTL_GAUGE.to_string()));
     for code in ErrorCode::ALL {
         out.push((
             MetricKind::Counter,

@@ -1187,3 +1187,19 @@ fn a_worker_without_the_grant_takes_another_workers_stale_key_rather_than_wait()
 mod request_body;
 #[path = "vault_token_tests.rs"]
 mod vault_token_tests;
+
+#[test]
+fn every_metric_the_engine_defines_is_in_all_metrics() {
+    // A host that must define its metrics when the configuration loads (the dynamic
+    // module) defines `all_metrics()`: a metric missing there would never be counted.
+    let w = Worker::new(&new_shared());
+    let all: Vec<String> = super::all_metrics().into_iter().map(|(_, n)| n).collect();
+    let missing: Vec<&String> = w
+        .host
+        .metric_names
+        .iter()
+        .filter(|n| !all.contains(n))
+        .collect();
+    assert!(!w.host.metric_names.is_empty());
+    assert!(missing.is_empty(), "not in all_metrics(): {missing:?}");
+}

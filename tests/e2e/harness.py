@@ -36,6 +36,8 @@ ENVOY_DYNAMIC_MODULE_LOCAL_RETRY = ROOT / "envoy" / "dynamic-module-local-retry.
 # Test-only build that panics on a marked request (`make dynamic-module-panic-test`).
 PANIC_TEST_DYNAMIC_MODULE = ROOT / "target" / "grant_sigv4_dynamic_module_panic_test.so"
 HOSTS = ("wasm", "native")
+# Where each host's plugin metrics appear in /stats?format=json.
+STAT_NAMESPACE = {"wasm": "wasmcustom", "native": "dynamicmodulescustom"}
 TOKEN_ENV = "GRANT_SIGV4_VAULT_TOKEN"
 SECRET_ID_ENV = "GRANT_SIGV4_VAULT_SECRET_ID"
 # The least-privilege Vault policies shipped for the filter and for grantctl.

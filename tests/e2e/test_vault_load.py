@@ -24,7 +24,7 @@ import time
 import pytest
 
 from fakes import GRANT_PREFIX, FakeVault
-from harness import HOSTS, Stack, http_get, wait_until
+from harness import HOSTS, STAT_NAMESPACE, Stack, http_get, wait_until
 
 STS_GET = "http://sts.us-east-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15"
 GRANTS = [f"grant-soak-{i}" for i in range(10)]
@@ -42,7 +42,6 @@ def vault_calls(fake, grant, t0=0.0, t1=float("inf")):
 
 
 # The filter's stats in /stats, per host (Envoy's custom stat namespace of each extension).
-STAT_NAMESPACE = {"wasm": "wasmcustom", "native": "dynamicmodulescustom"}
 
 
 @pytest.mark.parametrize("host", HOSTS)

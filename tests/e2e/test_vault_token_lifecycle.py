@@ -1,11 +1,12 @@
 """The filter keeps its own Vault token alive, against the real OpenBao dev server.
 
-Two stacks side by side (two Envoys, each with its own OpenBao and moto):
+Three stacks side by side (three Envoys, each with its own OpenBao and moto):
 
 - ``periodic``: ``vault.auth.method`` ``token`` with a periodic token (15 s period) bound to
   the filter's policy: the filter looks it up and renews it with ``renew-self``;
 - ``approle``: ``vault.auth.method`` ``approle`` with a 10 s token TTL and a 30 s max TTL: the
-  filter logs in, renews, and logs in again before the max TTL.
+  filter logs in, renews, and logs in again before the max TTL;
+- ``approle-native``: the same with the dynamic module (the same engine on the other host).
 
 Both carry 60 s of steady traffic at the same time (one window, not two), with a 5 s grant
 cache (so the token is used for background refreshes all along) and a new grant every second
@@ -21,7 +22,7 @@ import time
 
 import pytest
 
-from harness import Stack, wait_until
+from harness import STAT_NAMESPACE, Stack, wait_until
 
 STS_URL = "http://sts.us-east-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15"
 WINDOW_SECONDS = 60
@@ -34,6 +35,8 @@ def stacks():
     try:
         made["periodic"] = Stack(filter_token={"period": "15s"}, plugin_overrides=CACHE)
         made["approle"] = Stack(approle={"token_ttl": "10s", "token_max_ttl": "30s"}, plugin_overrides=CACHE)
+        made["approle-native"] = Stack(host="native", approle={"token_ttl": "10s", "token_max_ttl": "30s"},
+                                       plugin_overrides=CACHE)
         for s in made.values():
             s.creds = s.moto.create_user_key("lifecycle-user")
             s.bao.put_grant("g-steady", s.creds)
@@ -109,10 +112,12 @@ def test_tokens_are_renewed_and_replaced_under_60s_of_traffic(stacks):
     created = token_lookup(periodic, periodic.bao.filter_token)
     assert created["period"] == 15 and created["renewable"], created
     start = time.monotonic()
-    with Traffic(periodic, "p") as tp, Traffic(approle, "a") as ta:
+    native = stacks["approle-native"]
+    with Traffic(periodic, "p") as tp, Traffic(approle, "a") as ta, Traffic(native, "n") as tn:
         time.sleep(WINDOW_SECONDS)  # the traffic window itself, not a synchronization
     elapsed = time.monotonic() - start
-    p_stats, a_stats = periodic.envoy.stats(), approle.envoy.stats()
+    p_stats, a_stats, n_stats = periodic.envoy.stats(), approle.envoy.stats(), native.envoy.stats()
+    n_ns = STAT_NAMESPACE["native"]
     figures = {
         "seconds": round(elapsed, 1),
         "periodic": {"requests": len(tp.results), "failed": len(tp.failures()),
@@ -124,20 +129,27 @@ def test_tokens_are_renewed_and_replaced_under_60s_of_traffic(stacks):
                     "renewals": a_stats.get("wasmcustom.grant_sigv4.vault_token_renewals", 0),
                     "auth_failures": a_stats.get("wasmcustom.grant_sigv4.vault_auth_failures", 0),
                     "ttl_gauge": a_stats.get("wasmcustom.grant_sigv4.vault_token_ttl_seconds")},
+        "approle-native": {"requests": len(tn.results), "failed": len(tn.failures()),
+                           "logins": n_stats.get(f"{n_ns}.grant_sigv4.vault_logins", 0),
+                           "renewals": n_stats.get(f"{n_ns}.grant_sigv4.vault_token_renewals", 0),
+                           "auth_failures": n_stats.get(f"{n_ns}.grant_sigv4.vault_auth_failures", 0),
+                           "ttl_gauge": n_stats.get(f"{n_ns}.grant_sigv4.vault_token_ttl_seconds")},
     }
     print("vault token lifecycle:", json.dumps(figures))
-    assert tp.failures() == [] and ta.failures() == [], (tp.failures()[:3], ta.failures()[:3])
-    assert len(tp.results) > 100 and len(ta.results) > 100
+    assert tp.failures() == [] and ta.failures() == [] and tn.failures() == [], (
+        tp.failures()[:3], ta.failures()[:3], tn.failures()[:3])
+    assert len(tp.results) > 100 and len(ta.results) > 100 and len(tn.results) > 100
     # Periodic token: alive 60 s after its creation with a 15 s period, so renewed, and by
     # the filter (one process: one renewal every ~10 s, not one per worker).
     after = token_lookup(periodic, periodic.bao.filter_token)
     assert 0 < after["ttl"] <= 15, after
     assert after.get("last_renewal_time"), after
     assert 4 <= figures["periodic"]["renewals"] <= 9, figures
-    # AppRole, 30 s max TTL over 60 s: several logins, renewals between them.
-    assert figures["approle"]["logins"] >= 2, figures
-    assert figures["approle"]["renewals"] >= 2, figures
-    for name in ("periodic", "approle"):
+    # AppRole, 30 s max TTL over 60 s: several logins, renewals between them, on both hosts.
+    for name in ("approle", "approle-native"):
+        assert figures[name]["logins"] >= 2, figures
+        assert figures[name]["renewals"] >= 2, figures
+    for name in ("periodic", "approle", "approle-native"):
         assert figures[name]["auth_failures"] == 0, figures
         assert 0 < figures[name]["ttl_gauge"] <= 15, figures
 
