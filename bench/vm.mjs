@@ -11,7 +11,8 @@
 // Mock host functions run in JavaScript, so absolute figures include their cost; compare
 // builds with each other, and Envoy with `make bench` / `make bench-instructions`.
 //
-// usage: node bench/vm.mjs MODULE.wasm [--profile] [--instructions] [--requests N]
+// usage: node bench/vm.mjs MODULE.wasm [--profile] [--instructions] [--requests N] [--plugin JSON]
+//   --plugin: overrides of the plugin configuration, e.g. '{"audit": {"filter_state": false}}'.
 
 import { readFileSync, readdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -25,16 +26,21 @@ const wasmPath = args[0];
 const flag = (f) => args.includes(f);
 const option = (f, d) => (args.includes(f) ? Number(args[args.indexOf(f) + 1]) : d);
 if (!wasmPath) {
-  console.error('usage: node bench/vm.mjs MODULE.wasm [--profile] [--instructions] [--requests N] [--no-clock]');
+  console.error('usage: node bench/vm.mjs MODULE.wasm [--profile] [--instructions] [--requests N] [--no-clock] [--plugin JSON]');
   process.exit(2);
 }
 
 // The GET of `make bench`, as Envoy hands it to the filter, and a vault answer for its grant.
-const CONFIG = JSON.stringify({
+const PLUGIN = {
   grant_header: 'x-grant-id',
   vault: { cluster: 'vault', authority: 'vault', token: 'bench-token', kv_mount: 'secret', path_prefix: 'aws/grants/' },
   cache: { ttl_seconds: 300 },
-});
+};
+const overrides = args.includes('--plugin') ? JSON.parse(args[args.indexOf('--plugin') + 1]) : {};
+for (const [k, v] of Object.entries(overrides)) {
+  PLUGIN[k] = v && typeof v === 'object' && typeof PLUGIN[k] === 'object' ? { ...PLUGIN[k], ...v } : v;
+}
+const CONFIG = JSON.stringify(PLUGIN);
 const REQUEST = [[':authority', 'sts.us-east-1.amazonaws.com'], [':path', '/?Action=GetCallerIdentity&Version=2011-06-15'],
   [':method', 'GET'], [':scheme', 'http'], ['user-agent', 'wrk'], ['x-grant-id', 'bench-grant'],
   ['x-forwarded-proto', 'http'], ['x-request-id', '5b1c3c4e-9a51-4c39-9d1f-1f0e2c1f7a11']];
@@ -152,6 +158,7 @@ export async function drive(path, n, timed) {
 }
 
 const self = fileURLToPath(import.meta.url);
+const plugin = args.includes('--plugin') ? ['--plugin', args[args.indexOf('--plugin') + 1]] : [];
 const NODE = [process.execPath, '--no-liftoff', '--no-warnings'];
 
 if (flag('--no-clock')) {
@@ -163,13 +170,13 @@ if (flag('--no-clock')) {
 } else {
   const n = option('--requests', 20000);
   const r = await drive(wasmPath, n, true);
-  console.log(`module: ${wasmPath}`);
+  console.log(`module: ${wasmPath}${plugin.length ? `, plugin overrides ${plugin[1]}` : ''}`);
   console.log('host calls per request: ' + Object.entries(r.calls).map(([k, v]) => `${k} ${(v / r.n).toFixed(2)}`).join(', '));
   console.log(`time per request in V8 with the mock host: ${r.ns.toFixed(0)} ns (best of 7 x ${n})`);
   if (flag('--instructions')) {
     const count = (requests) => {
       const out = spawnSync('valgrind', ['--tool=callgrind', '--callgrind-out-file=/dev/null', '--smc-check=all-non-file',
-        ...NODE, '--single-threaded', self, wasmPath, '--child', '--requests', String(requests)], { encoding: 'utf8' });
+        ...NODE, '--single-threaded', self, wasmPath, '--child', '--requests', String(requests), ...plugin], { encoding: 'utf8' });
       const m = /Collected : (\d+)/.exec(out.stderr);
       if (!m) throw new Error(`valgrind gave no count:\n${out.stderr.slice(-2000)}`);
       return Number(m[1]);
@@ -180,7 +187,7 @@ if (flag('--no-clock')) {
   if (flag('--profile')) {
     const dir = mkdtempSync(join(tmpdir(), 'grant-sigv4-vm-'));
     spawnSync(NODE[0], [...NODE.slice(1), '--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval', '50',
-      self, wasmPath, '--child', '--requests', '300000'], { stdio: 'inherit' });
+      self, wasmPath, '--child', '--requests', '300000', ...plugin], { stdio: 'inherit' });
     const p = JSON.parse(readFileSync(join(dir, readdirSync(dir)[0]), 'utf8'));
     rmSync(dir, { recursive: true, force: true });
     const time = {};
@@ -202,7 +209,7 @@ if (flag('--no-clock')) {
       byName[name] = (byName[name] || 0) + t;
     }
     console.log('share of samples (wasm functions by name; JavaScript ones are the mock host):');
-    for (const [name, t] of Object.entries(byName).sort((a, b) => b[1] - a[1]).slice(0, 30)) {
+    for (const [name, t] of Object.entries(byName).sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.VM_TOP || 30))) {
       console.log(`  ${(100 * t / total).toFixed(1).padStart(5)}%  ${name.slice(0, 110)}`);
     }
   }

@@ -279,6 +279,10 @@ pub struct Config {
     /// Set when the filter runs as an upstream filter of the AWS cluster (once per attempt,
     /// so that a retry is signed again): the grant of a request is kept for its retries.
     pub upstream_filter: bool,
+    /// Whether the answer to each signed request is checked for AWS refusing the key (its
+    /// `:status`, then `x-amzn-errortype`), which drops the grant from the caches. When
+    /// off, a refused key is used until its TTL ends.
+    pub drop_refused_keys: bool,
     pub audit: AuditConfig,
 }
 
@@ -725,6 +729,13 @@ impl Config {
         let request_overrides = top.boolean("request_overrides")?;
         let grant_from_access_key_id = top.boolean("grant_from_access_key_id")?;
         let upstream_filter = top.boolean("upstream_filter")?;
+        let drop_refused_keys = top.boolean_or("drop_refused_keys", true)?;
+        if upstream_filter && !drop_refused_keys {
+            return Err(err(
+                "drop_refused_keys",
+                "must be true with upstream_filter (a retry is signed again only after the refused key is dropped)",
+            ));
+        }
         let audit = match top.get("audit") {
             None => AuditConfig::default(),
             Some(av) => {
@@ -760,6 +771,7 @@ impl Config {
             request_overrides,
             grant_from_access_key_id,
             upstream_filter,
+            drop_refused_keys,
             audit,
         })
     }
@@ -957,6 +969,23 @@ mod tests {
                 .key,
             "audit.log"
         );
+    }
+
+    #[test]
+    fn drop_refused_keys_is_on_unless_turned_off() {
+        assert!(
+            parse(r#"{"vault": {"token": "t"}}"#)
+                .unwrap()
+                .drop_refused_keys
+        );
+        let c = parse(r#"{"vault": {"token": "t"}, "drop_refused_keys": false}"#).unwrap();
+        assert!(!c.drop_refused_keys);
+        let e = parse(
+            r#"{"vault": {"token": "t"}, "upstream_filter": true, "drop_refused_keys": false}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "drop_refused_keys");
+        assert!(e.problem.contains("upstream_filter"), "{}", e.problem);
     }
 
     #[test]

@@ -36,21 +36,25 @@ impl JsonWriter {
         self.first = false;
     }
 
-    pub(crate) fn key(&mut self, k: &str) {
+    /// Keys are the filter's own field names (`'static`, never request data), which need no
+    /// escape: written as they are.
+    pub(crate) fn key(&mut self, k: &'static str) {
+        debug_assert!(!k.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'));
         if !self.first {
             self.out.push(',');
         }
         self.first = false;
-        push_json_str(&mut self.out, k);
-        self.out.push(':');
+        self.out.push('"');
+        self.out.push_str(k);
+        self.out.push_str("\":");
     }
 
-    pub(crate) fn str(&mut self, k: &str, v: &str) {
+    pub(crate) fn str(&mut self, k: &'static str, v: &str) {
         self.key(k);
         push_json_str(&mut self.out, v);
     }
 
-    pub(crate) fn opt_str(&mut self, k: &str, v: Option<&str>) {
+    pub(crate) fn opt_str(&mut self, k: &'static str, v: Option<&str>) {
         self.key(k);
         match v {
             Some(v) => push_json_str(&mut self.out, v),
@@ -62,13 +66,13 @@ impl JsonWriter {
         push_u64(&mut self.out, v);
     }
 
-    pub(crate) fn u64(&mut self, k: &str, v: u64) {
+    pub(crate) fn u64(&mut self, k: &'static str, v: u64) {
         self.key(k);
         self.number(v);
     }
 
     /// `null` or an array of strings.
-    pub(crate) fn opt_str_list(&mut self, k: &str, v: Option<&[String]>) {
+    pub(crate) fn opt_str_list(&mut self, k: &'static str, v: Option<&[String]>) {
         self.key(k);
         match v {
             None => self.out.push_str("null"),

@@ -771,7 +771,7 @@ pub fn sign(
     if let Some(t) = &creds.session_token {
         headers.push(("x-amz-security-token", t.as_bytes()));
     }
-    let (key, memo) = keys.get_with_memo(
+    let (key, memo, canonical_memo) = keys.get_with_memo(
         &creds.secret_access_key,
         date,
         &plan.endpoint.region,
@@ -787,18 +787,24 @@ pub fn sign(
         service: &plan.endpoint.signing_name,
         uri_rules: plan.uri_rules,
     };
-    let signed =
-        sigv4::sign_memoized(&input, &creds.access_key_id, &key, memo).map_err(|e| match e {
-            sigv4::SigV4Error::BadPath(why) => LocalError::new(
-                ErrorCode::BadRequest,
-                format!("the path cannot be signed: {why}"),
-            ),
-            sigv4::SigV4Error::BadHeader(name) => LocalError::new(
-                ErrorCode::BadHeader,
-                format!("header {name} has a value that cannot be signed"),
-            ),
-            sigv4::SigV4Error::BadDate => LocalError::internal("the clock gave an unusable date"),
-        })?;
+    let signed = sigv4::sign_memoized(
+        &input,
+        &creds.access_key_id,
+        &key,
+        memo,
+        Some(canonical_memo),
+    )
+    .map_err(|e| match e {
+        sigv4::SigV4Error::BadPath(why) => LocalError::new(
+            ErrorCode::BadRequest,
+            format!("the path cannot be signed: {why}"),
+        ),
+        sigv4::SigV4Error::BadHeader(name) => LocalError::new(
+            ErrorCode::BadHeader,
+            format!("header {name} has a value that cannot be signed"),
+        ),
+        sigv4::SigV4Error::BadDate => LocalError::internal("the clock gave an unusable date"),
+    })?;
 
     let mut set = Vec::with_capacity(5);
     set.push(("authorization".to_string(), signed.authorization));

@@ -834,9 +834,15 @@ impl Engine {
             return Action::Pause;
         }
         self.metrics.inc(Counter::Signed);
-        let state = self.state(id);
-        state.signed_with = Some((plan.grant_id.clone(), g.fetched_at));
-        match state.audit.as_mut() {
+        // Kept for the answer only when it is checked for a refusal of the key.
+        let audit = if self.config.as_ref().is_some_and(|c| c.drop_refused_keys) {
+            let state = self.state(id);
+            state.signed_with = Some((plan.grant_id.clone(), g.fetched_at));
+            state.audit.as_mut()
+        } else {
+            self.requests.get_mut(&id).and_then(|s| s.audit.as_mut())
+        };
+        match audit {
             Some(a) => {
                 a.record.outcome = String::from("signed");
                 a.decided(host, id);

@@ -756,6 +756,20 @@ fn a_refused_key_is_dropped_and_the_same_key_refetched_at_most_once_per_min_refe
     assert_eq!(w.engine.metric_pending("grant_sigv4.key_refusals"), 2);
 }
 
+#[test]
+fn without_drop_refused_keys_a_signed_request_keeps_no_state_and_a_refused_key_stays() {
+    let mut w = Worker::with_config(&new_shared(), &config(r#", "drop_refused_keys": false"#));
+    warm(&mut w, 1, KEY_A);
+    assert_eq!(w.get(2, "g"), Action::Continue);
+    w.effects();
+    // Nothing kept for the answer: its headers are not read.
+    assert_eq!(w.engine.requests_tracked(), 0);
+    w.respond(2, 403, Some("InvalidClientTokenId"));
+    assert_eq!(w.engine.metric_pending("grant_sigv4.key_refusals"), 0);
+    assert_eq!(w.get(3, "g"), Action::Continue);
+    assert_eq!(w.effects(), vec![signed(3, KEY_A)]);
+}
+
 const DYNAMIC_RECORD: &str = r#"{"data":{"data":{"aws_role":"app"}}}"#;
 
 fn issued(akid: &str, lease: u64) -> String {

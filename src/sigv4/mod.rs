@@ -42,7 +42,8 @@ pub use date::format_amz_date;
 pub use encoding::sha256_hex;
 pub use error::SigV4Error;
 pub use signing_key::{
-    derive_signing_key, FirstBlockMemo, SigningKey, SigningKeyCache, SIGNING_KEY_CACHE_CAPACITY,
+    derive_signing_key, CanonicalRequestMemo, FirstBlockMemo, SigningKey, SigningKeyCache,
+    SIGNING_KEY_CACHE_CAPACITY,
 };
 
 use canonical_request::build_canonical_request;
@@ -93,15 +94,17 @@ pub fn sign(
     access_key_id: &str,
     signing_key: &SigningKey,
 ) -> Result<Signed, SigV4Error> {
-    sign_memoized(input, access_key_id, signing_key, None)
+    sign_memoized(input, access_key_id, signing_key, None, None)
 }
 
-/// [`sign`], with the key's first-block memo from [`SigningKeyCache::get_with_memo`].
+/// [`sign`], with the memos from [`SigningKeyCache::get_with_memo`]: the key's first block of
+/// the string to sign, and the first block of the canonical request.
 pub fn sign_memoized(
     input: &SigningInput<'_>,
     access_key_id: &str,
     signing_key: &SigningKey,
     memo: Option<&mut FirstBlockMemo>,
+    canonical_memo: Option<&mut CanonicalRequestMemo>,
 ) -> Result<Signed, SigV4Error> {
     let date = date_of(input.amz_date)?;
     if !is_scope_part(input.region) || !is_scope_part(input.service) {
@@ -130,10 +133,11 @@ pub fn sign_memoized(
     string_to_sign.push_str("/aws4_request");
     let scope_end = string_to_sign.len();
     string_to_sign.push('\n');
-    push_hex32(
-        &mut string_to_sign,
-        &Sha256::digest(canonical_request.as_bytes()).into(),
-    );
+    let creq_hash = match canonical_memo {
+        Some(m) => m.digest(canonical_request.as_bytes()),
+        None => Sha256::digest(canonical_request.as_bytes()).into(),
+    };
+    push_hex32(&mut string_to_sign, &creq_hash);
 
     let scope = string_to_sign.get(scope_start..scope_end).unwrap_or("");
     let mut authorization = String::with_capacity(
@@ -367,6 +371,31 @@ mod tests {
             assert_eq!(key.mac(data), reference_hmac(&[0x5a; 32], data));
             let memoized = key.mac_memoized(data, &mut memo);
             assert_eq!(memoized, reference_hmac(&[0x5a; 32], data));
+        }
+    }
+
+    #[test]
+    fn canonical_request_digests_sharing_a_first_block_are_each_right() {
+        let mut memo = CanonicalRequestMemo::default();
+        let mut a = vec![b'a'; 64];
+        a.extend_from_slice(b"tail one");
+        let mut a2 = a[..64].to_vec();
+        a2.extend_from_slice(&[b'.'; 130]);
+        let mut b = a.clone();
+        b[63] = b'b';
+        for data in [
+            &a,
+            &a2,
+            &b,
+            &a,
+            &b,
+            &a2,
+            &a[..64].to_vec(),
+            &a[..63].to_vec(),
+            &vec![],
+        ] {
+            let want: [u8; 32] = Sha256::digest(data).into();
+            assert_eq!(memo.digest(data), want, "{} bytes", data.len());
         }
     }
 
