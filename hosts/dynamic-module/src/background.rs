@@ -40,6 +40,9 @@ struct Inbox {
     pending: usize,
     /// The scheduler of one live request of the worker, and its id.
     waker: Option<(RequestId, FilterScheduler)>,
+    /// A request of the worker is paused: the ticker wakes the worker every second
+    /// (`ticker`), since the engine work it may wait for starts at a tick.
+    wants_ticks: bool,
 }
 
 /// One worker's answers from the main thread.
@@ -106,10 +109,24 @@ impl Mailbox {
         self.ready.store(true, Ordering::Release);
     }
 
-    /// Whether callouts are pending and the worker has no waker: then it should make one.
+    /// Whether callouts are pending or ticks wanted, and the worker has no waker: then it
+    /// should make one.
     pub fn needs_waker(&self) -> bool {
         let inbox = self.lock();
-        inbox.pending > 0 && inbox.waker.is_none()
+        (inbox.pending > 0 || inbox.wants_ticks) && inbox.waker.is_none()
+    }
+
+    /// Whether the ticker should wake the worker every second.
+    pub fn want_ticks(&self, on: bool) {
+        self.lock().wants_ticks = on;
+    }
+
+    /// From the ticker thread: wake the worker if it wants ticks.
+    pub fn tick_wake(&self) {
+        let inbox = self.lock();
+        if let (true, Some((_, waker))) = (inbox.wants_ticks, &inbox.waker) {
+            waker.commit(WAKE);
+        }
     }
 
     pub fn set_waker(&self, id: RequestId, waker: FilterScheduler) {
@@ -126,7 +143,7 @@ impl Mailbox {
         if inbox.waker.as_ref().is_some_and(|(w, _)| *w == id) {
             // Deleted on this worker, the stream's own, before the stream is.
             inbox.waker = None;
-            return inbox.pending > 0;
+            return inbox.pending > 0 || inbox.wants_ticks;
         }
         false
     }

@@ -18,6 +18,14 @@ use crate::envoy::{
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Scheduler pointers, unique in the process.
+static NEXT_SCHEDULER: AtomicUsize = AtomicUsize::new(0);
+/// Commits made from threads that do not own the scheduler (the module's ticker thread):
+/// taken by the owner's thread ([`take_commits`]).
+static FOREIGN_COMMITS: Mutex<Vec<(usize, u64)>> = Mutex::new(Vec::new());
 
 pub type Pair = (Vec<u8>, Vec<u8>);
 
@@ -84,7 +92,6 @@ pub struct Fake {
     pub metric_names: Vec<Vec<u8>>,
     pub metrics: HashMap<(usize, usize), u64>,
     next_callout: u64,
-    next_scheduler: usize,
     pub violations: Vec<String>,
     /// A local reply runs the filter's response-headers hook at once, as Envoy's encoder
     /// path does.
@@ -107,7 +114,6 @@ pub fn reset() {
     with(|f| {
         *f = Fake {
             next_callout: f.next_callout,
-            next_scheduler: f.next_scheduler,
             ..Fake::default()
         };
     });
@@ -517,9 +523,25 @@ extern "C" fn envoy_dynamic_module_callback_http_filter_config_http_callout(
     })
 }
 
+/// The committed events of this thread's schedulers, those from other threads included.
+pub fn take_commits() -> Vec<(usize, u64)> {
+    let mut foreign = FOREIGN_COMMITS.lock().unwrap_or_else(|e| e.into_inner());
+    with(|f| {
+        let mut ev = std::mem::take(&mut f.scheduled);
+        foreign.retain(|c| {
+            let mine = f.schedulers.contains_key(&c.0);
+            if mine {
+                ev.push(*c);
+            }
+            !mine
+        });
+        ev
+    })
+}
+
 fn new_scheduler(f: &mut Fake, config: bool, owner: usize) -> *mut c_void {
-    f.next_scheduler += 1;
-    let p = 0x5c00_0000 + f.next_scheduler * 16;
+    let n = NEXT_SCHEDULER.fetch_add(1, Ordering::Relaxed) + 1;
+    let p = 0x5c00_0000 + n * 16;
     f.schedulers.insert(p, (config, owner, true));
     p as *mut c_void
 }
@@ -529,9 +551,13 @@ fn commit(f: &mut Fake, s: *mut c_void, event_id: u64) {
     let key = s as usize;
     match f.schedulers.get(&key) {
         Some((_, _, true)) => f.scheduled.push((key, event_id)),
-        _ => f
+        Some(_) => f
             .violations
             .push(format!("commit on a deleted scheduler {key:#x}")),
+        None => FOREIGN_COMMITS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((key, event_id)),
     }
 }
 

@@ -67,6 +67,7 @@ impl FilterConfig {
             }
         }
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        crate::ticker::acquire();
         let digest = Sha256::digest(bytes);
         let namespace: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
         Some(FilterConfig {
@@ -103,5 +104,11 @@ impl FilterConfig {
             Some((_, MetricKind::Gauge, envoy_id)) => self.envoy.set_gauge(*envoy_id, value),
             _ => {}
         }
+    }
+}
+
+impl Drop for FilterConfig {
+    fn drop(&mut self) {
+        crate::ticker::release();
     }
 }

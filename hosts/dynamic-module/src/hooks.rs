@@ -146,12 +146,17 @@ fn phase_after(action: Action) -> Phase {
 }
 
 /// The request of `c` paused: it may wait for an answer that comes through the main thread,
-/// so the worker needs a waker if it has none.
+/// or for work that starts at a tick, so the worker wants ticks and needs a waker if it has
+/// none.
 fn waker_if_paused(c: &Ctx, action: Action) {
-    if action == Action::Pause
-        && worker::phase_of(c.id) == Some(Phase::Paused)
-        && worker::mailbox().is_some_and(|m| m.needs_waker())
-    {
+    if action != Action::Pause || worker::phase_of(c.id) != Some(Phase::Paused) {
+        return;
+    }
+    let Some(mailbox) = worker::mailbox() else {
+        return;
+    };
+    mailbox.want_ticks(true);
+    if mailbox.needs_waker() {
         worker::make_waker(Some((c.id, c.stream)));
     }
 }
@@ -656,7 +661,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
     TRAILERS_CONTINUE
 }
 
-/// The worker's waker: answers came through the main thread.
+/// The worker's waker: answers came through the main thread, or a tick may be due.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
     envoy_ptr: *mut c_void,
@@ -668,7 +673,22 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
     guard(
         "scheduled",
         || (),
-        || deliver_mailbox(c.as_ref().map(|c| (c.id, c.stream))),
+        || {
+            match &c {
+                // The answers, and the tick of the waker's engine when it is due.
+                Some(c) => {
+                    if let Some(((), host)) = run(c, false, |_, _| ()) {
+                        host.finish();
+                    }
+                }
+                None => deliver_mailbox(None),
+            }
+            if !worker::any_paused() {
+                if let Some(m) = worker::mailbox() {
+                    m.want_ticks(false);
+                }
+            }
+        },
     )
 }
 

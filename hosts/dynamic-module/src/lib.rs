@@ -10,6 +10,7 @@
 //! - `filter_config`: one filter configuration (its metrics, its shared-data namespace).
 //! - `background`: the callouts no request carries, made on the main thread.
 //! - `shared_data`: the data shared by all workers of the process.
+//! - `ticker`: the thread that wakes idle workers whose paused requests may wait for a tick.
 //!
 //! Tests only: `fake_envoy` defines Envoy's callbacks in Rust, so that `hook_fuzz` drives the
 //! exported hooks natively as Envoy would, with hostile inputs and events out of order.
@@ -20,6 +21,7 @@ mod filter_config;
 mod hooks;
 mod native_host;
 mod shared_data;
+mod ticker;
 mod worker;
 
 #[cfg(test)]

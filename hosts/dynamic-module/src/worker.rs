@@ -152,7 +152,11 @@ pub fn engine_for(config: &Arc<FilterConfig>) -> Option<Rc<WorkerEngine>> {
         engine: RefCell::new(engine),
         next_tick_ms: Cell::new(now_ms().unwrap_or(0).saturating_add(u64::from(TICK_MS))),
     });
-    with_worker(|w| w.engines.push((Arc::downgrade(config), Rc::clone(&we))))?;
+    let mailbox = with_worker(|w| {
+        w.engines.push((Arc::downgrade(config), Rc::clone(&we)));
+        Arc::clone(&w.mailbox)
+    })?;
+    crate::ticker::register(&mailbox);
     Some(we)
 }
 
@@ -301,6 +305,11 @@ pub fn make_waker(preferred: Option<(RequestId, Stream)>) {
     if let Some(s) = stream.scheduler() {
         mailbox.set_waker(id, s);
     }
+}
+
+/// Whether a request of this worker is paused (it may wait for a tick).
+pub fn any_paused() -> bool {
+    with_worker(|w| w.requests.values().any(|s| s.phase == Phase::Paused)).unwrap_or(false)
 }
 
 /// This worker's mailbox.
