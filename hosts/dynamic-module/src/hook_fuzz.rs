@@ -10,8 +10,9 @@
 //! or huge or junk bodies, failed callouts, unknown callout ids, an answer on another
 //! stream), scheduler runs, response headers (also before any request headers, and from a
 //! local reply at once, re-entrantly), stream completion (twice), destruction mid-request.
-//! Then Envoy finishes every request (the rest of its body, every vault callout answered well)
-//! and destroys everything.
+//! Then Envoy finishes every request (the rest of its body, every vault callout answered well;
+//! a request still waiting then is given up to 10 s for the module's ticker to wake it) and
+//! destroys everything.
 //!
 //! Asserted for every case: no panic at all (none reaches `catch_unwind`); no call on a
 //! destroyed stream or deleted scheduler; every request let through carries a SigV4
