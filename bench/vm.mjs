@@ -26,7 +26,7 @@ const wasmPath = args[0];
 const flag = (f) => args.includes(f);
 const option = (f, d) => (args.includes(f) ? Number(args[args.indexOf(f) + 1]) : d);
 if (!wasmPath) {
-  console.error('usage: node bench/vm.mjs MODULE.wasm [--profile] [--instructions] [--requests N] [--no-clock] [--plugin JSON]');
+  console.error('usage: node bench/vm.mjs MODULE.wasm [--profile] [--instructions] [--requests N] [--no-clock] [--unknown-context] [--plugin JSON]');
   process.exit(2);
 }
 
@@ -81,6 +81,9 @@ export async function drive(path, n, timed) {
   let pendingToken = 0;
   // --no-clock: the host cannot tell the time (the call fails); the filter must refuse locally.
   const noClock = flag('--no-clock');
+  // --unknown-context: request headers for a stream the module never saw created; it must
+  // refuse locally, never let the request go on unsigned.
+  const unknownContext = flag('--unknown-context');
   const replies = [];
   const env = {
     proxy_get_header_map_pairs(map, pPtr, pSize) { count('get_header_map_pairs'); give(map === 0 ? request : serialize([[':status', '200']]), pPtr, pSize); return 0; },
@@ -105,7 +108,7 @@ export async function drive(path, n, timed) {
     },
     proxy_continue_stream() { count('continue_stream'); return 0; },
     proxy_send_local_response(status, d, ds, b, bs) {
-      if (!noClock) throw new Error('the filter answered locally');
+      if (!noClock && !unknownContext) throw new Error('the filter answered locally');
       replies.push({ status, body: td.decode(u8().slice(b, b + bs)) });
       return 0;
     },
@@ -131,6 +134,10 @@ export async function drive(path, n, timed) {
   e.proxy_on_vm_start(ROOT, 0);
   if (!e.proxy_on_configure(ROOT, config.length)) throw new Error('the module refused its configuration');
   let ctx = 2;
+  if (unknownContext) {
+    const action = e.proxy_on_request_headers(99, REQUEST.length, 1);
+    return { action, replies, calls };
+  }
   if (noClock) {
     e.proxy_on_context_create(ctx, ROOT);
     const action = e.proxy_on_request_headers(ctx, REQUEST.length, 1);
@@ -161,10 +168,10 @@ const self = fileURLToPath(import.meta.url);
 const plugin = args.includes('--plugin') ? ['--plugin', args[args.indexOf('--plugin') + 1]] : [];
 const NODE = [process.execPath, '--no-liftoff', '--no-warnings'];
 
-if (flag('--no-clock')) {
+if (flag('--no-clock') || flag('--unknown-context')) {
   const r = await drive(wasmPath, 1, false);
   const written = (r.calls.replace_header_map_value || 0) + (r.calls.remove_header_map_value || 0);
-  console.log(`no clock: action ${r.action}, header writes ${written}, local replies ${JSON.stringify(r.replies)}`);
+  console.log(`${flag('--no-clock') ? 'no clock' : 'unknown context'}: action ${r.action}, header writes ${written}, local replies ${JSON.stringify(r.replies)}`);
 } else if (args.includes('--child')) {
   await drive(wasmPath, option('--requests', 0), false);
 } else {

@@ -55,3 +55,20 @@ def test_no_clock_means_no_signature():
     assert "action 1," in line, line  # paused: not forwarded
     assert "header writes 0," in line, line
     assert '"status":500' in line and "InternalError" in line and "current time" in line, line
+
+
+def test_a_stream_the_module_never_saw_is_refused_not_forwarded():
+    """Request headers for a context the module has no state for (it should not happen in
+    Envoy): a local 500, never a request let through unsigned."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed (bench/vm.mjs runs the module in its V8)")
+    out = subprocess.run(
+        [node, "--no-warnings", str(ROOT / "bench" / "vm.mjs"), str(WASM), "--unknown-context"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    line = next(l for l in out.stdout.splitlines() if l.startswith("unknown context: "))
+    assert "action 1," in line, line  # paused: not forwarded
+    assert "header writes 0," in line, line
+    assert '"status":500' in line and "InternalError" in line and "no filter state" in line, line

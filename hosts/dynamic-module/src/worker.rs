@@ -20,7 +20,7 @@
 use crate::background::{Job, Mailbox};
 use crate::envoy::Stream;
 use crate::filter_config::FilterConfig;
-use crate::native_host::{now_ms, NativeHost};
+use crate::native_host::NativeHost;
 use grant_sigv4_core::engine::{CalloutToken, Engine, IdMap, RequestId, TICK_MS};
 use grant_sigv4_core::retry_stash::RetryStash;
 use log::{debug, warn};
@@ -150,7 +150,9 @@ pub fn engine_for(config: &Arc<FilterConfig>) -> Option<Rc<WorkerEngine>> {
     let we = Rc::new(WorkerEngine {
         config_id: config.id,
         engine: RefCell::new(engine),
-        next_tick_ms: Cell::new(now_ms().unwrap_or(0).saturating_add(u64::from(TICK_MS))),
+        // The worker's first event ticks at once: the engine's first tick starts its vault
+        // token's lookup or login.
+        next_tick_ms: Cell::new(0),
     });
     let mailbox = with_worker(|w| {
         w.engines.push((Arc::downgrade(config), Rc::clone(&we)));

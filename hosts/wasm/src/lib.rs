@@ -194,7 +194,7 @@ mod exports {
         end_of_stream: u32,
     ) -> u32 {
         let Some(engine) = engine_of_request(id) else {
-            return Action::Continue as u32;
+            return refuse_unhandled(id, "the request has no filter state");
         };
         let raw = hostcalls::get_map(HeaderMap::Request);
         let headers = raw.as_ref().ok().and_then(hostcalls::RawMap::pairs);
@@ -209,11 +209,22 @@ mod exports {
             Some(h) => e.on_request_headers(host, id, h, end_of_stream != 0),
             None => e.on_request_headers_unreadable(host, id),
         });
-        match action.unwrap_or(Action::Continue) {
-            Action::Continue => 0,
+        match action {
+            Some(Action::Continue) => 0,
             // BufferBody: never asked of this host (it does not hash bodies itself).
-            Action::Pause | Action::BufferBody => 1,
+            Some(Action::Pause | Action::BufferBody) => 1,
+            None => refuse_unhandled(id, "the filter was busy"),
         }
+    }
+
+    /// Never forward a request the engine did not see: answer it 500 `InternalError`.
+    fn refuse_unhandled(id: u32, why: &str) -> u32 {
+        use grant_sigv4_core::engine::Host;
+        let e = grant_sigv4_core::errors::LocalError::internal(why);
+        let mut host = WasmHost::new(id);
+        host.send_local_reply(id, &e);
+        host.finish();
+        1
     }
 
     #[no_mangle]
