@@ -407,6 +407,7 @@ impl ConfigRef {
     }
 }
 
+/// `headers` as the ABI takes them (buffers borrowed from `headers`).
 fn module_headers(headers: &[(&str, &[u8])]) -> Vec<ModuleHeader> {
     headers
         .iter()
@@ -608,13 +609,7 @@ impl Stream {
 
     /// Answer the stream locally (nothing is forwarded upstream).
     pub fn send_response(self, status: u32, headers: &[(&str, &[u8])], body: &[u8], details: &str) {
-        let mut hs: Vec<ModuleHeader> = headers
-            .iter()
-            .map(|(k, v)| ModuleHeader {
-                key: ModuleBuffer::of(k.as_bytes()),
-                value: ModuleBuffer::of(v),
-            })
-            .collect();
+        let mut hs = module_headers(headers);
         // SAFETY: `self.0` is valid while the filter lives; every buffer lives until the call returns
         // and Envoy copies them.
         unsafe {
@@ -689,13 +684,7 @@ impl Stream {
         body: &[u8],
         timeout_ms: u64,
     ) -> Result<u64, CalloutInit> {
-        let mut hs: Vec<ModuleHeader> = headers
-            .iter()
-            .map(|(k, v)| ModuleHeader {
-                key: ModuleBuffer::of(k.as_bytes()),
-                value: ModuleBuffer::of(v),
-            })
-            .collect();
+        let mut hs = module_headers(headers);
         let mut id = 0u64;
         // SAFETY: `self.0` is valid while the filter lives; the buffers live until the call returns
         // (Envoy copies the request), `id` is valid for writes.
