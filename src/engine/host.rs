@@ -65,29 +65,24 @@ pub trait Host {
     /// A header of the answer to request `id` (during its response-headers event).
     fn response_header(&mut self, id: RequestId, name: &str) -> Option<Vec<u8>>;
 
-    /// Start a headers-only GET to `cluster`; its answer comes back as a callout answer
-    /// event with the returned token.
-    fn start_callout(
-        &mut self,
-        cluster: &str,
-        headers: &[(&str, &[u8])],
-        timeout_ms: u32,
-    ) -> Result<CalloutToken, String>;
-    /// Start a callout with a body (`:method` in `headers`, e.g. a POST of a JSON document:
-    /// a vault login or token renewal); its answer comes back like [`Host::start_callout`]'s.
-    /// A host that cannot send a body refuses a non-empty one.
+    /// Start a callout to `cluster` with `body` (`:method` in `headers`: a GET of a grant
+    /// record, a POST of a vault login or token renewal); its answer comes back as a callout
+    /// answer event with the returned token.
     fn start_callout_with_body(
         &mut self,
         cluster: &str,
         headers: &[(&str, &[u8])],
         body: &[u8],
         timeout_ms: u32,
+    ) -> Result<CalloutToken, String>;
+    /// Start a callout with no body.
+    fn start_callout(
+        &mut self,
+        cluster: &str,
+        headers: &[(&str, &[u8])],
+        timeout_ms: u32,
     ) -> Result<CalloutToken, String> {
-        if body.is_empty() {
-            self.start_callout(cluster, headers, timeout_ms)
-        } else {
-            Err(String::from("this host cannot send a callout body"))
-        }
+        self.start_callout_with_body(cluster, headers, &[], timeout_ms)
     }
     /// `:status` of the callout answer being delivered.
     fn callout_status(&mut self) -> Option<u32>;

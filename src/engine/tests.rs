@@ -100,10 +100,11 @@ impl Host for FakeHost {
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.clone().into_bytes())
     }
-    fn start_callout(
+    fn start_callout_with_body(
         &mut self,
         _cluster: &str,
         headers: &[(&str, &[u8])],
+        body: &[u8],
         _timeout_ms: u32,
     ) -> Result<CalloutToken, String> {
         if self.callouts_fail {
@@ -119,7 +120,7 @@ impl Host for FakeHost {
         };
         self.callout_token = value("x-vault-token");
         self.callout_method = value(":method").unwrap_or_default();
-        self.callout_body_sent.clear();
+        self.callout_body_sent = body.to_vec();
         let path = headers
             .iter()
             .find(|(k, _)| *k == ":path")
@@ -127,17 +128,6 @@ impl Host for FakeHost {
             .unwrap_or_default();
         self.effects.push(Effect::Callout(self.next_token, path));
         Ok(self.next_token)
-    }
-    fn start_callout_with_body(
-        &mut self,
-        cluster: &str,
-        headers: &[(&str, &[u8])],
-        body: &[u8],
-        timeout_ms: u32,
-    ) -> Result<CalloutToken, String> {
-        let t = self.start_callout(cluster, headers, timeout_ms)?;
-        self.callout_body_sent = body.to_vec();
-        Ok(t)
     }
     fn callout_status(&mut self) -> Option<u32> {
         self.answer.0

@@ -149,15 +149,6 @@ impl Host for WasmHost {
         header(HeaderMap::Response, name)
     }
 
-    fn start_callout(
-        &mut self,
-        cluster: &str,
-        headers: &[(&str, &[u8])],
-        timeout_ms: u32,
-    ) -> Result<CalloutToken, String> {
-        self.start_callout_with_body(cluster, headers, &[], timeout_ms)
-    }
-
     fn start_callout_with_body(
         &mut self,
         cluster: &str,
