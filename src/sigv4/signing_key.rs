@@ -1,7 +1,8 @@
 //! The SigV4 signing key: derived from the secret, date, region and service with chained
 //! HMACs, kept with its keyed HMAC state, and cached per inputs.
 
-use hmac::digest::KeyInit;
+use hmac::digest::consts::U32;
+use hmac::digest::{FixedOutput, KeyInit};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -102,21 +103,36 @@ impl SigningKey {
     /// [`mac`](Self::mac), reusing (and updating) `memo`'s keyed state after the first 64
     /// bytes when `data` starts with the same block.
     pub(super) fn mac_memoized(&self, data: &[u8], memo: &mut FirstBlockMemo) -> [u8; 32] {
-        let Some((head, tail)) = data.split_first_chunk::<64>() else {
-            return self.mac(data);
-        };
-        let mut m = match &memo.0 {
-            Some((h, m)) if h == head => m.clone(),
-            _ => {
-                let mut m = self.0.hmac.clone();
-                m.update(head);
-                memo.0 = Some((*head, m.clone()));
-                m
-            }
-        };
-        m.update(tail);
-        m.finalize().into_bytes().into()
+        digest_memoized(&mut memo.0, || self.0.hmac.clone(), data)
     }
+}
+
+/// The digest of `data` by a state that `fresh` makes, reusing (and updating) the state kept
+/// in `slot` after the first 64 bytes when `data` starts with the same block.
+fn digest_memoized<D>(
+    slot: &mut Option<([u8; 64], D)>,
+    fresh: impl FnOnce() -> D,
+    data: &[u8],
+) -> [u8; 32]
+where
+    D: Clone + hmac::digest::Update + FixedOutput<OutputSize = U32>,
+{
+    let Some((head, tail)) = data.split_first_chunk::<64>() else {
+        let mut d = fresh();
+        hmac::digest::Update::update(&mut d, data);
+        return d.finalize_fixed().into();
+    };
+    let mut d = match slot {
+        Some((block, d)) if block == head => d.clone(),
+        _ => {
+            let mut d = fresh();
+            hmac::digest::Update::update(&mut d, head);
+            *slot = Some((*head, d.clone()));
+            d
+        }
+    };
+    hmac::digest::Update::update(&mut d, tail);
+    d.finalize_fixed().into()
 }
 
 /// A signing key's keyed HMAC state after the first 64 bytes of the last message it signed,
@@ -149,20 +165,7 @@ pub struct CanonicalRequestMemo(Option<([u8; 64], Sha256)>);
 impl CanonicalRequestMemo {
     /// SHA-256 of `data`, reusing (and updating) the state after its first block.
     pub fn digest(&mut self, data: &[u8]) -> [u8; 32] {
-        let Some((head, tail)) = data.split_first_chunk::<64>() else {
-            return Sha256::digest(data).into();
-        };
-        let mut h = match &self.0 {
-            Some((b, h)) if b == head => h.clone(),
-            _ => {
-                let mut h = Sha256::new();
-                h.update(head);
-                self.0 = Some((*head, h.clone()));
-                h
-            }
-        };
-        h.update(tail);
-        h.finalize().into()
+        digest_memoized(&mut self.0, Sha256::new, data)
     }
 }
 
