@@ -27,31 +27,29 @@ EXPECTED = {
 }
 
 
-def test_a_cached_get_costs_eight_host_calls():
+def vm_line(prefix: str, node_flags: list[str], args: list[str]) -> str:
+    """Run the module in Node's V8 behind bench/vm.mjs's mock host; its output line that
+    starts with ``prefix``."""
     node = shutil.which("node")
     if node is None:
         pytest.skip("Node.js is not installed (bench/vm.mjs runs the module in its V8)")
     out = subprocess.run(
-        [node, "--no-liftoff", "--no-warnings", str(ROOT / "bench" / "vm.mjs"), str(WASM), "--requests", "200"],
+        [node, *node_flags, "--no-warnings", str(ROOT / "bench" / "vm.mjs"), str(WASM), *args],
         capture_output=True, text=True, timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    line = next(l for l in out.stdout.splitlines() if l.startswith("host calls per request: "))
+    return next(l for l in out.stdout.splitlines() if l.startswith(prefix))
+
+
+def test_a_cached_get_costs_eight_host_calls():
+    line = vm_line("host calls per request: ", ["--no-liftoff"], ["--requests", "200"])
     calls = {name: float(n) for name, n in re.findall(r"(\w+) ([\d.]+)", line.split(": ", 1)[1])}
     assert calls == EXPECTED, line
 
 
 def test_no_clock_means_no_signature():
     """A host that cannot tell the time gets a local 500, never a request signed in 1970."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("Node.js is not installed (bench/vm.mjs runs the module in its V8)")
-    out = subprocess.run(
-        [node, "--no-warnings", str(ROOT / "bench" / "vm.mjs"), str(WASM), "--no-clock"],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    line = next(l for l in out.stdout.splitlines() if l.startswith("no clock: "))
+    line = vm_line("no clock: ", [], ["--no-clock"])
     assert "action 1," in line, line  # paused: not forwarded
     assert "header writes 0," in line, line
     assert '"status":500' in line and "InternalError" in line and "current time" in line, line
@@ -60,15 +58,7 @@ def test_no_clock_means_no_signature():
 def test_a_stream_the_module_never_saw_is_refused_not_forwarded():
     """Request headers for a context the module has no state for (it should not happen in
     Envoy): a local 500, never a request let through unsigned."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("Node.js is not installed (bench/vm.mjs runs the module in its V8)")
-    out = subprocess.run(
-        [node, "--no-warnings", str(ROOT / "bench" / "vm.mjs"), str(WASM), "--unknown-context"],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    line = next(l for l in out.stdout.splitlines() if l.startswith("unknown context: "))
+    line = vm_line("unknown context: ", [], ["--unknown-context"])
     assert "action 1," in line, line  # paused: not forwarded
     assert "header writes 0," in line, line
     assert '"status":500' in line and "InternalError" in line and "no filter state" in line, line
