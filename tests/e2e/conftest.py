@@ -5,7 +5,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import WASM, Stack  # noqa: E402
+from harness import WASM, main_stack  # noqa: E402
 
 
 def pytest_sessionstart(session):
@@ -15,12 +15,4 @@ def pytest_sessionstart(session):
 
 @pytest.fixture(scope="module")
 def stack():
-    s = Stack()
-    try:
-        s.creds = s.moto.create_user_key("app-user")
-        s.grant = "grant-main-1"
-        s.bao.put_grant(s.grant, s.creds)
-        yield s
-    finally:
-        s.stop()
-        s.cleanup()
+    yield from main_stack()

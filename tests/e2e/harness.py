@@ -554,3 +554,17 @@ class Stack:
 
     def cleanup(self):
         shutil.rmtree(self.logdir, ignore_errors=True)
+
+
+def main_stack(host: str = "wasm"):
+    """The stack most tests share, as a fixture's body: a moto user's key stored as grant
+    ``grant-main-1`` (``s.creds``, ``s.grant``); stopped and removed when the fixture ends."""
+    s = Stack(host=host)
+    try:
+        s.creds = s.moto.create_user_key("app-user")
+        s.grant = "grant-main-1"
+        s.bao.put_grant(s.grant, s.creds)
+        yield s
+    finally:
+        s.stop()
+        s.cleanup()

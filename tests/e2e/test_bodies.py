@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from fakes import exchange
-from harness import HOSTS, Stack
+from harness import HOSTS, Stack, main_stack
 
 STS_FORM = b"Action=GetCallerIdentity&Version=2011-06-15"
 
@@ -20,15 +20,7 @@ STS_FORM = b"Action=GetCallerIdentity&Version=2011-06-15"
 @pytest.fixture(scope="module", params=HOSTS)
 def stack(request):
     """The wasm filter behind its body hasher, and the native module hashing bodies itself."""
-    s = Stack(host=request.param)
-    try:
-        s.creds = s.moto.create_user_key("app-user")
-        s.grant = "grant-main-1"
-        s.bao.put_grant(s.grant, s.creds)
-        yield s
-    finally:
-        s.stop()
-        s.cleanup()
+    yield from main_stack(request.param)
 
 
 def test_dynamodb_request_with_1_mib_body(stack):

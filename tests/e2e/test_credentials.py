@@ -18,6 +18,7 @@ from harness import (
     ENVOY_LOCAL_RETRY,
     HOSTS,
     Stack,
+    main_stack,
     wait_until,
 )
 
@@ -27,14 +28,7 @@ STS_GET = "http://sts.us-east-1.amazonaws.com/?Action=GetCallerIdentity&Version=
 @pytest.fixture(scope="module", params=HOSTS)
 def stack(request):
     """Both hosts, with concurrency 2: the workers coordinate through the shared data."""
-    s = Stack(host=request.param)
-    try:
-        s.creds = s.moto.create_user_key("app-user")
-        s.bao.put_grant("grant-main-1", s.creds)
-        yield s
-    finally:
-        s.stop()
-        s.cleanup()
+    yield from main_stack(request.param)
 
 
 def burst(stack, grant: str, n: int, url: str = STS_GET):
