@@ -488,7 +488,6 @@ class Stack:
         except BaseException:
             self.stop()
             raise
-        self.proxy = f"http://127.0.0.1:{self.listen_port}"
 
     def client(self, service: str, grant: str | None, region: str = "us-east-1", host: str | None = None,
                extra_headers: dict | None = None):

@@ -107,6 +107,15 @@ def approle_accessors(s: Stack) -> list[str]:
     return out
 
 
+def revoke_approle_tokens(s: Stack) -> list[str]:
+    """Revoke every live token of an AppRole login; their accessors."""
+    revoked = approle_accessors(s)
+    for a in revoked:
+        st, body = s.bao.request("POST", "/v1/auth/token/revoke-accessor", {"accessor": a})
+        assert st in (200, 204), (st, body)
+    return revoked
+
+
 def test_tokens_are_renewed_and_replaced_under_60s_of_traffic(stacks):
     periodic, approle = stacks["periodic"], stacks["approle"]
     created = token_lookup(periodic, periodic.bao.filter_token)
@@ -159,11 +168,7 @@ def test_approle_token_revoked_mid_traffic_signing_resumes(stacks):
     logins = s.envoy.counter("wasmcustom.grant_sigv4.vault_logins")
     with Traffic(s, "rev", new_every=0.3) as t:
         wait_until(lambda: len(t.results) > 20, "traffic before the revocation")
-        revoked = approle_accessors(s)
-        assert revoked
-        for a in revoked:
-            st, body = s.bao.request("POST", "/v1/auth/token/revoke-accessor", {"accessor": a})
-            assert st in (200, 204), (st, body)
+        assert revoke_approle_tokens(s)
         cut = time.monotonic()
         # Signing resumes: new grants (read with a new token) succeed after the revocation.
         wait_until(lambda: len([r for r in t.results if r[0] > cut and r[1] != "g-steady" and r[2] == 200]) >= 5,
@@ -208,9 +213,7 @@ def test_approle_login_refused_answers_503_naming_it(stacks):
     st, body = s.bao.request("POST", "/v1/auth/approle/role/grant-sigv4-filter/secret-id/destroy",
                              {"secret_id": s.approle_secret_id})
     assert st in (200, 204), (st, body)
-    for a in approle_accessors(s):
-        st, body = s.bao.request("POST", "/v1/auth/token/revoke-accessor", {"accessor": a})
-        assert st in (200, 204), (st, body)
+    revoke_approle_tokens(s)
     s.bao.put_grant("g-after-secret-id", s.creds)
     status, _, body = sts(s, "g-after-secret-id")
     reply = json.loads(body)
