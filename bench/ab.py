@@ -67,15 +67,8 @@ def main():
     logdir = Path(tempfile.mkdtemp(prefix="grant-sigv4-ab-"))
     procs = []
     try:
-        bao = harness.OpenBao(logdir)
-        procs.append(bao)
-        bao.put_grant(bench.GRANT, bench.KEY)
-        upstream = bench.BenchEnvoy("upstream", (bench.BENCH / "upstream.yaml").read_text(), {}, logdir,
-                                    bench.LOAD_CPU)
-        procs.append(upstream)
-        upstream.wait_ready()
+        bao, _, common = bench.start_backends(logdir, procs)
         shipped = harness.ENVOY_LOCAL.read_text()
-        common = {"AWS_PORT": upstream.listen_port, "ACCESS_LOG": bench.access_log_block(shipped)}
         envoys = {}
         a = bench.BenchEnvoy("a", (bench.BENCH / "proxy.yaml").read_text(), {**common, "SIGNING_FILTER": ""},
                              logdir, bench.ENVOY_CPU)

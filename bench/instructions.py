@@ -144,14 +144,8 @@ def main():
     logdir = Path(tempfile.mkdtemp(prefix="grant-sigv4-ir-"))
     procs = []
     try:
-        bao = harness.OpenBao(logdir)
-        procs.append(bao)
-        bao.put_grant(bench.GRANT, bench.KEY)
-        upstream = bench.BenchEnvoy("upstream", (bench.BENCH / "upstream.yaml").read_text(), {}, logdir, bench.LOAD_CPU)
-        procs.append(upstream)
-        upstream.wait_ready()
+        bao, _, common = bench.start_backends(logdir, procs)
         local = harness.ENVOY_LOCAL.read_text()
-        common = {"AWS_PORT": upstream.listen_port, "ACCESS_LOG": bench.access_log_block(local)}
         proxy = (bench.BENCH / "proxy.yaml").read_text()
         overrides = json.loads(os.environ.get("BENCH_IR_PLUGIN", "{}"))
         plugin = harness.plugin_config(bao.filter_token, **overrides)

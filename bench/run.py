@@ -94,6 +94,20 @@ def access_log_block(envoy_yaml: str) -> str:
     return m.group(0).rstrip("\n")
 
 
+def start_backends(logdir: Path, procs: list):
+    """OpenBao (dev) holding the bench grant and the upstream Envoy that answers every
+    request, both added to ``procs``: ``(bao, upstream, common)``, with ``common`` the template
+    values every Envoy under test shares."""
+    bao = harness.OpenBao(logdir)
+    procs.append(bao)
+    bao.put_grant(GRANT, KEY)
+    upstream = BenchEnvoy("upstream", (BENCH / "upstream.yaml").read_text(), {}, logdir, LOAD_CPU)
+    procs.append(upstream)
+    upstream.wait_ready()
+    common = {"AWS_PORT": upstream.listen_port, "ACCESS_LOG": access_log_block(harness.ENVOY_LOCAL.read_text())}
+    return bao, upstream, common
+
+
 def log(msg: str = ""):
     print(msg, flush=True)
 
@@ -346,21 +360,15 @@ def main():
         module = logdir / harness.DYNAMIC_MODULE.name
         shutil.copyfile(harness.DYNAMIC_MODULE, module)
         log(f"dynamic module: {harness.DYNAMIC_MODULE} ({module.stat().st_size:,} bytes)")
-        log("starting OpenBao (dev) ...")
-        bao = harness.OpenBao(logdir)
-        procs.append(bao)
+        log("starting OpenBao (dev) and the upstream ...")
+        bao, upstream, common = start_backends(logdir, procs)
         pin_all_threads(bao.proc.popen.pid, {int(LOAD_CPU)})
-        bao.put_grant(GRANT, KEY)
         cold_grants = [f"bench-cold-{i}-{secrets.token_hex(3)}" for i in range(COLD_N)]
         for i, g in enumerate(cold_grants):
             bao.put_grant(g, {"access_key_id": f"AKIABENCHCOLD{i:07d}", "secret_access_key": KEY["secret_access_key"]})
 
-        log("starting the upstream and the Envoys under test ...")
-        upstream = BenchEnvoy("upstream", (BENCH / "upstream.yaml").read_text(), {}, logdir, LOAD_CPU)
-        procs.append(upstream)
-        upstream.wait_ready()
+        log("starting the Envoys under test ...")
         proxy_tpl = (BENCH / "proxy.yaml").read_text()
-        common = {"AWS_PORT": upstream.listen_port, "ACCESS_LOG": access_log_block(harness.ENVOY_LOCAL.read_text())}
         envoys = {}
 
         def start(key, template, values, concurrency=1):
