@@ -419,12 +419,7 @@ impl Engine {
             return;
         };
         let status = host.callout_status();
-        let body = if body_size > vault::MAX_RESPONSE_BYTES {
-            // Too large to be a grant record: let the parser refuse it by size.
-            vec![b' '; vault::MAX_RESPONSE_BYTES + 1]
-        } else {
-            host.callout_body(body_size)
-        };
+        let body = answer_body(host, body_size, vault::MAX_RESPONSE_BYTES);
         let now_ms = host.now_ms();
         if let Some(ms) = now_ms.and_then(|t| t.checked_sub(call.started_ms?)) {
             self.metrics.callout_latency(host, ms);
@@ -900,6 +895,16 @@ impl Engine {
         }
         debug!("local reply {} {}", e.status(), e.code);
         host.send_local_reply(id, e);
+    }
+}
+
+/// The body of the callout answer being delivered, `size` bytes long; one over `max` bytes is
+/// not read, and stands as `max + 1` spaces, for the parser to refuse by its size.
+fn answer_body(host: &mut impl Host, size: usize, max: usize) -> Vec<u8> {
+    if size > max {
+        vec![b' '; max + 1]
+    } else {
+        host.callout_body(size)
     }
 }
 

@@ -494,11 +494,7 @@ impl Engine {
             return;
         };
         let status = host.callout_status();
-        let body = if body_size > vault_auth::MAX_AUTH_RESPONSE_BYTES {
-            vec![b' '; vault_auth::MAX_AUTH_RESPONSE_BYTES + 1]
-        } else {
-            host.callout_body(body_size)
-        };
+        let body = super::answer_body(host, body_size, vault_auth::MAX_AUTH_RESPONSE_BYTES);
         let Some(now_ms) = host.now_ms() else {
             warn!("vault token answer dropped: Envoy did not give the current time");
             self.auth.release(host);
