@@ -107,6 +107,8 @@ def count(name: str, template: str, values: dict, logdir: Path, envoy: str) -> f
     cfg = logdir / f"{name}.yaml"
     cfg.write_text(harness.render(template, {"ADMIN_PORT": admin, "LISTEN_PORT": port, **values}))
     out = logdir / f"callgrind-{name}.out"
+    if KEEP:
+        Path(KEEP).mkdir(parents=True, exist_ok=True)
     proc = harness.Proc(name, ["valgrind", "--tool=callgrind", "--smc-check=all-non-file", *CALLGRIND_ARGS,
                                f"--callgrind-out-file={out}", envoy, "-c", str(cfg),
                                "--use-dynamic-base-id", "--concurrency", "1", "--log-level", "warn"], logdir)
@@ -204,8 +206,6 @@ def main():
         # GET caches the grant.
         plugin["vault"]["timeout_ms"] = 60000
         b_unsigned = "false" if B_HASHES else "true"
-        if KEEP:
-            Path(KEEP).mkdir(parents=True, exist_ok=True)
         configs = {
             "a": (proxy, {"SIGNING_FILTER": ""}),
             "b": (proxy, {"SIGNING_FILTER": bench.NATIVE_FILTER.format(unsigned=b_unsigned)}),
