@@ -380,7 +380,8 @@ def plugin_config(vault_token: str, **overrides) -> dict:
     }
     for k, v in overrides.items():
         if isinstance(v, dict) and isinstance(cfg.get(k), dict):
-            cfg[k].update(v)
+            # A value of None removes the key (e.g. ``vault.token`` for another source).
+            cfg[k] = {kk: vv for kk, vv in {**cfg[k], **v}.items() if vv is not None}
         else:
             cfg[k] = v
     return cfg

@@ -126,6 +126,8 @@ fn run<T>(
     host.in_response = in_response;
     let out = {
         let mut engine = c.engine.engine.try_borrow_mut().ok()?;
+        c.config
+            .refresh_token(Some(c.stream), &mut engine, &mut host);
         if crate::native_host::now_ms().is_some_and(|now| c.engine.tick_due(now)) {
             host.background = true;
             engine.on_tick(&mut host);

@@ -7,6 +7,7 @@
 //! - `hooks`: the event hooks Envoy calls, turned into engine events.
 //! - `worker`: each worker's engines, live requests and vault callouts.
 //! - `native_host`: the engine's host on the ABI, for one event.
+//! - `generic_secret`: Envoy's SDS secrets (the vault token of `vault.token_sds`).
 //! - `filter_config`: one filter configuration (its metrics, its shared-data namespace).
 //! - `background`: the callouts no request carries, made on the main thread.
 //! - `shared_data`: the data shared by all workers of the process.
@@ -18,6 +19,7 @@
 mod background;
 mod envoy;
 mod filter_config;
+mod generic_secret;
 mod hooks;
 mod native_host;
 mod shared_data;
@@ -28,3 +30,5 @@ mod worker;
 mod fake_envoy;
 #[cfg(test)]
 mod hook_fuzz;
+#[cfg(test)]
+mod token_sds_tests;

@@ -141,6 +141,7 @@ pub fn engine_for(config: &Arc<FilterConfig>) -> Option<Rc<WorkerEngine>> {
     }
     let mut engine = Engine::new(retries);
     engine.hash_bodies_in_host();
+    engine.vault_token_from_host();
     let mut host = NativeHost::new(config, None);
     let ok = engine.on_configure(&mut host, &config.bytes, |name| std::env::var(name).ok());
     host.finish();
