@@ -8,11 +8,11 @@ use crate::fake_envoy::{self, envoy_chunks};
 use crate::hooks::*;
 use std::ffi::c_void;
 
-fn s(x: &str) -> Vec<u8> {
+pub(crate) fn s(x: &str) -> Vec<u8> {
     x.as_bytes().to_vec()
 }
 
-fn config_new(ptr: usize, json: &str) -> *const c_void {
+pub(crate) fn config_new(ptr: usize, json: &str) -> *const c_void {
     envoy_dynamic_module_on_program_init();
     envoy_dynamic_module_on_http_filter_config_new(
         ptr as *mut c_void,
@@ -22,7 +22,7 @@ fn config_new(ptr: usize, json: &str) -> *const c_void {
 }
 
 /// A request for `grant` on stream `envoy`: the X-Vault-Token of the grant read it starts.
-fn read_token(config: *const c_void, envoy: usize, grant: &str) -> Vec<u8> {
+pub(crate) fn read_token(config: *const c_void, envoy: usize, grant: &str) -> Vec<u8> {
     fake_envoy::with(|f| {
         f.streams.insert(
             envoy,
