@@ -41,7 +41,9 @@ impl Engine {
         let mut cfg = cfg.clone();
         let first = cfg.vault.token.is_empty();
         cfg.vault.token = token.to_string();
+        let passive = self.auth.passive;
         self.auth = VaultToken::configure(host, &cfg);
+        self.auth.passive = passive;
         self.config = Some(Rc::new(cfg));
         if !first {
             info!("grant-sigv4: the vault token from SDS changed: it is used from now on");

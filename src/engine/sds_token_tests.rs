@@ -61,3 +61,33 @@ fn the_token_handed_in_is_sent_and_a_new_one_looked_up_again() {
     let mut plain = Worker::new(&shared);
     assert!(!plain.engine.replace_vault_token(&mut plain.host, "x"));
 }
+
+#[test]
+fn an_engine_whose_token_is_kept_elsewhere_only_takes_it_from_shared_data() {
+    let shared = SharedData::default();
+    // The engine that keeps the token (the main thread's) looks it up and shares it.
+    let mut main = Worker::bare(&shared, &config(""));
+    let mut worker = Worker::bare(&shared, &config(""));
+    worker.engine.vault_token_kept_elsewhere();
+    worker.tick();
+    assert!(paths(&worker.effects()).is_empty(), "no lookup of its own");
+    main.tick();
+    let e = main.effects();
+    assert_eq!(paths(&e), [vault_auth::LOOKUP_SELF_PATH]);
+    let Some(Effect::Callout(t, _)) = e.iter().find(|x| matches!(x, Effect::Callout(..))) else {
+        panic!("{e:?}");
+    };
+    main.answer(
+        *t,
+        200,
+        r#"{"data": {"ttl": 30, "renewable": true, "policies": ["p"]}}"#,
+    );
+    // Past the renewal time: the main engine renews, the other one does not.
+    worker.advance(25);
+    main.advance(25);
+    worker.tick();
+    assert!(paths(&worker.effects()).is_empty(), "no renewal of its own");
+    assert_eq!(worker.engine.vault_token_left(T0_MS / 1000 + 25), Some(5));
+    main.tick();
+    assert_eq!(paths(&main.effects()), [vault_auth::RENEW_SELF_PATH]);
+}

@@ -109,6 +109,9 @@ pub(super) struct VaultToken {
     ticking: bool,
     /// How long a login claim is held (s).
     claim_seconds: u64,
+    /// Another engine of the process makes the token calls at its ticks
+    /// ([`Engine::vault_token_kept_elsewhere`]): this one's ticks only take its token.
+    pub(super) passive: bool,
     metrics: AuthMetrics,
 }
 
@@ -423,6 +426,14 @@ impl VaultToken {
 }
 
 impl Engine {
+    /// Another engine of the process (the dynamic module's, on Envoy's main thread) looks the
+    /// token up, renews it and logs in at its own ticks: this engine's ticks only take the
+    /// token it shares. A read that finds no valid token still starts a login (when no one
+    /// holds the claim). Call after [`Engine::on_configure`].
+    pub fn vault_token_kept_elsewhere(&mut self) {
+        self.auth.passive = true;
+    }
+
     /// The token's share of the tick: flush its metrics, take a newer shared token, and
     /// start a lookup, renewal or login when one is due.
     pub(super) fn auth_tick(&mut self, host: &mut impl Host, cfg: &Config, now: u64) {
@@ -443,7 +454,7 @@ impl Engine {
             self.resume_deferred(host, now);
         }
         self.expire_deferred(host, now);
-        if self.auth.op.is_some() || now < self.auth.next_try {
+        if self.auth.passive || self.auth.op.is_some() || now < self.auth.next_try {
             return;
         }
         match method {

@@ -187,10 +187,15 @@ impl MainThread {
         }
     }
 
-    /// Run the main engine's first tick as soon as the main thread is free.
-    pub fn tick_soon(&self) {
-        if let Some(s) = &self.scheduler {
-            s.commit(crate::main_engine::TICK);
+    /// Run the main engine's first tick as soon as the main thread is free (the ticker
+    /// commits the next ones); false without a scheduler.
+    pub fn tick_soon(&self) -> bool {
+        match &self.scheduler {
+            Some(s) => {
+                s.commit(crate::main_engine::TICK);
+                true
+            }
+            None => false,
         }
     }
 

@@ -28,6 +28,9 @@ pub struct FilterConfig {
     pub token_secret: Option<SecretHandle>,
     /// A token secret with no usable token was logged (once, until it has one again).
     token_unusable_logged: AtomicBool,
+    /// The configuration has an engine on the main thread that ticks (`main_engine`): the
+    /// workers' engines leave the vault token's calls to it.
+    pub main_engine: AtomicBool,
 }
 
 impl FilterConfig {
@@ -101,6 +104,7 @@ impl FilterConfig {
             main: MainThread::new(envoy_config),
             token_secret,
             token_unusable_logged: AtomicBool::new(false),
+            main_engine: AtomicBool::new(false),
         })
     }
 

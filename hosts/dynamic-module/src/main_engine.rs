@@ -23,6 +23,7 @@ use log::warn;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 
 /// The configuration scheduler's event id of a tick of the main engine.
 pub const TICK: u64 = 2;
@@ -210,7 +211,9 @@ pub fn start(config: &FilterConfig) {
         next_token,
     };
     let _ = MAIN.try_with(|m| m.borrow_mut().push(me));
-    config.main.tick_soon();
+    if config.main.tick_soon() {
+        config.main_engine.store(true, Ordering::Release);
+    }
 }
 
 /// On the main thread, as configuration `config_id` is destroyed: its main engine goes

@@ -148,11 +148,17 @@ pub fn engine_for(config: &Arc<FilterConfig>) -> Option<Rc<WorkerEngine>> {
     if !ok {
         return None;
     }
+    if config
+        .main_engine
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        engine.vault_token_kept_elsewhere();
+    }
     let we = Rc::new(WorkerEngine {
         config_id: config.id,
         engine: RefCell::new(engine),
-        // The worker's first event ticks at once: the engine's first tick starts its vault
-        // token's lookup or login.
+        // The worker's first event ticks at once: the engine's first tick takes the vault
+        // token (or, with no main-thread engine, starts its lookup or login).
         next_tick_ms: Cell::new(0),
     });
     let mailbox = with_worker(|w| {
