@@ -428,8 +428,9 @@ impl VaultToken {
 impl Engine {
     /// Another engine of the process (the dynamic module's, on Envoy's main thread) looks the
     /// token up, renews it and logs in at its own ticks: this engine's ticks only take the
-    /// token it shares. A read that finds no valid token still starts a login (when no one
-    /// holds the claim). Call after [`Engine::on_configure`].
+    /// token it shares, unless reads of its own wait for a token (then it logs in itself when
+    /// no one holds the claim, and answers them with the login's outcome, as any engine does).
+    /// Call after [`Engine::on_configure`].
     pub fn vault_token_kept_elsewhere(&mut self) {
         self.auth.passive = true;
     }
@@ -450,11 +451,22 @@ impl Engine {
         }
         let before = self.auth.serial();
         self.auth.adopt_shared(host);
-        if self.auth.serial() != before && method == AuthMethod::AppRole {
+        // Reads waiting for a token go out once there is one: taken now, or taken meanwhile
+        // by another read of this engine (which does not resume them itself).
+        let usable = self
+            .auth
+            .current
+            .as_ref()
+            .is_some_and(|c| now < c.expires_at);
+        let waiting = !self.auth.deferred.is_empty();
+        if method == AuthMethod::AppRole && (self.auth.serial() != before || (usable && waiting)) {
             self.resume_deferred(host, now);
         }
         self.expire_deferred(host, now);
-        if self.auth.passive || self.auth.op.is_some() || now < self.auth.next_try {
+        // An engine whose token is kept elsewhere makes token calls only for its own reads
+        // that wait for a token (the keeper's login failed or is backing off).
+        let idle = self.auth.passive && self.auth.deferred.is_empty();
+        if idle || self.auth.op.is_some() || now < self.auth.next_try {
             return;
         }
         match method {
