@@ -487,13 +487,20 @@ pub fn log_enabled(level: LogLevel) -> bool {
 pub struct Stream(FilterEnvoyPtr);
 
 /// Headers copied out of Envoy's map in one block (Envoy's views are only valid until the
-/// next setter): two allocations, whatever the number of headers.
+/// next setter): two allocations, whatever the number of headers, and none when a `Headers`
+/// is filled again ([`Stream::read_headers`]) with no more headers than it held before.
 #[derive(Default)]
 pub struct Headers {
     bytes: Vec<u8>,
     /// Name end, then value end, per header, as offsets into `bytes`.
     ends: Vec<(usize, usize)>,
+    /// The views Envoy fills, kept for their capacity (empty between reads).
+    raw: Vec<EnvoyHeader>,
 }
+
+/// A `Headers` kept for reuse gives its buffers back above this size (a request with very
+/// large headers does not hold its memory for the worker's later requests).
+const HEADERS_KEEP_BYTES: usize = 16 * 1024;
 
 impl Headers {
     /// Names and values, in order. Names that are not UTF-8 are left out (Envoy validates
@@ -530,39 +537,47 @@ impl Stream {
         self.0
     }
 
-    /// Every header of `map`, in order, copied. `None` if Envoy gave none back.
-    pub fn headers(self, map: HeaderMap) -> Option<Headers> {
+    /// Every header of `map`, in order, copied into `out` (its buffers reused); false if
+    /// Envoy gave none back (then `out` holds no header).
+    pub fn read_headers(self, map: HeaderMap, out: &mut Headers) -> bool {
+        out.bytes.clear();
+        out.ends.clear();
+        if out.bytes.capacity() > HEADERS_KEEP_BYTES {
+            *out = Headers::default();
+        }
         // SAFETY: `self.0` is valid (see `Stream::new`).
         let n = unsafe { envoy_dynamic_module_callback_http_get_headers_size(self.0, map) };
-        let mut raw = vec![
+        let mut raw = std::mem::take(&mut out.raw);
+        raw.clear();
+        raw.resize(
+            n,
             EnvoyHeader {
                 key: EnvoyBuffer::NULL,
-                value: EnvoyBuffer::NULL
-            };
-            n
-        ];
+                value: EnvoyBuffer::NULL,
+            },
+        );
         let filled = n == 0 || {
             // SAFETY: `raw` has room for the `n` headers Envoy just counted.
             unsafe { envoy_dynamic_module_callback_http_get_headers(self.0, map, raw.as_mut_ptr()) }
         };
-        if !filled {
-            return None;
+        if filled {
+            let size: usize = raw.iter().map(|h| h.key.len + h.value.len).sum();
+            out.bytes.reserve(size);
+            out.ends.reserve(n);
+            for h in &raw {
+                // SAFETY: Envoy filled the views; they are valid until a setter is called, and
+                // they are copied here before any is.
+                let (k, v) = unsafe { h.pair() };
+                out.bytes.extend_from_slice(k);
+                let name_end = out.bytes.len();
+                out.bytes.extend_from_slice(v);
+                out.ends.push((name_end, out.bytes.len()));
+            }
         }
-        let size: usize = raw.iter().map(|h| h.key.len + h.value.len).sum();
-        let mut out = Headers {
-            bytes: Vec::with_capacity(size),
-            ends: Vec::with_capacity(n),
-        };
-        for h in &raw {
-            // SAFETY: Envoy filled the views; they are valid until a setter is called, and
-            // they are copied here before any is.
-            let (k, v) = unsafe { h.pair() };
-            out.bytes.extend_from_slice(k);
-            let name_end = out.bytes.len();
-            out.bytes.extend_from_slice(v);
-            out.ends.push((name_end, out.bytes.len()));
-        }
-        Some(out)
+        // No view outlives this call.
+        raw.clear();
+        out.raw = raw;
+        filled
     }
 
     /// The first value of header `name` in `map`, copied.

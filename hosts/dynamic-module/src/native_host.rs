@@ -21,6 +21,27 @@ use log::{debug, warn};
 /// (`wasm.grant_sigv4_audit`), so that one access log format serves both hosts.
 const FILTER_STATE_PREFIX: &str = "wasm.";
 
+/// Run `f` with the filter state key of `name` (`FILTER_STATE_PREFIX` + `name`), built on the
+/// stack when it is short (every key the engine writes is): no allocation per request.
+fn with_filter_state_key<R>(name: &str, f: impl FnOnce(&str) -> R) -> R {
+    const MAX: usize = 64;
+    let prefix = FILTER_STATE_PREFIX.as_bytes();
+    let len = prefix.len() + name.len();
+    let mut buf = [0u8; MAX];
+    if len <= MAX {
+        if let Some((head, rest)) = buf.split_at_mut_checked(prefix.len()) {
+            head.copy_from_slice(prefix);
+            if let Some(tail) = rest.get_mut(..name.len()) {
+                tail.copy_from_slice(name.as_bytes());
+                if let Some(Ok(key)) = buf.get(..len).map(std::str::from_utf8) {
+                    return f(key);
+                }
+            }
+        }
+    }
+    f(&format!("{FILTER_STATE_PREFIX}{name}"))
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> Option<u64> {
     let d = std::time::SystemTime::now()
@@ -168,10 +189,11 @@ impl Host for NativeHost<'_> {
 
     fn set_filter_state(&mut self, id: RequestId, name: &str, value: &[u8]) {
         if let Some(stream) = self.stream(id) {
-            let key = format!("{FILTER_STATE_PREFIX}{name}");
-            if !stream.set_filter_state(&key, value) {
-                debug!("filter state {key} could not be set");
-            }
+            with_filter_state_key(name, |key| {
+                if !stream.set_filter_state(key, value) {
+                    debug!("filter state {key} could not be set");
+                }
+            });
         }
     }
 
