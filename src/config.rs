@@ -75,6 +75,9 @@ pub struct VaultConfig {
     pub token: String,
     /// The environment variable `token` is read from, when configured so.
     pub token_env: Option<String>,
+    /// The generic secret of Envoy's SDS that holds the token (`vault.token_sds`, the
+    /// dynamic module only): then `token` is what the host last read from it.
+    pub token_sds: Option<crate::token_sds::SdsSecret>,
     /// The AppRole login (method `approle` only).
     pub approle: Option<AppRoleConfig>,
     /// KV version 2 mount.
@@ -93,6 +96,7 @@ impl fmt::Debug for VaultConfig {
             .field("auth", &self.auth)
             .field("token", &"<redacted>")
             .field("token_env", &self.token_env)
+            .field("token_sds", &self.token_sds)
             .field("approle", &self.approle)
             .field("kv_mount", &self.kv_mount)
             .field("path_prefix", &self.path_prefix)
@@ -588,6 +592,8 @@ impl Config {
                 ))
             }
         };
+        let token_sds =
+            crate::token_sds::parse(v.get("token_sds")).map_err(|m| err("vault.token_sds", m))?;
         let (auth, approle) = match v.get("auth") {
             None => (AuthMethod::Token, None),
             Some(av) => {
@@ -615,6 +621,7 @@ impl Config {
             if let Some(key) = [
                 ("vault.token", inline.is_some()),
                 ("vault.token_env", token_env.is_some()),
+                ("vault.token_sds", token_sds.is_some()),
             ]
             .into_iter()
             .find_map(|(k, set)| set.then_some(k))
@@ -632,8 +639,14 @@ impl Config {
                 return Err(err(key, why));
             }
         }
+        if token_sds.is_some() && (inline.is_some() || token_env.is_some()) {
+            return Err(err(
+                "vault.token_sds",
+                "give one of vault.token, vault.token_env and vault.token_sds",
+            ));
+        }
         let token = match (inline, &token_env, mode) {
-            _ if auth != AuthMethod::Token => String::new(),
+            _ if auth != AuthMethod::Token || token_sds.is_some() => String::new(),
             (Some(_), Some(_), _) => {
                 return Err(err(
                     "vault.token",
@@ -644,7 +657,10 @@ impl Config {
             (None, Some(_), _) => String::new(),
             (None, None, Mode::Precheck) => String::new(),
             (None, None, Mode::Sign) => {
-                return Err(err("vault.token", "is required (or vault.token_env)"))
+                return Err(err(
+                    "vault.token",
+                    "is required (or vault.token_env, or vault.token_sds)",
+                ))
             }
         };
         if token.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
@@ -758,6 +774,7 @@ impl Config {
                 auth,
                 token,
                 token_env,
+                token_sds,
                 approle,
                 kv_mount,
                 path_prefix,

@@ -12,6 +12,7 @@
 //!   which payload hash to use, or which local error to answer.
 //! - [`vault_auth`]: the filter's own vault token: token-endpoint answers, renewal times,
 //!   its shared-data codec.
+//! - [`token_sds`]: `vault.token_sds`, the filter's vault token from an Envoy SDS secret.
 //! - [`grant_cache`]: the per-grant credential cache policy.
 //! - [`shared_grant`]: the shared-data codec of a cached grant.
 //! - [`retry_stash`]: the grant of a request's first attempt, kept for its retries.
@@ -36,5 +37,6 @@ pub mod request;
 pub mod retry_stash;
 pub mod shared_grant;
 pub mod sigv4;
+pub mod token_sds;
 pub mod vault;
 pub mod vault_auth;

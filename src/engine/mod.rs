@@ -32,6 +32,7 @@ mod metrics;
 mod refresh_claim;
 mod request_audit;
 mod request_body;
+mod sds_token;
 mod vault_fetch;
 mod vault_health;
 mod vault_token;
@@ -98,6 +99,8 @@ pub struct Engine {
     auth: VaultToken,
     /// The host buffers and hashes request bodies ([`Engine::hash_bodies_in_host`]).
     body_hashing: bool,
+    /// The host hands in the vault token of `vault.token_sds` ([`Engine::vault_token_from_host`]).
+    token_from_host: bool,
 }
 
 impl Engine {
@@ -116,6 +119,7 @@ impl Engine {
             metrics: Metrics::default(),
             auth: VaultToken::default(),
             body_hashing: false,
+            token_from_host: false,
         }
     }
 
@@ -151,6 +155,12 @@ impl Engine {
             c.resolve_token(env)?;
             Ok(c)
         }) {
+            Ok(cfg) if self.host_refuses(&cfg).is_some() => {
+                if let Some(e) = self.host_refuses(&cfg) {
+                    error!("grant-sigv4: {e}");
+                }
+                false
+            }
             Ok(cfg) => {
                 match cfg.mode {
                     Mode::Sign => info!(

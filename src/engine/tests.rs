@@ -1175,6 +1175,8 @@ fn a_worker_without_the_grant_takes_another_workers_stale_key_rather_than_wait()
 
 #[path = "request_body_tests.rs"]
 mod request_body;
+#[path = "sds_token_tests.rs"]
+mod sds_token_tests;
 #[path = "vault_token_tests.rs"]
 mod vault_token_tests;
 

@@ -109,6 +109,9 @@ pub(super) struct VaultToken {
     ticking: bool,
     /// How long a login claim is held (s).
     claim_seconds: u64,
+    /// Another engine of the process makes the token calls at its ticks
+    /// ([`Engine::vault_token_kept_elsewhere`]): this one's ticks only take its token.
+    pub(super) passive: bool,
     metrics: AuthMetrics,
 }
 
@@ -423,6 +426,15 @@ impl VaultToken {
 }
 
 impl Engine {
+    /// Another engine of the process (the dynamic module's, on Envoy's main thread) looks the
+    /// token up, renews it and logs in at its own ticks: this engine's ticks only take the
+    /// token it shares, unless reads of its own wait for a token (then it logs in itself when
+    /// no one holds the claim, and answers them with the login's outcome, as any engine does).
+    /// Call after [`Engine::on_configure`].
+    pub fn vault_token_kept_elsewhere(&mut self) {
+        self.auth.passive = true;
+    }
+
     /// The token's share of the tick: flush its metrics, take a newer shared token, and
     /// start a lookup, renewal or login when one is due.
     pub(super) fn auth_tick(&mut self, host: &mut impl Host, cfg: &Config, now: u64) {
@@ -439,11 +451,22 @@ impl Engine {
         }
         let before = self.auth.serial();
         self.auth.adopt_shared(host);
-        if self.auth.serial() != before && method == AuthMethod::AppRole {
+        // Reads waiting for a token go out once there is one: taken now, or taken meanwhile
+        // by another read of this engine (which does not resume them itself).
+        let usable = self
+            .auth
+            .current
+            .as_ref()
+            .is_some_and(|c| now < c.expires_at);
+        let waiting = !self.auth.deferred.is_empty();
+        if method == AuthMethod::AppRole && (self.auth.serial() != before || (usable && waiting)) {
             self.resume_deferred(host, now);
         }
         self.expire_deferred(host, now);
-        if self.auth.op.is_some() || now < self.auth.next_try {
+        // An engine whose token is kept elsewhere makes token calls only for its own reads
+        // that wait for a token (the keeper's login failed or is backing off).
+        let idle = self.auth.passive && self.auth.deferred.is_empty();
+        if idle || self.auth.op.is_some() || now < self.auth.next_try {
             return;
         }
         match method {

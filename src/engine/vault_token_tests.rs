@@ -259,6 +259,26 @@ fn approle_one_login_per_process_shared_with_the_other_workers() {
 }
 
 #[test]
+fn a_read_waiting_for_another_workers_login_goes_out_when_a_later_read_took_the_token() {
+    let shared = new_shared();
+    let mut a = approle_worker(&shared);
+    let mut b = approle_worker(&shared);
+    a.get(1, "g");
+    let t = one_callout(&mut a, LOGIN);
+    assert_eq!(b.get(1, "g"), Action::Pause);
+    a.answer(t, 200, &lease("s.shared", 600, true));
+    a.effects();
+    // A second request of B takes the token for its own read, before B's tick.
+    b.get(2, "h");
+    one_callout(&mut b, "/v1/secret/data/aws/grants/h");
+    // B's tick sends the read that waited, with the token (not a 503 ten seconds later).
+    b.advance(1);
+    b.tick();
+    one_callout(&mut b, RECORD_PATH);
+    assert_eq!(b.host.callout_token.as_deref(), Some("s.shared"));
+}
+
+#[test]
 fn approle_renews_then_logs_in_again_as_the_max_ttl_nears_and_requests_never_wait() {
     let shared = new_shared();
     let mut a = approle_worker(&shared);

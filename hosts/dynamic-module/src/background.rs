@@ -161,7 +161,8 @@ pub struct Job {
 
 /// A filter configuration's callouts on the main thread.
 pub struct MainThread {
-    scheduler: Option<ConfigScheduler>,
+    /// Shared with the ticker thread, which commits [`crate::main_engine::TICK`] every second.
+    scheduler: Option<Arc<ConfigScheduler>>,
     jobs: Mutex<Vec<Job>>,
     /// Configuration callouts under way, by Envoy's id: whose answer they are.
     in_flight: Mutex<HashMap<u64, (Arc<Mailbox>, CalloutToken)>>,
@@ -174,14 +175,27 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl MainThread {
     /// Made with the configuration, on the main thread.
     pub fn new(config: ConfigRef) -> MainThread {
-        let scheduler = config.scheduler();
-        if scheduler.is_none() {
-            warn!("no configuration scheduler: background refreshes are made by requests");
+        let scheduler = config.scheduler().map(Arc::new);
+        match &scheduler {
+            Some(s) => crate::ticker::register_config(s),
+            None => warn!("no configuration scheduler: background refreshes are made by requests"),
         }
         MainThread {
             scheduler,
             jobs: Mutex::new(Vec::new()),
             in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Run the main engine's first tick as soon as the main thread is free (the ticker
+    /// commits the next ones); false without a scheduler.
+    pub fn tick_soon(&self) -> bool {
+        match &self.scheduler {
+            Some(s) => {
+                s.commit(crate::main_engine::TICK);
+                true
+            }
+            None => false,
         }
     }
 

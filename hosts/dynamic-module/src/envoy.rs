@@ -22,7 +22,7 @@ pub struct EnvoyBuffer {
 }
 
 impl EnvoyBuffer {
-    const NULL: EnvoyBuffer = EnvoyBuffer {
+    pub(crate) const NULL: EnvoyBuffer = EnvoyBuffer {
         ptr: std::ptr::null(),
         len: 0,
     };
@@ -51,7 +51,7 @@ pub(crate) struct ModuleBuffer {
 }
 
 impl ModuleBuffer {
-    fn of(b: &[u8]) -> Self {
+    pub(crate) fn of(b: &[u8]) -> Self {
         ModuleBuffer {
             ptr: b.as_ptr(),
             len: b.len(),
@@ -297,6 +297,11 @@ impl ConfigRef {
         ConfigRef(ptr)
     }
 
+    /// The raw pointer, for the callbacks looked up at run time (`generic_secret`).
+    pub(crate) fn ptr(self) -> ConfigEnvoyPtr {
+        self.0
+    }
+
     /// Define a metric (only while the configuration is created, on the main thread).
     pub fn define(self, kind: MetricType, name: &str) -> Option<usize> {
         let mut id = 0usize;
@@ -525,6 +530,11 @@ impl Stream {
     /// destroyed yet (`on_http_filter_destroy` not called), used on that filter's worker.
     pub unsafe fn new(ptr: *mut c_void) -> Self {
         Stream(ptr)
+    }
+
+    /// The raw pointer, for the callbacks looked up at run time (`generic_secret`).
+    pub(crate) fn ptr(self) -> FilterEnvoyPtr {
+        self.0
     }
 
     /// Every header of `map`, in order, copied into `out` (its buffers reused); false if

@@ -98,6 +98,10 @@ pub struct Fake {
     pub reentrant_reply: bool,
     /// Calls made into the fake (each callback once).
     pub calls: u64,
+    /// Generic secrets Envoy has, by name (static or from SDS; updated by the tests).
+    pub secrets: HashMap<String, Vec<u8>>,
+    /// Subscribed secrets: handle - 1 -> name.
+    pub subscriptions: Vec<String>,
 }
 
 thread_local! {
@@ -719,4 +723,68 @@ extern "C" fn envoy_dynamic_module_callback_http_filter_config_record_histogram_
     value: u64,
 ) -> MetricsResult {
     add(c, id, value, false)
+}
+
+/// `generic_secret_subscribe`: a handle (1, 2, ...) for a secret Envoy has, else 0.
+pub extern "C" fn envoy_dynamic_module_callback_http_filter_config_generic_secret_subscribe(
+    _c: ConfigEnvoyPtr,
+    name: ModuleBuffer,
+    _config_source: ModuleBuffer,
+) -> usize {
+    // SAFETY: the module's buffer, live during the call.
+    let name = String::from_utf8_lossy(&unsafe { bytes(name) }).into_owned();
+    with(|f| {
+        f.calls += 1;
+        if !f.secrets.contains_key(&name) {
+            return 0;
+        }
+        f.subscriptions.push(name);
+        f.subscriptions.len()
+    })
+}
+
+fn secret_value(handle: usize, out: *mut EnvoyBuffer) -> bool {
+    // A view into the fake's map: valid until the test changes the secret (never during a
+    // hook).
+    with(|f| {
+        f.calls += 1;
+        let Some(v) = handle
+            .checked_sub(1)
+            .and_then(|i| f.subscriptions.get(i))
+            .and_then(|n| f.secrets.get(n))
+        else {
+            return false;
+        };
+        // SAFETY: `out` is the module's, writable.
+        unsafe {
+            *out = EnvoyBuffer {
+                ptr: v.as_ptr(),
+                len: v.len(),
+            }
+        };
+        true
+    })
+}
+
+pub extern "C" fn envoy_dynamic_module_callback_http_filter_config_get_generic_secret(
+    _c: ConfigEnvoyPtr,
+    handle: usize,
+    out: *mut EnvoyBuffer,
+) -> bool {
+    secret_value(handle, out)
+}
+
+pub extern "C" fn envoy_dynamic_module_callback_http_filter_get_generic_secret(
+    s: FilterEnvoyPtr,
+    handle: usize,
+    out: *mut EnvoyBuffer,
+) -> bool {
+    if !with(|f| f.streams.get(&(s as usize)).is_some_and(|st| st.alive)) {
+        with(|f| {
+            f.violations
+                .push(String::from("get_generic_secret on a destroyed stream"))
+        });
+        return false;
+    }
+    secret_value(handle, out)
 }

@@ -4,11 +4,12 @@
 //! which Envoy lets a module define only while the configuration is created.
 
 use crate::background::MainThread;
-use crate::envoy::{self, ConfigRef, LogLevel, MetricType};
+use crate::envoy::{self, ConfigRef, LogLevel, MetricType, Stream};
+use crate::generic_secret::{self, SecretHandle};
 use grant_sigv4_core::config::Config;
-use grant_sigv4_core::engine::{all_metrics, MetricKind};
+use grant_sigv4_core::engine::{all_metrics, Engine, Host, MetricKind};
 use sha2::{Digest, Sha256};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub struct FilterConfig {
     /// Unique in the process (a new configuration may be allocated where an old one was).
@@ -23,6 +24,13 @@ pub struct FilterConfig {
     pub metrics: Vec<(String, MetricKind, usize)>,
     /// Its callouts that no request carries (`background`).
     pub main: MainThread,
+    /// The SDS secret that holds the vault token (`vault.token_sds`).
+    pub token_secret: Option<SecretHandle>,
+    /// A token secret with no usable token was logged (once, until it has one again).
+    token_unusable_logged: AtomicBool,
+    /// The configuration has an engine on the main thread that ticks (`main_engine`): the
+    /// workers' engines leave the vault token's calls to it.
+    pub main_engine: AtomicBool,
 }
 
 impl FilterConfig {
@@ -51,6 +59,23 @@ impl FilterConfig {
                 cfg.max_body_bytes
             ),
         );
+        let token_secret = match &cfg.vault.token_sds {
+            None => None,
+            Some(sds) => {
+                match generic_secret::subscribe(envoy_config, &sds.name, &sds.config_source) {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        envoy::log(
+                            LogLevel::Error,
+                            &format!(
+                                "grant-sigv4: invalid plugin configuration: key \"vault.token_sds\": {e}"
+                            ),
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
         let mut metrics = Vec::new();
         for (kind, name) in all_metrics() {
             let t = match kind {
@@ -77,6 +102,9 @@ impl FilterConfig {
             envoy: envoy_config,
             metrics,
             main: MainThread::new(envoy_config),
+            token_secret,
+            token_unusable_logged: AtomicBool::new(false),
+            main_engine: AtomicBool::new(false),
         })
     }
 
@@ -103,6 +131,42 @@ impl FilterConfig {
             Some((_, MetricKind::Histogram, envoy_id)) => self.envoy.record(*envoy_id, value),
             Some((_, MetricKind::Gauge, envoy_id)) => self.envoy.set_gauge(*envoy_id, value),
             _ => {}
+        }
+    }
+}
+
+impl FilterConfig {
+    /// Hand the vault token of `vault.token_sds`, as Envoy has it now (read on `stream`'s
+    /// worker, or with none on the main thread), to `engine` if it changed. Cheap when it did
+    /// not: one callback and a comparison.
+    pub fn refresh_token(&self, stream: Option<Stream>, engine: &mut Engine, host: &mut impl Host) {
+        let Some(h) = self.token_secret else {
+            return;
+        };
+        let read = |v: &[u8]| match grant_sigv4_core::token_sds::token_of(v) {
+            Some(t) if engine.vault_token_is(t) => Some(None),
+            Some(t) => Some(Some(t.to_string())),
+            None => None,
+        };
+        let got = match stream {
+            Some(s) => generic_secret::with_stream_secret(s, h, read),
+            None => generic_secret::with_config_secret(self.envoy, h, read),
+        };
+        match got.flatten() {
+            Some(Some(t)) => {
+                self.token_unusable_logged.store(false, Ordering::Relaxed);
+                engine.replace_vault_token(host, &t);
+            }
+            Some(None) => {}
+            None => {
+                if !self.token_unusable_logged.swap(true, Ordering::Relaxed) {
+                    envoy::log(
+                        LogLevel::Error,
+                        "grant-sigv4: the vault token's SDS secret (vault.token_sds) has no \
+                         usable token yet (absent, empty, or not printable ASCII)",
+                    );
+                }
+            }
         }
     }
 }

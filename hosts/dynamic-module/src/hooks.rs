@@ -133,6 +133,8 @@ fn run<T>(
     host.in_response = in_response;
     let out = {
         let mut engine = c.engine.engine.try_borrow_mut().ok()?;
+        c.config
+            .refresh_token(Some(c.stream), &mut engine, &mut host);
         if crate::native_host::now_ms().is_some_and(|now| c.engine.tick_due(now)) {
             host.background = true;
             engine.on_tick(&mut host);
@@ -243,7 +245,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         // SAFETY: the configuration Envoy is creating.
         let envoy_config = unsafe { ConfigRef::new(config_envoy_ptr) };
         match FilterConfig::new(envoy_config, bytes) {
-            Some(fc) => Box::into_raw(Box::new(Arc::new(fc))) as *const c_void,
+            Some(fc) => {
+                crate::main_engine::start(&fc);
+                Box::into_raw(Box::new(Arc::new(fc))) as *const c_void
+            }
             None => std::ptr::null(),
         }
     })
@@ -259,7 +264,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config_ptr:
                 // SAFETY: a pointer from Box::into_raw in config_new, destroyed once by Envoy
                 // (after its filters). The workers' engines for it hold it weakly and are
                 // dropped when a worker next sees a new configuration.
-                drop(unsafe { Box::from_raw(config_ptr as *mut Arc<FilterConfig>) });
+                let config = unsafe { Box::from_raw(config_ptr as *mut Arc<FilterConfig>) };
+                crate::main_engine::stop(config.id);
+                drop(config);
             }
         },
     )
@@ -712,12 +719,13 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
     )
 }
 
-/// The main thread: start the callouts the workers queued.
+/// The main thread: start the callouts the workers queued; at a [`crate::main_engine::TICK`],
+/// tick the configuration's main engine.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     config_envoy_ptr: *mut c_void,
     config_ptr: *const c_void,
-    _event_id: u64,
+    event_id: u64,
 ) {
     guard(
         "config_scheduled",
@@ -729,12 +737,16 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
                 config
                     .main
                     .start_jobs(unsafe { ConfigRef::new(config_envoy_ptr) });
+                if event_id == crate::main_engine::TICK {
+                    crate::main_engine::tick(config);
+                }
             }
         },
     )
 }
 
-/// The main thread: the answer of a configuration callout, handed to its worker.
+/// The main thread: the answer of a configuration callout, handed to the main engine or to
+/// its worker.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
     _config_envoy_ptr: *mut c_void,
@@ -759,7 +771,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
             let (status, body) = unsafe {
                 callout_answer(result, headers, headers_size, body_chunks, body_chunks_size)
             };
-            config.main.answered(callout_id, status, body);
+            if let Some(body) = crate::main_engine::answered(config, callout_id, status, body) {
+                config.main.answered(callout_id, status, body);
+            }
         },
     )
 }

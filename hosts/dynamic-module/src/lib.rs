@@ -7,7 +7,10 @@
 //! - `hooks`: the event hooks Envoy calls, turned into engine events.
 //! - `worker`: each worker's engines, live requests and vault callouts.
 //! - `native_host`: the engine's host on the ABI, for one event.
+//! - `generic_secret`: Envoy's SDS secrets (the vault token of `vault.token_sds`).
 //! - `filter_config`: one filter configuration (its metrics, its shared-data namespace).
+//! - `main_engine`: each configuration's engine on the main thread (the vault token with no
+//!   request).
 //! - `background`: the callouts no request carries, made on the main thread.
 //! - `shared_data`: the data shared by all workers of the process.
 //! - `ticker`: the thread that wakes idle workers whose paused requests may wait for a tick.
@@ -18,7 +21,9 @@
 mod background;
 mod envoy;
 mod filter_config;
+mod generic_secret;
 mod hooks;
+mod main_engine;
 mod native_host;
 mod shared_data;
 mod ticker;
@@ -28,3 +33,7 @@ mod worker;
 mod fake_envoy;
 #[cfg(test)]
 mod hook_fuzz;
+#[cfg(test)]
+mod main_engine_tests;
+#[cfg(test)]
+mod token_sds_tests;

@@ -6,10 +6,14 @@
 //! a second, each worker that asked ([`Mailbox::want_ticks`]) through its waker, whose
 //! `on_http_filter_scheduled` runs the tick.
 //!
+//! It also commits, once a second, a tick of each filter configuration's main-thread engine
+//! (`main_engine`: the vault token kept alive with no request) on its scheduler.
+//!
 //! The thread runs while a filter configuration lives: started by the first, stopped and
 //! joined when the last is dropped (before Envoy can unload the module).
 
 use crate::background::Mailbox;
+use crate::envoy::ConfigScheduler;
 use log::warn;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::JoinHandle;
@@ -23,6 +27,9 @@ struct State {
     users: usize,
     stop: bool,
     mailboxes: Vec<Weak<Mailbox>>,
+    /// The filter configurations' schedulers: each gets a tick of its main engine
+    /// (`main_engine`) every period.
+    configs: Vec<Weak<ConfigScheduler>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -50,6 +57,10 @@ fn run() {
         s.mailboxes.retain(|m| m.strong_count() > 0);
         for m in s.mailboxes.iter().filter_map(Weak::upgrade) {
             m.tick_wake();
+        }
+        s.configs.retain(|c| c.strong_count() > 0);
+        for c in s.configs.iter().filter_map(Weak::upgrade) {
+            c.commit(crate::main_engine::TICK);
         }
     }
 }
@@ -96,4 +107,9 @@ pub fn register(mailbox: &Arc<Mailbox>) {
     if !s.mailboxes.iter().any(|m| m.ptr_eq(&w)) {
         s.mailboxes.push(w);
     }
+}
+
+/// Commit a tick of a filter configuration's main engine on `scheduler` at each period.
+pub fn register_config(scheduler: &Arc<ConfigScheduler>) {
+    lock().configs.push(Arc::downgrade(scheduler));
 }

@@ -141,17 +141,24 @@ pub fn engine_for(config: &Arc<FilterConfig>) -> Option<Rc<WorkerEngine>> {
     }
     let mut engine = Engine::new(retries);
     engine.hash_bodies_in_host();
+    engine.vault_token_from_host();
     let mut host = NativeHost::new(config, None);
     let ok = engine.on_configure(&mut host, &config.bytes, |name| std::env::var(name).ok());
     host.finish();
     if !ok {
         return None;
     }
+    if config
+        .main_engine
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        engine.vault_token_kept_elsewhere();
+    }
     let we = Rc::new(WorkerEngine {
         config_id: config.id,
         engine: RefCell::new(engine),
-        // The worker's first event ticks at once: the engine's first tick starts its vault
-        // token's lookup or login.
+        // The worker's first event ticks at once: the engine's first tick takes the vault
+        // token (or, with no main-thread engine, starts its lookup or login).
         next_tick_ms: Cell::new(0),
     });
     let mailbox = with_worker(|w| {
