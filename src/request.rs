@@ -11,6 +11,7 @@ use crate::errors::{ErrorCode, LocalError};
 use crate::policy::{Caller, Policy};
 use crate::sigv4::{self, SigningInput, SigningKeyCache, UriRules};
 use crate::vault::{self, Credentials};
+use std::sync::Arc;
 
 /// Payload hash tokens of S3's `aws-chunked` uploads.
 pub const STREAMING_UNSIGNED_TRAILER: &str = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
@@ -191,7 +192,8 @@ pub struct Plan {
     pub grant_id: String,
     pub method: String,
     pub path: String,
-    pub endpoint: AwsEndpoint,
+    /// Shared with the authority memo.
+    pub endpoint: Arc<AwsEndpoint>,
     pub uri_rules: UriRules,
     pub payload_hash: String,
     /// The request already carries `x-amz-content-sha256` with exactly `payload_hash` (as
@@ -237,7 +239,7 @@ impl Plan {
 }
 
 /// Header edits that sign a request: remove `remove`, then set each of `set`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Edits {
     pub remove: Vec<String>,
     pub set: Vec<(String, String)>,
@@ -331,7 +333,7 @@ fn resolve_endpoint(
     scheme: &str,
     service_override: Option<&[u8]>,
     region_override: Option<&[u8]>,
-) -> Result<AwsEndpoint, LocalError> {
+) -> Result<Arc<AwsEndpoint>, LocalError> {
     let service_override = override_value(SERVICE_OVERRIDE_HEADER, service_override)?;
     let region_override = override_value(REGION_OVERRIDE_HEADER, region_override)?;
     if (service_override.is_some() || region_override.is_some()) && !cfg.request_overrides {
@@ -342,23 +344,27 @@ fn resolve_endpoint(
         ));
     }
     let mut endpoint = if cfg.host_overrides.is_empty() {
-        authorities.parse(authority, scheme).map_err(host_error)?
+        authorities
+            .parse_shared(authority, scheme)
+            .map_err(host_error)?
     } else {
         let (lower, host) = aws_host::split_authority(authority, scheme).map_err(host_error)?;
         match cfg.host_overrides.get(&lower) {
-            Some(o) => AwsEndpoint {
+            Some(o) => Arc::new(AwsEndpoint {
                 signing_name: o.service.clone(),
                 region: o.region.clone(),
                 host,
-            },
-            None => authorities.parse(authority, scheme).map_err(host_error)?,
+            }),
+            None => authorities
+                .parse_shared(authority, scheme)
+                .map_err(host_error)?,
         }
     };
     if let Some(s) = service_override {
-        endpoint.signing_name = s.to_string();
+        Arc::make_mut(&mut endpoint).signing_name = s.to_string();
     }
     if let Some(r) = region_override {
-        endpoint.region = r.to_string();
+        Arc::make_mut(&mut endpoint).region = r.to_string();
     }
     Ok(endpoint)
 }
@@ -762,6 +768,52 @@ pub fn sign(
     now: u64,
     keys: &mut SigningKeyCache,
 ) -> Result<Edits, LocalError> {
+    let mut edits = Edits::default();
+    sign_into(plan, creds, now, keys, &mut edits)?;
+    Ok(edits)
+}
+
+/// Write `s` into `slot`, reusing its buffer.
+fn overwrite(slot: &mut String, s: &str) {
+    slot.clear();
+    slot.push_str(s);
+}
+
+/// Set entry `i` of `set` to `(name, value)`, reusing the buffers of the entry there.
+fn put(set: &mut Vec<(String, String)>, i: usize, name: &str, value: &str) {
+    match set.get_mut(i) {
+        Some((n, v)) => {
+            overwrite(n, name);
+            overwrite(v, value);
+        }
+        None => set.push((name.to_string(), value.to_string())),
+    }
+}
+
+/// [`sign`] into `edits`, whose buffers are reused (an engine keeps one between requests).
+/// On error `edits` holds no usable edit.
+pub fn sign_into(
+    plan: &Plan,
+    creds: &Credentials,
+    now: u64,
+    keys: &mut SigningKeyCache,
+    edits: &mut Edits,
+) -> Result<(), LocalError> {
+    let signed = sign_edits(plan, creds, now, keys, edits);
+    if signed.is_err() {
+        edits.remove.clear();
+        edits.set.clear();
+    }
+    signed
+}
+
+fn sign_edits(
+    plan: &Plan,
+    creds: &Credentials,
+    now: u64,
+    keys: &mut SigningKeyCache,
+    edits: &mut Edits,
+) -> Result<(), LocalError> {
     let amz_date = sigv4::format_amz_date(now);
     let date = amz_date.get(..8).unwrap_or("");
     let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(plan.signed.len() + 3);
@@ -787,12 +839,23 @@ pub fn sign(
         service: &plan.endpoint.signing_name,
         uri_rules: plan.uri_rules,
     };
-    let signed = sigv4::sign_memoized(
+    if edits.set.is_empty() {
+        edits.set.push((String::new(), String::new()));
+    }
+    let authorization = match edits.set.first_mut() {
+        Some((name, value)) => {
+            overwrite(name, "authorization");
+            value
+        }
+        None => return Err(LocalError::internal("no room for the signed headers")),
+    };
+    sigv4::authorization_memoized(
         &input,
         &creds.access_key_id,
         &key,
         memo,
         Some(canonical_memo),
+        authorization,
     )
     .map_err(|e| match e {
         sigv4::SigV4Error::BadPath(why) => LocalError::new(
@@ -806,28 +869,39 @@ pub fn sign(
         sigv4::SigV4Error::BadDate => LocalError::internal("the clock gave an unusable date"),
     })?;
 
-    let mut set = Vec::with_capacity(5);
-    set.push(("authorization".to_string(), signed.authorization));
-    set.push(("x-amz-date".to_string(), amz_date));
+    let mut n = 1;
+    put(&mut edits.set, n, "x-amz-date", &amz_date);
+    n += 1;
     if !plan.payload_hash_as_sent {
-        set.push((
-            "x-amz-content-sha256".to_string(),
-            plan.payload_hash.clone(),
-        ));
+        put(
+            &mut edits.set,
+            n,
+            "x-amz-content-sha256",
+            &plan.payload_hash,
+        );
+        n += 1;
     }
     if let Some(t) = &creds.session_token {
-        set.push(("x-amz-security-token".to_string(), t.clone()));
+        put(&mut edits.set, n, "x-amz-security-token", t);
+        n += 1;
     }
     if let Some(a) = &plan.new_authority {
-        set.push((":authority".to_string(), a.clone()));
+        put(&mut edits.set, n, ":authority", a);
+        n += 1;
     }
     if let Some(p) = &plan.new_path {
-        set.push((":path".to_string(), p.clone()));
+        put(&mut edits.set, n, ":path", p);
+        n += 1;
     }
-    Ok(Edits {
-        remove: plan.strip.clone(),
-        set,
-    })
+    edits.set.truncate(n);
+    for (i, name) in plan.strip.iter().enumerate() {
+        match edits.remove.get_mut(i) {
+            Some(slot) => overwrite(slot, name),
+            None => edits.remove.push(name.clone()),
+        }
+    }
+    edits.remove.truncate(plan.strip.len());
+    Ok(())
 }
 
 #[cfg(test)]

@@ -106,6 +106,72 @@ pub fn sign_memoized(
     memo: Option<&mut FirstBlockMemo>,
     canonical_memo: Option<&mut CanonicalRequestMemo>,
 ) -> Result<Signed, SigV4Error> {
+    let mut authorization = String::new();
+    let parts = sign_into(
+        input,
+        access_key_id,
+        signing_key,
+        memo,
+        canonical_memo,
+        &mut authorization,
+    )?;
+    let signed_headers = parts
+        .canonical_request
+        .get(parts.signed_range)
+        .unwrap_or("")
+        .to_owned();
+    let signature = authorization
+        .get(parts.signature_start..)
+        .unwrap_or("")
+        .to_owned();
+    Ok(Signed {
+        canonical_request: parts.canonical_request,
+        string_to_sign: parts.string_to_sign,
+        signed_headers,
+        signature,
+        authorization,
+    })
+}
+
+/// [`sign_memoized`] for the `Authorization` value alone, written into `authorization`
+/// (cleared first; its buffer is reused).
+pub fn authorization_memoized(
+    input: &SigningInput<'_>,
+    access_key_id: &str,
+    signing_key: &SigningKey,
+    memo: Option<&mut FirstBlockMemo>,
+    canonical_memo: Option<&mut CanonicalRequestMemo>,
+    authorization: &mut String,
+) -> Result<(), SigV4Error> {
+    sign_into(
+        input,
+        access_key_id,
+        signing_key,
+        memo,
+        canonical_memo,
+        authorization,
+    )
+    .map(|_| ())
+}
+
+/// What [`sign_into`] built on the way to the `Authorization` value.
+struct Parts {
+    canonical_request: String,
+    /// Where the signed header names are in `canonical_request`.
+    signed_range: std::ops::Range<usize>,
+    string_to_sign: String,
+    /// Where the signature starts in the `Authorization` value.
+    signature_start: usize,
+}
+
+fn sign_into(
+    input: &SigningInput<'_>,
+    access_key_id: &str,
+    signing_key: &SigningKey,
+    memo: Option<&mut FirstBlockMemo>,
+    canonical_memo: Option<&mut CanonicalRequestMemo>,
+    authorization: &mut String,
+) -> Result<Parts, SigV4Error> {
     let date = date_of(input.amz_date)?;
     if !is_scope_part(input.region) || !is_scope_part(input.service) {
         return Err(SigV4Error::BadHeader("host".to_owned()));
@@ -114,7 +180,7 @@ pub fn sign_memoized(
         return Err(SigV4Error::BadHeader("authorization".to_owned()));
     }
     let (canonical_request, signed_range) = build_canonical_request(input)?;
-    let signed_headers = canonical_request.get(signed_range).unwrap_or("");
+    let signed_headers = canonical_request.get(signed_range.clone()).unwrap_or("");
 
     // <date>/<region>/<service>/aws4_request
     let scope_len = date.len() + input.region.len() + input.service.len() + 15;
@@ -140,7 +206,8 @@ pub fn sign_memoized(
     push_hex32(&mut string_to_sign, &creq_hash);
 
     let scope = string_to_sign.get(scope_start..scope_end).unwrap_or("");
-    let mut authorization = String::with_capacity(
+    authorization.clear();
+    authorization.reserve(
         ALGORITHM.len() + access_key_id.len() + scope.len() + signed_headers.len() + 64 + 40,
     );
     authorization.push_str(ALGORITHM);
@@ -156,19 +223,12 @@ pub fn sign_memoized(
         Some(memo) => signing_key.mac_memoized(string_to_sign.as_bytes(), memo),
         None => signing_key.mac(string_to_sign.as_bytes()),
     };
-    push_hex32(&mut authorization, &signature);
-    let signature = authorization
-        .get(signature_start..)
-        .unwrap_or("")
-        .to_owned();
-    let signed_headers = signed_headers.to_owned();
-
-    Ok(Signed {
+    push_hex32(authorization, &signature);
+    Ok(Parts {
         canonical_request,
+        signed_range,
         string_to_sign,
-        signed_headers,
-        signature,
-        authorization,
+        signature_start,
     })
 }
 
