@@ -773,6 +773,9 @@ pub fn sign(
     Ok(edits)
 }
 
+/// Signed headers held on the stack while signing (more go to the heap).
+const SIGNED_ON_STACK: usize = 16;
+
 /// Write `s` into `slot`, reusing its buffer.
 fn overwrite(slot: &mut String, s: &str) {
     slot.clear();
@@ -814,15 +817,52 @@ fn sign_edits(
     keys: &mut SigningKeyCache,
     edits: &mut Edits,
 ) -> Result<(), LocalError> {
-    let amz_date = sigv4::format_amz_date(now);
-    let date = amz_date.get(..8).unwrap_or("");
-    let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(plan.signed.len() + 3);
-    headers.extend(plan.signed.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
-    headers.push(("x-amz-date", amz_date.as_bytes()));
-    headers.push(("x-amz-content-sha256", plan.payload_hash.as_bytes()));
-    if let Some(t) = &creds.session_token {
-        headers.push(("x-amz-security-token", t.as_bytes()));
+    // Authorization first, then x-amz-date, written in place.
+    while edits.set.len() < 2 {
+        edits.set.push((String::new(), String::new()));
     }
+    let Some(((auth_name, authorization), rest)) = edits.set.split_first_mut() else {
+        return Err(LocalError::internal("no room for the signed headers"));
+    };
+    let Some((date_name, amz_date)) = rest.first_mut() else {
+        return Err(LocalError::internal("no room for the signed headers"));
+    };
+    overwrite(auth_name, "authorization");
+    overwrite(date_name, "x-amz-date");
+    amz_date.clear();
+    sigv4::push_amz_date(amz_date, now);
+    let amz_date = amz_date.as_str();
+    let date = amz_date.get(..8).unwrap_or("");
+    // On the stack unless the request signs more headers than it holds.
+    let count = plan.signed.len() + 3;
+    let mut stack: [(&str, &[u8]); SIGNED_ON_STACK] = [("", &[]); SIGNED_ON_STACK];
+    let mut heap: Vec<(&str, &[u8])> = Vec::new();
+    let signed_headers = plan
+        .signed
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .chain([
+            ("x-amz-date", amz_date.as_bytes()),
+            ("x-amz-content-sha256", plan.payload_hash.as_bytes()),
+        ])
+        .chain(
+            creds
+                .session_token
+                .iter()
+                .map(|t| ("x-amz-security-token", t.as_bytes())),
+        );
+    let headers: &[(&str, &[u8])] = if count <= SIGNED_ON_STACK {
+        let mut len = 0;
+        for (slot, h) in stack.iter_mut().zip(signed_headers) {
+            *slot = h;
+            len += 1;
+        }
+        stack.get(..len).unwrap_or(&[])
+    } else {
+        heap.reserve_exact(count);
+        heap.extend(signed_headers);
+        &heap
+    };
     let (key, memo, canonical_memo) = keys.get_with_memo(
         &creds.secret_access_key,
         date,
@@ -832,22 +872,12 @@ fn sign_edits(
     let input = SigningInput {
         method: &plan.method,
         path_and_query: &plan.path,
-        headers: &headers,
+        headers,
         payload_hash: &plan.payload_hash,
-        amz_date: &amz_date,
+        amz_date,
         region: &plan.endpoint.region,
         service: &plan.endpoint.signing_name,
         uri_rules: plan.uri_rules,
-    };
-    if edits.set.is_empty() {
-        edits.set.push((String::new(), String::new()));
-    }
-    let authorization = match edits.set.first_mut() {
-        Some((name, value)) => {
-            overwrite(name, "authorization");
-            value
-        }
-        None => return Err(LocalError::internal("no room for the signed headers")),
     };
     sigv4::authorization_memoized(
         &input,
@@ -869,9 +899,7 @@ fn sign_edits(
         sigv4::SigV4Error::BadDate => LocalError::internal("the clock gave an unusable date"),
     })?;
 
-    let mut n = 1;
-    put(&mut edits.set, n, "x-amz-date", &amz_date);
-    n += 1;
+    let mut n = 2;
     if !plan.payload_hash_as_sent {
         put(
             &mut edits.set,
