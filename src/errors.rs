@@ -174,6 +174,10 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
+/// The response code details Envoy records for the filter's local replies
+/// (`%RESPONSE_CODE_DETAILS%`).
+pub const LOCAL_REPLY_DETAILS: &str = "grant_sigv4_local_reply";
+
 /// A refusal answered locally.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalError {
@@ -194,6 +198,15 @@ impl LocalError {
     /// HTTP status of the local reply.
     pub fn status(&self) -> u32 {
         self.code.status()
+    }
+
+    /// The headers of the local reply: JSON, and `retry-after` when the code has one.
+    pub fn headers(&self) -> Vec<(&'static str, &'static [u8])> {
+        let mut h: Vec<(&'static str, &'static [u8])> = vec![("content-type", b"application/json")];
+        if let Some(s) = self.code.retry_after() {
+            h.push(("retry-after", s.as_bytes()));
+        }
+        h
     }
 
     /// The JSON body of the local reply.
@@ -264,6 +277,23 @@ impl LocalError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_say_json_and_when_to_retry() {
+        let busy = LocalError::new(ErrorCode::VaultBusy, "busy");
+        assert_eq!(
+            busy.headers(),
+            vec![
+                ("content-type", &b"application/json"[..]),
+                ("retry-after", &b"1"[..])
+            ]
+        );
+        let missing = LocalError::grant_missing("x-grant-id");
+        assert_eq!(
+            missing.headers(),
+            vec![("content-type", &b"application/json"[..])]
+        );
+    }
 
     #[test]
     fn body_is_json_with_code_and_message() {

@@ -13,7 +13,7 @@ use crate::filter_config::FilterConfig;
 use crate::shared_data;
 use crate::worker::{self, Callout, Phase};
 use grant_sigv4_core::engine::{CalloutToken, Host, MetricKind, Property, RequestId};
-use grant_sigv4_core::errors::LocalError;
+use grant_sigv4_core::errors::{LocalError, LOCAL_REPLY_DETAILS};
 use grant_sigv4_core::request::Edits;
 use log::{debug, warn};
 
@@ -53,16 +53,12 @@ pub fn now_ms() -> Option<u64> {
 /// Answer `stream` locally with `e`: `{"error": CODE, "message": ...}`, and `retry-after`
 /// when the code has one.
 pub fn send_error(stream: Stream, e: &LocalError) {
-    let ctype: (&str, &[u8]) = ("content-type", b"application/json");
-    let headers: Vec<(&str, &[u8])> = match e.code.retry_after() {
-        Some(s) => vec![ctype, ("retry-after", s.as_bytes())],
-        None => vec![ctype],
-    };
+    let body = e.body();
     stream.send_response(
         e.status(),
-        &headers,
-        e.body().as_bytes(),
-        "grant_sigv4_local_reply",
+        &e.headers(),
+        body.as_bytes(),
+        LOCAL_REPLY_DETAILS,
     );
 }
 

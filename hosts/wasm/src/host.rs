@@ -12,7 +12,7 @@ use crate::hostcalls::{check, ffi, found, with_buffer, HeaderMap};
 use crate::hostcalls::{set_effective_context, Buffer, Status};
 use crate::pairs::serialize_pairs;
 use grant_sigv4_core::engine::{CalloutToken, Host, MetricKind, Property, RequestId};
-use grant_sigv4_core::errors::LocalError;
+use grant_sigv4_core::errors::{LocalError, LOCAL_REPLY_DETAILS};
 use grant_sigv4_core::request::Edits;
 use log::{debug, warn};
 
@@ -114,13 +114,8 @@ impl Host for WasmHost {
         if !self.switch_to(id) {
             return;
         }
-        let body = error.body();
-        let ctype: (&str, &[u8]) = ("content-type", b"application/json");
-        let headers = match error.code.retry_after() {
-            Some(s) => serialize_pairs(&[ctype, ("retry-after", s.as_bytes())]),
-            None => serialize_pairs(&[ctype]),
-        };
-        let details = b"grant_sigv4_local_reply";
+        let (body, headers) = (error.body(), serialize_pairs(&error.headers()));
+        let details = LOCAL_REPLY_DETAILS;
         let (d, dl, b, bl) = (details.as_ptr(), details.len(), body.as_ptr(), body.len());
         let (h, hl) = (headers.as_ptr(), headers.len());
         // SAFETY: see the module comment.
