@@ -126,7 +126,11 @@ impl Decision<'_> {
         if let Some(p) = self.path {
             j.key("path");
             if self.path_has_query_values {
-                push_json_str(&mut j.out, &path_without_query_values(p));
+                j.out.push('"');
+                for_path_without_query_values(p, |piece| {
+                    crate::json::push_json_str_content(&mut j.out, piece)
+                });
+                j.out.push('"');
             } else {
                 push_json_str(&mut j.out, p);
             }
@@ -155,23 +159,27 @@ impl Decision<'_> {
 /// The path without query values: keys stay, so the operation is visible, values go, as
 /// they may hold data.
 pub fn path_without_query_values(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for_path_without_query_values(path, |piece| out.push_str(piece));
+    out
+}
+
+/// [`path_without_query_values`], handed to `push` in pieces (no copy of the path).
+fn for_path_without_query_values(path: &str, mut push: impl FnMut(&str)) {
     match path.split_once('?') {
-        None => path.to_string(),
+        None => push(path),
         Some((p, q)) => {
-            let mut out = String::with_capacity(path.len());
-            out.push_str(p);
-            out.push('?');
+            push(p);
+            push("?");
             for (i, pair) in q.split('&').enumerate() {
                 if i > 0 {
-                    out.push('&');
+                    push("&");
                 }
-                let key = pair.split('=').next().unwrap_or("");
-                out.push_str(key);
+                push(pair.split('=').next().unwrap_or(""));
                 if pair.contains('=') {
-                    out.push('=');
+                    push("=");
                 }
             }
-            out
         }
     }
 }

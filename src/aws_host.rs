@@ -28,6 +28,7 @@
 //! 5. region-first forms `NAME.REGION.es.SUFFIX` (OpenSearch domains) and `.aoss.`.
 
 use crate::endpoints_table::{self as table, Auth, Global, S};
+use std::sync::Arc;
 
 /// What a host name tells us.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,9 +91,11 @@ pub const MEMO_SIZE: usize = 16;
 /// oldest first. A plugin instance mostly talks to a few hosts, and resolving one costs more
 /// than the rest of a request's plan (5.5k of 57k instructions of a native GET). The answer
 /// is the same with or without the memo.
+/// A hit shares the memo's endpoint ([`AuthorityMemo::parse_shared`]): no copy of its
+/// names.
 #[derive(Default)]
 pub struct AuthorityMemo {
-    entries: Vec<(String, String, AwsEndpoint)>,
+    entries: Vec<(String, String, Arc<AwsEndpoint>)>,
     next: usize,
 }
 
@@ -106,23 +109,32 @@ impl AuthorityMemo {
 
     /// [`parse_authority`], answered from the memo when it holds the authority.
     pub fn parse(&mut self, authority: &str, scheme: &str) -> Result<AwsEndpoint, HostError> {
+        self.parse_shared(authority, scheme).map(|e| (*e).clone())
+    }
+
+    /// [`AuthorityMemo::parse`], sharing the memo's endpoint.
+    pub fn parse_shared(
+        &mut self,
+        authority: &str,
+        scheme: &str,
+    ) -> Result<Arc<AwsEndpoint>, HostError> {
         if let Some(e) = self.get(authority, scheme) {
             return Ok(e);
         }
-        let e = resolve_authority(authority, scheme)?;
+        let e = Arc::new(resolve_authority(authority, scheme)?);
         self.put(authority, scheme, &e);
         Ok(e)
     }
 
-    fn get(&self, authority: &str, scheme: &str) -> Option<AwsEndpoint> {
+    fn get(&self, authority: &str, scheme: &str) -> Option<Arc<AwsEndpoint>> {
         self.entries
             .iter()
             .find(|(a, s, _)| a == authority && s == scheme)
-            .map(|(_, _, e)| e.clone())
+            .map(|(_, _, e)| Arc::clone(e))
     }
 
-    fn put(&mut self, authority: &str, scheme: &str, e: &AwsEndpoint) {
-        let entry = (authority.to_string(), scheme.to_string(), e.clone());
+    fn put(&mut self, authority: &str, scheme: &str, e: &Arc<AwsEndpoint>) {
+        let entry = (authority.to_string(), scheme.to_string(), Arc::clone(e));
         if self.entries.len() < MEMO_SIZE {
             self.entries.push(entry);
         } else if let Some(slot) = self.entries.get_mut(self.next) {

@@ -93,8 +93,14 @@ impl JsonWriter {
 /// A JSON string with `serde_json`'s escapes: `\"`, `\\`, `\b \t \n \f \r`, and `\u00xx`
 /// for the other control characters; everything else (including non-ASCII) as is.
 pub(crate) fn push_json_str(out: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
+    push_json_str_content(out, s);
+    out.push('"');
+}
+
+/// [`push_json_str`] without the quotes: `s` escaped, for a string written in pieces.
+pub(crate) fn push_json_str_content(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     // Most strings need no escape: skip them 8 bytes at a time.
     let mut clean = 0;
@@ -130,7 +136,6 @@ pub(crate) fn push_json_str(out: &mut String, s: &str) {
         }
     }
     out.push_str(s.get(start..).unwrap_or(""));
-    out.push('"');
 }
 
 /// Whether one of the 8 bytes of `w` is a control character, `"` or `\` (exact: the

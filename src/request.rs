@@ -11,6 +11,7 @@ use crate::errors::{ErrorCode, LocalError};
 use crate::policy::{Caller, Policy};
 use crate::sigv4::{self, SigningInput, SigningKeyCache, UriRules};
 use crate::vault::{self, Credentials};
+use std::sync::Arc;
 
 /// Payload hash tokens of S3's `aws-chunked` uploads.
 pub const STREAMING_UNSIGNED_TRAILER: &str = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
@@ -191,7 +192,8 @@ pub struct Plan {
     pub grant_id: String,
     pub method: String,
     pub path: String,
-    pub endpoint: AwsEndpoint,
+    /// Shared with the authority memo.
+    pub endpoint: Arc<AwsEndpoint>,
     pub uri_rules: UriRules,
     pub payload_hash: String,
     /// The request already carries `x-amz-content-sha256` with exactly `payload_hash` (as
@@ -237,7 +239,7 @@ impl Plan {
 }
 
 /// Header edits that sign a request: remove `remove`, then set each of `set`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Edits {
     pub remove: Vec<String>,
     pub set: Vec<(String, String)>,
@@ -331,7 +333,7 @@ fn resolve_endpoint(
     scheme: &str,
     service_override: Option<&[u8]>,
     region_override: Option<&[u8]>,
-) -> Result<AwsEndpoint, LocalError> {
+) -> Result<Arc<AwsEndpoint>, LocalError> {
     let service_override = override_value(SERVICE_OVERRIDE_HEADER, service_override)?;
     let region_override = override_value(REGION_OVERRIDE_HEADER, region_override)?;
     if (service_override.is_some() || region_override.is_some()) && !cfg.request_overrides {
@@ -342,23 +344,27 @@ fn resolve_endpoint(
         ));
     }
     let mut endpoint = if cfg.host_overrides.is_empty() {
-        authorities.parse(authority, scheme).map_err(host_error)?
+        authorities
+            .parse_shared(authority, scheme)
+            .map_err(host_error)?
     } else {
         let (lower, host) = aws_host::split_authority(authority, scheme).map_err(host_error)?;
         match cfg.host_overrides.get(&lower) {
-            Some(o) => AwsEndpoint {
+            Some(o) => Arc::new(AwsEndpoint {
                 signing_name: o.service.clone(),
                 region: o.region.clone(),
                 host,
-            },
-            None => authorities.parse(authority, scheme).map_err(host_error)?,
+            }),
+            None => authorities
+                .parse_shared(authority, scheme)
+                .map_err(host_error)?,
         }
     };
     if let Some(s) = service_override {
-        endpoint.signing_name = s.to_string();
+        Arc::make_mut(&mut endpoint).signing_name = s.to_string();
     }
     if let Some(r) = region_override {
-        endpoint.region = r.to_string();
+        Arc::make_mut(&mut endpoint).region = r.to_string();
     }
     Ok(endpoint)
 }
@@ -762,15 +768,101 @@ pub fn sign(
     now: u64,
     keys: &mut SigningKeyCache,
 ) -> Result<Edits, LocalError> {
-    let amz_date = sigv4::format_amz_date(now);
-    let date = amz_date.get(..8).unwrap_or("");
-    let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(plan.signed.len() + 3);
-    headers.extend(plan.signed.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
-    headers.push(("x-amz-date", amz_date.as_bytes()));
-    headers.push(("x-amz-content-sha256", plan.payload_hash.as_bytes()));
-    if let Some(t) = &creds.session_token {
-        headers.push(("x-amz-security-token", t.as_bytes()));
+    let mut edits = Edits::default();
+    sign_into(plan, creds, now, keys, &mut edits)?;
+    Ok(edits)
+}
+
+/// Signed headers held on the stack while signing (more go to the heap).
+const SIGNED_ON_STACK: usize = 16;
+
+/// Write `s` into `slot`, reusing its buffer.
+fn overwrite(slot: &mut String, s: &str) {
+    slot.clear();
+    slot.push_str(s);
+}
+
+/// Set entry `i` of `set` to `(name, value)`, reusing the buffers of the entry there.
+fn put(set: &mut Vec<(String, String)>, i: usize, name: &str, value: &str) {
+    match set.get_mut(i) {
+        Some((n, v)) => {
+            overwrite(n, name);
+            overwrite(v, value);
+        }
+        None => set.push((name.to_string(), value.to_string())),
     }
+}
+
+/// [`sign`] into `edits`, whose buffers are reused (an engine keeps one between requests).
+/// On error `edits` holds no usable edit.
+pub fn sign_into(
+    plan: &Plan,
+    creds: &Credentials,
+    now: u64,
+    keys: &mut SigningKeyCache,
+    edits: &mut Edits,
+) -> Result<(), LocalError> {
+    let signed = sign_edits(plan, creds, now, keys, edits);
+    if signed.is_err() {
+        edits.remove.clear();
+        edits.set.clear();
+    }
+    signed
+}
+
+fn sign_edits(
+    plan: &Plan,
+    creds: &Credentials,
+    now: u64,
+    keys: &mut SigningKeyCache,
+    edits: &mut Edits,
+) -> Result<(), LocalError> {
+    // Authorization first, then x-amz-date, written in place.
+    while edits.set.len() < 2 {
+        edits.set.push((String::new(), String::new()));
+    }
+    let Some(((auth_name, authorization), rest)) = edits.set.split_first_mut() else {
+        return Err(LocalError::internal("no room for the signed headers"));
+    };
+    let Some((date_name, amz_date)) = rest.first_mut() else {
+        return Err(LocalError::internal("no room for the signed headers"));
+    };
+    overwrite(auth_name, "authorization");
+    overwrite(date_name, "x-amz-date");
+    amz_date.clear();
+    sigv4::push_amz_date(amz_date, now);
+    let amz_date = amz_date.as_str();
+    let date = amz_date.get(..8).unwrap_or("");
+    // On the stack unless the request signs more headers than it holds.
+    let count = plan.signed.len() + 3;
+    let mut stack: [(&str, &[u8]); SIGNED_ON_STACK] = [("", &[]); SIGNED_ON_STACK];
+    let mut heap: Vec<(&str, &[u8])> = Vec::new();
+    let signed_headers = plan
+        .signed
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .chain([
+            ("x-amz-date", amz_date.as_bytes()),
+            ("x-amz-content-sha256", plan.payload_hash.as_bytes()),
+        ])
+        .chain(
+            creds
+                .session_token
+                .iter()
+                .map(|t| ("x-amz-security-token", t.as_bytes())),
+        );
+    let headers: &[(&str, &[u8])] = if count <= SIGNED_ON_STACK {
+        let mut len = 0;
+        for (slot, h) in stack.iter_mut().zip(signed_headers) {
+            *slot = h;
+            len += 1;
+        }
+        stack.get(..len).unwrap_or(&[])
+    } else {
+        heap.reserve_exact(count);
+        heap.extend(signed_headers);
+        &heap
+    };
     let (key, memo, canonical_memo) = keys.get_with_memo(
         &creds.secret_access_key,
         date,
@@ -780,19 +872,20 @@ pub fn sign(
     let input = SigningInput {
         method: &plan.method,
         path_and_query: &plan.path,
-        headers: &headers,
+        headers,
         payload_hash: &plan.payload_hash,
-        amz_date: &amz_date,
+        amz_date,
         region: &plan.endpoint.region,
         service: &plan.endpoint.signing_name,
         uri_rules: plan.uri_rules,
     };
-    let signed = sigv4::sign_memoized(
+    sigv4::authorization_memoized(
         &input,
         &creds.access_key_id,
         &key,
         memo,
         Some(canonical_memo),
+        authorization,
     )
     .map_err(|e| match e {
         sigv4::SigV4Error::BadPath(why) => LocalError::new(
@@ -806,28 +899,37 @@ pub fn sign(
         sigv4::SigV4Error::BadDate => LocalError::internal("the clock gave an unusable date"),
     })?;
 
-    let mut set = Vec::with_capacity(5);
-    set.push(("authorization".to_string(), signed.authorization));
-    set.push(("x-amz-date".to_string(), amz_date));
+    let mut n = 2;
     if !plan.payload_hash_as_sent {
-        set.push((
-            "x-amz-content-sha256".to_string(),
-            plan.payload_hash.clone(),
-        ));
+        put(
+            &mut edits.set,
+            n,
+            "x-amz-content-sha256",
+            &plan.payload_hash,
+        );
+        n += 1;
     }
     if let Some(t) = &creds.session_token {
-        set.push(("x-amz-security-token".to_string(), t.clone()));
+        put(&mut edits.set, n, "x-amz-security-token", t);
+        n += 1;
     }
     if let Some(a) = &plan.new_authority {
-        set.push((":authority".to_string(), a.clone()));
+        put(&mut edits.set, n, ":authority", a);
+        n += 1;
     }
     if let Some(p) = &plan.new_path {
-        set.push((":path".to_string(), p.clone()));
+        put(&mut edits.set, n, ":path", p);
+        n += 1;
     }
-    Ok(Edits {
-        remove: plan.strip.clone(),
-        set,
-    })
+    edits.set.truncate(n);
+    for (i, name) in plan.strip.iter().enumerate() {
+        match edits.remove.get_mut(i) {
+            Some(slot) => overwrite(slot, name),
+            None => edits.remove.push(name.clone()),
+        }
+    }
+    edits.remove.truncate(plan.strip.len());
+    Ok(())
 }
 
 #[cfg(test)]

@@ -86,6 +86,8 @@ pub struct Engine {
     cache: GrantCache,
     keys: SigningKeyCache,
     authorities: AuthorityMemo,
+    /// The signed headers of the last request, whose buffers the next one reuses.
+    edits: Edits,
     /// Grants of requests that may be retried (upstream filter mode), shared by the
     /// plugin instances of one worker (the precheck and the signing instance).
     retries: Rc<RefCell<RetryStash>>,
@@ -112,6 +114,7 @@ impl Engine {
             cache: GrantCache::default(),
             keys: SigningKeyCache::default(),
             authorities: AuthorityMemo::new(),
+            edits: Edits::default(),
             retries,
             requests: IdMap::default(),
             fetches: HashMap::new(),
@@ -824,14 +827,11 @@ impl Engine {
             self.refuse_planned(host, id, &e, plan);
             return Action::Pause;
         }
-        let edits = match request::sign(plan, &g.creds, now, &mut self.keys) {
-            Ok(edits) => edits,
-            Err(e) => {
-                self.refuse_planned(host, id, &e, plan);
-                return Action::Pause;
-            }
-        };
-        if let Err(s) = host.edit_request_headers(id, &edits) {
+        if let Err(e) = request::sign_into(plan, &g.creds, now, &mut self.keys, &mut self.edits) {
+            self.refuse_planned(host, id, &e, plan);
+            return Action::Pause;
+        }
+        if let Err(s) = host.edit_request_headers(id, &self.edits) {
             // Never forward a half-edited request.
             warn!("could not write signed headers ({s})");
             let e = LocalError::internal("the signed headers could not be written");

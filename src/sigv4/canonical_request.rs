@@ -405,6 +405,16 @@ pub(super) fn push_canonical_headers(
 pub(super) fn build_canonical_request(
     input: &SigningInput<'_>,
 ) -> Result<(String, std::ops::Range<usize>), SigV4Error> {
+    let mut creq = String::new();
+    let range = build_canonical_request_into(input, &mut creq)?;
+    Ok((creq, range))
+}
+
+/// [`build_canonical_request`], appended to `creq` (empty: the range counts from its start).
+pub(super) fn build_canonical_request_into(
+    input: &SigningInput<'_>,
+    creq: &mut String,
+) -> Result<std::ops::Range<usize>, SigV4Error> {
     if !is_token(input.method) {
         return Err(SigV4Error::BadHeader(":method".to_owned()));
     }
@@ -421,7 +431,7 @@ pub(super) fn build_canonical_request(
         .iter()
         .map(|(n, v)| n.len() + v.len() + 2)
         .sum();
-    let mut creq = String::with_capacity(
+    creq.reserve(
         input.method.len()
             + path.len() * 3 / 2
             + query.len() * 3 / 2
@@ -431,13 +441,13 @@ pub(super) fn build_canonical_request(
     );
     creq.push_str(input.method);
     creq.push('\n');
-    push_canonical_uri(&mut creq, path, input.uri_rules)?;
+    push_canonical_uri(creq, path, input.uri_rules)?;
     creq.push('\n');
-    push_canonical_query(&mut creq, query)?;
+    push_canonical_query(creq, query)?;
     creq.push('\n');
-    let signed_start = push_canonical_headers(&mut creq, input.headers)?;
+    let signed_start = push_canonical_headers(creq, input.headers)?;
     let signed_end = creq.len();
     creq.push('\n');
     creq.push_str(input.payload_hash);
-    Ok((creq, signed_start..signed_end))
+    Ok(signed_start..signed_end)
 }

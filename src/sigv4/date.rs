@@ -35,25 +35,30 @@ pub(super) fn push_2(out: &mut String, n: u32) {
 /// Years past 9999 (more than ~253 billion seconds) print with more than four digits; such a
 /// string is not a valid `x-amz-date` and [`sign`] rejects it with [`SigV4Error::BadDate`].
 pub fn format_amz_date(unix_secs: u64) -> String {
+    let mut out = String::with_capacity(16);
+    push_amz_date(&mut out, unix_secs);
+    out
+}
+
+/// [`format_amz_date`], appended to `out`.
+pub fn push_amz_date(out: &mut String, unix_secs: u64) {
     let days = i64::try_from(unix_secs / 86_400).unwrap_or(i64::MAX / 2);
     let secs_of_day = u32::try_from(unix_secs % 86_400).unwrap_or(0);
     let (year, month, day) = civil_from_days(days);
-    let mut out = String::with_capacity(16);
     if (0..10_000).contains(&year) {
         let y = u32::try_from(year).unwrap_or(0);
-        push_2(&mut out, y / 100);
-        push_2(&mut out, y % 100);
+        push_2(out, y / 100);
+        push_2(out, y % 100);
     } else {
         out.push_str(&year.to_string());
     }
-    push_2(&mut out, month);
-    push_2(&mut out, day);
+    push_2(out, month);
+    push_2(out, day);
     out.push('T');
-    push_2(&mut out, secs_of_day / 3600);
-    push_2(&mut out, (secs_of_day / 60) % 60);
-    push_2(&mut out, secs_of_day % 60);
+    push_2(out, secs_of_day / 3600);
+    push_2(out, (secs_of_day / 60) % 60);
+    push_2(out, secs_of_day % 60);
     out.push('Z');
-    out
 }
 
 /// The `YYYYMMDD` part of a valid `YYYYMMDDTHHMMSSZ`.

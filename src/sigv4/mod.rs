@@ -38,7 +38,7 @@ mod error;
 mod signing_key;
 
 pub use canonical_request::{is_token, s3_forwarded_path, SigningInput, UriRules};
-pub use date::format_amz_date;
+pub use date::{format_amz_date, push_amz_date};
 pub use encoding::sha256_hex;
 pub use error::SigV4Error;
 pub use signing_key::{
@@ -46,7 +46,7 @@ pub use signing_key::{
     SIGNING_KEY_CACHE_CAPACITY,
 };
 
-use canonical_request::build_canonical_request;
+use canonical_request::{build_canonical_request, build_canonical_request_into};
 use date::date_of;
 use encoding::push_hex32;
 use sha2::{Digest, Sha256};
@@ -106,6 +106,103 @@ pub fn sign_memoized(
     memo: Option<&mut FirstBlockMemo>,
     canonical_memo: Option<&mut CanonicalRequestMemo>,
 ) -> Result<Signed, SigV4Error> {
+    let (mut canonical_request, mut string_to_sign) = (String::new(), String::new());
+    let mut authorization = String::new();
+    let parts = sign_into(
+        input,
+        access_key_id,
+        signing_key,
+        memo,
+        canonical_memo,
+        Buffers {
+            canonical_request: &mut canonical_request,
+            string_to_sign: &mut string_to_sign,
+            authorization: &mut authorization,
+        },
+    )?;
+    let signed_headers = canonical_request
+        .get(parts.signed_range)
+        .unwrap_or("")
+        .to_owned();
+    let signature = authorization
+        .get(parts.signature_start..)
+        .unwrap_or("")
+        .to_owned();
+    Ok(Signed {
+        canonical_request,
+        string_to_sign,
+        signed_headers,
+        signature,
+        authorization,
+    })
+}
+
+/// [`sign_memoized`] for the `Authorization` value alone, written into `authorization`
+/// (cleared first; its buffer is reused). The canonical request and the string to sign are
+/// built in buffers the canonical request memo keeps between requests, when there is one.
+pub fn authorization_memoized(
+    input: &SigningInput<'_>,
+    access_key_id: &str,
+    signing_key: &SigningKey,
+    memo: Option<&mut FirstBlockMemo>,
+    canonical_memo: Option<&mut CanonicalRequestMemo>,
+    authorization: &mut String,
+) -> Result<(), SigV4Error> {
+    let Some(m) = canonical_memo else {
+        let buffers = Buffers {
+            canonical_request: &mut String::new(),
+            string_to_sign: &mut String::new(),
+            authorization,
+        };
+        return sign_into(input, access_key_id, signing_key, memo, None, buffers).map(|_| ());
+    };
+    // Moved out and back (no copy): the memo also hashes the canonical request.
+    let (mut canonical_request, mut string_to_sign) = m.take_buffers();
+    let buffers = Buffers {
+        canonical_request: &mut canonical_request,
+        string_to_sign: &mut string_to_sign,
+        authorization,
+    };
+    let signed = sign_into(
+        input,
+        access_key_id,
+        signing_key,
+        memo,
+        Some(&mut *m),
+        buffers,
+    );
+    m.put_buffers(canonical_request, string_to_sign);
+    signed.map(|_| ())
+}
+
+/// Where [`sign_into`] writes (each cleared first).
+struct Buffers<'a> {
+    canonical_request: &'a mut String,
+    string_to_sign: &'a mut String,
+    authorization: &'a mut String,
+}
+
+/// What [`sign_into`] built on the way to the `Authorization` value.
+struct Parts {
+    /// Where the signed header names are in the canonical request.
+    signed_range: std::ops::Range<usize>,
+    /// Where the signature starts in the `Authorization` value.
+    signature_start: usize,
+}
+
+fn sign_into(
+    input: &SigningInput<'_>,
+    access_key_id: &str,
+    signing_key: &SigningKey,
+    memo: Option<&mut FirstBlockMemo>,
+    canonical_memo: Option<&mut CanonicalRequestMemo>,
+    buffers: Buffers<'_>,
+) -> Result<Parts, SigV4Error> {
+    let Buffers {
+        canonical_request,
+        string_to_sign,
+        authorization,
+    } = buffers;
     let date = date_of(input.amz_date)?;
     if !is_scope_part(input.region) || !is_scope_part(input.service) {
         return Err(SigV4Error::BadHeader("host".to_owned()));
@@ -113,13 +210,14 @@ pub fn sign_memoized(
     if !is_scope_part(access_key_id) {
         return Err(SigV4Error::BadHeader("authorization".to_owned()));
     }
-    let (canonical_request, signed_range) = build_canonical_request(input)?;
-    let signed_headers = canonical_request.get(signed_range).unwrap_or("");
+    canonical_request.clear();
+    let signed_range = build_canonical_request_into(input, canonical_request)?;
+    let signed_headers = canonical_request.get(signed_range.clone()).unwrap_or("");
 
     // <date>/<region>/<service>/aws4_request
     let scope_len = date.len() + input.region.len() + input.service.len() + 15;
-    let mut string_to_sign =
-        String::with_capacity(ALGORITHM.len() + input.amz_date.len() + scope_len + 64 + 3);
+    string_to_sign.clear();
+    string_to_sign.reserve(ALGORITHM.len() + input.amz_date.len() + scope_len + 64 + 3);
     string_to_sign.push_str(ALGORITHM);
     string_to_sign.push('\n');
     string_to_sign.push_str(input.amz_date);
@@ -137,10 +235,11 @@ pub fn sign_memoized(
         Some(m) => m.digest(canonical_request.as_bytes()),
         None => Sha256::digest(canonical_request.as_bytes()).into(),
     };
-    push_hex32(&mut string_to_sign, &creq_hash);
+    push_hex32(string_to_sign, &creq_hash);
 
     let scope = string_to_sign.get(scope_start..scope_end).unwrap_or("");
-    let mut authorization = String::with_capacity(
+    authorization.clear();
+    authorization.reserve(
         ALGORITHM.len() + access_key_id.len() + scope.len() + signed_headers.len() + 64 + 40,
     );
     authorization.push_str(ALGORITHM);
@@ -156,19 +255,10 @@ pub fn sign_memoized(
         Some(memo) => signing_key.mac_memoized(string_to_sign.as_bytes(), memo),
         None => signing_key.mac(string_to_sign.as_bytes()),
     };
-    push_hex32(&mut authorization, &signature);
-    let signature = authorization
-        .get(signature_start..)
-        .unwrap_or("")
-        .to_owned();
-    let signed_headers = signed_headers.to_owned();
-
-    Ok(Signed {
-        canonical_request,
-        string_to_sign,
-        signed_headers,
-        signature,
-        authorization,
+    push_hex32(authorization, &signature);
+    Ok(Parts {
+        signed_range,
+        signature_start,
     })
 }
 

@@ -158,14 +158,30 @@ impl Drop for FirstBlockMemo {
 /// signed headers: consecutive requests of one kind (the same API call, POSTs to one JSON or
 /// query API) share that block, and each of them after the first saves one SHA-256
 /// compression (about 3.4k instructions in the wasm module). A miss costs a 64-byte compare.
-/// It holds no secret (a canonical request is what the request itself says).
+/// It holds no secret (a canonical request is what the request itself says). It also keeps
+/// the buffers of the last canonical request and string to sign, for the next signature to
+/// reuse (the canonical request carries the session token of a temporary credential, which
+/// the grant cache holds anyway).
 #[derive(Default)]
-pub struct CanonicalRequestMemo(Option<([u8; 64], Sha256)>);
+pub struct CanonicalRequestMemo {
+    first_block: Option<([u8; 64], Sha256)>,
+    buffers: (String, String),
+}
 
 impl CanonicalRequestMemo {
     /// SHA-256 of `data`, reusing (and updating) the state after its first block.
     pub fn digest(&mut self, data: &[u8]) -> [u8; 32] {
-        digest_memoized(&mut self.0, Sha256::new, data)
+        digest_memoized(&mut self.first_block, Sha256::new, data)
+    }
+
+    /// The kept buffers of the canonical request and the string to sign, moved out.
+    pub(super) fn take_buffers(&mut self) -> (String, String) {
+        std::mem::take(&mut self.buffers)
+    }
+
+    /// Keep these buffers for the next signature.
+    pub(super) fn put_buffers(&mut self, canonical_request: String, string_to_sign: String) {
+        self.buffers = (canonical_request, string_to_sign);
     }
 }
 
