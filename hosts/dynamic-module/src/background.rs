@@ -176,15 +176,19 @@ impl MainThread {
     /// Made with the configuration, on the main thread.
     pub fn new(config: ConfigRef) -> MainThread {
         let scheduler = config.scheduler().map(Arc::new);
-        match &scheduler {
-            Some(s) => crate::ticker::register_config(s),
-            None => warn!("no configuration scheduler: background refreshes are made by requests"),
+        if scheduler.is_none() {
+            warn!("no configuration scheduler: background refreshes are made by requests");
         }
         MainThread {
             scheduler,
             jobs: Mutex::new(Vec::new()),
             in_flight: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The configuration's scheduler, for the ticker thread to commit ticks on.
+    pub fn scheduler(&self) -> Option<&Arc<ConfigScheduler>> {
+        self.scheduler.as_ref()
     }
 
     /// Run the main engine's first tick as soon as the main thread is free (the ticker

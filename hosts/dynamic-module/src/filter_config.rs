@@ -95,13 +95,17 @@ impl FilterConfig {
         crate::ticker::acquire();
         let digest = Sha256::digest(bytes);
         let namespace: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let main = MainThread::new(envoy_config);
+        if let Some(s) = main.scheduler() {
+            crate::ticker::register_config(s);
+        }
         Some(FilterConfig {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             bytes: bytes.to_vec(),
             namespace,
             envoy: envoy_config,
             metrics,
-            main: MainThread::new(envoy_config),
+            main,
             token_secret,
             token_unusable_logged: AtomicBool::new(false),
             main_engine: AtomicBool::new(false),

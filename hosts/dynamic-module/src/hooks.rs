@@ -282,7 +282,12 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
         let Some(config) = (unsafe { (config_ptr as *const Arc<FilterConfig>).as_ref() }) else {
             return std::ptr::null();
         };
-        let Some(engine) = worker::engine_for(config) else {
+        let Some(engine) = worker::engine_for(config, |engine| {
+            let mut host = NativeHost::new(config, None);
+            let ok = engine.on_configure(&mut host, &config.bytes, |name| std::env::var(name).ok());
+            host.finish();
+            ok
+        }) else {
             return std::ptr::null();
         };
         // SAFETY: the filter_envoy_ptr of the filter being made, valid until its destroy.

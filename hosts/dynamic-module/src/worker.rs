@@ -20,7 +20,6 @@
 use crate::background::{Job, Mailbox};
 use crate::envoy::Stream;
 use crate::filter_config::FilterConfig;
-use crate::native_host::NativeHost;
 use grant_sigv4_core::engine::{CalloutToken, Engine, IdMap, RequestId, TICK_MS};
 use grant_sigv4_core::retry_stash::RetryStash;
 use log::{debug, warn};
@@ -118,8 +117,12 @@ pub fn phase_of(id: RequestId) -> Option<Phase> {
     with_worker(|w| w.requests.get(&id).map(|s| s.phase)).flatten()
 }
 
-/// This worker's engine for `config`, made and configured on first use.
-pub fn engine_for(config: &Arc<FilterConfig>) -> Option<Rc<WorkerEngine>> {
+/// This worker's engine for `config`, made on first use and configured by `configure` (the
+/// hooks configure it through their host).
+pub fn engine_for(
+    config: &Arc<FilterConfig>,
+    configure: impl FnOnce(&mut Engine) -> bool,
+) -> Option<Rc<WorkerEngine>> {
     let (found, retries) = with_worker(|w| {
         let found = w
             .engines
@@ -142,10 +145,7 @@ pub fn engine_for(config: &Arc<FilterConfig>) -> Option<Rc<WorkerEngine>> {
     let mut engine = Engine::new(retries);
     engine.hash_bodies_in_host();
     engine.vault_token_from_host();
-    let mut host = NativeHost::new(config, None);
-    let ok = engine.on_configure(&mut host, &config.bytes, |name| std::env::var(name).ok());
-    host.finish();
-    if !ok {
+    if !configure(&mut engine) {
         return None;
     }
     if config
