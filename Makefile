@@ -46,28 +46,55 @@ ts-client: $(TS_CLIENT)/node_modules/.stamp
 	cd $(TS_CLIENT) && npm run --silent build
 
 wasm: rust-target
+	@if [ -e $(WASM_TEST_MARK) ]; then rm -f $(WASM) $(WASM_DEP) $(WASM_TEST_MARK); fi
 	cargo build --release --target wasm32-wasip1 -p grant-sigv4 -j $(CARGO_JOBS)
+	@if cmp -s $(WASM) $(WASM_CRASH_TEST); then echo "$(WASM) is the crash-test module"; exit 1; fi
 	@ls -l $(WASM)
 
-# Test-only module that aborts on a marked request (fail-closed and reload test), built in
-# its own target directory so that it never replaces the real module.
-wasm-crash-test: rust-target
-	cargo build --release --target wasm32-wasip1 -p grant-sigv4 --features crash-test \
-		--target-dir target/crash-test -j $(CARGO_JOBS)
-	cp target/crash-test/wasm32-wasip1/release/grant_sigv4.wasm target/grant_sigv4_crash_test.wasm
+# Test-only module that aborts on a marked request (fail-closed and reload test). It shares
+# the target directory, and so every dependency, with the real module; only the host crate and
+# the link differ. The two builds write the same file, which Cargo takes for fresh when the
+# other build wrote it last, so: a marker file is set, the file removed, the test module built,
+# copied aside and removed again, then the marker cleared. `make wasm` removes the file while
+# the marker is there (a test build that was interrupted) and fails if what it leaves is the
+# test module.
+WASM_DEP := target/wasm32-wasip1/release/deps/grant_sigv4.wasm
+WASM_CRASH_TEST := target/grant_sigv4_crash_test.wasm
+WASM_TEST_MARK := target/.wasm-test-build
+# What the test modules are built from (so that a repeated `make e2e` does not build them again).
+CORE_SOURCES := Cargo.toml Cargo.lock $(wildcard src/*.rs src/*/*.rs)
+wasm-crash-test: $(WASM_CRASH_TEST)
+
+$(WASM_CRASH_TEST): $(CORE_SOURCES) hosts/wasm/Cargo.toml $(wildcard hosts/wasm/src/*.rs hosts/wasm/src/*/*.rs)
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+	@mkdir -p target && touch $(WASM_TEST_MARK)
+	rm -f $(WASM) $(WASM_DEP)
+	cargo build --release --target wasm32-wasip1 -p grant-sigv4 --features crash-test -j $(CARGO_JOBS)
+	cp $(WASM) $(WASM_CRASH_TEST)
+	rm -f $(WASM) $(WASM_DEP) $(WASM_TEST_MARK)
 
 # The native Envoy dynamic module (hosts/dynamic-module), with panics that unwind so that
 # each hook catches them (profile dynamic-module in Cargo.toml).
 dynamic-module:
+	@if [ -e $(DYNAMIC_MODULE_TEST_MARK) ]; then rm -f $(DYNAMIC_MODULE) $(DYNAMIC_MODULE_DEP) $(DYNAMIC_MODULE_TEST_MARK); fi
 	cargo build --profile dynamic-module -p grant-sigv4-dynamic-module -j $(CARGO_JOBS)
+	@if cmp -s $(DYNAMIC_MODULE) $(DYNAMIC_MODULE_PANIC_TEST); then echo "$(DYNAMIC_MODULE) is the panic-test module"; exit 1; fi
 	@ls -l $(DYNAMIC_MODULE)
 
 # Test-only module that panics on a marked request (the panic is caught and answered 500),
-# built in its own target directory so that it never replaces the real module.
-dynamic-module-panic-test:
-	cargo build --profile dynamic-module -p grant-sigv4-dynamic-module --features panic-test \
-		--target-dir target/panic-test -j $(CARGO_JOBS)
-	cp target/panic-test/dynamic-module/libgrant_sigv4_dynamic_module.so target/grant_sigv4_dynamic_module_panic_test.so
+# built in the shared target directory like the crash-test wasm module (see there).
+DYNAMIC_MODULE_DEP := target/dynamic-module/deps/libgrant_sigv4_dynamic_module.so
+DYNAMIC_MODULE_PANIC_TEST := target/grant_sigv4_dynamic_module_panic_test.so
+DYNAMIC_MODULE_TEST_MARK := target/.dynamic-module-test-build
+dynamic-module-panic-test: $(DYNAMIC_MODULE_PANIC_TEST)
+
+$(DYNAMIC_MODULE_PANIC_TEST): $(CORE_SOURCES) hosts/dynamic-module/Cargo.toml \
+		$(wildcard hosts/dynamic-module/src/*.rs hosts/dynamic-module/src/*/*.rs)
+	@mkdir -p target && touch $(DYNAMIC_MODULE_TEST_MARK)
+	rm -f $(DYNAMIC_MODULE) $(DYNAMIC_MODULE_DEP)
+	cargo build --profile dynamic-module -p grant-sigv4-dynamic-module --features panic-test -j $(CARGO_JOBS)
+	cp $(DYNAMIC_MODULE) $(DYNAMIC_MODULE_PANIC_TEST)
+	rm -f $(DYNAMIC_MODULE) $(DYNAMIC_MODULE_DEP) $(DYNAMIC_MODULE_TEST_MARK)
 
 lint:
 	cargo fmt --all -- --check
