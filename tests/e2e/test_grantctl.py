@@ -29,7 +29,10 @@ ID_RE = re.compile(r"^g-[a-z2-7]{26}$")
 
 @pytest.fixture(scope="session")
 def grantctl_bin() -> Path:
-    subprocess.run(["cargo", "build", "-p", "grantctl", "-j", "2"], cwd=ROOT, check=True)
+    # With the test targets, so that the dependencies have the features `cargo test --workspace`
+    # (make unit) built them with: after it only the binary is linked (`-p grantctl` alone
+    # resolves other features and compiles ring, rustls and a dozen more again).
+    subprocess.run(["cargo", "build", "--workspace", "--bins", "--tests", "-j", "2"], cwd=ROOT, check=True)
     assert GRANTCTL.exists()
     return GRANTCTL
 

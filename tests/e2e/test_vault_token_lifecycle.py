@@ -6,12 +6,15 @@ Three stacks side by side (three Envoys, each with its own OpenBao and moto):
   the filter's policy: the filter looks it up and renews it with ``renew-self``;
 - ``approle``: ``vault.auth.method`` ``approle`` with a 10 s token TTL and a 30 s max TTL: the
   filter logs in, renews, and logs in again before the max TTL;
-- ``approle-native``: the same with the dynamic module (the same engine on the other host).
+- ``approle-native``: the same with the dynamic module (the same engine on the other host);
+- ``proxied``: ``vault.auth.method`` ``proxy`` behind the real OpenBao Proxy, whose own token
+  (10 s TTL, 30 s max TTL) the proxy renews and replaces.
 
-Both carry 60 s of steady traffic at the same time (one window, not two), with a 5 s grant
-cache (so the token is used for background refreshes all along) and a new grant every second
-(a read with the current token each time). Then the tokens are revoked in the middle of
-traffic.
+All carry 60 s of steady traffic at the same time (one window, not several): the first three
+with a 5 s grant cache (so the token is used for background refreshes all along) and a new
+grant every second (a read with the current token each time), the proxied one with a new grant
+for every request (a vault read through the proxy each time). Then the tokens are revoked in
+the middle of traffic.
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ CACHE = {"cache": {"ttl_seconds": 5, "refresh_ahead_seconds": 2}}
 def stacks():
     made = {}
     try:
+        # First, so that the time it takes to start does not count in the periodic token's
+        # renewals. A new grant for every request is faster than the default limit on
+        # new-grant fetches (50/s): that limit is tested in test_vault_load.py.
+        made["proxied"] = Stack(vault_proxy={"token_ttl": "10s", "token_max_ttl": "30s"},
+                                plugin_overrides={"new_grant_fetches": {"per_second": 100000, "burst": 100000}})
         made["periodic"] = Stack(filter_token={"period": "15s"}, plugin_overrides=CACHE)
         made["approle"] = Stack(approle={"token_ttl": "10s", "token_max_ttl": "30s"}, plugin_overrides=CACHE)
         made["approle-native"] = Stack(host="native", approle={"token_ttl": "10s", "token_max_ttl": "30s"},
@@ -121,10 +129,18 @@ def test_tokens_are_renewed_and_replaced_under_60s_of_traffic(stacks):
     created = token_lookup(periodic, periodic.bao.filter_token)
     assert created["period"] == 15 and created["renewable"], created
     start = time.monotonic()
-    native = stacks["approle-native"]
-    with Traffic(periodic, "p") as tp, Traffic(approle, "a") as ta, Traffic(native, "n") as tn:
+    native, proxied = stacks["approle-native"], stacks["proxied"]
+    proxy_token = proxied.bao_proxy.token()
+    with (Traffic(periodic, "p") as tp, Traffic(approle, "a") as ta, Traffic(native, "n") as tn,
+          Traffic(proxied, "x", new_every=0.0) as tx):
         time.sleep(WINDOW_SECONDS)  # the traffic window itself, not a synchronization
     elapsed = time.monotonic() - start
+    # Behind the proxy: a new grant for every request, read through the proxy, none failed,
+    # and the max TTL made the proxy log in again.
+    assert len(tx.results) >= 30 and all(g != "g-steady" for _, g, _, _ in tx.results), len(tx.results)
+    assert tx.failures() == [], tx.failures()[:3]
+    assert proxied.bao_proxy.token() != proxy_token, "the max TTL should have made the proxy log in again"
+    assert proxied.bao_proxy.proc.log_text().count("authentication successful") >= 2
     p_stats, a_stats, n_stats = periodic.envoy.stats(), approle.envoy.stats(), native.envoy.stats()
     n_ns = STAT_NAMESPACE["native"]
     figures = {
