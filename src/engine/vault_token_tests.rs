@@ -21,6 +21,17 @@ fn approle_worker(shared: &SharedData) -> Worker {
     Worker::bare_env(shared, &approle_config(), env)
 }
 
+/// Two AppRole workers on one shared store, A's first request (grant `g`) having started
+/// the login: the store, A, B and the login's callout token.
+fn two_workers_a_logging_in() -> (SharedData, Worker, Worker, u32) {
+    let shared = new_shared();
+    let mut a = approle_worker(&shared);
+    let b = approle_worker(&shared);
+    a.get(1, "g");
+    let t = one_callout(&mut a, LOGIN);
+    (shared, a, b, t)
+}
+
 fn lease(token: &str, ttl: u64, renewable: bool) -> String {
     format!(
         r#"{{"auth": {{"client_token": "{token}", "lease_duration": {ttl}, "renewable": {renewable},
@@ -233,11 +244,7 @@ fn approle_a_failed_login_answers_503_naming_it_and_is_tried_again() {
 
 #[test]
 fn approle_one_login_per_process_shared_with_the_other_workers() {
-    let shared = new_shared();
-    let mut a = approle_worker(&shared);
-    let mut b = approle_worker(&shared);
-    a.get(1, "g");
-    let t = one_callout(&mut a, LOGIN);
+    let (shared, mut a, mut b, t) = two_workers_a_logging_in();
     // B needs a token while A logs in: it waits, and does not log in itself.
     assert_eq!(b.get(1, "g"), Action::Pause);
     b.tick();
@@ -260,11 +267,7 @@ fn approle_one_login_per_process_shared_with_the_other_workers() {
 
 #[test]
 fn a_read_waiting_for_another_workers_login_goes_out_when_a_later_read_took_the_token() {
-    let shared = new_shared();
-    let mut a = approle_worker(&shared);
-    let mut b = approle_worker(&shared);
-    a.get(1, "g");
-    let t = one_callout(&mut a, LOGIN);
+    let (_shared, mut a, mut b, t) = two_workers_a_logging_in();
     assert_eq!(b.get(1, "g"), Action::Pause);
     a.answer(t, 200, &lease("s.shared", 600, true));
     a.effects();
@@ -280,11 +283,7 @@ fn a_read_waiting_for_another_workers_login_goes_out_when_a_later_read_took_the_
 
 #[test]
 fn approle_renews_then_logs_in_again_as_the_max_ttl_nears_and_requests_never_wait() {
-    let shared = new_shared();
-    let mut a = approle_worker(&shared);
-    let mut b = approle_worker(&shared);
-    a.get(1, "g");
-    let t = one_callout(&mut a, LOGIN);
+    let (_shared, mut a, mut b, t) = two_workers_a_logging_in();
     a.answer(t, 200, &lease("s.t0", 10, true));
     let t = Worker::callouts(&a.effects())[0];
     a.answer(t, 200, &record(KEY_A));
@@ -368,11 +367,7 @@ fn approle_a_refused_read_logs_in_again_and_is_tried_once_more() {
 
 #[test]
 fn approle_a_worker_that_sees_a_refusal_does_not_take_the_refused_token_again() {
-    let shared = new_shared();
-    let mut a = approle_worker(&shared);
-    let mut b = approle_worker(&shared);
-    a.get(1, "g");
-    let t = one_callout(&mut a, LOGIN);
+    let (_shared, mut a, mut b, t) = two_workers_a_logging_in();
     a.answer(t, 200, &lease("s.old", 60, true));
     a.effects();
     // B reads with the shared token, which was revoked meanwhile.
