@@ -6,6 +6,7 @@
 use crate::background::MainThread;
 use crate::envoy::{self, ConfigRef, LogLevel, MetricType, Stream};
 use crate::generic_secret::{self, SecretHandle};
+use crate::shared_data;
 use grant_sigv4_core::config::Config;
 use grant_sigv4_core::engine::{all_metrics, Engine, Host, MetricKind};
 use sha2::{Digest, Sha256};
@@ -110,6 +111,16 @@ impl FilterConfig {
             token_unusable_logged: AtomicBool::new(false),
             main_engine: AtomicBool::new(false),
         })
+    }
+
+    /// Entry `key` of this configuration's shared data (keys are prefixed by its namespace).
+    pub fn get_shared(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        shared_data::get(&format!("{}/{key}", self.namespace))
+    }
+
+    /// Write entry `key` of this configuration's shared data (`cas` as in [`shared_data::set`]).
+    pub fn set_shared(&self, key: &str, value: &[u8], cas: u32) -> Result<(), String> {
+        shared_data::set(&format!("{}/{key}", self.namespace), value, cas)
     }
 
     /// The engine's id for metric `name` of `kind`.

@@ -14,8 +14,7 @@
 
 use crate::envoy::ConfigRef;
 use crate::filter_config::FilterConfig;
-use crate::native_host::now_ms;
-use crate::shared_data;
+use crate::native_host::{answer_body, answer_status, now_ms, CalloutAnswer};
 use grant_sigv4_core::engine::{CalloutToken, Engine, Host, MetricKind, Property, RequestId};
 use grant_sigv4_core::errors::LocalError;
 use grant_sigv4_core::request::Edits;
@@ -49,7 +48,7 @@ thread_local! {
 struct MainHost<'a> {
     config: &'a FilterConfig,
     envoy: ConfigRef,
-    answer: Option<(Option<u32>, Vec<u8>)>,
+    answer: CalloutAnswer,
     next_token: &'a mut CalloutToken,
     /// Callouts started in this event: Envoy's id, the engine's token.
     started: Vec<(u64, CalloutToken)>,
@@ -95,22 +94,19 @@ impl Host for MainHost<'_> {
     }
 
     fn callout_status(&mut self) -> Option<u32> {
-        self.answer.as_ref().and_then(|a| a.0)
+        answer_status(&self.answer)
     }
 
     fn callout_body(&mut self, size: usize) -> Vec<u8> {
-        match &self.answer {
-            Some((_, body)) => body.iter().copied().take(size).collect(),
-            None => Vec::new(),
-        }
+        answer_body(&self.answer, size)
     }
 
     fn get_shared(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
-        shared_data::get(&format!("{}/{key}", self.config.namespace))
+        self.config.get_shared(key)
     }
 
     fn set_shared(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), String> {
-        shared_data::set(&format!("{}/{key}", self.config.namespace), value, cas)
+        self.config.set_shared(key, value, cas)
     }
 
     fn set_tick_period_ms(&mut self, _ms: u32) -> Result<(), String> {
@@ -135,7 +131,7 @@ impl Host for MainHost<'_> {
 /// `None` when it has none or the engines are in use.
 fn with_engine<R>(
     config: &FilterConfig,
-    answer: Option<(Option<u32>, Vec<u8>)>,
+    answer: CalloutAnswer,
     f: impl FnOnce(&mut Engine, &mut MainHost<'_>, &mut HashMap<u64, CalloutToken>) -> R,
 ) -> Option<R> {
     let out = MAIN

@@ -10,7 +10,6 @@
 
 use crate::envoy::{Attribute, HeaderMap, Stream};
 use crate::filter_config::FilterConfig;
-use crate::shared_data;
 use crate::worker::{self, Callout, Phase};
 use grant_sigv4_core::engine::{CalloutToken, Host, MetricKind, Property, RequestId};
 use grant_sigv4_core::errors::{LocalError, LOCAL_REPLY_DETAILS};
@@ -50,6 +49,23 @@ pub fn now_ms() -> Option<u64> {
     u64::try_from(d.as_millis()).ok()
 }
 
+/// A callout answer being handed to the engine: `:status` (none when the callout failed) and
+/// body.
+pub type CalloutAnswer = Option<(Option<u32>, Vec<u8>)>;
+
+/// The engine's `callout_status` of `answer`.
+pub fn answer_status(answer: &CalloutAnswer) -> Option<u32> {
+    answer.as_ref().and_then(|a| a.0)
+}
+
+/// The engine's `callout_body` of `answer`: at most `size` bytes of its body.
+pub fn answer_body(answer: &CalloutAnswer, size: usize) -> Vec<u8> {
+    match answer {
+        Some((_, body)) => body.iter().copied().take(size).collect(),
+        None => Vec::new(),
+    }
+}
+
 /// Answer `stream` locally with `e`: `{"error": CODE, "message": ...}`, and `retry-after`
 /// when the code has one.
 pub fn send_error(stream: Stream, e: &LocalError) {
@@ -75,7 +91,7 @@ pub struct NativeHost<'a> {
     /// The hook is the response-headers hook of `current`: its response headers can be read.
     pub in_response: bool,
     /// The callout answer being delivered: `:status` and body.
-    pub answer: Option<(Option<u32>, Vec<u8>)>,
+    pub answer: CalloutAnswer,
     /// The engine's work in this event is its own (tick, an answer from the main thread):
     /// the callouts it starts go through the main thread (`background`).
     pub background: bool,
@@ -243,22 +259,19 @@ impl Host for NativeHost<'_> {
     }
 
     fn callout_status(&mut self) -> Option<u32> {
-        self.answer.as_ref().and_then(|a| a.0)
+        answer_status(&self.answer)
     }
 
     fn callout_body(&mut self, size: usize) -> Vec<u8> {
-        match &self.answer {
-            Some((_, body)) => body.iter().copied().take(size).collect(),
-            None => Vec::new(),
-        }
+        answer_body(&self.answer, size)
     }
 
     fn get_shared(&mut self, key: &str) -> Option<(Vec<u8>, u32)> {
-        shared_data::get(&format!("{}/{key}", self.config.namespace))
+        self.config.get_shared(key)
     }
 
     fn set_shared(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), String> {
-        shared_data::set(&format!("{}/{key}", self.config.namespace), value, cas)
+        self.config.set_shared(key, value, cas)
     }
 
     fn set_tick_period_ms(&mut self, _ms: u32) -> Result<(), String> {
