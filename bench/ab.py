@@ -68,19 +68,17 @@ def main():
     procs = []
     try:
         bao, _, common = bench.start_backends(logdir, procs)
-        shipped = harness.ENVOY_LOCAL.read_text()
         envoys = {}
-        a = bench.BenchEnvoy("a", (bench.BENCH / "proxy.yaml").read_text(), {**common, "SIGNING_FILTER": ""},
-                             logdir, bench.ENVOY_CPU)
+        template, values = bench.envoy_configs(bao, harness.plugin_config(bao.filter_token))["a"]
+        a = bench.BenchEnvoy("a", template, {**common, **values}, logdir, bench.ENVOY_CPU)
         procs.append(a)
         envoys["a"] = a
         for label, wasm, overrides in variants:
             copy = logdir / f"{label}.wasm"  # a rebuild during the run changes nothing here
             shutil.copyfile(wasm, copy)
             plugin = harness.plugin_config(bao.filter_token, **overrides)
-            values = {**common, "WASM": copy, "VAULT_PORT": bao.port, "PLUGIN_CONFIG": json.dumps(plugin),
-                      "PRECHECK_CONFIG": json.dumps(harness.precheck_config(plugin))}
-            e = bench.BenchEnvoy(f"v-{label}", shipped, values, logdir, bench.ENVOY_CPU)
+            template, values = bench.shipped_config(bao, plugin, copy)
+            e = bench.BenchEnvoy(f"v-{label}", template, {**common, **values}, logdir, bench.ENVOY_CPU)
             procs.append(e)
             envoys[label] = e
         for e in envoys.values():
@@ -119,11 +117,7 @@ def main():
             bench.log(f"  {name[:60]:60} {statistics.median(cpu[label]):7.1f}, added over (a) "
                       f"{statistics.median(added):+.1f}{paired}")
     finally:
-        for p in reversed(procs):
-            try:
-                p.stop()
-            except Exception:  # noqa: BLE001 - keep stopping the others
-                pass
+        bench.stop_all(procs)
         shutil.rmtree(logdir, ignore_errors=True)
 
 

@@ -198,23 +198,14 @@ def main():
     procs = []
     try:
         bao, _, common = bench.start_backends(logdir, procs)
-        local = harness.ENVOY_LOCAL.read_text()
-        proxy = (bench.BENCH / "proxy.yaml").read_text()
         overrides = json.loads(os.environ.get("BENCH_IR_PLUGIN", "{}"))
         plugin = harness.plugin_config(bao.filter_token, **overrides)
         # Under valgrind a vault callout can take seconds: a long timeout, so that the first
         # GET caches the grant.
         plugin["vault"]["timeout_ms"] = 60000
-        b_unsigned = "false" if B_HASHES else "true"
-        configs = {
-            "a": (proxy, {"SIGNING_FILTER": ""}),
-            "b": (proxy, {"SIGNING_FILTER": bench.NATIVE_FILTER.format(unsigned=b_unsigned)}),
-            "b_hash": (proxy, {"SIGNING_FILTER": bench.NATIVE_FILTER.format(unsigned="false")}),
-            "c": (local, {"WASM": WASM, "VAULT_PORT": bao.port, "PLUGIN_CONFIG": json.dumps(plugin),
-                          "PRECHECK_CONFIG": json.dumps(harness.precheck_config(plugin))}),
-            "d": (harness.ENVOY_DYNAMIC_MODULE_LOCAL.read_text(),
-                  {"DYNAMIC_MODULE": MODULE, "VAULT_PORT": bao.port, "PLUGIN_CONFIG": json.dumps(plugin)}),
-        }
+        configs = bench.envoy_configs(bao, plugin, WASM, MODULE)
+        if B_HASHES:
+            configs["b"] = configs["b_hash"]
         ir = {}
         for name in CONFIGS:
             template, values = configs[name]
@@ -223,18 +214,14 @@ def main():
         print()
         if overrides:
             print(f"Plugin configuration overrides for (c) and (d): {json.dumps(overrides)}")
-        b_note = "; (b) hashes the body" if b_unsigned == "false" else ""
+        b_note = "; (b) hashes the body" if B_HASHES else ""
         print(f"Instructions per {WORKLOAD} (callgrind, {SECONDS} s counted run{b_note}; (c) = {WASM.name}, "
               f"{WASM.stat().st_size:,} bytes; (d) = {MODULE.name}, {MODULE.stat().st_size:,} bytes):")
         for name in CONFIGS:
             added = f" ({ir[name] - ir['a']:+,.0f} over (a))" if name != "a" and "a" in ir else ""
             print(f"  ({name}) {ir[name]:>10,.0f}{added}")
     finally:
-        for p in reversed(procs):
-            try:
-                p.stop()
-            except Exception:  # noqa: BLE001 - keep stopping the others
-                pass
+        bench.stop_all(procs)
 
 
 if __name__ == "__main__":

@@ -108,6 +108,39 @@ def start_backends(logdir: Path, procs: list):
     return bao, upstream, common
 
 
+def shipped_config(bao, plugin: dict, wasm: Path) -> tuple[str, dict]:
+    """(c): envoy/local.yaml as shipped with module `wasm` and plugin configuration `plugin`,
+    filled in the way tests/e2e/harness.py's Stack fills it."""
+    return (harness.ENVOY_LOCAL.read_text(),
+            {"WASM": wasm, "VAULT_PORT": bao.port, "PLUGIN_CONFIG": json.dumps(plugin),
+             "PRECHECK_CONFIG": json.dumps(harness.precheck_config(plugin))})
+
+
+def envoy_configs(bao, plugin: dict, wasm: Path = harness.WASM,
+                  module: Path = harness.DYNAMIC_MODULE) -> dict[str, tuple[str, dict]]:
+    """Template and values of each Envoy under test: (a) no signing, (b) the native signer
+    (b_hash: hashing the body), (c) the wasm filter as shipped, (d) the dynamic module."""
+    proxy = (BENCH / "proxy.yaml").read_text()
+    return {
+        "a": (proxy, {"SIGNING_FILTER": ""}),
+        "b": (proxy, {"SIGNING_FILTER": NATIVE_FILTER.format(unsigned="true")}),
+        "b_hash": (proxy, {"SIGNING_FILTER": NATIVE_FILTER.format(unsigned="false")}),
+        "c": shipped_config(bao, plugin, wasm),
+        "d": (harness.ENVOY_DYNAMIC_MODULE_LOCAL.read_text(),
+              {"DYNAMIC_MODULE": module, "VAULT_PORT": bao.port, "PLUGIN_CONFIG": json.dumps(plugin)}),
+    }
+
+
+def stop_all(procs: list):
+    """Stop what a benchmark started, the last first; one that fails to stop does not keep
+    the others running."""
+    for p in reversed(procs):
+        try:
+            p.stop()
+        except Exception:  # noqa: BLE001 - keep stopping the others
+            pass
+
+
 def log(msg: str = ""):
     print(msg, flush=True)
 
@@ -368,7 +401,6 @@ def main():
             bao.put_grant(g, {"access_key_id": f"AKIABENCHCOLD{i:07d}", "secret_access_key": KEY["secret_access_key"]})
 
         log("starting the Envoys under test ...")
-        proxy_tpl = (BENCH / "proxy.yaml").read_text()
         envoys = {}
 
         def start(key, template, values, concurrency=1):
@@ -377,18 +409,9 @@ def main():
             envoys[key] = e
             return e
 
-        start("a", proxy_tpl, {"SIGNING_FILTER": ""})
-        start("b", proxy_tpl, {"SIGNING_FILTER": NATIVE_FILTER.format(unsigned="true")})
-        start("b_hash", proxy_tpl, {"SIGNING_FILTER": NATIVE_FILTER.format(unsigned="false")})
-        # envoy/local.yaml as shipped, filled in the way tests/e2e/harness.py's Stack fills it.
-        shipped_tpl = harness.ENVOY_LOCAL.read_text()
-        plugin_cfg = harness.plugin_config(bao.filter_token)
-        shipped = {"WASM": wasm, "VAULT_PORT": bao.port, "PLUGIN_CONFIG": json.dumps(plugin_cfg)}
-        if hasattr(harness, "precheck_config"):
-            shipped["PRECHECK_CONFIG"] = json.dumps(harness.precheck_config(plugin_cfg))
-        start("c", shipped_tpl, shipped)
-        start("d", harness.ENVOY_DYNAMIC_MODULE_LOCAL.read_text(),
-              {"DYNAMIC_MODULE": module, "VAULT_PORT": bao.port, "PLUGIN_CONFIG": json.dumps(plugin_cfg)})
+        configs = envoy_configs(bao, harness.plugin_config(bao.filter_token), wasm, module)
+        for key, (template, values) in configs.items():
+            start(key, template, values)
         for e in envoys.values():
             e.wait_ready()
         log("  " + ", ".join(f"{k}: pid {e.pid} port {e.listen_port}" for k, e in envoys.items())
@@ -474,7 +497,8 @@ def main():
         # cost (c) beyond what they cost (a), divided by 3, is one worker's wasm VM (+ hasher).
         log("memory per worker: fresh (a) and (c) at --concurrency 1 and 4 ...")
         mem = {}
-        for key, tpl, vals in (("a", proxy_tpl, {"SIGNING_FILTER": ""}), ("c", shipped_tpl, shipped)):
+        for key in ("a", "c"):
+            tpl, vals = configs[key]
             for conc in (1, 4):
                 mem[(key, conc)] = start(f"mem-{key}{conc}", tpl, vals, concurrency=conc)
         for e in mem.values():
@@ -617,11 +641,7 @@ def main():
                 proc = getattr(p, "proc", None)
                 if proc is not None:
                     log(f"--- last log lines of {proc.name} ({proc.log_path}):\n{proc.log_tail(15)}")
-        for p in reversed(procs):
-            try:
-                p.stop()
-            except Exception:  # noqa: BLE001 - keep stopping the others
-                pass
+        stop_all(procs)
         if ok:
             shutil.rmtree(logdir, ignore_errors=True)
         else:

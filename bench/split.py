@@ -160,28 +160,13 @@ def main():
     try:
         bao, _, common = bench.start_backends(logdir, procs)
         bench.pin_all_threads(bao.proc.popen.pid, {int(bench.LOAD_CPU)})
-        proxy = (bench.BENCH / "proxy.yaml").read_text()
-        local = harness.ENVOY_LOCAL.read_text()
-
-        def shipped(wasm, overrides):
-            plugin = harness.plugin_config(bao.filter_token, **overrides)
-            return (local, {"WASM": wasm, "VAULT_PORT": bao.port, "PLUGIN_CONFIG": json.dumps(plugin),
-                            "PRECHECK_CONFIG": json.dumps(harness.precheck_config(plugin))})
-
-        plugin = harness.plugin_config(bao.filter_token)
-        configs = {
-            "a": (proxy, {"SIGNING_FILTER": ""}),
-            "b": (proxy, {"SIGNING_FILTER": bench.NATIVE_FILTER.format(unsigned="true")}),
-            "c": shipped(harness.WASM, {}),
-            "d": (harness.ENVOY_DYNAMIC_MODULE_LOCAL.read_text(),
-                  {"DYNAMIC_MODULE": harness.DYNAMIC_MODULE, "VAULT_PORT": bao.port,
-                   "PLUGIN_CONFIG": json.dumps(plugin)}),
-        }
+        configs = bench.envoy_configs(bao, harness.plugin_config(bao.filter_token))
         names = list(CONFIGS)
         for v in VARIANTS:
             label, _, rest = v.partition("=")
             wasm, _, js = rest.partition(":")
-            configs[label] = shipped(wasm, json.loads(js) if js else {})
+            plugin = harness.plugin_config(bao.filter_token, **(json.loads(js) if js else {}))
+            configs[label] = bench.shipped_config(bao, plugin, wasm)
             names.append(label)
         envoys, scripts = {}, {}
         for k in names:
@@ -240,11 +225,7 @@ def main():
                   f"{reg.get('jit', 0):.1f} | {reg.get('kernel', 0):.1f} | {reg.get('libc', 0):.1f} |")
         print(f"\nlogs, strace and perf data in {logdir}")
     finally:
-        for p in reversed(procs):
-            try:
-                p.stop()
-            except Exception:  # noqa: BLE001 - keep stopping the others
-                pass
+        bench.stop_all(procs)
 
 
 if __name__ == "__main__":
