@@ -549,13 +549,14 @@ class Stack:
         shutil.rmtree(self.logdir, ignore_errors=True)
 
 
-def main_stack(host: str = "wasm"):
-    """The stack most tests share, as a fixture's body: a moto user's key stored as grant
-    ``grant-main-1`` (``s.creds``, ``s.grant``); stopped and removed when the fixture ends."""
-    s = Stack(host=host)
+def main_stack(host: str = "wasm", user: str = "app-user", grant: str = "grant-main-1", **stack):
+    """The stack most tests share, as a fixture's body: moto user ``user``'s key stored as
+    grant ``grant`` (``s.creds``, ``s.grant``); ``stack``: more arguments of ``Stack``. Stopped
+    and removed when the fixture ends."""
+    s = Stack(host=host, **stack)
     try:
-        s.creds = s.moto.create_user_key("app-user")
-        s.grant = "grant-main-1"
+        s.creds = s.moto.create_user_key(user)
+        s.grant = grant
         s.bao.put_grant(s.grant, s.creds)
         yield s
     finally:

@@ -12,7 +12,7 @@ import zipfile
 import pytest
 
 from echo import Echo
-from harness import DYNAMIC_MODULE, Stack
+from harness import DYNAMIC_MODULE, Stack, main_stack
 
 STS_FORM = b"Action=GetCallerIdentity&Version=2011-06-15"
 # Smaller than the default (8 MiB) so that the over-limit tests send little.
@@ -23,15 +23,8 @@ MAX_BODY = 6 * 1024 * 1024
 def native():
     if not DYNAMIC_MODULE.exists():
         raise RuntimeError(f"{DYNAMIC_MODULE} is missing: run `make dynamic-module` (or `make test`)")
-    s = Stack(host="native", plugin_overrides={"max_body_bytes": MAX_BODY})
-    try:
-        s.creds = s.moto.create_user_key("native-user")
-        s.grant = "grant-native-1"
-        s.bao.put_grant(s.grant, s.creds)
-        yield s
-    finally:
-        s.stop()
-        s.cleanup()
+    yield from main_stack("native", user="native-user", grant="grant-native-1",
+                          plugin_overrides={"max_body_bytes": MAX_BODY})
 
 
 def http_filters(config_text: str) -> list[tuple[str, str]]:
