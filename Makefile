@@ -11,7 +11,7 @@ VENV_ENVOY_PREV := .venv-envoy139
 ENVOY_PREV_VERSION := 1.39.3
 CARGO_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: self-contained all setup rust-target venv envoy-prev ts-client wasm wasm-crash-test dynamic-module dynamic-module-panic-test test unit unit-build lint e2e demo bench bench-instructions bench-split bench-ab bench-vm endpoints-table host-corpus clean
+.PHONY: self-contained all setup rust-target venv envoy-prev ts-client wasm wasm-crash-test dynamic-module dynamic-module-panic-test test unit unit-build lint e2e demo bench bench-instructions bench-cycles bench-split bench-ab bench-vm endpoints-table host-corpus clean
 
 all: wasm
 
@@ -156,6 +156,20 @@ bench: setup wasm dynamic-module
 # Instructions per request under valgrind (deterministic; for comparing builds).
 bench-instructions: setup wasm dynamic-module
 	$(PY) bench/instructions.py
+
+# Estimated cycles per request under valgrind's cache and branch simulation (deterministic,
+# and unlike instructions it shows what cache misses cost): (a), (b) and the dynamic module
+# (built with its symbols, to set SHA-256 apart), about 8 minutes; BENCH_IR_WORKLOAD,
+# BENCH_IR_PLUGIN and BENCH_IR_CONFIGS as for bench-instructions.
+BENCH_IR_LL ?= 524288,8,64
+bench-cycles: setup dynamic-module
+	CARGO_PROFILE_DYNAMIC_MODULE_STRIP=false cargo build --profile dynamic-module \
+		-p grant-sigv4-dynamic-module --target-dir target/cycles -j $(CARGO_JOBS)
+	dir=$$(mktemp -d /tmp/grant-sigv4-cycles-XXXXXX) && \
+	BENCH_IR_CONFIGS=$${BENCH_IR_CONFIGS:-a,b,d} BENCH_IR_KEEP=$$dir \
+	BENCH_IR_MODULE=target/cycles/dynamic-module/libgrant_sigv4_dynamic_module.so \
+	BENCH_IR_CALLGRIND_ARGS="--cache-sim=yes --branch-sim=yes --LL=$(BENCH_IR_LL)" \
+		$(PY) bench/instructions.py && $(PY) bench/cycles.py $$dir && echo "callgrind files in $$dir"
 
 # Where Envoy's CPU per GET goes: user/system time, threads, system calls, a profile by code
 # region (needs strace and perf; about 2 minutes).

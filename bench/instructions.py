@@ -27,8 +27,9 @@ the verdict on time.
 Environment: BENCH_IR_WORKLOAD (GET): a workload of bench/run.py ("GET", "PUT 64 KiB S3",
 "POST 64 KiB SQS"; its first word is enough); BENCH_IR_SECONDS (8): length of the counted run;
 BENCH_IR_IDLE_SECONDS (4): length of the idle window; BENCH_IR_KEEP: a directory that keeps the
-callgrind output of each counted run (callgrind-NAME.counted, for callgrind_annotate) and the
-rendered Envoy configs; BENCH_IR_CALLGRIND_ARGS: more callgrind options, for example
+callgrind output of each counted run (callgrind-NAME.counted, for callgrind_annotate, with
+callgrind-NAME.json: its requests and idle share, for bench/cycles.py) and the rendered Envoy
+configs; BENCH_IR_CALLGRIND_ARGS: more callgrind options, for example
 "--cache-sim=yes" (cache misses of the counted run, in the kept files); BENCH_IR_WASM: another .wasm
 for (c) (default: the built one); BENCH_IR_MODULE: another .so for (d); BENCH_IR_CONFIGS
 (a,b,c,d); BENCH_IR_PLUGIN: a JSON object of plugin configuration overrides for (c) and (d), for
@@ -160,6 +161,10 @@ def count(name: str, template: str, values: dict, logdir: Path, envoy: str) -> f
         idle_part = idle_rate * seconds
         print(f"  {name}: {requests} requests counted; idle work subtracted: {idle_part / total:.1%} of the count",
               flush=True)
+        if KEEP:
+            # What bench/cycles.py needs to turn the kept dump into figures per request.
+            (Path(KEEP) / f"callgrind-{name}.json").write_text(
+                json.dumps({"requests": requests, "idle_fraction": idle_part / total, "workload": WORKLOAD}))
         return (total - idle_part) / requests
     finally:
         proc.stop()
