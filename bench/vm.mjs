@@ -88,6 +88,7 @@ export async function drive(path, n, timed) {
   const env = {
     proxy_get_header_map_pairs(map, pPtr, pSize) { count('get_header_map_pairs'); give(map === 0 ? request : serialize([[':status', '200']]), pPtr, pSize); return 0; },
     proxy_replace_header_map_value() { count('replace_header_map_value'); return 0; },
+    proxy_add_header_map_value() { count('add_header_map_value'); return 0; },
     proxy_remove_header_map_value() { count('remove_header_map_value'); return 0; },
     proxy_get_header_map_value(map, k, ks, pPtr, pSize) {
       count('get_header_map_value');
@@ -170,7 +171,8 @@ const NODE = [process.execPath, '--no-liftoff', '--no-warnings'];
 
 if (flag('--no-clock') || flag('--unknown-context')) {
   const r = await drive(wasmPath, 1, false);
-  const written = (r.calls.replace_header_map_value || 0) + (r.calls.remove_header_map_value || 0);
+  const written = (r.calls.replace_header_map_value || 0) + (r.calls.add_header_map_value || 0)
+    + (r.calls.remove_header_map_value || 0);
   console.log(`${flag('--no-clock') ? 'no clock' : 'unknown context'}: action ${r.action}, header writes ${written}, local replies ${JSON.stringify(r.replies)}`);
 } else if (args.includes('--child')) {
   await drive(wasmPath, option('--requests', 0), false);

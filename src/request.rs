@@ -199,6 +199,9 @@ pub struct Plan {
     /// The request already carries `x-amz-content-sha256` with exactly `payload_hash` (as
     /// the body hasher sets it), so it is signed as it is and not written again.
     pub payload_hash_as_sent: bool,
+    /// The request carries an `x-amz-content-sha256` header (as `payload_hash` or spelled
+    /// otherwise), which the signed one replaces.
+    pub content_sha256_sent: bool,
     /// Client headers that are signed as they are (lowercase names), `host` first.
     pub signed: Vec<(String, Vec<u8>)>,
     /// Headers to remove before forwarding.
@@ -243,6 +246,20 @@ impl Plan {
 pub struct Edits {
     pub remove: Vec<String>,
     pub set: Vec<(String, String)>,
+    /// Bit `i` set: the request has no `set[i].0` header once `remove` is done, so a host
+    /// may add it without looking for one to replace (Envoy's add is cheaper than its
+    /// replace, which first removes every value of the name).
+    pub added: u32,
+}
+
+impl Edits {
+    /// Whether `set[i]` names a header the request does not have once `remove` is done.
+    pub fn adds(&self, i: usize) -> bool {
+        u32::try_from(i)
+            .ok()
+            .and_then(|i| self.added.checked_shr(i))
+            .is_some_and(|bits| bits & 1 == 1)
+    }
 }
 
 fn is_hex64(s: &str) -> bool {
@@ -672,6 +689,7 @@ fn plan<N: AsRef<str>, V: AsRef<[u8]>>(
         endpoint,
         payload_hash,
         payload_hash_as_sent,
+        content_sha256_sent: content_sha_count > 0,
         signed,
         strip,
         new_authority,
@@ -806,6 +824,7 @@ pub fn sign_into(
     if signed.is_err() {
         edits.remove.clear();
         edits.set.clear();
+        edits.added = 0;
     }
     signed
 }
@@ -899,6 +918,9 @@ fn sign_edits(
         sigv4::SigV4Error::BadDate => LocalError::internal("the clock gave an unusable date"),
     })?;
 
+    // `authorization` and `x-amz-date` are among the dropped headers: a client's are in
+    // `plan.strip`, so once it is removed the request has none.
+    let mut added = 0b11;
     let mut n = 2;
     if !plan.payload_hash_as_sent {
         put(
@@ -907,10 +929,15 @@ fn sign_edits(
             "x-amz-content-sha256",
             &plan.payload_hash,
         );
+        if !plan.content_sha256_sent {
+            added |= 1 << n;
+        }
         n += 1;
     }
     if let Some(t) = &creds.session_token {
+        // Dropped too.
         put(&mut edits.set, n, "x-amz-security-token", t);
+        added |= 1 << n;
         n += 1;
     }
     if let Some(a) = &plan.new_authority {
@@ -922,6 +949,7 @@ fn sign_edits(
         n += 1;
     }
     edits.set.truncate(n);
+    edits.added = added;
     for (i, name) in plan.strip.iter().enumerate() {
         match edits.remove.get_mut(i) {
             Some(slot) => overwrite(slot, name),
@@ -1251,6 +1279,72 @@ mod tests {
         let mut h = base(&[]);
         h[1].1 = b"/a/%7e/../?Action=X".to_vec();
         assert_eq!(plan_request(&cfg(), &h, true).unwrap().new_path, None);
+    }
+
+    /// The names of `e.set` that a host may add, and those it must replace.
+    fn added_and_replaced(e: &Edits) -> (Vec<&str>, Vec<&str>) {
+        let names = |added: bool| {
+            e.set
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| e.adds(*i) == added)
+                .map(|(_, (n, _))| n.as_str())
+                .collect()
+        };
+        (names(true), names(false))
+    }
+
+    #[test]
+    fn headers_the_request_lacks_once_stripped_are_added_the_others_replaced() {
+        let mut keys = SigningKeyCache::default();
+        let token = Credentials {
+            session_token: Some("token".into()),
+            ..creds()
+        };
+        // A plain GET has none of the headers the signature sets.
+        let p = plan_request(&cfg(), &base(&[]), true).unwrap();
+        let e = sign(&p, &token, 1_440_938_160, &mut keys).unwrap();
+        assert_eq!(
+            added_and_replaced(&e),
+            (
+                vec![
+                    "authorization",
+                    "x-amz-date",
+                    "x-amz-content-sha256",
+                    "x-amz-security-token"
+                ],
+                vec![]
+            )
+        );
+        // The client's own authorization, date and token are stripped first, so the
+        // signature's are still added; its x-amz-content-sha256, spelled otherwise than the
+        // hash that is signed, stays until it is replaced.
+        let upper = sigv4::EMPTY_SHA256.to_ascii_uppercase();
+        let h = base(&[
+            ("authorization", "AWS4-HMAC-SHA256 Credential=x"),
+            ("x-amz-date", "20150830T000000Z"),
+            ("x-amz-security-token", "client"),
+            ("x-amz-content-sha256", &upper),
+        ]);
+        let p = plan_request(&cfg(), &h, true).unwrap();
+        let e = sign(&p, &token, 1_440_938_160, &mut keys).unwrap();
+        for n in ["authorization", "x-amz-date", "x-amz-security-token"] {
+            assert!(e.remove.iter().any(|r| r == n), "{n} is not stripped");
+        }
+        assert_eq!(
+            added_and_replaced(&e),
+            (
+                vec!["authorization", "x-amz-date", "x-amz-security-token"],
+                vec!["x-amz-content-sha256"]
+            )
+        );
+        // A new :authority replaces the one received.
+        let mut h = base(&[]);
+        h[2].1 = b"STS.amazonaws.com".to_vec();
+        let p = plan_request(&cfg(), &h, true).unwrap();
+        let e = sign(&p, &creds(), 1_440_938_160, &mut keys).unwrap();
+        assert!(added_and_replaced(&e).1.contains(&":authority"), "{e:?}");
+        assert!(!e.adds(64) && !e.adds(usize::MAX));
     }
 
     #[test]

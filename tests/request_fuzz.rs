@@ -704,15 +704,18 @@ fn check_plan(cfg: &Config, headers: &Headers, plan: &Plan) -> TestCaseResult {
 }
 
 /// The request as Envoy forwards it after the glue applied the edits (Envoy's header names
-/// are lowercase; `remove` and `replace` act on every value of a name).
+/// are lowercase; `remove` and `replace` act on every value of a name, `add` appends one, so
+/// a header added that the request still had is forwarded twice and fails the counts).
 fn forwarded(headers: &Headers, edits: &request::Edits) -> Vec<(String, Vec<u8>)> {
     let mut out: Headers = headers
         .iter()
         .filter(|(n, _)| !edits.remove.iter().any(|r| r.eq_ignore_ascii_case(n)))
         .cloned()
         .collect();
-    for (n, v) in &edits.set {
-        out.retain(|(k, _)| !k.eq_ignore_ascii_case(n));
+    for (i, (n, v)) in edits.set.iter().enumerate() {
+        if !edits.adds(i) {
+            out.retain(|(k, _)| !k.eq_ignore_ascii_case(n));
+        }
         out.push((n.clone(), v.as_bytes().to_vec()));
     }
     out

@@ -253,6 +253,7 @@ impl Engine {
                     let edits = Edits {
                         remove: Vec::new(),
                         set: vec![(name.to_string(), value)],
+                        added: 0,
                     };
                     if host.edit_request_headers(id, &edits).is_ok() {
                         return Action::Continue;

@@ -165,6 +165,12 @@ extern "C" {
         key: ModuleBuffer,
         value: ModuleBuffer,
     ) -> bool;
+    fn envoy_dynamic_module_callback_http_add_header(
+        f: FilterEnvoyPtr,
+        map: HeaderMap,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    ) -> bool;
     fn envoy_dynamic_module_callback_http_send_response(
         f: FilterEnvoyPtr,
         status: u32,
@@ -607,6 +613,20 @@ impl Stream {
         // SAFETY: `self.0` is valid while the filter lives; Envoy copies both buffers.
         unsafe {
             envoy_dynamic_module_callback_http_set_header(
+                self.0,
+                HeaderMap::RequestHeaders,
+                ModuleBuffer::of(name.as_bytes()),
+                ModuleBuffer::of(value),
+            )
+        }
+    }
+
+    /// Add a value of request header `name`, which the request does not have (Envoy appends
+    /// it without looking for others of the name, as `set_request_header` does).
+    pub fn add_request_header(self, name: &str, value: &[u8]) -> bool {
+        // SAFETY: `self.0` is valid while the filter lives; Envoy copies both buffers.
+        unsafe {
+            envoy_dynamic_module_callback_http_add_header(
                 self.0,
                 HeaderMap::RequestHeaders,
                 ModuleBuffer::of(name.as_bytes()),

@@ -323,6 +323,33 @@ extern "C" fn envoy_dynamic_module_callback_http_set_header(
     })
 }
 
+/// Envoy appends the value. The module adds only headers the request does not have: here,
+/// adding one it has fails, so a test that makes the module do so sees the request refused.
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_callback_http_add_header(
+    p: FilterEnvoyPtr,
+    m: HeaderMap,
+    key: ModuleBuffer,
+    value: ModuleBuffer,
+) -> bool {
+    // SAFETY: the module's buffers.
+    let (k, v) = unsafe { (bytes(key), bytes(value)) };
+    with(|f| {
+        let Some(s) = stream(f, p, "add_header") else {
+            return false;
+        };
+        s.written.push((k.clone(), v.clone()));
+        let Some(hs) = map(s, m) else {
+            return false;
+        };
+        if hs.iter().any(|(n, _)| *n == k) {
+            return false;
+        }
+        hs.push((k, v));
+        true
+    })
+}
+
 #[no_mangle]
 extern "C" fn envoy_dynamic_module_callback_http_send_response(
     p: FilterEnvoyPtr,

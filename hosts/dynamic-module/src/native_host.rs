@@ -183,8 +183,13 @@ impl Host for NativeHost<'_> {
                 return Err(format!("header {name} could not be removed"));
             }
         }
-        for (name, value) in &edits.set {
-            if !stream.set_request_header(name, value.as_bytes()) {
+        for (i, (name, value)) in edits.set.iter().enumerate() {
+            let done = if edits.adds(i) {
+                stream.add_request_header(name, value.as_bytes())
+            } else {
+                stream.set_request_header(name, value.as_bytes())
+            };
+            if !done {
                 return Err(format!("header {name} could not be set"));
             }
         }

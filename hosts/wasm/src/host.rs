@@ -94,11 +94,17 @@ impl Host for WasmHost {
             check(unsafe { ffi::proxy_remove_header_map_value(map, name.as_ptr(), name.len()) })
                 .map_err(reason)?;
         }
-        for (name, value) in &edits.set {
+        for (i, (name, value)) in edits.set.iter().enumerate() {
             let (k, kl, v, vl) = (name.as_ptr(), name.len(), value.as_ptr(), value.len());
             // SAFETY: see the module comment.
-            check(unsafe { ffi::proxy_replace_header_map_value(map, k, kl, v, vl) })
-                .map_err(reason)?;
+            let status = unsafe {
+                if edits.adds(i) {
+                    ffi::proxy_add_header_map_value(map, k, kl, v, vl)
+                } else {
+                    ffi::proxy_replace_header_map_value(map, k, kl, v, vl)
+                }
+            };
+            check(status).map_err(reason)?;
         }
         Ok(())
     }
