@@ -162,7 +162,7 @@ bench-instructions: setup wasm dynamic-module
 # (built with its symbols, to set SHA-256 apart), about 8 minutes; BENCH_IR_WORKLOAD,
 # BENCH_IR_PLUGIN and BENCH_IR_CONFIGS as for bench-instructions.
 BENCH_IR_LL ?= 524288,8,64
-bench-cycles: setup dynamic-module
+bench-cycles: setup wasm
 	CARGO_PROFILE_DYNAMIC_MODULE_STRIP=false cargo build --profile dynamic-module \
 		-p grant-sigv4-dynamic-module --target-dir target/cycles -j $(CARGO_JOBS)
 	dir=$$(mktemp -d /tmp/grant-sigv4-cycles-XXXXXX) && \

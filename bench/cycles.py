@@ -42,7 +42,8 @@ def self_costs(path: Path) -> tuple[list[str], dict[tuple[str, str], list[int]]]
     """Each function's own (exclusive) cost in a callgrind file: events, {(object, function): costs}."""
     names: dict[str, dict[str, str]] = {"ob": {}, "fn": {}}
     events: list[str] = []
-    costs: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * 16)
+    # Cost lines come after the events line, which sizes them.
+    costs: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * len(events))
     ob = fn = ""
     after_calls = False
 
@@ -69,7 +70,7 @@ def self_costs(path: Path) -> tuple[list[str], dict[tuple[str, str], list[int]]]
                 name("fn", line[4:])
             elif line.startswith("calls="):
                 after_calls = True
-            elif line[:1].isdigit() or line[:1] in "+-*":
+            elif line[:1].isdigit() or (line and line[0] in "+-*"):
                 if after_calls:
                     # The inclusive cost of a call, not this function's own.
                     after_calls = False

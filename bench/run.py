@@ -417,7 +417,8 @@ def main():
         configs = envoy_configs(bao, harness.plugin_config(bao.filter_token), wasm, module)
         if E_PLUGIN is not None:
             tpl, vals = configs["d"]
-            e_plugin = {**harness.plugin_config(bao.filter_token), **E_PLUGIN}
+            # Merged as bench/instructions.py merges BENCH_IR_PLUGIN (nested objects key by key).
+            e_plugin = harness.plugin_config(bao.filter_token, **E_PLUGIN)
             configs["e"] = (tpl, {**vals, "PLUGIN_CONFIG": json.dumps(e_plugin)})
             log(f"(e): the dynamic module with {json.dumps(E_PLUGIN)}")
         for key, (template, values) in configs.items():

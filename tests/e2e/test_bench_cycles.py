@@ -43,6 +43,7 @@ def test_own_costs_per_request_with_sha_set_apart(tmp_path):
         "cfn=(2) f",
         "calls=1 0",
         f"0 {cost(ir=500, i1=2)}",
+        "",  # callgrind separates functions with blank lines
         "fn=(2)",
         f"0 {cost(ir=500, i1=2)}",
         "",
